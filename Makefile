@@ -1,0 +1,35 @@
+# Two commands for a fresh clone: `make demo` runs a try-on through the whole platform, `make test` passes the suite.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install proto weights demo test lint clean
+
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check -r requirements-dev.txt
+	$(BIN)/pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+install: $(STAMP) proto
+
+proto: $(STAMP)
+	$(BIN)/python -m vton.protogen
+
+weights: install
+	$(BIN)/vton weights pull blazepose-litert
+
+demo: install weights
+	$(BIN)/python -m vton.demo --out out/demo
+
+test: install weights
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+clean:
+	rm -rf $(VENV) vton/v1 out

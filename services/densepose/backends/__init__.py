@@ -1,0 +1,33 @@
+"""The DensePose backends by name, best first (`auto` takes the first whose weights are present)."""
+
+from vton.runtime.backend import BackendInfo, BackendSpec
+from vton.runtime.weights import require
+
+
+def _detectron2():
+    from services.densepose.backends.detectron2 import DensePoseDetectron2
+
+    return DensePoseDetectron2.from_pretrained(require("densepose-r50-fpn"))
+
+
+def _torchscript():
+    from services.densepose.backends.torchscript import DensePoseTorchScript
+
+    return DensePoseTorchScript.from_pretrained(require("densepose-r50-fpn-torchscript"))
+
+
+def _geometric():
+    from services.densepose.backends.geometric import GeometricDensePose
+
+    return GeometricDensePose.from_pretrained(require("blazepose-litert"))
+
+
+BACKENDS = {
+    "densepose-r50-fpn": BackendSpec(
+        BackendInfo("densepose-r50-fpn", "1.0", "full", "Apache-2.0"), _detectron2
+    ),
+    "densepose-r50-fpn-torchscript": BackendSpec(
+        BackendInfo("densepose-r50-fpn-torchscript", "1.0", "full", "Apache-2.0"), _torchscript
+    ),
+    "geometric": BackendSpec(BackendInfo("geometric", "1.0", "embedded", "Apache-2.0"), _geometric),
+}

@@ -1,0 +1,30 @@
+"""The try-on backends by name, best first (`auto` takes the first whose weights are present)."""
+
+from vton.runtime.backend import BackendInfo, BackendSpec
+from vton.runtime.weights import require
+
+
+def _ladi(dataset: str):
+    def load():
+        from services.diffusion.backends.ladi_vton import LadiVtonBackend
+
+        return LadiVtonBackend.from_pretrained(require(f"ladi-vton-{dataset}"))
+
+    return load
+
+
+def _composite():
+    from services.diffusion.backends.composite import CompositeBackend
+
+    return CompositeBackend()
+
+
+BACKENDS = {
+    "ladi-vton-dresscode": BackendSpec(
+        BackendInfo("ladi-vton-dresscode", "1.0", "full", "CC-BY-NC-4.0"), _ladi("dresscode")
+    ),
+    "ladi-vton-vitonhd": BackendSpec(
+        BackendInfo("ladi-vton-vitonhd", "1.0", "full", "CC-BY-NC-4.0"), _ladi("vitonhd")
+    ),
+    "composite": BackendSpec(BackendInfo("composite", "1.0", "embedded", "Apache-2.0"), _composite),
+}

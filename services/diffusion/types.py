@@ -1,0 +1,23 @@
+"""What a try-on backend takes."""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class TryOnInputs:
+    person: np.ndarray  # uint8 RGB [H, W, 3]
+    masked_person: np.ndarray  # uint8 RGB [H, W, 3]
+    agnostic_mask: np.ndarray  # uint8 [H, W], 255 = region to repaint
+    warped_garment: np.ndarray  # uint8 RGB [H, W, 3]
+    warped_mask: np.ndarray  # uint8 [H, W]
+    garment: np.ndarray  # uint8 RGB [h, w, 3], the product photo
+    labels: np.ndarray  # uint8 [H, W], LIP label map
+    category: str
+    pose_map: np.ndarray | None = None  # uint8 [18, H, W]
+    seed: int = 0
+    steps: int = 0  # 0 = the backend's default
+    guidance_scale: float = 0.0  # 0 = the backend's default
+    width: int = 0  # working resolution; 0 = the backend's default
+    height: int = 0

@@ -1,0 +1,27 @@
+"""The parsing backends by name, best first (`auto` takes the first whose weights are present)."""
+
+from vton.runtime.backend import BackendInfo, BackendSpec
+from vton.runtime.weights import require
+
+
+def _schp(dataset: str):
+    def load():
+        from services.parsing.backends.schp import SCHPBackend
+
+        return SCHPBackend.from_pretrained(require(f"schp-{dataset}"), dataset=dataset)
+
+    return load
+
+
+def _geometric():
+    from services.parsing.backends.geometric import GeometricParser
+
+    return GeometricParser.from_pretrained(require("blazepose-litert"))
+
+
+BACKENDS = {
+    "schp-lip": BackendSpec(BackendInfo("schp-lip", "1.0", "full", "MIT"), _schp("lip")),
+    "schp-atr": BackendSpec(BackendInfo("schp-atr", "1.0", "full", "MIT"), _schp("atr"), auto=False),
+    "schp-pascal": BackendSpec(BackendInfo("schp-pascal", "1.0", "full", "MIT"), _schp("pascal"), auto=False),
+    "geometric": BackendSpec(BackendInfo("geometric", "1.0", "embedded", "Apache-2.0"), _geometric),
+}

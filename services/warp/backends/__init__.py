@@ -1,0 +1,30 @@
+"""The warp backends by name, best first (`auto` takes the first whose weights are present)."""
+
+from vton.runtime.backend import BackendInfo, BackendSpec
+from vton.runtime.weights import require
+
+
+def _ladi(dataset: str):
+    def load():
+        from services.warp.backends.ladi_vton import LadiVtonWarpBackend
+
+        return LadiVtonWarpBackend.from_pretrained(require(f"ladi-vton-warp-{dataset}"))
+
+    return load
+
+
+def _tps():
+    from services.warp.backends.keypoint_tps import KeypointTPSWarp
+
+    return KeypointTPSWarp()
+
+
+BACKENDS = {
+    "ladi-vton-warp-dresscode": BackendSpec(
+        BackendInfo("ladi-vton-warp-dresscode", "1.0", "full", "CC-BY-NC-4.0"), _ladi("dresscode")
+    ),
+    "ladi-vton-warp-vitonhd": BackendSpec(
+        BackendInfo("ladi-vton-warp-vitonhd", "1.0", "full", "CC-BY-NC-4.0"), _ladi("vitonhd")
+    ),
+    "keypoint-tps": BackendSpec(BackendInfo("keypoint-tps", "1.0", "embedded", "Apache-2.0"), _tps),
+}

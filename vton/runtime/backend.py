@@ -1,0 +1,46 @@
+"""What every backend says about itself, and how a stage picks one by name."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from vton.runtime.errors import WeightsMissing
+
+
+@dataclass(frozen=True)
+class BackendInfo:
+    name: str
+    version: str
+    kind: str  # "embedded" or "full"
+    weights_license: str
+
+
+B = TypeVar("B")
+
+
+@dataclass(frozen=True)
+class BackendSpec(Generic[B]):
+    """A named backend: `load()` builds it, raising WeightsMissing when its files are absent."""
+
+    info: BackendInfo
+    load: Callable[[], B]
+    auto: bool = True  # whether `auto` may pick it
+
+
+def select_backend(specs: Mapping[str, BackendSpec[B]], requested: str) -> tuple[BackendInfo, B]:
+    """Build the backend named `requested`; `auto` takes the first of `specs` (best first) that loads."""
+    if requested != "auto":
+        if requested not in specs:
+            raise ValueError(f"unknown backend {requested!r}; choose one of: auto, {', '.join(specs)}")
+        return specs[requested].info, specs[requested].load()
+    missing: list[str] = []
+    for spec in specs.values():
+        if not spec.auto:
+            continue
+        try:
+            return spec.info, spec.load()
+        except WeightsMissing as exc:
+            missing.append(f"{spec.info.name}: {exc}")
+    raise WeightsMissing("no backend could be loaded:\n" + "\n".join(missing))
