@@ -26,7 +26,18 @@ def fetch_examples(dest: Path = DEFAULT_DIR) -> Path:
         return root
     with tempfile.TemporaryDirectory() as tmp:
         subprocess.run(
-            [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--disable-pip-version-check", "-d", tmp, WHEEL],
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "-q",
+                "--no-deps",
+                "--disable-pip-version-check",
+                "-d",
+                tmp,
+                WHEEL,
+            ],
             check=True,
         )
         (wheel,) = Path(tmp).glob("openvto-*.whl")

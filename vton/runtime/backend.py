@@ -22,25 +22,37 @@ B = TypeVar("B")
 
 @dataclass(frozen=True)
 class BackendSpec(Generic[B]):
-    """A named backend: `load()` builds it, raising WeightsMissing when its files are absent."""
+    """A named backend: `load(device, precision)` builds it, raising WeightsMissing when its files are absent."""
 
     info: BackendInfo
-    load: Callable[[], B]
+    load: Callable[[str, str], B]
     auto: bool = True  # whether `auto` may pick it
 
 
-def select_backend(specs: Mapping[str, BackendSpec[B]], requested: str) -> tuple[BackendInfo, B]:
+def select_backend(
+    specs: Mapping[str, BackendSpec[B]], requested: str, device: str = "cpu", precision: str = "fp32"
+) -> tuple[BackendInfo, B]:
     """Build the backend named `requested`; `auto` takes the first of `specs` (best first) that loads."""
     if requested != "auto":
         if requested not in specs:
             raise ValueError(f"unknown backend {requested!r}; choose one of: auto, {', '.join(specs)}")
-        return specs[requested].info, specs[requested].load()
+        return specs[requested].info, specs[requested].load(device, precision)
     missing: list[str] = []
     for spec in specs.values():
         if not spec.auto:
             continue
         try:
-            return spec.info, spec.load()
+            return spec.info, spec.load(device, precision)
         except WeightsMissing as exc:
             missing.append(f"{spec.info.name}: {exc}")
     raise WeightsMissing("no backend could be loaded:\n" + "\n".join(missing))
+
+
+def torch_dtype(precision: str):
+    """The torch dtype of a precision setting (fp32, fp16, bf16)."""
+    import torch
+
+    dtypes = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+    if precision not in dtypes:
+        raise ValueError(f"unknown precision {precision!r}; choose one of: {', '.join(dtypes)}")
+    return dtypes[precision]

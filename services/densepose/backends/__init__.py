@@ -1,22 +1,26 @@
 """The DensePose backends by name, best first (`auto` takes the first whose weights are present)."""
 
-from vton.runtime.backend import BackendInfo, BackendSpec
+from vton.runtime.backend import BackendInfo, BackendSpec, torch_dtype
 from vton.runtime.weights import require
 
 
-def _detectron2():
+def _detectron2(device: str, precision: str):
     from services.densepose.backends.detectron2 import DensePoseDetectron2
 
-    return DensePoseDetectron2.from_pretrained(require("densepose-r50-fpn"))
+    return DensePoseDetectron2.from_pretrained(
+        require("densepose-r50-fpn"), device=device, dtype=torch_dtype(precision)
+    )
 
 
-def _torchscript():
+def _torchscript(device: str, precision: str):
     from services.densepose.backends.torchscript import DensePoseTorchScript
 
-    return DensePoseTorchScript.from_pretrained(require("densepose-r50-fpn-torchscript"))
+    return DensePoseTorchScript.from_pretrained(
+        require("densepose-r50-fpn-torchscript"), device=device, dtype=torch_dtype(precision)
+    )
 
 
-def _geometric():
+def _geometric(device: str, precision: str):
     from services.densepose.backends.geometric import GeometricDensePose
 
     return GeometricDensePose.from_pretrained(require("blazepose-litert"))

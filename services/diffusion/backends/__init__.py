@@ -1,19 +1,21 @@
 """The try-on backends by name, best first (`auto` takes the first whose weights are present)."""
 
-from vton.runtime.backend import BackendInfo, BackendSpec
+from vton.runtime.backend import BackendInfo, BackendSpec, torch_dtype
 from vton.runtime.weights import require
 
 
 def _ladi(dataset: str):
-    def load():
+    def load(device: str, precision: str):
         from services.diffusion.backends.ladi_vton import LadiVtonBackend
 
-        return LadiVtonBackend.from_pretrained(require(f"ladi-vton-{dataset}"))
+        return LadiVtonBackend.from_pretrained(
+            require(f"ladi-vton-{dataset}"), device=device, dtype=torch_dtype(precision)
+        )
 
     return load
 
 
-def _composite():
+def _composite(device: str, precision: str):
     from services.diffusion.backends.composite import CompositeBackend
 
     return CompositeBackend()

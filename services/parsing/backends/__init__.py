@@ -1,19 +1,21 @@
 """The parsing backends by name, best first (`auto` takes the first whose weights are present)."""
 
-from vton.runtime.backend import BackendInfo, BackendSpec
+from vton.runtime.backend import BackendInfo, BackendSpec, torch_dtype
 from vton.runtime.weights import require
 
 
 def _schp(dataset: str):
-    def load():
+    def load(device: str, precision: str):
         from services.parsing.backends.schp import SCHPBackend
 
-        return SCHPBackend.from_pretrained(require(f"schp-{dataset}"), dataset=dataset)
+        return SCHPBackend.from_pretrained(
+            require(f"schp-{dataset}"), dataset=dataset, device=device, dtype=torch_dtype(precision)
+        )
 
     return load
 
 
-def _geometric():
+def _geometric(device: str, precision: str):
     from services.parsing.backends.geometric import GeometricParser
 
     return GeometricParser.from_pretrained(require("blazepose-litert"))

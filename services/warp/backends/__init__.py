@@ -1,19 +1,21 @@
 """The warp backends by name, best first (`auto` takes the first whose weights are present)."""
 
-from vton.runtime.backend import BackendInfo, BackendSpec
+from vton.runtime.backend import BackendInfo, BackendSpec, torch_dtype
 from vton.runtime.weights import require
 
 
 def _ladi(dataset: str):
-    def load():
+    def load(device: str, precision: str):
         from services.warp.backends.ladi_vton import LadiVtonWarpBackend
 
-        return LadiVtonWarpBackend.from_pretrained(require(f"ladi-vton-warp-{dataset}"))
+        return LadiVtonWarpBackend.from_pretrained(
+            require(f"ladi-vton-warp-{dataset}"), device=device, dtype=torch_dtype(precision)
+        )
 
     return load
 
 
-def _tps():
+def _tps(device: str, precision: str):
     from services.warp.backends.keypoint_tps import KeypointTPSWarp
 
     return KeypointTPSWarp()

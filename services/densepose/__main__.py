@@ -1,0 +1,8 @@
+"""`python -m services.densepose`: serve the densepose stage (settings from VTON_* environment variables)."""
+
+import sys
+
+from services.densepose.service import build_server
+from vton.runtime.server import main
+
+sys.exit(main("densepose", build_server))

@@ -1,0 +1,75 @@
+"""The try-on stage over gRPC: a thin adapter from vton.v1.DiffusionService to the selected backend."""
+
+from __future__ import annotations
+
+from services.diffusion.backends import BACKENDS
+from services.diffusion.types import TryOnInputs
+from vton.runtime import messages, server
+from vton.runtime.backend import BackendInfo, select_backend
+from vton.runtime.errors import InvalidInput
+from vton.v1 import diffusion_pb2, diffusion_pb2_grpc
+
+FULL_NAME = diffusion_pb2.DESCRIPTOR.services_by_name["DiffusionService"].full_name
+MAX_STEPS = 200
+
+
+class DiffusionServicer(diffusion_pb2_grpc.DiffusionServiceServicer):
+    def __init__(self, info: BackendInfo, backend) -> None:
+        self.info, self.backend = info, backend
+
+    def TryOn(self, request, context) -> diffusion_pb2.TryOnResponse:
+        options = request.options
+        if not 0 <= options.steps <= MAX_STEPS:
+            raise InvalidInput(f"options.steps must be within 0..{MAX_STEPS} (0 = the backend's default)")
+        if not 0 <= options.guidance_scale <= 30:
+            raise InvalidInput("options.guidance_scale must be within 0..30 (0 = the backend's default)")
+        person = messages.rgb_from(request.person, "person")
+        inputs = TryOnInputs(
+            person=person,
+            masked_person=messages.rgb_from(request.masked_person, "masked_person"),
+            agnostic_mask=messages.gray_from(request.agnostic_mask, "agnostic_mask"),
+            warped_garment=messages.rgb_from(request.warped_garment, "warped_garment"),
+            warped_mask=messages.gray_from(request.warped_mask, "warped_mask"),
+            garment=messages.rgb_from(request.garment, "garment"),
+            labels=messages.labels_from(request.label_map),
+            category=messages.category_from(options),
+            pose_map=messages.optional_array(request.pose_map, "pose_map"),
+            seed=options.seed,
+            steps=options.steps,
+            guidance_scale=options.guidance_scale,
+            width=options.width,
+            height=options.height,
+        )
+        messages.check_person_sized(
+            person.shape[:2],
+            masked_person=messages.spatial(inputs.masked_person),
+            agnostic_mask=messages.spatial(inputs.agnostic_mask),
+            warped_garment=messages.spatial(inputs.warped_garment),
+            warped_mask=messages.spatial(inputs.warped_mask),
+            label_map=messages.spatial(inputs.labels),
+            pose_map=messages.spatial(inputs.pose_map, channels_first=True),
+        )
+        image = self.backend.try_on(inputs)
+        return diffusion_pb2.TryOnResponse(
+            image=messages.png_image(image), backend=messages.backend_info(self.info)
+        )
+
+
+def build_server(
+    backend: str = "auto",
+    host: str = "127.0.0.1",
+    port: int = 0,
+    device: str = "cpu",
+    precision: str = "fp32",
+    max_workers: int = 4,
+):
+    info, impl = select_backend(BACKENDS, backend, device, precision)
+    return server.build_server(
+        "diffusion",
+        FULL_NAME,
+        diffusion_pb2_grpc.add_DiffusionServiceServicer_to_server,
+        DiffusionServicer(info, impl),
+        host,
+        port,
+        max_workers,
+    )

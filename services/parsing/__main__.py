@@ -1,0 +1,8 @@
+"""`python -m services.parsing`: serve the parsing stage (settings from VTON_* environment variables)."""
+
+import sys
+
+from services.parsing.service import build_server
+from vton.runtime.server import main
+
+sys.exit(main("parsing", build_server))

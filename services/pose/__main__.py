@@ -1,0 +1,8 @@
+"""`python -m services.pose`: serve the pose stage (settings from VTON_* environment variables)."""
+
+import sys
+
+from services.pose.service import build_server
+from vton.runtime.server import main
+
+sys.exit(main("pose", build_server))

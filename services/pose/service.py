@@ -1,0 +1,49 @@
+"""The pose stage over gRPC: a thin adapter from vton.v1.PoseService to the selected backend."""
+
+from __future__ import annotations
+
+from services.pose.backends import BACKENDS
+from services.pose.openpose_format import draw_skeleton, pose_map, to_openpose_json
+from vton.runtime import messages, server
+from vton.runtime.backend import BackendInfo, select_backend
+from vton.v1 import pose_pb2, pose_pb2_grpc
+
+FULL_NAME = pose_pb2.DESCRIPTOR.services_by_name["PoseService"].full_name
+
+
+class PoseServicer(pose_pb2_grpc.PoseServiceServicer):
+    def __init__(self, info: BackendInfo, backend) -> None:
+        self.info, self.backend = info, backend
+
+    def EstimatePose(self, request: pose_pb2.EstimatePoseRequest, context) -> pose_pb2.EstimatePoseResponse:
+        image = messages.rgb_from(request.image, "image")
+        height, width = image.shape[:2]
+        estimate = self.backend.estimate(image)
+        return pose_pb2.EstimatePoseResponse(
+            keypoints=messages.keypoints(estimate.keypoints),
+            openpose_json=to_openpose_json(estimate.keypoints),
+            skeleton=messages.png_image(draw_skeleton(estimate.keypoints, width, height)),
+            pose_map=messages.tensor(pose_map(estimate.keypoints, width, height)),
+            people_detected=estimate.people_detected,
+            backend=messages.backend_info(self.info),
+        )
+
+
+def build_server(
+    backend: str = "auto",
+    host: str = "127.0.0.1",
+    port: int = 0,
+    device: str = "cpu",
+    precision: str = "fp32",
+    max_workers: int = 4,
+):
+    info, impl = select_backend(BACKENDS, backend, device, precision)
+    return server.build_server(
+        "pose",
+        FULL_NAME,
+        pose_pb2_grpc.add_PoseServiceServicer_to_server,
+        PoseServicer(info, impl),
+        host,
+        port,
+        max_workers,
+    )

@@ -1,0 +1,8 @@
+"""`python -m services.warp`: serve the warp stage (settings from VTON_* environment variables)."""
+
+import sys
+
+from services.warp.service import build_server
+from vton.runtime.server import main
+
+sys.exit(main("warp", build_server))

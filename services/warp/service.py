@@ -1,0 +1,71 @@
+"""The warp stage over gRPC: a thin adapter from vton.v1.WarpService to the selected backend."""
+
+from __future__ import annotations
+
+from services.warp.backends import BACKENDS
+from services.warp.types import WarpInputs
+from vton.runtime import messages, server
+from vton.runtime.backend import BackendInfo, select_backend
+from vton.v1 import common_pb2, warp_pb2, warp_pb2_grpc
+
+FULL_NAME = warp_pb2.DESCRIPTOR.services_by_name["WarpService"].full_name
+
+
+class WarpServicer(warp_pb2_grpc.WarpServiceServicer):
+    def __init__(self, info: BackendInfo, backend) -> None:
+        self.info, self.backend = info, backend
+
+    def WarpGarment(self, request, context) -> warp_pb2.WarpGarmentResponse:
+        person = messages.rgb_from(request.person, "person")
+        inputs = WarpInputs(
+            garment=messages.rgb_from(request.garment, "garment"),
+            person=person,
+            masked_person=messages.rgb_from(request.masked_person, "masked_person"),
+            agnostic_mask=messages.gray_from(request.agnostic_mask, "agnostic_mask"),
+            keypoints=messages.keypoints_from(request.keypoints),
+            labels=messages.labels_from(request.label_map),
+            category=messages.category_from(request.options),
+            pose_map=messages.optional_array(request.pose_map, "pose_map"),
+            garment_mask=messages.optional_gray(request.garment_mask, "garment_mask"),
+            iuv=messages.optional_array(request.iuv, "iuv"),
+            width=request.options.width,
+            height=request.options.height,
+        )
+        messages.check_person_sized(
+            person.shape[:2],
+            masked_person=messages.spatial(inputs.masked_person),
+            agnostic_mask=messages.spatial(inputs.agnostic_mask),
+            label_map=messages.spatial(inputs.labels),
+            pose_map=messages.spatial(inputs.pose_map, channels_first=True),
+            iuv=messages.spatial(inputs.iuv, channels_first=True),
+        )
+        out = self.backend.warp(inputs)
+        return warp_pb2.WarpGarmentResponse(
+            warped_garment=messages.png_image(out.warped_garment),
+            warped_mask=messages.png_image(out.warped_mask),
+            garment_mask=messages.png_image(out.garment_mask),
+            garment_landmarks={
+                k: common_pb2.Keypoint(x=x, y=y, confidence=1.0) for k, (x, y) in out.landmarks.items()
+            },
+            backend=messages.backend_info(self.info),
+        )
+
+
+def build_server(
+    backend: str = "auto",
+    host: str = "127.0.0.1",
+    port: int = 0,
+    device: str = "cpu",
+    precision: str = "fp32",
+    max_workers: int = 4,
+):
+    info, impl = select_backend(BACKENDS, backend, device, precision)
+    return server.build_server(
+        "warp",
+        FULL_NAME,
+        warp_pb2_grpc.add_WarpServiceServicer_to_server,
+        WarpServicer(info, impl),
+        host,
+        port,
+        max_workers,
+    )

@@ -1,0 +1,61 @@
+"""Fixtures shared by the whole suite: example photos, the shared test data, free ports."""
+
+from __future__ import annotations
+
+import os
+
+# Tests run on 2 cores next to servers they start: one thread per torch op keeps them from starving each other.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import socket  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = (REPO / ".." / "shared" / "data").resolve()
+requires_shared_data = pytest.mark.skipif(
+    not SHARED_DATA.is_dir(), reason="../shared/data is not on this machine"
+)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def free_port_block(count: int) -> int:
+    """The first of `count` consecutive free ports."""
+    for _ in range(200):
+        base = free_port()
+        if base + count >= 65535:
+            continue
+        socks = []
+        try:
+            for p in range(base, base + count):
+                s = socket.socket()
+                s.bind(("127.0.0.1", p))
+                socks.append(s)
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise RuntimeError("no block of free ports")
+
+
+@pytest.fixture(scope="session")
+def examples() -> Path:
+    """The openvto example photos (MIT), fetched from the package index and checked against their sha256."""
+    from vton.examples import fetch_examples
+
+    return fetch_examples()
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip("../shared/data is not on this machine")
+    return SHARED_DATA

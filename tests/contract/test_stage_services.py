@@ -1,0 +1,273 @@
+"""Each stage service started on a free port with its embedded backend and called over real gRPC."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import grpc
+import numpy as np
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from vton.runtime import images, messages
+from vton.v1 import (
+    common_pb2,
+    densepose_pb2,
+    densepose_pb2_grpc,
+    diffusion_pb2,
+    diffusion_pb2_grpc,
+    parsing_pb2,
+    parsing_pb2_grpc,
+    pose_pb2,
+    pose_pb2_grpc,
+    warp_pb2,
+    warp_pb2_grpc,
+)
+
+EMBEDDED = {
+    "pose": "blazepose-litert",
+    "densepose": "geometric",
+    "parsing": "geometric",
+    "warp": "keypoint-tps",
+    "diffusion": "composite",
+}
+
+
+def _start(stage: str):
+    module = __import__(f"services.{stage}.service", fromlist=["build_server"])
+    server, port, _ = module.build_server(backend=EMBEDDED[stage], port=0)
+    return server, grpc.insecure_channel(
+        f"127.0.0.1:{port}",
+        options=[("grpc.max_receive_message_length", 64 << 20), ("grpc.max_send_message_length", 64 << 20)],
+    )
+
+
+@pytest.fixture(scope="module")
+def channels():
+    started = {stage: _start(stage) for stage in EMBEDDED}
+    yield {stage: ch for stage, (_, ch) in started.items()}
+    for server, channel in started.values():
+        channel.close()
+        server.stop(0)
+
+
+@pytest.fixture(scope="module")
+def person(examples) -> common_pb2.Image:
+    arr = images.read_rgb(str(examples / "avatars" / "3.png"))
+    return messages.png_image(arr)
+
+
+@pytest.fixture(scope="module")
+def garment(examples) -> common_pb2.Image:
+    return messages.png_image(images.read_rgb(str(examples / "clothes" / "shirts" / "2_front.jpg")))
+
+
+@pytest.fixture(scope="module")
+def analysis(channels, person):
+    """Pose, DensePose and parsing of the example person, then its agnostic mask: what the orchestrator sends on."""
+    options = common_pb2.TryOnOptions(category=common_pb2.CATEGORY_UPPER_BODY, seed=1)
+    pose = pose_pb2_grpc.PoseServiceStub(channels["pose"]).EstimatePose(
+        pose_pb2.EstimatePoseRequest(image=person)
+    )
+    dense = densepose_pb2_grpc.DensePoseServiceStub(channels["densepose"]).EstimateDensePose(
+        densepose_pb2.EstimateDensePoseRequest(image=person)
+    )
+    parsing = parsing_pb2_grpc.ParsingServiceStub(channels["parsing"])
+    parse = parsing.Parse(parsing_pb2.ParseRequest(image=person))
+    agnostic = parsing.CreateAgnosticMask(
+        parsing_pb2.CreateAgnosticMaskRequest(
+            image=person, label_map=parse.label_map, keypoints=pose.keypoints, options=options
+        )
+    )
+    return {"pose": pose, "densepose": dense, "parse": parse, "agnostic": agnostic, "options": options}
+
+
+def test_every_stage_reports_serving_and_lists_itself_by_reflection(channels):
+    names = {
+        "pose": "vton.v1.PoseService",
+        "densepose": "vton.v1.DensePoseService",
+        "parsing": "vton.v1.ParsingService",
+        "warp": "vton.v1.WarpService",
+        "diffusion": "vton.v1.DiffusionService",
+    }
+    for stage, channel in channels.items():
+        health = health_pb2_grpc.HealthStub(channel)
+        reply = health.Check(health_pb2.HealthCheckRequest(service=names[stage]), timeout=5)
+        assert reply.status == health_pb2.HealthCheckResponse.SERVING, stage
+        refl = reflection_pb2_grpc.ServerReflectionStub(channel)
+        (answer,) = list(
+            refl.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]))
+        )
+        listed = {s.name for s in answer.list_services_response.service}
+        assert names[stage] in listed and "grpc.health.v1.Health" in listed
+
+
+def test_pose_answers_18_keypoints_openpose_json_and_pose_map(analysis, person):
+    pose = analysis["pose"]
+    assert len(pose.keypoints) == 18
+    assert pose.backend.name == "blazepose-litert" and pose.backend.kind == "embedded"
+    doc = json.loads(pose.openpose_json)
+    assert len(doc["people"][0]["pose_keypoints_2d"]) == 54
+    pose_map = messages.array_from(pose.pose_map, "pose_map")
+    assert pose_map.shape == (18, person.height, person.width)
+    skeleton = images.decode_rgb(pose.skeleton.data)
+    assert skeleton.shape == (person.height, person.width, 3) and skeleton.any()
+    assert pose.people_detected == 1
+
+
+def test_densepose_answers_an_iuv_of_the_image_size(analysis, person):
+    iuv = messages.array_from(analysis["densepose"].iuv, "iuv")
+    assert iuv.shape == (3, person.height, person.width)
+    assert set(np.unique(iuv[0]).astype(int)) <= set(range(25)) and (iuv[0] > 0).mean() > 0.05
+    assert analysis["densepose"].backend.name == "geometric"
+
+
+def test_parsing_and_agnostic_mask_cover_the_upper_body_and_keep_the_face(analysis, person):
+    labels = images.decode_gray(analysis["parse"].label_map.image.data)
+    assert labels.shape == (person.height, person.width) and labels.max() < 20
+    mask = images.decode_gray(analysis["agnostic"].mask.data)
+    assert mask.shape == labels.shape
+    face = labels == 13
+    upper = labels == 5
+    assert face.any() and upper.any()
+    assert (mask[face] == 0).mean() > 0.95, "the face must stay out of the mask"
+    assert (mask[upper] > 0).mean() > 0.9, "the upper clothes must be inside the mask"
+
+
+def test_warp_and_composite_give_a_person_sized_result_identical_outside_the_mask(
+    channels, analysis, person, garment
+):
+    pose, parse, agnostic, options = (
+        analysis["pose"],
+        analysis["parse"],
+        analysis["agnostic"],
+        analysis["options"],
+    )
+    warped = warp_pb2_grpc.WarpServiceStub(channels["warp"]).WarpGarment(
+        warp_pb2.WarpGarmentRequest(
+            garment=garment,
+            person=person,
+            masked_person=agnostic.masked_person,
+            agnostic_mask=agnostic.mask,
+            keypoints=pose.keypoints,
+            pose_map=pose.pose_map,
+            label_map=parse.label_map,
+            options=options,
+        )
+    )
+    assert warped.backend.name == "keypoint-tps" and (
+        warped.warped_mask.width,
+        warped.warped_mask.height,
+    ) == (person.width, person.height)
+    result = diffusion_pb2_grpc.DiffusionServiceStub(channels["diffusion"]).TryOn(
+        diffusion_pb2.TryOnRequest(
+            person=person,
+            masked_person=agnostic.masked_person,
+            agnostic_mask=agnostic.mask,
+            pose_map=pose.pose_map,
+            warped_garment=warped.warped_garment,
+            warped_mask=warped.warped_mask,
+            garment=garment,
+            label_map=parse.label_map,
+            options=options,
+        )
+    )
+    assert result.backend.name == "composite"
+    out, src = images.decode_rgb(result.image.data), images.decode_rgb(person.data)
+    mask = images.decode_gray(agnostic.mask.data) > 0
+    assert out.shape == src.shape
+    assert np.array_equal(out[~mask], src[~mask])
+    assert np.abs(out[mask].astype(int) - src[mask]).mean() > 5
+
+
+@pytest.mark.parametrize(
+    ("data", "needle"),
+    [
+        (b"", "empty"),
+        (b"this is not an image at all", "not an image"),
+        (b"\x89PNG\r\n\x1a\n" + b"\0" * 4, "image"),
+    ],
+)
+def test_bad_image_is_invalid_argument_naming_the_problem(channels, data, needle):
+    stub = pose_pb2_grpc.PoseServiceStub(channels["pose"])
+    with pytest.raises(grpc.RpcError) as err:
+        stub.EstimatePose(pose_pb2.EstimatePoseRequest(image=common_pb2.Image(data=data)), timeout=10)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert needle in err.value.details()
+
+
+def test_a_photo_without_a_person_is_failed_precondition(channels, garment):
+    stub = pose_pb2_grpc.PoseServiceStub(channels["pose"])
+    blank = messages.png_image(np.full((512, 384, 3), 200, np.uint8))
+    for image in (blank, garment):
+        with pytest.raises(grpc.RpcError) as err:
+            stub.EstimatePose(pose_pb2.EstimatePoseRequest(image=image), timeout=10)
+        assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert "no person found" in err.value.details()
+
+
+def test_unknown_category_and_missing_keypoints_are_invalid_argument(channels, analysis, person):
+    stub = parsing_pb2_grpc.ParsingServiceStub(channels["parsing"])
+    parse, pose = analysis["parse"], analysis["pose"]
+    with pytest.raises(grpc.RpcError) as err:
+        stub.CreateAgnosticMask(
+            parsing_pb2.CreateAgnosticMaskRequest(
+                image=person,
+                label_map=parse.label_map,
+                keypoints=pose.keypoints,
+                options=common_pb2.TryOnOptions(),
+            )
+        )
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "category" in err.value.details()
+    with pytest.raises(grpc.RpcError) as err:
+        stub.CreateAgnosticMask(
+            parsing_pb2.CreateAgnosticMaskRequest(
+                image=person,
+                label_map=parse.label_map,
+                keypoints=pose.keypoints[:5],
+                options=analysis["options"],
+            )
+        )
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "18 keypoints" in err.value.details()
+
+
+def test_an_expired_deadline_is_deadline_exceeded(channels, person):
+    stub = pose_pb2_grpc.PoseServiceStub(channels["pose"])
+    with pytest.raises(grpc.RpcError) as err:
+        stub.EstimatePose(pose_pb2.EstimatePoseRequest(image=person), timeout=0.0005)
+    assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+def test_the_request_id_reaches_the_stage_logs(channels, person, caplog):
+    stub = pose_pb2_grpc.PoseServiceStub(channels["pose"])
+    with caplog.at_level(logging.INFO, logger="vton.grpc"):
+        stub.EstimatePose(
+            pose_pb2.EstimatePoseRequest(image=person), metadata=[("x-request-id", "req-abc-123")], timeout=30
+        )
+    from vton.runtime.logs import JsonFormatter
+
+    lines = [json.loads(JsonFormatter("pose").format(r)) for r in caplog.records if r.name == "vton.grpc"]
+    assert any(
+        line.get("request_id") == "req-abc-123" and line.get("method") == "EstimatePose" for line in lines
+    )
+
+
+def test_metrics_count_requests_by_code(channels, person):
+    from prometheus_client import REGISTRY
+
+    def count(code: str) -> float:
+        return (
+            REGISTRY.get_sample_value(
+                "vton_grpc_requests_total", {"service": "pose", "method": "EstimatePose", "code": code}
+            )
+            or 0.0
+        )
+
+    before_ok, before_bad = count("OK"), count("INVALID_ARGUMENT")
+    stub = pose_pb2_grpc.PoseServiceStub(channels["pose"])
+    stub.EstimatePose(pose_pb2.EstimatePoseRequest(image=person), timeout=30)
+    with pytest.raises(grpc.RpcError):
+        stub.EstimatePose(pose_pb2.EstimatePoseRequest(image=common_pb2.Image(data=b"x")), timeout=30)
+    assert count("OK") == before_ok + 1 and count("INVALID_ARGUMENT") == before_bad + 1

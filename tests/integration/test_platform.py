@@ -1,0 +1,216 @@
+"""The whole platform through `vton up` in a subprocess, used over HTTP as a shop's engineer would."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import time
+import zlib
+from pathlib import Path
+
+import cv2
+import httpx
+import numpy as np
+import pytest
+
+from vton.client import VtonClient
+from vton.runtime import images
+
+REPO = Path(__file__).resolve().parents[2]
+SHARED = (REPO / ".." / "shared" / "data").resolve()
+
+
+def _free_block(count: int) -> int:
+    for start in range(20000, 60000, 97):
+        ok = True
+        for p in range(start, start + count):
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", p))
+                except OSError:
+                    ok = False
+                    break
+        if ok:
+            return start
+    raise RuntimeError("no free port block")
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory):
+    base = _free_block(40)
+    api = base
+    cmd = [
+        sys.executable,
+        "-m",
+        "vton.cli",
+        "up",
+        "--port",
+        str(api),
+        "--grpc-base-port",
+        str(base + 1),
+        "--metrics-base-port",
+        str(base + 10),
+        "--s3-port",
+        str(base + 20),
+        "--data-dir",
+        str(tmp_path_factory.mktemp("platform")),
+    ]
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    output: list[str] = []
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line and proc.poll() is not None:
+            break
+        output.append(line)
+        if "ready. API on" in line:
+            break
+    else:
+        proc.kill()
+    if proc.poll() is not None or not any("ready. API on" in line for line in output):
+        proc.kill()
+        pytest.fail("vton up did not become ready:\n" + "".join(output))
+    url = f"http://127.0.0.1:{api}"
+    yield {"url": url, "proc": proc, "output": output}
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(60)
+
+
+def _person_and_garment() -> tuple[Path, Path]:
+    if SHARED.is_dir():
+        return (
+            SHARED / "pairs" / "vitonhd" / "image" / "00006_00.jpg",
+            SHARED / "garments" / "upper" / sorted(os.listdir(SHARED / "garments" / "upper"))[0],
+        )
+    pytest.skip("../shared/data is not on this machine")
+
+
+def test_up_prints_every_address(platform):
+    text = "".join(platform["output"])
+    for name in ("s3", "pose", "densepose", "parsing", "warp", "diffusion", "api"):
+        assert f"  {name}" in text, f"{name} address missing from:\n{text}"
+    assert httpx.get(platform["url"] + "/readyz", timeout=10).status_code == 200
+
+
+def test_a_tryon_of_real_photos_changes_the_garment_region_only(platform, tmp_path):
+    person_path, garment_path = _person_and_garment()
+    person = images.read_rgb(str(person_path))
+    with VtonClient(platform["url"]) as client:
+        job = client.submit(person_path, garment_path, "upper_body", seed=3)
+        assert job.status in ("queued", "running", "succeeded")
+        seen = []
+        job = client.wait(job.id, on_update=lambda j: seen.append(j.status), timeout=300)
+        assert job.status == "succeeded", job.error
+        result = images.decode_rgb(client.download(job.result_url))
+        mask = images.decode_gray(client.download(job.artifacts["agnostic_mask"])) > 0
+        for name in ("pose_skeleton", "densepose", "parsing", "warped_garment", "pose"):
+            assert client.download(job.artifacts[name])
+    assert result.shape == person.shape
+    diff = np.abs(result.astype(int) - person.astype(int)).sum(2)
+    assert diff[mask].mean() > 10, "the garment region must change"
+    far = cv2.dilate(mask.astype(np.uint8), np.ones((41, 41), np.uint8)) == 0
+    assert far.mean() > 0.2 and diff[far].max() == 0, "pixels far from the garment must equal the person's"
+    assert {s.name for s in job.stages} >= {"pose", "densepose", "parsing", "warp", "diffusion"}
+    assert all(s.status == "succeeded" and s.backend for s in job.stages)
+
+
+def _png_header_only(width: int, height: int) -> bytes:
+    """A PNG whose header claims width x height, with one tiny compressed row: a decompression-bomb probe."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data))
+            + kind
+            + data
+            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        )
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b"\0" * 16))
+        + chunk(b"IEND", b"")
+    )
+
+
+@pytest.mark.parametrize(
+    ("person", "category", "status", "needle"),
+    [
+        (b"plain text, not a photo", "upper_body", 400, "not an image"),
+        (b"", "upper_body", 400, "empty"),
+        (None, "hats", 422, "category"),
+        (_png_header_only(10000, 6000), "upper_body", 413, "megapixels"),
+    ],
+)
+def test_bad_requests_answer_4xx_with_a_json_error(platform, examples, person, category, status, needle):
+    good = (examples / "avatars" / "3.png").read_bytes()
+    garment = (examples / "clothes" / "shirts" / "2_front.jpg").read_bytes()
+    files = {"person": ("p.png", good if person is None else person), "garment": ("g.jpg", garment)}
+    response = httpx.post(platform["url"] + "/v1/tryon", data={"category": category}, files=files, timeout=30)
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert needle in str(body).lower()
+
+
+def test_a_photo_without_a_person_fails_with_no_person_found(platform, examples):
+    garment = (examples / "clothes" / "shirts" / "2_front.jpg").read_bytes()
+    files = {"person": ("p.jpg", garment), "garment": ("g.jpg", garment)}
+    response = httpx.post(
+        platform["url"] + "/v1/tryon?wait=true", data={"category": "upper_body"}, files=files, timeout=120
+    )
+    assert response.status_code == 422
+    assert "no person found" in response.json()["error"]
+
+
+def test_vton_tryon_cli_writes_result_and_artifacts(platform, examples, tmp_path):
+    out = tmp_path / "result.png"
+    art = tmp_path / "artifacts"
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "vton.cli",
+            "tryon",
+            str(examples / "avatars" / "1.png"),
+            str(examples / "clothes" / "shirts" / "1_front.jpg"),
+            "--category",
+            "upper_body",
+            "-o",
+            str(out),
+            "--server",
+            platform["url"],
+            "--artifacts",
+            str(art),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "pose: done" in run.stdout and "diffusion: done" in run.stdout
+    result = images.read_rgb(str(out))
+    assert result.shape == images.read_rgb(str(examples / "avatars" / "1.png")).shape
+    names = {p.name for p in art.iterdir()}
+    assert {"job.json", "agnostic_mask.png", "warped_garment.png", "pose.json"} <= names
+
+
+def test_sigterm_stops_every_process(platform):
+    proc = platform["proc"]
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(60) == 0
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(platform["url"] + "/healthz", timeout=2)

@@ -1,0 +1,200 @@
+"""`vton up`: the whole platform on one machine, each service its own process on its own port.
+
+Starts a real S3 server (SeaweedFS), the five stage services and the orchestrator, waits until every one is
+healthy, and stops them all on Ctrl-C or SIGTERM. Each process logs to DATA_DIR/logs/NAME.log.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+import httpx
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from vton.runtime.config import STAGES
+from vton.s3server import SeaweedS3
+
+
+def default_data_dir() -> Path:
+    return Path(os.environ.get("VTON_DATA_DIR") or Path.home() / ".local" / "share" / "vton")
+
+
+@dataclass
+class PlatformConfig:
+    data_dir: Path = field(default_factory=default_data_dir)
+    host: str = "127.0.0.1"
+    http_port: int = 8080
+    grpc_base_port: int = 50051
+    metrics_base_port: int = 9101
+    s3_port: int = 8333
+    backends: dict[str, str] = field(default_factory=dict)  # stage -> backend name; absent = auto
+    workers: int = 2
+
+    def grpc_port(self, stage: str) -> int:
+        return self.grpc_base_port + STAGES.index(stage)
+
+    def metrics_port(self, stage: str) -> int:
+        return self.metrics_base_port + STAGES.index(stage)
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{self.host}:{self.http_port}"
+
+
+def s3_credentials(data_dir: Path) -> tuple[str, str]:
+    """This machine's S3 keys: from the environment, else made once and kept (mode 600) in the data dir."""
+    if os.environ.get("AWS_ACCESS_KEY_ID") and os.environ.get("AWS_SECRET_ACCESS_KEY"):
+        return os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"]
+    path = data_dir / "s3-credentials.json"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(
+            json.dumps({"access_key": "vton" + secrets.token_hex(8), "secret_key": secrets.token_hex(24)})
+        )
+        path.chmod(0o600)
+    creds = json.loads(path.read_text())
+    return creds["access_key"], creds["secret_key"]
+
+
+class Platform:
+    def __init__(self, config: PlatformConfig, log=print) -> None:
+        self.config = config
+        self.log = log
+        self.s3: SeaweedS3 | None = None
+        self.processes: dict[str, subprocess.Popen] = {}
+        self.logs_dir = config.data_dir / "logs"
+
+    # -- starting -------------------------------------------------------------------------------------------
+    def start(self, timeout: float = 180) -> None:
+        cfg = self.config
+        self.logs_dir.mkdir(parents=True, exist_ok=True)
+        access_key, secret_key = s3_credentials(cfg.data_dir)
+        self.s3 = SeaweedS3(cfg.data_dir / "s3", cfg.s3_port, access_key, secret_key)
+        self.s3.start()
+        self.log(f"  s3            {self.s3.endpoint}  (SeaweedFS, data in {cfg.data_dir / 's3'})")
+        for stage in STAGES:
+            env = {
+                "VTON_GRPC_HOST": cfg.host,
+                "VTON_GRPC_PORT": str(cfg.grpc_port(stage)),
+                "VTON_METRICS_PORT": str(cfg.metrics_port(stage)),
+                "VTON_BACKEND": cfg.backends.get(stage, "auto"),
+            }
+            self._spawn(stage, [sys.executable, "-m", f"services.{stage}"], env)
+        deadline = time.monotonic() + timeout
+        for stage in STAGES:
+            self._wait_grpc(stage, f"{cfg.host}:{cfg.grpc_port(stage)}", deadline)
+            self.log(f"  {stage:<13} {cfg.host}:{cfg.grpc_port(stage)}  (metrics :{cfg.metrics_port(stage)})")
+        env = {
+            "VTON_HTTP_HOST": cfg.host,
+            "VTON_HTTP_PORT": str(cfg.http_port),
+            "VTON_DATA_DIR": str(cfg.data_dir),
+            "VTON_S3_ENDPOINT": self.s3.endpoint,
+            "AWS_ACCESS_KEY_ID": access_key,
+            "AWS_SECRET_ACCESS_KEY": secret_key,
+            "VTON_WORKERS": str(cfg.workers),
+            **{f"VTON_{s.upper()}_ADDR": f"{cfg.host}:{cfg.grpc_port(s)}" for s in STAGES},
+        }
+        self._spawn("orchestrator", [sys.executable, "-m", "orchestrator"], env)
+        self._wait_http("orchestrator", f"{cfg.api_url}/readyz", deadline)
+        self.log(f"  api           {cfg.api_url}  (docs {cfg.api_url}/docs, metrics {cfg.api_url}/metrics)")
+
+    def _spawn(self, name: str, cmd: list[str], env: dict[str, str]) -> None:
+        logfile = (self.logs_dir / f"{name}.log").open("ab")
+        self.processes[name] = subprocess.Popen(
+            cmd, env={**os.environ, **env}, stdout=logfile, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+    def _check_alive(self, name: str) -> None:
+        proc = self.processes[name]
+        if proc.poll() is not None:
+            raise RuntimeError(f"{name} exited with code {proc.returncode}:\n{self.log_tail(name)}")
+
+    def log_tail(self, name: str, lines: int = 15) -> str:
+        path = self.logs_dir / f"{name}.log"
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
+
+    def _wait_grpc(self, name: str, address: str, deadline: float) -> None:
+        with grpc.insecure_channel(address) as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+            while True:
+                self._check_alive(name)
+                try:
+                    reply = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=1)
+                    if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                        return
+                except grpc.RpcError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{name} did not become healthy on {address}:\n{self.log_tail(name)}")
+                time.sleep(0.2)
+
+    def _wait_http(self, name: str, url: str, deadline: float) -> None:
+        while True:
+            self._check_alive(name)
+            try:
+                if httpx.get(url, timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{name} did not become ready at {url}:\n{self.log_tail(name)}")
+            time.sleep(0.2)
+
+    # -- running and stopping ---------------------------------------------------------------------------------
+    def wait(self, stop: threading.Event) -> str | None:
+        """Block until `stop` is set or a process dies; the name of a process that died, else None."""
+        while not stop.wait(0.5):
+            for name, proc in self.processes.items():
+                if proc.poll() is not None:
+                    return name
+        return None
+
+    def stop(self, grace: float = 15) -> None:
+        # The orchestrator first, so no new stage call starts; then the stages; S3 last.
+        for name in ["orchestrator", *reversed(STAGES)]:
+            proc = self.processes.get(name)
+            if proc and proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        end = time.monotonic() + grace
+        for proc in self.processes.values():
+            try:
+                proc.wait(max(0.1, end - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if self.s3:
+            self.s3.stop()
+
+
+def run_up(config: PlatformConfig) -> int:
+    """`vton up`: start everything, print the addresses, stop it all on Ctrl-C or SIGTERM."""
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    platform = Platform(config)
+    print(f"vton: starting the platform (logs in {platform.logs_dir})", flush=True)
+    try:
+        platform.start()
+        print(f"vton: ready. API on {config.api_url}. Ctrl-C stops it.", flush=True)
+        died = platform.wait(stop)
+        if died:
+            print(f"vton: {died} exited unexpectedly:\n{platform.log_tail(died)}", file=sys.stderr)
+            return 1
+        print("vton: stopping", flush=True)
+        return 0
+    except (RuntimeError, TimeoutError, OSError) as exc:
+        print(f"vton: the platform could not start: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        platform.stop()
+        print("vton: stopped", flush=True)

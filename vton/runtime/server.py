@@ -1,0 +1,185 @@
+"""The gRPC server every stage runs: health, reflection, size limits, deadlines, errors, metrics, request ids.
+
+A stage hands over its servicer and the function that registers it; stage code raises the errors of
+vton.runtime.errors and this layer maps them to status codes with the message unchanged.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import signal
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from concurrent import futures
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from vton.runtime import metrics
+from vton.runtime.errors import InvalidInput, NoPersonFound
+from vton.runtime.logs import REQUEST_ID_METADATA, log_event, request_id_var
+
+# A 1024x768 request carries a few encoded images and an 18-channel pose map: 64 MiB leaves ample room.
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+_context: contextvars.ContextVar[grpc.ServicerContext | None] = contextvars.ContextVar(
+    "grpc_context", default=None
+)
+log = logging.getLogger("vton.grpc")
+
+
+class Cancelled(Exception):
+    """The client cancelled the call or its deadline passed; the work stops at the next check."""
+
+
+def check_cancelled() -> None:
+    """Raise Cancelled when the current call is no longer wanted. Long stage code calls this between steps."""
+    ctx = _context.get()
+    if ctx is None:
+        return
+    remaining = ctx.time_remaining()
+    if not ctx.is_active() or (remaining is not None and remaining <= 0):
+        raise Cancelled("the call was cancelled or its deadline passed")
+
+
+class _StageInterceptor(grpc.ServerInterceptor):
+    def __init__(self, service: str) -> None:
+        self.service = service
+
+    def intercept_service(self, continuation, handler_call_details):
+        handler = continuation(handler_call_details)
+        if handler is None or handler.unary_unary is None:
+            return handler
+        method = handler_call_details.method.rsplit("/", 1)[-1]
+        inner = handler.unary_unary
+
+        def wrapper(request, context: grpc.ServicerContext):
+            rid = dict(context.invocation_metadata()).get(REQUEST_ID_METADATA) or uuid.uuid4().hex
+            tokens = (request_id_var.set(rid), _context.set(context))
+            metrics.IN_FLIGHT.labels(self.service, method).inc()
+            start = time.perf_counter()
+            code, message, response = grpc.StatusCode.OK, "", None
+            try:
+                check_cancelled()
+                response = inner(request, context)
+            except InvalidInput as exc:
+                code, message = grpc.StatusCode.INVALID_ARGUMENT, str(exc)
+            except NoPersonFound as exc:
+                code, message = grpc.StatusCode.FAILED_PRECONDITION, str(exc)
+            except Cancelled as exc:
+                expired = context.time_remaining() is not None and context.time_remaining() <= 0
+                code = grpc.StatusCode.DEADLINE_EXCEEDED if expired else grpc.StatusCode.CANCELLED
+                message = str(exc)
+            except Exception as exc:  # a bug or a failing backend: log it whole, answer without the trace
+                log.exception("unhandled error in %s", method)
+                code, message = (
+                    grpc.StatusCode.INTERNAL,
+                    f"{self.service} failed: {type(exc).__name__}: {exc}",
+                )
+            finally:
+                seconds = time.perf_counter() - start
+                metrics.IN_FLIGHT.labels(self.service, method).dec()
+                metrics.LATENCY.labels(self.service, method).observe(seconds)
+                metrics.REQUESTS.labels(self.service, method, code.name).inc()
+                if code is not grpc.StatusCode.OK:
+                    metrics.ERRORS.labels(self.service, method, code.name).inc()
+                log_event(
+                    log,
+                    f"{method} {code.name}",
+                    method=method,
+                    code=code.name,
+                    seconds=round(seconds, 4),
+                    **({"error": message} if message else {}),
+                )
+                request_id_var.reset(tokens[0])
+                _context.reset(tokens[1])
+            if code is not grpc.StatusCode.OK:
+                context.abort(code, message)
+            return response
+
+        return grpc.unary_unary_rpc_method_handler(
+            wrapper,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+
+def build_server(
+    service: str,
+    full_name: str,
+    register: Callable[[object, grpc.Server], None],
+    servicer: object,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    max_workers: int = 4,
+) -> tuple[grpc.Server, int, health.HealthServicer]:
+    """A started server for `servicer` on host:port (0 = a free port), SERVING in grpc.health.v1."""
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix=service),
+        interceptors=[_StageInterceptor(service)],
+        options=[
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+        ],
+    )
+    register(servicer, server)
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection((full_name, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    bound = server.add_insecure_port(f"{host}:{port}")
+    if bound == 0:
+        raise OSError(f"{service}: cannot listen on {host}:{port} (in use?)")
+    server.start()
+    for name in ("", full_name):
+        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    return server, bound, health_servicer
+
+
+def run_until_signal(
+    server: grpc.Server, health_servicer: health.HealthServicer, service: str, grace: float = 10
+) -> None:
+    """Block until SIGTERM/SIGINT, then report NOT_SERVING and drain in-flight calls for `grace` seconds."""
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+    health_servicer.enter_graceful_shutdown()
+    log_event(log, f"{service} stopping", grace_seconds=grace)
+    server.stop(grace).wait()
+
+
+def main(stage: str, build: Callable[..., tuple[grpc.Server, int, health.HealthServicer]]) -> int:
+    """The entry point of `python -m services.STAGE`: settings from the environment, serve until a signal.
+
+    `build(backend=, host=, port=, device=, precision=, max_workers=)` loads the backend and starts the server.
+    A backend whose weights are missing ends the process at start with the message that names them.
+    """
+    from vton.runtime.config import StageSettings
+    from vton.runtime.errors import WeightsMissing
+    from vton.runtime.logs import configure
+
+    settings = StageSettings.from_env(stage)
+    configure(stage)
+    try:
+        server, port, health_servicer = build(
+            backend=settings.backend,
+            host=settings.host,
+            port=settings.grpc_port,
+            device=settings.device,
+            precision=settings.precision,
+            max_workers=settings.max_workers,
+        )
+    except (WeightsMissing, ValueError, OSError) as exc:
+        log.error("%s cannot start: %s", stage, exc)
+        print(f"vton {stage}: cannot start: {exc}", file=sys.stderr)
+        return 2
+    metrics.serve_metrics(settings.metrics_port, settings.host)
+    log_event(
+        log, f"{stage} serving", port=port, metrics_port=settings.metrics_port, backend=settings.backend
+    )
+    run_until_signal(server, health_servicer, stage)
+    return 0
