@@ -1,0 +1,127 @@
+"""`vton eval`: paired SSIM and a contact sheet, computed on try-ons made by a running platform over HTTP.
+
+Paired samples follow VITON-HD's test layout: `image/<id>.jpg` is a person wearing the garment whose product photo
+is `cloth/<id>.jpg`, so the person photo is the ground truth of that try-on. The report compares the result's SSIM
+with that of the masked person returned unchanged (the floor a try-on must beat).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from vton.client import ApiError, VtonClient
+from vton.evaluation import contact_sheet, ssim
+from vton.runtime import images
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
+
+
+@dataclass
+class PairScore:
+    id: str
+    ssim: float | None
+    masked_person_ssim: float | None
+    seconds: float
+
+
+def _images_in(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def _pairs(dataset: Path) -> list[tuple[str, Path, Path]]:
+    people, cloth = dataset / "image", dataset / "cloth"
+    if not people.is_dir() or not cloth.is_dir():
+        raise FileNotFoundError(f"{dataset} must hold image/ and cloth/ (VITON-HD's test layout)")
+    garments = {p.stem: p for p in _images_in(cloth)}
+    return [(p.stem, p, garments[p.stem]) for p in _images_in(people) if p.stem in garments]
+
+
+def _run(
+    client: VtonClient, person: Path, garment: Path, category: str
+) -> tuple[dict[str, np.ndarray], float]:
+    job = client.wait(client.submit(person, garment, category, seed=0).id)
+    if job.status != "succeeded":
+        raise ApiError(422, f"{person.name}: {job.error}")
+    got = {
+        "result": images.decode_rgb(client.download(job.result_url)),
+        "warped": images.decode_rgb(client.download(job.artifacts["warped_garment"])),
+        "masked": images.decode_rgb(client.download(job.artifacts["masked_person"])),
+    }
+    return got, sum(s.seconds or 0.0 for s in job.stages)
+
+
+def evaluate(server: str, dataset: Path, category: str, unpaired: Path | None, out: Path) -> dict:
+    out.mkdir(parents=True, exist_ok=True)
+    scores: list[PairScore] = []
+    rows: list[list[np.ndarray]] = []
+    with VtonClient(server) as client:
+        for pair_id, person_path, garment_path in _pairs(dataset):
+            got, seconds = _run(client, person_path, garment_path, category)
+            person, garment = images.read_rgb(str(person_path)), images.read_rgb(str(garment_path))
+            scores.append(
+                PairScore(pair_id, ssim(got["result"], person), ssim(got["masked"], person), seconds)
+            )
+            rows.append([person, garment, got["warped"], got["result"], person])
+            print(
+                f"{pair_id}: SSIM {scores[-1].ssim:.4f} (masked person {scores[-1].masked_person_ssim:.4f})"
+            )
+        unpaired_rows: list[list[np.ndarray]] = []
+        if unpaired:
+            garments = _images_in(unpaired)
+            for i, (_, person_path, _) in enumerate(_pairs(dataset)):
+                garment_path = garments[i % len(garments)]
+                got, _ = _run(client, person_path, garment_path, category)
+                unpaired_rows.append(
+                    [
+                        images.read_rgb(str(person_path)),
+                        images.read_rgb(str(garment_path)),
+                        got["warped"],
+                        got["result"],
+                    ]
+                )
+    report = {
+        "dataset": str(dataset),
+        "category": category,
+        "pairs": [asdict(s) for s in scores],
+        "mean_ssim": float(np.mean([s.ssim for s in scores])) if scores else None,
+        "mean_masked_person_ssim": float(np.mean([s.masked_person_ssim for s in scores])) if scores else None,
+    }
+    if rows:
+        images.write_png(
+            str(out / "contact_sheet.png"),
+            contact_sheet(rows, ["person", "garment", "warped garment", "result", "real photo"]),
+        )
+    if unpaired_rows:
+        images.write_png(
+            str(out / "contact_sheet_unpaired.png"),
+            contact_sheet(unpaired_rows, ["person", "garment", "warped garment", "result"]),
+        )
+    (out / "report.json").write_text(json.dumps(report, indent=2))
+    return report
+
+
+def main(args: argparse.Namespace) -> int:
+    try:
+        report = evaluate(
+            args.server,
+            Path(args.dataset),
+            args.category,
+            Path(args.unpaired) if args.unpaired else None,
+            Path(args.out),
+        )
+    except (ApiError, FileNotFoundError, OSError) as exc:
+        print(f"vton eval: {exc}", file=sys.stderr)
+        return 1
+    if report["mean_ssim"] is not None:
+        print(
+            f"mean SSIM {report['mean_ssim']:.4f} over {len(report['pairs'])} pairs "
+            f"(masked person unchanged: {report['mean_masked_person_ssim']:.4f})"
+        )
+    print(f"report and contact sheet in {args.out}")
+    return 0
