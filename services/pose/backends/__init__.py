@@ -19,7 +19,9 @@ def _blazepose(device: str, precision: str):
 
 
 BACKENDS = {
-    "openpose-body": BackendSpec(BackendInfo("openpose-body", "1.0", "full", "see weights list"), _openpose),
+    "openpose-body": BackendSpec(
+        BackendInfo("openpose-body", "1.0", "full", "OpenPose-Academic-NonCommercial"), _openpose
+    ),
     "blazepose-litert": BackendSpec(
         BackendInfo("blazepose-litert", "1.0", "embedded", "Apache-2.0"), _blazepose
     ),

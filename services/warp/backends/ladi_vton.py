@@ -1,0 +1,323 @@
+"""LaDI-VTON's warping module as a warp backend: TPS regression at 256x192, then the refinement U-Net.
+
+The release (`warping_{vitonhd,dresscode}.pth`, one file per dataset) is a dict with two state dicts, `tps` (the
+ConvNet_TPS) and `refinement` (the U-Net); both load unchanged with strict=True. The flow follows the official
+inference (src/inference.py of miccunifi/ladi-vton):
+
+1. At the working resolution (512x384 by default, or what the request asks): the garment photo, the masked person
+   `im_mask` (the person in [-1, 1] with the region to repaint set to 0) and the 18-channel pose map in [0, 1].
+2. All three are resized (bilinear, antialiased) to 256x192; the TPS network regresses 5x5 control points from the
+   garment and [im_mask, pose map], and returns a 256x192 sampling grid.
+3. The grid is resized to the working resolution and samples the full-resolution garment (border padding).
+4. The refinement U-Net takes [im_mask, pose map, warped garment] (24 channels) and outputs the refined garment,
+   clamped to [-1, 1].
+
+The garment mask is warped with the same grid (zero padding) to give the warped garment's mask. Outputs are
+resized to the person's size.
+
+Inputs are prepared the way the dataset code of the release prepares them: images normalised to [-1, 1]; the pose
+map a Gaussian exp(-d²/9²) per keypoint at 512 rows (scaled with the working height), taken from
+`inputs.pose_map` when given; for the Dress Code checkpoint the garment's background is painted white with its mask
+(the release README recommends in-shop images with a white background). Garment photos whose aspect differs from
+the working resolution's are padded with white, not stretched: the training photos were all 3:4. `im_mask` is
+rebuilt from `person` and `agnostic_mask` (the dataset's definition), whatever fill `masked_person` carries.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from services.warp.models import ConvNetTPS, RefinementConfig, RefinementUNet, TPSConfig
+from services.warp.types import WarpInputs, WarpOutput
+from vton.runtime.errors import InvalidInput, NoPersonFound, WeightsMissing
+
+DATASETS = ("vitonhd", "dresscode")
+CATEGORIES = ("upper_body", "lower_body", "dresses")
+DEFAULT_SIZE = (512, 384)  # (height, width) the checkpoints were trained at
+CONFIG_FILE = "vton_config.json"
+POSE_SIGMA_AT_512 = 9.0  # kpoint_to_heatmap(..., sigma=9) of the dataset code, on a 512-row map
+
+
+def checkpoint_name(dataset: str) -> str:
+    return f"warping_{dataset}.pth"
+
+
+class LadiVtonWarpBackend:
+    """LaDI-VTON's TPS + refinement warping. Build with `from_pretrained`; call `warp(WarpInputs)`."""
+
+    def __init__(
+        self,
+        tps: ConvNetTPS,
+        refinement: RefinementUNet,
+        dataset: str = "vitonhd",
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype = torch.float32,
+    ):
+        if dataset not in DATASETS:
+            raise ValueError(f"dataset must be one of {DATASETS}, not {dataset!r}")
+        self.device = torch.device(device)
+        self.dtype = dtype
+        self.dataset = dataset
+        # The official inference keeps the TPS network in float32 whatever the precision of the rest: the TPS
+        # system is solved by matrix products whose precision decides the geometry. The U-Net takes `dtype`.
+        self.tps = tps.to(self.device, torch.float32).eval()
+        self.refinement = refinement.to(self.device, dtype).eval()
+
+    @classmethod
+    def from_pretrained(
+        cls, folder: Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
+    ) -> LadiVtonWarpBackend:
+        """Load `warping_vitonhd.pth` or `warping_dresscode.pth` from `folder` (the first present, in that order)."""
+        folder = Path(folder)
+        present = [d for d in DATASETS if (folder / checkpoint_name(d)).is_file()]
+        if not present:
+            names = " or ".join(checkpoint_name(d) for d in DATASETS)
+            raise WeightsMissing(f"{folder} holds neither {names}")
+        dataset = present[0]
+        tps_config, refinement_config = read_config(folder)
+        checkpoint = torch.load(folder / checkpoint_name(dataset), map_location="cpu", weights_only=True)
+        tps = ConvNetTPS(tps_config)
+        refinement = RefinementUNet(refinement_config)
+        tps.load_state_dict(checkpoint["tps"], strict=True)
+        refinement.load_state_dict(checkpoint["refinement"], strict=True)
+        return cls(tps, refinement, dataset, device, dtype)
+
+    @torch.inference_mode()
+    def warp(self, inputs: WarpInputs) -> WarpOutput:
+        height, width = self._working_size(inputs)
+        person_h, person_w = _check_inputs(inputs)
+        garment_mask = inputs.garment_mask
+        if garment_mask is None:
+            garment_mask = garment_mask_from_plain_background(inputs.garment)
+
+        cloth, cloth_mask = _garment_to_working_size(inputs.garment, garment_mask, height, width)
+        if self.dataset == "dresscode":
+            cloth = np.where(cloth_mask[..., None] > 0, cloth, 255).astype(np.uint8)
+        im_mask = _masked_person(inputs.person, inputs.agnostic_mask, height, width)
+        pose_map = _pose_map(inputs, person_h, person_w, height, width)
+
+        to = dict(device=self.device, dtype=torch.float32)
+        cloth_t = _image_tensor(cloth).to(**to)
+        im_mask_t = torch.from_numpy(im_mask).permute(2, 0, 1)[None].to(**to)
+        pose_t = torch.from_numpy(pose_map)[None].to(**to)
+        mask_t = torch.from_numpy((cloth_mask > 0).astype(np.float32))[None, None].to(**to)
+
+        grid = self.sampling_grid(cloth_t, im_mask_t, pose_t)
+        warped = F.grid_sample(cloth_t, grid, mode="bilinear", padding_mode="border", align_corners=False)
+        warped_mask = F.grid_sample(mask_t, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        refined = self.refine(im_mask_t, pose_t, warped)
+
+        garment_out = _to_uint8_image(refined[0])
+        garment_out = np.asarray(Image.fromarray(garment_out).resize((person_w, person_h), Image.BICUBIC))
+        mask_out = cv2.resize(warped_mask[0, 0].float().cpu().numpy(), (person_w, person_h), cv2.INTER_LINEAR)
+        return WarpOutput(
+            warped_garment=garment_out,
+            warped_mask=np.where(mask_out > 0.5, 255, 0).astype(np.uint8),
+            garment_mask=np.where(garment_mask > 127, 255, 0).astype(np.uint8),
+        )
+
+    def sampling_grid(
+        self, cloth: torch.Tensor, im_mask: torch.Tensor, pose_map: torch.Tensor
+    ) -> torch.Tensor:
+        """[B, H, W, 2] grid_sample grid at the inputs' resolution, predicted by the TPS network at its own size."""
+        height, width = cloth.shape[-2:]
+        low = (self.tps.height, self.tps.width)
+        low_cloth = F.interpolate(cloth, size=low, mode="bilinear", antialias=True, align_corners=False)
+        low_body = F.interpolate(
+            torch.cat([im_mask, pose_map], 1), size=low, mode="bilinear", antialias=True, align_corners=False
+        )
+        low_grid, _ = self.tps(low_cloth.float(), low_body.float())
+        grid = F.interpolate(
+            low_grid.permute(0, 3, 1, 2),
+            size=(height, width),
+            mode="bilinear",
+            antialias=True,
+            align_corners=False,
+        )
+        return grid.permute(0, 2, 3, 1)
+
+    def refine(self, im_mask: torch.Tensor, pose_map: torch.Tensor, warped: torch.Tensor) -> torch.Tensor:
+        """The refinement U-Net on [im_mask, pose map, TPS-warped garment], clamped to [-1, 1] (float32)."""
+        x = torch.cat([im_mask, pose_map, warped], 1).to(self.dtype)
+        return self.refinement(x).float().clamp(-1, 1)
+
+    def _working_size(self, inputs: WarpInputs) -> tuple[int, int]:
+        height = inputs.height or DEFAULT_SIZE[0]
+        width = inputs.width or DEFAULT_SIZE[1]
+        if height % 16 or width % 16 or min(height, width) < 64:
+            raise InvalidInput(
+                f"working resolution {height}x{width} is not usable: each side must be a multiple of 16 and at "
+                "least 64 (the checkpoints' own are 512x384 and 1024x768)"
+            )
+        return height, width
+
+
+def _check_inputs(inputs: WarpInputs) -> tuple[int, int]:
+    """(person height, width) after checking that the arrays fit together."""
+    for name in ("garment", "person"):
+        arr = getattr(inputs, name)
+        if not isinstance(arr, np.ndarray) or arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[2] != 3:
+            raise InvalidInput(f"{name} must be a uint8 RGB image [H, W, 3]")
+    h, w = inputs.person.shape[:2]
+    if inputs.agnostic_mask.shape != (h, w):
+        raise InvalidInput(f"agnostic_mask is {inputs.agnostic_mask.shape}, the person is {(h, w)}")
+    if inputs.category not in CATEGORIES:
+        raise InvalidInput(f"unknown category {inputs.category!r}; choose one of {', '.join(CATEGORIES)}")
+    if inputs.garment_mask is not None and inputs.garment_mask.shape != inputs.garment.shape[:2]:
+        raise InvalidInput(
+            f"garment_mask is {inputs.garment_mask.shape}, the garment is {inputs.garment.shape[:2]}"
+        )
+    if inputs.pose_map is not None and inputs.pose_map.shape != (18, h, w):
+        raise InvalidInput(f"pose_map is {inputs.pose_map.shape}, expected (18, {h}, {w})")
+    if inputs.pose_map is None and np.asarray(inputs.keypoints).shape != (18, 3):
+        raise InvalidInput("keypoints must be [18, 3] (x, y, confidence) when no pose_map is given")
+    return h, w
+
+
+def garment_mask_from_plain_background(
+    garment: np.ndarray, tolerance: int = 8, min_fraction: float = 0.01
+) -> np.ndarray:
+    """uint8 [h, w] 0/255: everything but the plain (white or light grey) background connected to the border.
+
+    The background colour is the median of the border pixels; a pixel is background when every channel is within
+    `tolerance` of it and it is reachable from the border through such pixels, so light parts inside the garment
+    stay garment. Enough for catalogue photos; the embedded backend has the thorough analysis, this keeps the full
+    backend self-contained.
+    """
+    border = np.concatenate([garment[0], garment[-1], garment[:, 0], garment[:, -1]]).astype(np.int16)
+    colour = np.median(border, axis=0)
+    close = (np.abs(garment.astype(np.int16) - colour).max(axis=2) <= tolerance).astype(np.uint8)
+    _, labels = cv2.connectedComponents(close, connectivity=4)
+    edge_labels = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    background = np.isin(labels, edge_labels[edge_labels > 0])
+    mask = (~background).astype(np.uint8) * 255
+    mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
+    if mask.mean() / 255 < min_fraction:
+        raise NoPersonFound("no garment found in the product photo: it is blank or all background")
+    return mask
+
+
+def _pad_to_aspect(image: np.ndarray, aspect_hw: float, fill: int) -> np.ndarray:
+    """Pad (centred) to height / width == aspect_hw."""
+    h, w = image.shape[:2]
+    if h / w < aspect_hw:
+        extra = round(w * aspect_hw) - h
+        pads = ((extra // 2, extra - extra // 2), (0, 0))
+    else:
+        extra = round(h / aspect_hw) - w
+        pads = ((0, 0), (extra // 2, extra - extra // 2))
+    pads += ((0, 0),) * (image.ndim - 2)
+    return np.pad(image, pads, constant_values=fill)
+
+
+def _garment_to_working_size(
+    garment: np.ndarray, mask: np.ndarray, height: int, width: int
+) -> tuple[np.ndarray, np.ndarray]:
+    cloth = _pad_to_aspect(garment, height / width, 255)
+    cloth_mask = _pad_to_aspect(mask, height / width, 0)
+    cloth = np.asarray(Image.fromarray(cloth).resize((width, height), Image.BICUBIC))
+    cloth_mask = cv2.resize(cloth_mask, (width, height), interpolation=cv2.INTER_LINEAR)
+    return cloth, np.where(cloth_mask > 127, 255, 0).astype(np.uint8)
+
+
+def _masked_person(person: np.ndarray, agnostic_mask: np.ndarray, height: int, width: int) -> np.ndarray:
+    """float32 [H, W, 3]: the person in [-1, 1] times (1 - inpainting mask), i.e. the dataset's `im_mask`."""
+    image = np.asarray(Image.fromarray(person).resize((width, height), Image.BICUBIC)).astype(np.float32)
+    repaint = cv2.resize(agnostic_mask, (width, height), interpolation=cv2.INTER_NEAREST) > 127
+    return (image / 127.5 - 1.0) * (~repaint)[..., None]
+
+
+def _pose_map(inputs: WarpInputs, person_h: int, person_w: int, height: int, width: int) -> np.ndarray:
+    """float32 [18, H, W] in [0, 1] at the working resolution."""
+    if inputs.pose_map is not None:
+        maps = torch.from_numpy(inputs.pose_map.astype(np.float32) / 255.0)[None]
+        maps = F.interpolate(maps, size=(height, width), mode="bilinear", antialias=True, align_corners=False)
+        return maps[0].clamp(0, 1).numpy()
+    keypoints = np.asarray(inputs.keypoints, np.float32)
+    scale = np.array([width / person_w, height / person_h], np.float32)
+    return keypoint_heatmaps(keypoints[:, :2] * scale, keypoints[:, 2] > 0, height, width)
+
+
+def keypoint_heatmaps(points: np.ndarray, present: np.ndarray, height: int, width: int) -> np.ndarray:
+    """[18, H, W] Gaussians exp(-d²/sigma²) peaking at 1, zero maps for missing points (the dataset's pose map)."""
+    sigma = POSE_SIGMA_AT_512 * height / 512
+    ys, xs = np.mgrid[:height, :width].astype(np.float32)
+    maps = np.zeros((len(points), height, width), np.float32)
+    for i, ((x, y), ok) in enumerate(zip(points, present, strict=True)):
+        if ok and (x > 0 or y > 0):
+            maps[i] = np.exp(-((xs - x) ** 2 + (ys - y) ** 2) / sigma**2)
+    return maps
+
+
+def _image_tensor(image: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(image.astype(np.float32) / 127.5 - 1.0).permute(2, 0, 1)[None]
+
+
+def _to_uint8_image(tensor: torch.Tensor) -> np.ndarray:
+    """[3, H, W] in [-1, 1] -> uint8 [H, W, 3]."""
+    array = ((tensor.float().cpu().permute(1, 2, 0).numpy() + 1.0) * 127.5).round()
+    return np.clip(array, 0, 255).astype(np.uint8)
+
+
+def read_config(folder: Path) -> tuple[TPSConfig, RefinementConfig]:
+    """The network sizes: `vton_config.json` in `folder` when present (tiny test networks), else the published."""
+    path = Path(folder) / CONFIG_FILE
+    if not path.is_file():
+        return TPSConfig(), RefinementConfig()
+    data = json.loads(path.read_text())
+    return TPSConfig.from_dict(data.get("tps", {})), RefinementConfig.from_dict(data.get("refinement", {}))
+
+
+TINY_TPS = TPSConfig(ngf=4, max_channels=32, regression_channels=(16, 16, 8, 8))
+TINY_REFINEMENT = RefinementConfig(base_channels=4)
+
+
+def save_random(
+    folder: Path,
+    dataset: str = "vitonhd",
+    tps_config: TPSConfig = TINY_TPS,
+    refinement_config: RefinementConfig = TINY_REFINEMENT,
+    seed: int = 0,
+) -> Path:
+    """Write random weights in the release's format (`warping_{dataset}.pth` = {"tps": ..., "refinement": ...})
+    plus `vton_config.json` with the sizes; returns the checkpoint's path. Tiny sizes by default.
+
+    The TPS regressor gets small random weights on top of the official identity initialisation, so a random
+    network warps (mildly) instead of returning the identity grid.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    with torch.random.fork_rng(), torch.no_grad():
+        torch.manual_seed(seed)
+        tps, refinement = ConvNetTPS(tps_config), RefinementUNet(refinement_config)
+        for module in (tps, refinement):
+            for name, tensor in module.state_dict().items():
+                if name.endswith("running_var"):
+                    tensor.uniform_(0.5, 1.5)
+                elif name.endswith("running_mean"):
+                    tensor.normal_(0, 0.1)
+        linear = tps.loc_net.regression.linear
+        linear.weight.normal_(0, 0.5 / linear.in_features**0.5)
+    path = folder / checkpoint_name(dataset)
+    torch.save({"tps": tps.state_dict(), "refinement": refinement.state_dict()}, path)
+    config = {"tps": tps_config.to_dict(), "refinement": refinement_config.to_dict()}
+    (folder / CONFIG_FILE).write_text(json.dumps(config, indent=2))
+    return path
+
+
+def build_full_size_random(
+    device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32, dataset: str = "vitonhd"
+) -> LadiVtonWarpBackend:
+    """A LadiVtonWarpBackend with the published network sizes and random weights, touching no file.
+
+    Returns the backend itself (networks on `device`, TPS in float32, refinement U-Net in `dtype`), ready for
+    `warp(WarpInputs)` or for timing `sampling_grid` / `refine` directly: same compute and memory as the release.
+    """
+    return LadiVtonWarpBackend(ConvNetTPS(), RefinementUNet(), dataset, device, dtype)

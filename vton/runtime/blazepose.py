@@ -1,0 +1,452 @@
+"""BlazePose (MediaPipe's pose networks) and the face mesh, run with LiteRT; pre/post-processing written here.
+
+The networks are the ones MediaPipe ships (Apache-2.0): a single-shot person detector, a landmark network that
+also predicts a person segmentation, and the 468-point face mesh. MediaPipe wraps them in calculator graphs; this
+module does the same steps in numpy/OpenCV so nothing but the interpreter is needed:
+
+1. detector (224x224, letterboxed, pixels in -1..1): 2254 SSD anchors; each anchor regresses a box and 4 alignment
+   keypoints (0: mid-hip, 1: a point whose distance from the hips is the body's radius, 2: mid-shoulder, 3: the
+   upper body's radius point). Boxes are decoded against the anchors, scores pass a sigmoid, weighted NMS merges
+   duplicates.
+2. region of interest: a square centred on the hips, side 2 x radius x 1.25, rotated so the hips->body-radius
+   vector points up (MediaPipe's AlignmentPointsRects + RectTransformation).
+3. landmark network (256x256 crop of that square, pixels in 0..1): 39 landmarks (33 body + 2 alignment aux + 4
+   unused) with visibility/presence logits, a pose-presence score, a 256x256 segmentation logit map and 64x64
+   heatmaps that refine each landmark. A second pass on the square the landmarks themselves define (MediaPipe's
+   tracking ROI) sharpens the result on a still photo.
+4. everything is mapped back to image pixels through the crop's affine transform.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from vton.runtime.errors import InvalidInput, NoPersonFound
+from vton.runtime.litert import TfliteModel
+
+# --- detector configuration (MediaPipe pose_detection graph) ---------------------------------------------------
+DETECTOR_SIZE = 224
+ANCHOR_STRIDES = (8, 16, 32, 32, 32)  # layers of equal stride share one feature map
+DETECTION_SCORE_THRESHOLD = 0.5  # MediaPipe's
+CONFIDENT_DETECTION = 0.7  # below this a detection needs a face to count (see observe)
+NMS_IOU_THRESHOLD = 0.3
+ROI_SCALE = 1.25  # margin the landmark network was trained with
+
+# --- landmark network ------------------------------------------------------------------------------------------
+LANDMARK_SIZE = 256
+NUM_LANDMARKS = 33  # the body landmarks; rows 33 and 34 are the alignment (centre, radius) aux points
+POSE_PRESENCE_THRESHOLD = 0.5
+HEATMAP_KERNEL = 7
+HEATMAP_MIN_CONFIDENCE = 0.5
+
+# --- face mesh -------------------------------------------------------------------------------------------------
+FACE_SIZE = 192
+FACE_PRESENCE_THRESHOLD = 0.5
+FACE_ROI_SCALE = 1.5
+FACE_EYE_CORNERS = (33, 263)  # right eye outer corner, left eye outer corner in the 468-point mesh
+
+# --- MediaPipe 33 -> OpenPose COCO-18 ----------------------------------------------------------------------------
+KEYPOINT_MIN_CONFIDENCE = 0.3
+# COCO-18 index -> BlazePose index (the neck, index 1, is the shoulders' midpoint)
+COCO18_FROM_BLAZEPOSE = {
+    0: 0,  # Nose
+    2: 12,  # RShoulder
+    3: 14,  # RElbow
+    4: 16,  # RWrist
+    5: 11,  # LShoulder
+    6: 13,  # LElbow
+    7: 15,  # LWrist
+    8: 24,  # RHip
+    9: 26,  # RKnee
+    10: 28,  # RAnkle
+    11: 23,  # LHip
+    12: 25,  # LKnee
+    13: 27,  # LAnkle
+    14: 5,  # REye
+    15: 2,  # LEye
+    16: 8,  # REar
+    17: 7,  # LEar
+}
+NECK = 1
+BLAZEPOSE_LEFT_SHOULDER, BLAZEPOSE_RIGHT_SHOULDER = 11, 12
+
+
+@dataclass
+class BodyObservation:
+    keypoints: (
+        np.ndarray
+    )  # float32 [18,3] OpenPose COCO-18 (x, y px, confidence), zeros where missing/not visible
+    landmarks: np.ndarray  # float32 [33,4] BlazePose landmarks: x, y px, z (px scale), visibility (0..1)
+    mask: np.ndarray  # float32 [H,W] person segmentation probability 0..1 at the image's size
+    box: tuple[float, float, float, float]  # person box x0, y0, x1, y1 in px
+    people_detected: int
+    face: (
+        np.ndarray | None
+    )  # float32 [468,3] face mesh points (x, y px, z) or None when not asked / not found
+
+
+@dataclass(frozen=True)
+class RotatedSquare:
+    """A square region of the image: centre (px), side (px), rotation (radians, clockwise on screen)."""
+
+    cx: float
+    cy: float
+    size: float
+    rotation: float
+
+    def crop_to_image(self, crop_size: int) -> np.ndarray:
+        """The 2x3 affine matrix taking pixel coordinates of a crop_size x crop_size crop to image pixels."""
+        c, s = math.cos(self.rotation), math.sin(self.rotation)
+        k = self.size / crop_size
+        # p_image = centre + R @ ((p_crop - crop_size / 2) * k)
+        tx = self.cx - k * (c - s) * crop_size / 2
+        ty = self.cy - k * (s + c) * crop_size / 2
+        return np.array([[c * k, -s * k, tx], [s * k, c * k, ty]], dtype=np.float64)
+
+
+@dataclass
+class _Detection:
+    score: float
+    box: np.ndarray  # x0, y0, x1, y1 px (the detector's box is the head)
+    keypoints: np.ndarray  # [4, 2] px: mid-hip, body radius point, mid-shoulder, upper-body radius point
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.clip(x, -80.0, 80.0)))
+
+
+def ssd_anchor_centres(
+    input_size: int = DETECTOR_SIZE, strides: tuple[int, ...] = ANCHOR_STRIDES
+) -> np.ndarray:
+    """[N, 2] anchor centres (x, y) in 0..1, in the order the detector emits its rows.
+
+    MediaPipe's SsdAnchorsCalculator with fixed_anchor_size: every anchor is 1x1, so only centres matter. Layers
+    with the same stride share a feature map; each layer puts two anchors per cell (aspect ratio 1 and the
+    interpolated scale), so a 28x28 map has 2 per cell, 14x14 has 2 and the three 7x7 layers have 6 together.
+    """
+    centres = []
+    layer = 0
+    while layer < len(strides):
+        stride = strides[layer]
+        last = layer
+        while last < len(strides) and strides[last] == stride:
+            last += 1
+        per_cell = 2 * (last - layer)
+        side = math.ceil(input_size / stride)
+        ys, xs = np.meshgrid((np.arange(side) + 0.5) / side, (np.arange(side) + 0.5) / side, indexing="ij")
+        grid = np.stack([xs.ravel(), ys.ravel()], axis=1)
+        centres.append(np.repeat(grid, per_cell, axis=0))
+        layer = last
+    return np.concatenate(centres).astype(np.float32)
+
+
+def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    x0 = np.maximum(box[0], boxes[:, 0])
+    y0 = np.maximum(box[1], boxes[:, 1])
+    x1 = np.minimum(box[2], boxes[:, 2])
+    y1 = np.minimum(box[3], boxes[:, 3])
+    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
+    area = (box[2] - box[0]) * (box[3] - box[1])
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    return inter / np.maximum(area + areas - inter, 1e-9)
+
+
+def weighted_nms(scores: np.ndarray, boxes: np.ndarray, keypoints: np.ndarray, iou_threshold: float):
+    """MediaPipe's weighted NMS: each kept detection is the score-weighted mean of the ones it suppresses."""
+    order = np.argsort(-scores)
+    scores, boxes, keypoints = scores[order], boxes[order], keypoints[order]
+    alive = np.ones(len(scores), dtype=bool)
+    kept = []
+    for i in range(len(scores)):
+        if not alive[i]:
+            continue
+        overlap = _iou(boxes[i], boxes) > iou_threshold
+        group = overlap & alive
+        group[i] = True
+        w = scores[group][:, None]
+        box = (boxes[group] * w).sum(0) / w.sum()
+        kps = (keypoints[group] * w[:, :, None]).sum(0) / w.sum()
+        kept.append((float(scores[i]), box, kps))
+        alive &= ~group
+    return kept
+
+
+def _square_from_alignment(centre: np.ndarray, radius_point: np.ndarray, scale: float) -> RotatedSquare:
+    """MediaPipe's AlignmentPointsRects (target angle 90 degrees) followed by RectTransformation(scale)."""
+    dx, dy = float(radius_point[0] - centre[0]), float(radius_point[1] - centre[1])
+    rotation = math.pi / 2 - math.atan2(-dy, dx)
+    rotation = rotation - 2 * math.pi * math.floor((rotation + math.pi) / (2 * math.pi))
+    size = 2.0 * math.hypot(dx, dy) * scale
+    return RotatedSquare(float(centre[0]), float(centre[1]), size, rotation)
+
+
+def _apply_affine(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
+    return points @ matrix[:, :2].T + matrix[:, 2]
+
+
+class BlazePose:
+    """Person detection, 33 body landmarks, person segmentation and (optionally) the face mesh for one photo."""
+
+    def __init__(self, detector: TfliteModel, landmarker: TfliteModel, face_mesh: TfliteModel | None):
+        self.detector = detector
+        self.landmarker = landmarker
+        self.face_mesh = face_mesh
+        self._anchors = ssd_anchor_centres()
+
+    @classmethod
+    def from_pretrained(cls, folder: Path, landmark_model: str = "full") -> BlazePose:
+        if landmark_model not in ("full", "heavy"):
+            raise ValueError(f"landmark_model must be 'full' or 'heavy', not {landmark_model!r}")
+        folder = Path(folder)
+        face_path = folder / "face_landmark.tflite"
+        return cls(
+            TfliteModel(folder / "pose_detection.tflite"),
+            TfliteModel(folder / f"pose_landmark_{landmark_model}.tflite"),
+            TfliteModel(face_path) if face_path.is_file() else None,
+        )
+
+    # --- public ------------------------------------------------------------------------------------------------
+    def observe(self, image: np.ndarray, with_face: bool = False) -> BodyObservation:
+        """Landmarks, COCO-18 keypoints, segmentation and box of the largest person; NoPersonFound if none."""
+        image = _check_image(image)
+        height, width = image.shape[:2]
+        people = []
+        for detection in self._detect(image):
+            roi = _square_from_alignment(detection.keypoints[0], detection.keypoints[1], ROI_SCALE)
+            found = self._landmarks(image, roi)
+            if found is None:
+                continue
+            # A garment laid flat can look like a headless body to the detector (scores 0.5-0.65 on product
+            # photos); a weaker detection counts only when a real face sits where the pose puts the head.
+            if detection.score < CONFIDENT_DETECTION and self._face(image, found[0]) is None:
+                continue
+            people.append(found)
+        if not people:
+            raise NoPersonFound("no person found")
+        # The largest person: the aux landmarks' radius is the person's size in the photo.
+        result = max(people, key=lambda found: float(np.linalg.norm(found[0][34, :2] - found[0][33, :2])))
+        # MediaPipe's tracking ROI: the square the aux landmarks define, tighter than the detector's.
+        aux = result[0]
+        refined = self._landmarks(image, _square_from_alignment(aux[33, :2], aux[34, :2], ROI_SCALE))
+        if refined is not None:
+            result = refined
+        landmarks39, mask = result
+        landmarks = landmarks39[:NUM_LANDMARKS].astype(np.float32)
+        keypoints = coco18_from_landmarks(landmarks, width, height)
+        box = _person_box(mask, landmarks, width, height)
+        face = self._face(image, landmarks) if with_face and self.face_mesh is not None else None
+        return BodyObservation(keypoints, landmarks, mask, box, len(people), face)
+
+    # --- detector ----------------------------------------------------------------------------------------------
+    def _detect(self, image: np.ndarray) -> list[_Detection]:
+        height, width = image.shape[:2]
+        # Letterbox: the image scaled to fit, centred, zero borders (MediaPipe's keep_aspect_ratio + BORDER_ZERO).
+        # Area resampling instead of a plain warp: the photo shrinks ~5x and must not alias.
+        scale = DETECTOR_SIZE / max(height, width)
+        new_w, new_h = max(1, round(width * scale)), max(1, round(height * scale))
+        off_x, off_y = (DETECTOR_SIZE - new_w) // 2, (DETECTOR_SIZE - new_h) // 2
+        small = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_AREA)
+        crop = cv2.copyMakeBorder(
+            small,
+            off_y,
+            DETECTOR_SIZE - new_h - off_y,
+            off_x,
+            DETECTOR_SIZE - new_w - off_x,
+            cv2.BORDER_CONSTANT,
+            value=0,
+        )
+        to_image = np.array([width / new_w, height / new_h])
+        out = self.detector(crop.astype(np.float32) / 127.5 - 1.0)
+        raw_boxes, raw_scores = out["Identity"], out["Identity_1"][:, 0]
+        scores = sigmoid(np.clip(raw_scores, -100.0, 100.0))
+        keep = scores >= DETECTION_SCORE_THRESHOLD
+        if not keep.any():
+            return []
+        raw, anchors, scores = raw_boxes[keep], self._anchors[keep], scores[keep]
+        # Offsets are in detector pixels relative to the anchor centre (anchors are 1x1, so no size factor).
+        centre = raw[:, 0:2] / DETECTOR_SIZE + anchors
+        half = raw[:, 2:4] / DETECTOR_SIZE / 2
+        boxes = np.concatenate([centre - half, centre + half], axis=1)
+        kps = raw[:, 4:12].reshape(-1, 4, 2) / DETECTOR_SIZE + anchors[:, None, :]
+        detections = []
+        for score, box, kp in weighted_nms(scores, boxes, kps, NMS_IOU_THRESHOLD):
+            # letterboxed 0..1 -> image pixels
+            box_px = (box.reshape(2, 2) * DETECTOR_SIZE - (off_x, off_y)) * to_image
+            kp_px = (kp * DETECTOR_SIZE - (off_x, off_y)) * to_image
+            detections.append(_Detection(score, box_px.ravel(), kp_px))
+        return detections
+
+    # --- landmarks ---------------------------------------------------------------------------------------------
+    def _landmarks(self, image: np.ndarray, roi: RotatedSquare) -> tuple[np.ndarray, np.ndarray] | None:
+        """[39, 4] landmarks in image px (x, y, z, visibility) and the [H, W] mask; None if no pose there."""
+        height, width = image.shape[:2]
+        crop_to_image = roi.crop_to_image(LANDMARK_SIZE)
+        crop = _crop(image, crop_to_image, LANDMARK_SIZE, roi.size)
+        out = self.landmarker(crop.astype(np.float32) / 255.0)
+        if float(out["Identity_1"][0]) < POSE_PRESENCE_THRESHOLD:
+            return None
+        raw = out["Identity"].reshape(-1, 5)
+        xy = _refine_with_heatmap(raw[:, :2] / LANDMARK_SIZE, sigmoid(out["Identity_3"])) * LANDMARK_SIZE
+        landmarks = np.empty((raw.shape[0], 4), dtype=np.float32)
+        landmarks[:, :2] = _apply_affine(crop_to_image, xy)
+        landmarks[:, 2] = raw[:, 2] * roi.size / LANDMARK_SIZE
+        landmarks[:, 3] = sigmoid(raw[:, 3])
+        probability = sigmoid(out["Identity_2"][:, :, 0]).astype(np.float32)
+        mask = cv2.warpAffine(
+            probability,
+            pixel_index_affine(crop_to_image),
+            (width, height),
+            flags=cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_CONSTANT,
+            borderValue=0.0,
+        )
+        return landmarks, np.clip(mask, 0.0, 1.0)
+
+    # --- face mesh ---------------------------------------------------------------------------------------------
+    def _face(self, image: np.ndarray, landmarks: np.ndarray) -> np.ndarray | None:
+        """468 face mesh points in image px, from a crop the pose's face landmarks place; None if no face."""
+        face_points = landmarks[:11]
+        if float(np.median(face_points[:, 3])) < KEYPOINT_MIN_CONFIDENCE:
+            return None
+        eye_r, eye_l = landmarks[5, :2], landmarks[2, :2]
+        eyes = (eye_r + eye_l) / 2
+        mouth = (landmarks[9, :2] + landmarks[10, :2]) / 2
+        # The face box is about 2.7 eye-to-mouth distances tall and as wide as the ears are apart (frontal).
+        size = max(
+            float(np.linalg.norm(landmarks[7, :2] - landmarks[8, :2])),
+            2.7 * float(np.linalg.norm(mouth - eyes)),
+        )
+        centre = eyes + 0.4 * (mouth - eyes)
+        rotation = -math.atan2(-(eye_l[1] - eye_r[1]), eye_l[0] - eye_r[0])
+        roi = RotatedSquare(float(centre[0]), float(centre[1]), size * FACE_ROI_SCALE, rotation)
+        mesh = self._face_mesh_in(image, roi)
+        if mesh is None:
+            return None
+        # Second pass on the mesh's own box (MediaPipe's face tracking ROI): centred and scaled on the face.
+        refined = self._face_mesh_in(image, _face_roi_from_mesh(mesh))
+        return refined if refined is not None else mesh
+
+    def _face_mesh_in(self, image: np.ndarray, roi: RotatedSquare) -> np.ndarray | None:
+        assert self.face_mesh is not None
+        crop_to_image = roi.crop_to_image(FACE_SIZE)
+        crop = _crop(image, crop_to_image, FACE_SIZE, roi.size)
+        out = self.face_mesh(crop.astype(np.float32) / 255.0)
+        presence = float(sigmoid(out["conv2d_31"].ravel()[0]))
+        if presence < FACE_PRESENCE_THRESHOLD:
+            return None
+        raw = out["conv2d_21"].reshape(468, 3)
+        mesh = np.empty((468, 3), dtype=np.float32)
+        mesh[:, :2] = _apply_affine(crop_to_image, raw[:, :2])
+        mesh[:, 2] = raw[:, 2] * roi.size / FACE_SIZE
+        return mesh
+
+
+def _crop(image: np.ndarray, crop_to_image: np.ndarray, crop_size: int, roi_size: float) -> np.ndarray:
+    """The rotated square as a crop_size x crop_size crop, edges replicated (MediaPipe's default border).
+
+    A bilinear warp that shrinks a lot aliases; when the square is more than twice the crop, the photo is first
+    shrunk with area resampling so the warp works near 1:1.
+    """
+    shrink = crop_size * 1.5 / roi_size
+    if shrink < 0.5:
+        height, width = image.shape[:2]
+        new_w, new_h = max(1, round(width * shrink)), max(1, round(height * shrink))
+        image = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_AREA)
+        crop_to_image = crop_to_image * np.array([[new_w / width], [new_h / height]])
+    return cv2.warpAffine(
+        image,
+        pixel_index_affine(crop_to_image),
+        (crop_size, crop_size),
+        flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+        borderMode=cv2.BORDER_REPLICATE,
+    )
+
+
+def pixel_index_affine(matrix: np.ndarray) -> np.ndarray:
+    """An affine map of continuous coordinates (pixel i spans [i, i+1)) as OpenCV's warps want it (pixel centres)."""
+    out = matrix.astype(np.float64).copy()
+    out[:, 2] += out[:, :2].sum(1) * 0.5 - 0.5
+    return out
+
+
+def _face_roi_from_mesh(mesh: np.ndarray) -> RotatedSquare:
+    right, left = mesh[FACE_EYE_CORNERS[0], :2], mesh[FACE_EYE_CORNERS[1], :2]
+    rotation = -math.atan2(-(left[1] - right[1]), left[0] - right[0])
+    c, s = math.cos(rotation), math.sin(rotation)
+    # Box of the mesh in the face's own (unrotated) frame, its centre taken back to the image.
+    to_face = np.array([[c, s], [-s, c]])
+    local = mesh[:, :2] @ to_face.T
+    lo, hi = local.min(0), local.max(0)
+    centre = ((lo + hi) / 2) @ to_face
+    size = float(max(hi - lo)) * FACE_ROI_SCALE
+    return RotatedSquare(float(centre[0]), float(centre[1]), size, rotation)
+
+
+def _refine_with_heatmap(xy: np.ndarray, heatmap: np.ndarray) -> np.ndarray:
+    """MediaPipe's RefineLandmarksFromHeatmap: a confident heatmap moves each point to its local weighted mean.
+
+    xy: [N, 2] in 0..1 of the crop; heatmap: [h, w, N] confidences. Returns the refined [N, 2] in 0..1.
+    """
+    hm_h, hm_w, channels = heatmap.shape
+    out = xy.copy()
+    half = (HEATMAP_KERNEL - 1) // 2
+    for i in range(min(channels, len(xy))):
+        col, row = int(xy[i, 0] * hm_w), int(xy[i, 1] * hm_h)
+        if not (0 <= col < hm_w and 0 <= row < hm_h):
+            continue
+        r0, r1 = max(0, row - half), min(hm_h, row + half + 1)
+        c0, c1 = max(0, col - half), min(hm_w, col + half + 1)
+        window = heatmap[r0:r1, c0:c1, i]
+        total = float(window.sum())
+        if window.max() >= HEATMAP_MIN_CONFIDENCE and total > 0:
+            rows, cols = np.mgrid[r0:r1, c0:c1]
+            out[i, 0] = float((cols * window).sum()) / total / hm_w
+            out[i, 1] = float((rows * window).sum()) / total / hm_h
+    return out
+
+
+def coco18_from_landmarks(
+    landmarks: np.ndarray, width: int, height: int, min_confidence: float = KEYPOINT_MIN_CONFIDENCE
+) -> np.ndarray:
+    """[33, 4] BlazePose landmarks (px) -> [18, 3] OpenPose COCO-18, zeros for unsure or off-image points."""
+    keypoints = np.zeros((18, 3), dtype=np.float32)
+    for coco, blaze in COCO18_FROM_BLAZEPOSE.items():
+        keypoints[coco] = landmarks[blaze, [0, 1, 3]]
+    left, right = landmarks[BLAZEPOSE_LEFT_SHOULDER], landmarks[BLAZEPOSE_RIGHT_SHOULDER]
+    keypoints[NECK] = ((left[0] + right[0]) / 2, (left[1] + right[1]) / 2, min(left[3], right[3]))
+    inside = (
+        (keypoints[:, 0] >= 0)
+        & (keypoints[:, 0] <= width - 1)
+        & (keypoints[:, 1] >= 0)
+        & (keypoints[:, 1] <= height - 1)
+    )
+    keypoints[~(inside & (keypoints[:, 2] >= min_confidence))] = 0.0
+    return keypoints
+
+
+def _person_box(
+    mask: np.ndarray, landmarks: np.ndarray, width: int, height: int
+) -> tuple[float, float, float, float]:
+    """The box of the segmentation (probability > 0.5); the visible landmarks' box when the mask is empty."""
+    ys, xs = np.nonzero(mask > 0.5)
+    if len(xs):
+        return float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)
+    seen = landmarks[landmarks[:, 3] >= KEYPOINT_MIN_CONFIDENCE, :2]
+    if not len(seen):
+        seen = landmarks[:, :2]
+    x0, y0 = np.clip(seen.min(0), 0, (width, height))
+    x1, y1 = np.clip(seen.max(0), 0, (width, height))
+    return float(x0), float(y0), float(x1), float(y1)
+
+
+def _check_image(image: np.ndarray) -> np.ndarray:
+    if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3:
+        raise InvalidInput("the image must be an RGB array of shape [H, W, 3]")
+    if image.dtype != np.uint8:
+        raise InvalidInput(f"the image must be uint8 RGB, not {image.dtype}")
+    return np.ascontiguousarray(image)
