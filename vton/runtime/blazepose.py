@@ -223,7 +223,9 @@ class BlazePose:
                 continue
             # A garment laid flat can look like a headless body to the detector (scores 0.5-0.65 on product
             # photos); a weaker detection counts only when a real face sits where the pose puts the head.
-            if detection.score < CONFIDENT_DETECTION and self._face(image, found[0]) is None:
+            if detection.score < CONFIDENT_DETECTION and (
+                self.face_mesh is None or self._face(image, found[0]) is None
+            ):
                 continue
             people.append(found)
         if not people:

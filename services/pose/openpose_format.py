@@ -1,0 +1,144 @@
+"""COCO-18 keypoints in the forms the try-on datasets and networks use them.
+
+- `to_openpose_json` / `from_openpose_json`: OpenPose's JSON document (`people[0].pose_keypoints_2d`, 54 numbers
+  for COCO-18), as VITON-HD and Dress Code store their pose files.
+- `draw_skeleton`: the picture OpenPose's tools draw: 17 limbs as translucent ellipses in OpenPose's 18-colour
+  palette, a dot on each joint, on black.
+- `pose_map`: the 18-channel map LaDI-VTON's dataset code draws (a filled square per found keypoint, side
+  2r + 1 with r = 5 * H / 512, i.e. 5 px at 512x384 and 10 px at 1024x768), uint8 1 inside and 0 elsewhere.
+- `pose_heatmap`: the Gaussian channels (sigma 9 px) that LaDI-VTON's loaders finally return as `pose_map`
+  (`kpoint_to_heatmap`, which overwrites the squares), for code that needs the networks' exact input.
+
+Keypoints are float32 [18, 3] (x, y in pixels, confidence), zeros where a joint is missing, as OpenPose writes it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import cv2
+import numpy as np
+
+NUM_KEYPOINTS = 18
+
+# The 17 limbs OpenPose draws for COCO-18 (0-based joint indices), each with the palette colour of its index.
+LIMBS = (
+    (1, 2), (1, 5), (2, 3), (3, 4), (5, 6), (6, 7), (1, 8), (8, 9), (9, 10),
+    (1, 11), (11, 12), (12, 13), (1, 0), (0, 14), (14, 16), (0, 15), (15, 17),
+)  # fmt: skip
+COLORS = (  # RGB
+    (255, 0, 0), (255, 85, 0), (255, 170, 0), (255, 255, 0), (170, 255, 0), (85, 255, 0),
+    (0, 255, 0), (0, 255, 85), (0, 255, 170), (0, 255, 255), (0, 170, 255), (0, 85, 255),
+    (0, 0, 255), (85, 0, 255), (170, 0, 255), (255, 0, 255), (255, 0, 170), (255, 0, 85),
+)  # fmt: skip
+STICK_WIDTH = 4
+JOINT_RADIUS = 4
+
+POSE_MAP_RADIUS = 5  # LaDI-VTON's default, in pixels of a 512-pixel-high image
+POSE_HEATMAP_SIGMA = 9.0  # LaDI-VTON's kpoint_to_heatmap(..., 9), in pixels at any resolution
+
+
+def _check(keypoints: np.ndarray) -> np.ndarray:
+    keypoints = np.asarray(keypoints, dtype=np.float32)
+    if keypoints.shape != (NUM_KEYPOINTS, 3):
+        raise ValueError(f"keypoints must be [18, 3] (x, y, confidence), not {list(keypoints.shape)}")
+    return keypoints
+
+
+def found(keypoints: np.ndarray) -> np.ndarray:
+    """[18] bool: the joints that are present (OpenPose writes a missing joint as 0, 0, 0)."""
+    return _check(keypoints)[:, 2] > 0
+
+
+def to_openpose_json(keypoints: np.ndarray) -> str:
+    """OpenPose's JSON document for one person, as VITON-HD / Dress Code keep it (version 1.3)."""
+    flat = [round(float(v), 3) for v in _check(keypoints).ravel()]
+    person = {
+        "person_id": [-1],
+        "pose_keypoints_2d": flat,
+        "face_keypoints_2d": [],
+        "hand_left_keypoints_2d": [],
+        "hand_right_keypoints_2d": [],
+        "pose_keypoints_3d": [],
+        "face_keypoints_3d": [],
+        "hand_left_keypoints_3d": [],
+        "hand_right_keypoints_3d": [],
+    }
+    return json.dumps({"version": 1.3, "people": [person]})
+
+
+def from_openpose_json(document: str) -> np.ndarray:
+    """[18, 3] keypoints of `people[0]` (zeros when the document has nobody)."""
+    people = json.loads(document).get("people") or []
+    if not people:
+        return np.zeros((NUM_KEYPOINTS, 3), dtype=np.float32)
+    values = np.asarray(people[0]["pose_keypoints_2d"], dtype=np.float32)
+    if values.size != NUM_KEYPOINTS * 3:
+        raise ValueError(f"pose_keypoints_2d has {values.size} numbers; COCO-18 has {NUM_KEYPOINTS * 3}")
+    return values.reshape(NUM_KEYPOINTS, 3)
+
+
+def draw_skeleton(keypoints: np.ndarray, width: int, height: int) -> np.ndarray:
+    """uint8 RGB [H, W, 3]: the skeleton as OpenPose's tools draw it, on black."""
+    keypoints = _check(keypoints)
+    present = found(keypoints)
+    canvas = np.zeros((height, width, 3), dtype=np.uint8)
+    for i in range(NUM_KEYPOINTS):
+        if present[i]:
+            x, y = keypoints[i, :2]
+            cv2.circle(canvas, (int(x), int(y)), JOINT_RADIUS, COLORS[i], thickness=-1)
+    for i, (a, b) in enumerate(LIMBS):
+        if not (present[a] and present[b]):
+            continue
+        (xa, ya), (xb, yb) = keypoints[a, :2], keypoints[b, :2]
+        length = math.hypot(xa - xb, ya - yb)
+        angle = math.degrees(math.atan2(ya - yb, xa - xb))
+        centre = (int((xa + xb) / 2), int((ya + yb) / 2))
+        polygon = cv2.ellipse2Poly(centre, (int(length / 2), STICK_WIDTH), int(angle), 0, 360, 1)
+        # Each limb is blended 60/40 over what is already drawn, which is what gives OpenPose's look.
+        limb = canvas.copy()
+        cv2.fillConvexPoly(limb, polygon, COLORS[i])
+        canvas = cv2.addWeighted(canvas, 0.4, limb, 0.6, 0)
+    return canvas
+
+
+def pose_map(keypoints: np.ndarray, width: int, height: int) -> np.ndarray:
+    """uint8 [18, H, W]: a filled square (1) around each found keypoint, LaDI-VTON's dataset drawing.
+
+    Their code draws PIL's rectangle (x - r, y - r, x + r, y + r) with r = 5 * H / 512 for points with x > 1 and
+    y > 1 (corners truncated to integers, both ends filled: 2r + 1 pixels a side); 0 elsewhere.
+    """
+    keypoints = _check(keypoints)
+    radius = POSE_MAP_RADIUS * height / 512.0
+    out = np.zeros((NUM_KEYPOINTS, height, width), dtype=np.uint8)
+    for i, (x, y, confidence) in enumerate(keypoints):
+        if confidence <= 0 or x <= 1 or y <= 1:
+            continue
+        # PIL truncates the corner coordinates to integers and fills both ends.
+        x0, x1 = max(0, int(x - radius)), min(width - 1, int(x + radius))
+        y0, y1 = max(0, int(y - radius)), min(height - 1, int(y + radius))
+        if x0 <= x1 and y0 <= y1:
+            out[i, y0 : y1 + 1, x0 : x1 + 1] = 1
+    return out
+
+
+def pose_heatmap(
+    keypoints: np.ndarray, width: int, height: int, sigma: float = POSE_HEATMAP_SIGMA
+) -> np.ndarray:
+    """float32 [18, H, W]: exp(-d^2 / sigma^2) around each found keypoint, peak 1; zero channel when missing."""
+    keypoints = _check(keypoints)
+    out = np.zeros((NUM_KEYPOINTS, height, width), dtype=np.float32)
+    xs = np.arange(width, dtype=np.float32)
+    ys = np.arange(height, dtype=np.float32)
+    for i, (x, y, confidence) in enumerate(keypoints):
+        if confidence <= 0:
+            continue
+        # Separable: exp(-(dx^2 + dy^2) / s^2) = exp(-dx^2 / s^2) * exp(-dy^2 / s^2).
+        gx = np.exp(-((xs - x) ** 2) / sigma**2)
+        gy = np.exp(-((ys - y) ** 2) / sigma**2)
+        channel = np.outer(gy, gx)
+        peak = channel.max()
+        if peak > 0:
+            out[i] = channel / (peak + np.finfo(np.float32).eps)
+    return out

@@ -1,0 +1,217 @@
+"""BlazePose run with LiteRT: keypoints on real photos, segmentation, face mesh, no-person and several-people cases."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from vton.runtime.blazepose import BlazePose, coco18_from_landmarks, ssd_anchor_centres
+from vton.runtime.errors import InvalidInput, NoPersonFound, WeightsMissing
+from vton.runtime.weights import require
+
+SHARED = (Path(__file__).resolve().parents[2] / "../shared/data").resolve()
+needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/data is not on this machine")
+PEOPLE = sorted((SHARED / "people").glob("*")) if SHARED.is_dir() else []
+
+NOSE, NECK, R_SHOULDER, L_SHOULDER = 0, 1, 2, 5
+R_HIP, R_KNEE, R_ANKLE, L_HIP, L_KNEE, L_ANKLE, R_EYE, L_EYE = 8, 9, 10, 11, 12, 13, 14, 15
+# BODY_25 index of each COCO-18 joint (BODY_25 adds MidHip at 8 and the feet after 18).
+BODY25_FOR_COCO18 = [0, 1, 2, 3, 4, 5, 6, 7, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18]
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    assert image is not None, path
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+@pytest.fixture(scope="module")
+def blazepose() -> BlazePose:
+    try:
+        return BlazePose.from_pretrained(require("blazepose-litert"))
+    except WeightsMissing as exc:
+        pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="module")
+def avatars(examples: Path) -> list[Path]:
+    return sorted((examples / "avatars").glob("*.png"))
+
+
+def check_keypoints_on_person(obs, image: np.ndarray, name: str) -> None:
+    height, width = image.shape[:2]
+    assert obs.keypoints.shape == (18, 3) and obs.keypoints.dtype == np.float32
+    assert obs.landmarks.shape == (33, 4) and obs.mask.shape == (height, width)
+    assert obs.mask.min() >= 0.0 and obs.mask.max() <= 1.0
+    found = obs.keypoints[:, 2] > 0
+    # A body's core is always there on a photo of a person: nose or neck, both shoulders.
+    assert found[[NECK, R_SHOULDER, L_SHOULDER]].all(), name
+    # Found points lie on the person: inside the segmentation grown by 3 % of the image height (joints such as
+    # wrists and ears sit at the silhouette's edge).
+    grow = max(3, int(0.03 * height))
+    person = cv2.dilate((obs.mask > 0.5).astype(np.uint8), np.ones((2 * grow + 1, 2 * grow + 1), np.uint8))
+    for x, y, _ in obs.keypoints[found]:
+        assert person[int(y), int(x)], f"{name}: keypoint ({x:.0f}, {y:.0f}) is off the person"
+    # Missing points are written as OpenPose writes them.
+    assert (obs.keypoints[~found] == 0).all()
+    x0, y0, x1, y1 = obs.box
+    assert 0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height
+
+
+def check_standing_geometry(keypoints: np.ndarray, name: str) -> None:
+    k, found = keypoints, keypoints[:, 2] > 0
+    for hip in (R_HIP, L_HIP):
+        if found[NECK] and found[hip]:
+            assert k[NECK, 1] < k[hip, 1], f"{name}: neck below hip"
+    for knee, ankle in ((R_KNEE, R_ANKLE), (L_KNEE, L_ANKLE)):
+        if found[knee] and found[ankle]:
+            assert k[knee, 1] < k[ankle, 1], f"{name}: knee below ankle"
+    # Facing the camera (nose and both eyes seen): the person's right shoulder is on the image's left.
+    if found[[NOSE, R_EYE, L_EYE]].all():
+        assert k[R_SHOULDER, 0] < k[L_SHOULDER, 0], f"{name}: right shoulder on the image's right"
+        assert k[R_EYE, 0] < k[L_EYE, 0], f"{name}: right eye on the image's right"
+
+
+def test_anchor_grid_matches_detector_rows():
+    anchors = ssd_anchor_centres()
+    assert anchors.shape == (2254, 2)  # 28*28*2 + 14*14*2 + 7*7*6
+    assert (anchors > 0).all() and (anchors < 1).all()
+    # The first anchors are the 28x28 map's, two per cell, in row-major order.
+    np.testing.assert_allclose(
+        anchors[:4], [[0.5 / 28, 0.5 / 28]] * 2 + [[1.5 / 28, 0.5 / 28]] * 2, rtol=1e-6
+    )
+
+
+def test_avatars_give_people_with_standing_geometry(blazepose, avatars):
+    assert avatars, "the openvto avatars are missing"
+    for path in avatars:
+        image = read_rgb(path)
+        obs = blazepose.observe(image)
+        assert obs.people_detected == 1, path.name
+        check_keypoints_on_person(obs, image, path.name)
+        check_standing_geometry(obs.keypoints, path.name)
+        # Studio shots: head, arms and hips are all seen (one avatar's feet are cut by the frame).
+        assert (obs.keypoints[[0, 1, 2, 3, 4, 5, 6, 7, 8, 11], 2] > 0).all(), path.name
+
+
+@needs_shared
+@pytest.mark.parametrize("path", PEOPLE, ids=[p.name[:24] for p in PEOPLE])
+def test_real_photos_give_keypoints_on_the_person(blazepose, path):
+    image = read_rgb(path)
+    obs = blazepose.observe(image)
+    check_keypoints_on_person(obs, image, path.name)
+    if "fashn_model" not in path.name:  # the one seated person
+        check_standing_geometry(obs.keypoints, path.name)
+
+
+@needs_shared
+def test_keypoints_agree_with_reference_openpose(blazepose):
+    """Median distance to the datasets' own OpenPose keypoints (VITON-HD BODY_25, Dress Code COCO-18)."""
+    annotated = SHARED / "annotated"
+    references = []
+    for doc in sorted(annotated.glob("vitonhd/openpose*json/*_keypoints.json")):
+        body25 = np.array(json.loads(doc.read_text())["people"][0]["pose_keypoints_2d"]).reshape(25, 3)
+        image = annotated / "vitonhd/image" / doc.name.replace("_keypoints.json", ".jpg")
+        references.append((image, body25[BODY25_FOR_COCO18]))
+    for doc in sorted(annotated.glob("dresscode/*/keypoints/*_2.json")):
+        points = np.array(json.loads(doc.read_text())["keypoints"], dtype=np.float64)[:, :3]
+        points[:, :2] *= 2  # stored on a 384x512 grid for the 768x1024 photo
+        points[(points[:, 0] <= 0) | (points[:, 1] <= 0)] = 0  # cut-off joints are written at the border
+        image = doc.parent.parent / "images" / doc.name.replace("_2.json", "_0.jpg")
+        references.append((image, points))
+    assert len(references) >= 4
+    errors = []
+    for image_path, reference in references:
+        ours = blazepose.observe(read_rgb(image_path)).keypoints
+        both = (ours[:, 2] > 0) & (reference[:, 2] > 0)
+        assert both.sum() >= 10, image_path.name
+        errors.extend(np.linalg.norm(ours[both, :2] - reference[both, :2], axis=1))
+    errors = np.array(errors)
+    median, pck = float(np.median(errors)), float(np.mean(errors < 0.05 * 1024))
+    print(
+        f"\nBlazePose vs reference OpenPose: median {median:.1f} px, PCK@51px {pck:.2f} over {len(errors)} joints"
+    )
+    assert median < 20.0  # on 1024-pixel-high photos; measured 8.7
+    assert pck > 0.85
+
+
+@needs_shared
+def test_no_person_raises(blazepose, examples):
+    garments = sorted((SHARED / "garments" / "lower").glob("*.jpg"))[:3]
+    garments += sorted((SHARED / "garments" / "dresses").glob("*.jpg"))[:3]
+    garments += sorted((examples / "clothes").glob("*/*_front.jpg"))
+    for path in garments:
+        with pytest.raises(NoPersonFound, match="no person found"):
+            blazepose.observe(read_rgb(path))
+
+
+def test_plain_image_raises(blazepose):
+    for colour in ((255, 255, 255), (30, 60, 90)):
+        with pytest.raises(NoPersonFound, match="no person found"):
+            blazepose.observe(np.full((1024, 768, 3), colour, np.uint8))
+
+
+def test_several_people_take_the_largest_and_count_them(blazepose, avatars):
+    big, other = read_rgb(avatars[0]), read_rgb(avatars[1])
+    small = cv2.resize(other, None, fx=0.6, fy=0.6, interpolation=cv2.INTER_AREA)
+    height = big.shape[0]
+    for big_on_left in (True, False):
+        canvas = np.full((height, big.shape[1] + small.shape[1], 3), 255, np.uint8)
+        big_x = 0 if big_on_left else small.shape[1]
+        small_x = big.shape[1] if big_on_left else 0
+        canvas[:, big_x : big_x + big.shape[1]] = big
+        canvas[height - small.shape[0] :, small_x : small_x + small.shape[1]] = small
+        obs = blazepose.observe(canvas)
+        assert obs.people_detected == 2
+        found = obs.keypoints[:, 2] > 0
+        xs = obs.keypoints[found, 0]
+        assert ((xs >= big_x) & (xs < big_x + big.shape[1])).all(), "keypoints are not the larger person's"
+
+
+def test_face_mesh_lies_on_the_face(blazepose, avatars):
+    image = read_rgb(avatars[0])
+    assert blazepose.observe(image).face is None  # only when asked
+    obs = blazepose.observe(image, with_face=True)
+    assert obs.face is not None and obs.face.shape == (468, 3)
+    lm = obs.landmarks
+    ear_span = float(np.linalg.norm(lm[7, :2] - lm[8, :2]))
+    # Mesh point 1 is the nose tip; it agrees with the pose's nose within a fifth of the head's width.
+    assert np.linalg.norm(obs.face[1, :2] - lm[0, :2]) < 0.2 * ear_span
+    x0, y0 = obs.face[:, :2].min(0)
+    x1, y1 = obs.face[:, :2].max(0)
+    assert 0.5 * ear_span < x1 - x0 < 1.6 * ear_span
+    assert y0 < lm[0, 1] < y1
+
+
+def test_heavy_model_agrees_with_full(blazepose, avatars):
+    heavy = BlazePose.from_pretrained(require("blazepose-litert"), landmark_model="heavy")
+    image = read_rgb(avatars[2])
+    a, b = blazepose.observe(image).keypoints, heavy.observe(image).keypoints
+    both = (a[:, 2] > 0) & (b[:, 2] > 0)
+    assert both.sum() >= 12
+    assert np.median(np.linalg.norm(a[both, :2] - b[both, :2], axis=1)) < 0.02 * image.shape[0]
+
+
+def test_coco18_mapping_writes_zeros_for_unsure_or_outside_points():
+    landmarks = np.zeros((33, 4), np.float32)
+    landmarks[:, 0], landmarks[:, 1], landmarks[:, 3] = 100.0, 200.0, 0.9
+    landmarks[12] = (80, 150, 0, 0.95)  # right shoulder
+    landmarks[11] = (120, 160, 0, 0.6)  # left shoulder
+    landmarks[26, 3] = 0.1  # right knee unsure
+    landmarks[27, :2] = (100, 900)  # left ankle below a 400-high image
+    k = coco18_from_landmarks(landmarks, width=300, height=400)
+    np.testing.assert_allclose(k[1], (100, 155, 0.6), rtol=1e-6)  # neck: midpoint, the lower confidence
+    np.testing.assert_allclose(k[2], (80, 150, 0.95), rtol=1e-6)
+    assert (k[9] == 0).all() and (k[13] == 0).all()
+    assert (k[[0, 3, 4, 5, 6, 7, 8, 10, 11, 12, 14, 15, 16, 17], 2] > 0).all()
+
+
+def test_bad_arrays_are_invalid_input(blazepose):
+    with pytest.raises(InvalidInput):
+        blazepose.observe(np.zeros((64, 64), np.uint8))
+    with pytest.raises(InvalidInput):
+        blazepose.observe(np.zeros((64, 64, 3), np.float32))

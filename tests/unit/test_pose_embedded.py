@@ -1,0 +1,128 @@
+"""The embedded pose backend and the OpenPose-format outputs: JSON, skeleton picture, LaDI-VTON's pose map."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from services.pose.backends.blazepose import BlazePoseBackend
+from services.pose.openpose_format import (
+    COLORS,
+    LIMBS,
+    draw_skeleton,
+    from_openpose_json,
+    pose_heatmap,
+    pose_map,
+    to_openpose_json,
+)
+from services.pose.types import PoseEstimate
+from vton.runtime.errors import NoPersonFound, WeightsMissing
+from vton.runtime.weights import require
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    return cv2.cvtColor(cv2.imread(str(path), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+
+
+@pytest.fixture(scope="module")
+def backend() -> BlazePoseBackend:
+    try:
+        return BlazePoseBackend.from_pretrained(require("blazepose-litert"))
+    except WeightsMissing as exc:
+        pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="module")
+def estimate(backend, examples) -> tuple[PoseEstimate, np.ndarray]:
+    image = read_rgb(examples / "avatars" / "1.png")
+    return backend.estimate(image), image
+
+
+def test_backend_estimates_coco18(estimate):
+    pose, image = estimate
+    assert isinstance(pose, PoseEstimate)
+    assert pose.keypoints.shape == (18, 3) and pose.keypoints.dtype == np.float32
+    assert pose.people_detected == 1
+    found = pose.keypoints[:, 2] > 0
+    assert found.sum() >= 14
+    height, width = image.shape[:2]
+    assert (pose.keypoints[found, 0] < width).all() and (pose.keypoints[found, 1] < height).all()
+
+
+def test_backend_refuses_an_empty_photo(backend):
+    with pytest.raises(NoPersonFound, match="no person found"):
+        backend.estimate(np.full((512, 384, 3), 240, np.uint8))
+
+
+def test_openpose_json_round_trips_in_the_datasets_layout(estimate):
+    keypoints = estimate[0].keypoints
+    document = to_openpose_json(keypoints)
+    parsed = json.loads(document)
+    assert parsed["version"] == 1.3
+    (person,) = parsed["people"]
+    assert person["person_id"] == [-1]
+    assert len(person["pose_keypoints_2d"]) == 54
+    assert person["face_keypoints_2d"] == []
+    np.testing.assert_allclose(from_openpose_json(document), keypoints, atol=1e-3)
+    # Missing joints stay 0, 0, 0 through the round trip.
+    missing = keypoints.copy()
+    missing[4] = 0
+    assert (from_openpose_json(to_openpose_json(missing))[4] == 0).all()
+
+
+def test_pose_map_matches_ladi_vton_squares(estimate):
+    keypoints = estimate[0].keypoints.copy()
+    keypoints[10] = 0  # a missing joint
+    for width, height in ((384, 512), (768, 1024)):
+        scaled = keypoints.copy()
+        scaled[:, :2] *= (width / estimate[1].shape[1], height / estimate[1].shape[0])
+        channels = pose_map(scaled, width, height)
+        assert channels.shape == (18, height, width) and channels.dtype == np.uint8
+        assert set(np.unique(channels)) <= {0, 1}
+        assert channels[10].sum() == 0
+        # The reference: LaDI-VTON's dataset draws PIL rectangles of radius 5 * H / 512 around each point.
+        radius = 5 * height / 512
+        for i, (x, y, c) in enumerate(scaled):
+            if c <= 0:
+                continue
+            assert channels[i, int(y), int(x)] == 1
+            drawing = Image.new("L", (width, height))
+            ImageDraw.Draw(drawing).rectangle(
+                (x - radius, y - radius, x + radius, y + radius), "white", "white"
+            )
+            np.testing.assert_array_equal(channels[i], (np.array(drawing) > 0).astype(np.uint8))
+
+
+def test_pose_heatmap_peaks_at_each_keypoint(estimate):
+    keypoints = estimate[0].keypoints.copy()
+    keypoints[3] = 0
+    height, width = estimate[1].shape[:2]
+    maps = pose_heatmap(keypoints, width, height)
+    assert maps.shape == (18, height, width) and maps.dtype == np.float32
+    assert maps[3].max() == 0
+    for i in np.nonzero(keypoints[:, 2] > 0)[0]:
+        y, x = np.unravel_index(maps[i].argmax(), maps[i].shape)
+        assert abs(x - keypoints[i, 0]) <= 1 and abs(y - keypoints[i, 1]) <= 1
+        assert maps[i].max() == pytest.approx(1.0, abs=1e-4)
+
+
+def test_skeleton_is_drawn_in_openpose_colours(estimate):
+    keypoints, image = estimate[0], estimate[1]
+    keypoints = keypoints.keypoints
+    height, width = image.shape[:2]
+    picture = draw_skeleton(keypoints, width, height)
+    assert picture.shape == (height, width, 3) and picture.dtype == np.uint8
+    assert picture[0, 0].tolist() == [0, 0, 0]
+    # The right upper arm (limb 2, RShoulder -> RElbow) carries its palette colour at the limb's middle.
+    a, b = LIMBS[2]
+    middle = (keypoints[a, :2] + keypoints[b, :2]) / 2
+    pixel = picture[int(middle[1]), int(middle[0])].astype(int)
+    expected = np.array(COLORS[2]) * 0.6
+    assert np.abs(pixel - expected).max() <= 40, (pixel, expected)
+    # Nothing is drawn for a person with no joints.
+    assert draw_skeleton(np.zeros((18, 3), np.float32), 64, 48).max() == 0
