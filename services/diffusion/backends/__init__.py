@@ -9,7 +9,7 @@ def _ladi(dataset: str):
         from services.diffusion.backends.ladi_vton import LadiVtonBackend
 
         return LadiVtonBackend.from_pretrained(
-            require(f"ladi-vton-{dataset}"), device=device, dtype=torch_dtype(precision)
+            require(f"ladi-vton-{dataset}"), device=device, dtype=torch_dtype(precision), dataset=dataset
         )
 
     return load
