@@ -1,0 +1,1 @@
+"""Human parsing networks (plain torch, weight-compatible with their official checkpoints)."""
