@@ -24,6 +24,7 @@ demo: install weights
 	$(BIN)/python -m vton.demo --out out/demo
 
 test: install weights
+	bash tools/install_deploy_tools.sh
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 

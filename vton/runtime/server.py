@@ -124,6 +124,9 @@ def build_server(
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            # Clients reconnect every few minutes, so pods added by a scale-up get their share of calls.
+            ("grpc.max_connection_age_ms", 300_000),
+            ("grpc.max_connection_age_grace_ms", 60_000),
         ],
     )
     register(servicer, server)

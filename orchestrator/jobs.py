@@ -1,0 +1,540 @@
+"""The job store: try-on jobs, their per-stage progress and artifacts, in SQL (SQLite file or PostgreSQL).
+
+A job is `queued` once committed, so an accepted job is never lost. Workers take queued jobs with an
+atomic claim (`UPDATE ... WHERE status = 'queued'`: of two claimers only one sees a row change) and every
+later write of a worker carries the claim's token, so a worker that lost its job (its lease ran out and
+another took over) cannot overwrite the new run. Jobs left `running` by a dead worker go back to the queue.
+Every write transaction starts with its write (never read-then-write): on SQLite that takes the single
+writer's lock at once instead of failing a later upgrade, on PostgreSQL it locks the job's row.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Double,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    create_engine,
+    event,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, sessionmaker
+
+QUEUED, RUNNING, SUCCEEDED, FAILED = "queued", "running", "succeeded", "failed"
+JOB_STATUSES = (QUEUED, RUNNING, SUCCEEDED, FAILED)
+FINISHED = (SUCCEEDED, FAILED)
+# A stage of a job: pending (not reached), running, succeeded, failed, or skipped (an earlier one failed).
+PENDING, SKIPPED = "pending", "skipped"
+
+
+class _Base(DeclarativeBase):
+    pass
+
+
+class JobRow(_Base):
+    __tablename__ = "vton_jobs"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16))
+    category: Mapped[str] = mapped_column(String(32))
+    seed: Mapped[int] = mapped_column(BigInteger)
+    steps: Mapped[int | None] = mapped_column(Integer)
+    guidance_scale: Mapped[float | None] = mapped_column(Double)
+    person_key: Mapped[str] = mapped_column(String(512))
+    garment_key: Mapped[str] = mapped_column(String(512))
+    request_id: Mapped[str] = mapped_column(String(128), default="")
+    created_at: Mapped[float] = mapped_column(Double)
+    updated_at: Mapped[float] = mapped_column(Double)
+    started_at: Mapped[float | None] = mapped_column(Double)
+    finished_at: Mapped[float | None] = mapped_column(Double)
+    heartbeat_at: Mapped[float | None] = mapped_column(Double)
+    owner: Mapped[str | None] = mapped_column(String(255))
+    claim_token: Mapped[str | None] = mapped_column(String(32))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    result_key: Mapped[str | None] = mapped_column(String(512))
+    error: Mapped[str | None] = mapped_column(Text)
+    error_code: Mapped[str | None] = mapped_column(String(64))
+    error_stage: Mapped[str | None] = mapped_column(String(32))
+
+    stages: Mapped[list[StageRow]] = relationship(
+        order_by="StageRow.position", lazy="selectin", cascade="all, delete-orphan"
+    )
+    artifacts: Mapped[list[ArtifactRow]] = relationship(
+        order_by="ArtifactRow.created_at", lazy="selectin", cascade="all, delete-orphan"
+    )
+
+    __table_args__ = (Index("ix_vton_jobs_status_created", "status", "created_at"),)
+
+
+class StageRow(_Base):
+    __tablename__ = "vton_job_stages"
+
+    job_id: Mapped[str] = mapped_column(ForeignKey("vton_jobs.id", ondelete="CASCADE"), primary_key=True)
+    stage: Mapped[str] = mapped_column(String(32), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16), default=PENDING)
+    backend: Mapped[dict | None] = mapped_column(JSON)
+    seconds: Mapped[float | None] = mapped_column(Double)
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class ArtifactRow(_Base):
+    __tablename__ = "vton_job_artifacts"
+
+    job_id: Mapped[str] = mapped_column(ForeignKey("vton_jobs.id", ondelete="CASCADE"), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key: Mapped[str] = mapped_column(String(512))
+    created_at: Mapped[float] = mapped_column(Double)
+
+
+@dataclass(frozen=True)
+class StageState:
+    status: str
+    backend: dict | None = None
+    seconds: float | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class NewJob:
+    """What a client asked for; the inputs are already in storage under these keys."""
+
+    id: str
+    category: str
+    seed: int
+    steps: int | None
+    guidance_scale: float | None
+    person_key: str
+    garment_key: str
+    request_id: str = ""
+
+
+@dataclass(frozen=True)
+class Job:
+    id: str
+    status: str
+    category: str
+    seed: int
+    steps: int | None
+    guidance_scale: float | None
+    person_key: str
+    garment_key: str
+    request_id: str
+    created_at: float
+    updated_at: float
+    started_at: float | None
+    finished_at: float | None
+    attempts: int
+    result_key: str | None
+    error: str | None
+    error_code: str | None
+    error_stage: str | None
+    stages: dict[str, StageState] = field(default_factory=dict)
+    artifacts: dict[str, str] = field(default_factory=dict)  # name -> storage key
+    claim_token: str | None = None
+    owner: str | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINISHED
+
+
+def new_job_id() -> str:
+    return uuid.uuid4().hex
+
+
+def process_owner_id() -> str:
+    """host:pid:token. The token tells this process from an earlier one that had the same pid (a container's 1)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+# Owners registered by the stores of this process: alive by definition.
+_LIVE_OWNERS: set[str] = set()
+
+
+def owner_is_gone(owner: str | None) -> bool:
+    """Whether the process that wrote `owner` certainly no longer runs: it lived on this host and its pid is
+    gone, or the pid is ours but the token is not (a container restarted as pid 1 again). A process on
+    another host is judged by its heartbeat alone."""
+    if not owner:
+        return True
+    try:
+        host, pid_text, _token = owner.rsplit(":", 2)
+        pid = int(pid_text)
+    except ValueError:
+        return False
+    if host != socket.gethostname():
+        return False
+    if pid == os.getpid():
+        return owner not in _LIVE_OWNERS
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False
+
+
+class JobStore:
+    """Jobs in SQL. Thread-safe: each method opens its own short session."""
+
+    def __init__(self, url: str, *, echo: bool = False) -> None:
+        self.url = url
+        self.engine = _make_engine(url, echo)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self.owner = process_owner_id()
+        _LIVE_OWNERS.add(self.owner)
+
+    # --- schema ------------------------------------------------------------------------------------------
+
+    def create_schema(self) -> None:
+        _Base.metadata.create_all(self.engine)
+
+    def close(self) -> None:
+        _LIVE_OWNERS.discard(self.owner)
+        self.engine.dispose()
+
+    def ping(self) -> None:
+        with self.engine.connect() as conn:
+            conn.exec_driver_sql("SELECT 1")
+
+    # --- clients -----------------------------------------------------------------------------------------
+
+    def create(self, new: NewJob, stages: Sequence[str]) -> Job:
+        """Insert a queued job with every stage pending; committed when this returns."""
+        now = time.time()
+        row = JobRow(
+            id=new.id,
+            status=QUEUED,
+            category=new.category,
+            seed=new.seed,
+            steps=new.steps,
+            guidance_scale=new.guidance_scale,
+            person_key=new.person_key,
+            garment_key=new.garment_key,
+            request_id=new.request_id,
+            created_at=now,
+            updated_at=now,
+            attempts=0,
+            stages=[StageRow(stage=name, position=i, status=PENDING) for i, name in enumerate(stages)],
+        )
+        with self._sessions.begin() as session:
+            session.add(row)
+        return self.get(new.id)
+
+    def get(self, job_id: str) -> Job | None:
+        with self._sessions() as session:
+            row = session.get(JobRow, job_id)
+            return _to_job(row) if row is not None else None
+
+    def counts_by_status(self) -> dict[str, int]:
+        with self._sessions() as session:
+            rows = session.execute(select(JobRow.status, func.count()).group_by(JobRow.status)).all()
+        counts = dict.fromkeys(JOB_STATUSES, 0)
+        counts.update({status: n for status, n in rows})
+        return counts
+
+    # --- workers -----------------------------------------------------------------------------------------
+
+    def claim(self, owner: str | None = None, candidates: int = 8) -> Job | None:
+        """Take the oldest queued job for `owner` (default: this process); None when the queue is empty.
+
+        Of several claimers racing for one job exactly one's UPDATE matches (`status` is re-checked by the
+        database at write time, on SQLite and PostgreSQL alike); the others move on to the next candidate.
+        """
+        owner = owner or self.owner
+        while True:
+            with self._sessions() as session:
+                ids = session.scalars(
+                    select(JobRow.id)
+                    .where(JobRow.status == QUEUED)
+                    .order_by(JobRow.created_at, JobRow.id)
+                    .limit(candidates)
+                ).all()
+            if not ids:
+                return None
+            for job_id in ids:
+                token = uuid.uuid4().hex
+                now = time.time()
+                with self._sessions.begin() as session:
+                    won = session.execute(
+                        update(JobRow)
+                        .where(JobRow.id == job_id, JobRow.status == QUEUED)
+                        .values(
+                            status=RUNNING,
+                            owner=owner,
+                            claim_token=token,
+                            attempts=JobRow.attempts + 1,
+                            started_at=now,
+                            heartbeat_at=now,
+                            updated_at=now,
+                        )
+                        .execution_options(synchronize_session=False)
+                    ).rowcount
+                if won == 1:
+                    return self.get(job_id)
+
+    def heartbeat(self, claims: Iterable[tuple[str, str]]) -> None:
+        """Tell other replicas these running jobs (id, claim token) still have a live worker."""
+        now = time.time()
+        with self._sessions.begin() as session:
+            for job_id, token in claims:
+                session.execute(
+                    update(JobRow)
+                    .where(JobRow.id == job_id, JobRow.claim_token == token, JobRow.status == RUNNING)
+                    .values(heartbeat_at=now)
+                    .execution_options(synchronize_session=False)
+                )
+
+    def set_stage(
+        self,
+        job_id: str,
+        token: str,
+        stage: str,
+        status: str,
+        *,
+        backend: dict | None = None,
+        seconds: float | None = None,
+        error: str | None = None,
+    ) -> bool:
+        """Record a stage's progress; False (and nothing written) when the claim is no longer this worker's."""
+        values: dict = {"status": status, "error": error}
+        if backend is not None:
+            values["backend"] = backend
+        if seconds is not None:
+            values["seconds"] = seconds
+        with self._sessions.begin() as session:
+            if not self._touch(session, job_id, token):
+                return False
+            session.execute(
+                update(StageRow)
+                .where(StageRow.job_id == job_id, StageRow.stage == stage)
+                .values(**values)
+                .execution_options(synchronize_session=False)
+            )
+        return True
+
+    def add_artifact(self, job_id: str, token: str, name: str, key: str) -> bool:
+        """Record a stored artifact (a re-run after a restart overwrites its earlier key)."""
+        now = time.time()
+        with self._sessions.begin() as session:
+            if not self._touch(session, job_id, token):
+                return False
+            changed = session.execute(
+                update(ArtifactRow)
+                .where(ArtifactRow.job_id == job_id, ArtifactRow.name == name)
+                .values(key=key, created_at=now)
+                .execution_options(synchronize_session=False)
+            ).rowcount
+            if not changed:
+                session.execute(insert(ArtifactRow).values(job_id=job_id, name=name, key=key, created_at=now))
+        return True
+
+    def finish(
+        self,
+        job_id: str,
+        token: str,
+        status: str,
+        *,
+        result_key: str | None = None,
+        error: str | None = None,
+        error_code: str | None = None,
+        error_stage: str | None = None,
+    ) -> bool:
+        """Set the final status; stages never reached become `skipped`. False when the claim was lost."""
+        if status not in FINISHED:
+            raise ValueError(f"a job finishes as {' or '.join(FINISHED)}, not {status!r}")
+        now = time.time()
+        with self._sessions.begin() as session:
+            changed = session.execute(
+                update(JobRow)
+                .where(JobRow.id == job_id, JobRow.claim_token == token, JobRow.status == RUNNING)
+                .values(
+                    status=status,
+                    result_key=result_key,
+                    error=error,
+                    error_code=error_code,
+                    error_stage=error_stage,
+                    finished_at=now,
+                    updated_at=now,
+                    claim_token=None,
+                )
+                .execution_options(synchronize_session=False)
+            ).rowcount
+            if changed and status == FAILED:
+                session.execute(
+                    update(StageRow)
+                    .where(StageRow.job_id == job_id, StageRow.status.in_((PENDING, "running")))
+                    .values(status=SKIPPED)
+                    .execution_options(synchronize_session=False)
+                )
+        return changed == 1
+
+    def release(self, job_id: str, token: str) -> bool:
+        """Put a job this worker started back in the queue (a graceful shutdown), not counting the attempt."""
+        with self._sessions.begin() as session:
+            changed = session.execute(
+                update(JobRow)
+                .where(JobRow.id == job_id, JobRow.claim_token == token, JobRow.status == RUNNING)
+                .values(
+                    status=QUEUED,
+                    owner=None,
+                    claim_token=None,
+                    attempts=JobRow.attempts - 1,
+                    updated_at=time.time(),
+                )
+                .execution_options(synchronize_session=False)
+            ).rowcount
+            if changed:
+                _reset_stages(session, job_id)
+        return changed == 1
+
+    def requeue_orphans(
+        self,
+        lease_s: float,
+        max_attempts: int = 3,
+        owner_gone: Callable[[str | None], bool] = owner_is_gone,
+    ) -> list[str]:
+        """Running jobs whose worker is gone go back to `queued` (or fail after `max_attempts` runs).
+
+        A worker is gone when its heartbeat is older than `lease_s`, or at once when it was a process of
+        this host that no longer exists (the orchestrator restarted). Returns the ids requeued or failed.
+        """
+        now = time.time()
+        with self._sessions() as session:
+            rows = session.execute(
+                select(
+                    JobRow.id, JobRow.owner, JobRow.claim_token, JobRow.heartbeat_at, JobRow.attempts
+                ).where(JobRow.status == RUNNING)
+            ).all()
+        taken: list[str] = []
+        for job_id, owner, token, heartbeat_at, attempts in rows:
+            stale = heartbeat_at is None or now - heartbeat_at > lease_s
+            if not (stale or owner_gone(owner)):
+                continue
+            exhausted = attempts >= max_attempts
+            values: dict = {"owner": None, "claim_token": None, "updated_at": now}
+            if exhausted:
+                values |= {
+                    "status": FAILED,
+                    "finished_at": now,
+                    "error": f"the job's worker stopped {attempts} times while running it; giving up",
+                    "error_code": "interrupted",
+                }
+            else:
+                values["status"] = QUEUED
+            with self._sessions.begin() as session:
+                changed = session.execute(
+                    update(JobRow)
+                    .where(JobRow.id == job_id, JobRow.claim_token == token, JobRow.status == RUNNING)
+                    .values(**values)
+                    .execution_options(synchronize_session=False)
+                ).rowcount
+                if changed and exhausted:
+                    session.execute(
+                        update(StageRow)
+                        .where(StageRow.job_id == job_id, StageRow.status.in_((PENDING, "running")))
+                        .values(status=SKIPPED)
+                        .execution_options(synchronize_session=False)
+                    )
+                elif changed:
+                    _reset_stages(session, job_id)
+            if changed:
+                taken.append(job_id)
+        return taken
+
+    @staticmethod
+    def _touch(session, job_id: str, token: str) -> bool:
+        """Refresh the job's heartbeat if it still runs under `token`. Being the first write of the
+        transaction, it also locks the job row (PostgreSQL) or the database (SQLite) for what follows."""
+        now = time.time()
+        return (
+            session.execute(
+                update(JobRow)
+                .where(JobRow.id == job_id, JobRow.claim_token == token, JobRow.status == RUNNING)
+                .values(updated_at=now, heartbeat_at=now)
+                .execution_options(synchronize_session=False)
+            ).rowcount
+            == 1
+        )
+
+
+def _reset_stages(session, job_id: str) -> None:
+    """A job back in the queue runs from the start again: its stages show as not yet reached."""
+    session.execute(
+        update(StageRow)
+        .where(StageRow.job_id == job_id)
+        .values(status=PENDING, backend=None, seconds=None, error=None)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def _to_job(row: JobRow) -> Job:
+    return Job(
+        id=row.id,
+        status=row.status,
+        category=row.category,
+        seed=row.seed,
+        steps=row.steps,
+        guidance_scale=row.guidance_scale,
+        person_key=row.person_key,
+        garment_key=row.garment_key,
+        request_id=row.request_id,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        attempts=row.attempts,
+        result_key=row.result_key,
+        error=row.error,
+        error_code=row.error_code,
+        error_stage=row.error_stage,
+        stages={
+            s.stage: StageState(status=s.status, backend=s.backend, seconds=s.seconds, error=s.error)
+            for s in row.stages
+        },
+        artifacts={a.name: a.key for a in row.artifacts},
+        claim_token=row.claim_token,
+        owner=row.owner,
+    )
+
+
+def _make_engine(url: str, echo: bool) -> Engine:
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        # pre_ping: a PostgreSQL failover or idle-connection reap must not fail the next request.
+        return create_engine(url, echo=echo, pool_pre_ping=True, future=True)
+    if parsed.database and parsed.database != ":memory:":
+        os.makedirs(os.path.dirname(os.path.abspath(parsed.database)), exist_ok=True)
+    engine = create_engine(
+        url, echo=echo, connect_args={"timeout": 30, "check_same_thread": False}, future=True
+    )
+
+    @event.listens_for(engine, "connect")
+    def _sqlite_pragmas(dbapi_connection, _record) -> None:
+        cursor = dbapi_connection.cursor()
+        # WAL: readers (GET /v1/jobs) never wait for the workers' writes; foreign keys for the cascades.
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    return engine

@@ -1,0 +1,168 @@
+"""gRPC clients of the five stage services: deadlines, request ids, retries of UNAVAILABLE, health checks.
+
+The orchestrator knows the stages only through the generated stubs of `vton.v1`; a stage's failure becomes
+a StageError that names the step and carries the gRPC code, which the API turns into an HTTP status.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from vton.runtime.logs import REQUEST_ID_METADATA
+from vton.v1 import (
+    densepose_pb2,
+    densepose_pb2_grpc,
+    diffusion_pb2,
+    diffusion_pb2_grpc,
+    parsing_pb2,
+    parsing_pb2_grpc,
+    pose_pb2,
+    pose_pb2_grpc,
+    warp_pb2,
+    warp_pb2_grpc,
+)
+
+# The same limit the stage servers set: a 1024x768 request carries several images and an 18-channel map.
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+
+SERVICE_NAMES = {
+    "pose": pose_pb2.DESCRIPTOR.services_by_name["PoseService"].full_name,
+    "densepose": densepose_pb2.DESCRIPTOR.services_by_name["DensePoseService"].full_name,
+    "parsing": parsing_pb2.DESCRIPTOR.services_by_name["ParsingService"].full_name,
+    "warp": warp_pb2.DESCRIPTOR.services_by_name["WarpService"].full_name,
+    "diffusion": diffusion_pb2.DESCRIPTOR.services_by_name["DiffusionService"].full_name,
+}
+
+# A stage restarting (or a pod being replaced) answers UNAVAILABLE for a moment: retry that alone, a few
+# times with backoff. Every stage call is idempotent (same inputs, same seed, same answer).
+# Round robin spreads calls over every pod behind a headless Service (dns:/// addresses) instead of one.
+_SERVICE_CONFIG = json.dumps(
+    {
+        "loadBalancingConfig": [{"round_robin": {}}],
+        "methodConfig": [
+            {
+                "name": [{"service": name} for name in SERVICE_NAMES.values()],
+                "retryPolicy": {
+                    "maxAttempts": 5,  # about 3 s of backoff in all: a pod replaced, a process restarted
+                    "initialBackoff": "0.2s",
+                    "maxBackoff": "2s",
+                    "backoffMultiplier": 2,
+                    "retryableStatusCodes": ["UNAVAILABLE"],
+                },
+            }
+        ]
+    }
+)
+
+# gRPC code -> (error code in the job, HTTP status a waiting client gets)
+_OUTCOMES = {
+    grpc.StatusCode.INVALID_ARGUMENT: ("invalid_input", 400),
+    grpc.StatusCode.FAILED_PRECONDITION: ("no_person", 422),
+    grpc.StatusCode.UNAVAILABLE: ("stage_unavailable", 503),
+    grpc.StatusCode.DEADLINE_EXCEEDED: ("stage_timeout", 504),
+}
+
+
+class StageError(Exception):
+    """A stage call failed. `step` is the pipeline step (agnostic_mask is a call to the parsing service)."""
+
+    def __init__(self, step: str, service: str, code: grpc.StatusCode, message: str, seconds: float = 0.0):
+        self.step, self.service, self.code, self.seconds = step, service, code, seconds
+        self.error_code, self.http_status = _OUTCOMES.get(code, ("stage_error", 502))
+        self.message = message
+        super().__init__(message)
+
+    @classmethod
+    def from_rpc(
+        cls, step: str, service: str, address: str, exc: grpc.RpcError, seconds: float
+    ) -> StageError:
+        code = exc.code() if hasattr(exc, "code") else grpc.StatusCode.UNKNOWN
+        details = (exc.details() if hasattr(exc, "details") else None) or str(exc)
+        if code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.FAILED_PRECONDITION):
+            message = details  # the stage's own words: "no person found", "image: the file is not an image"
+        elif code == grpc.StatusCode.UNAVAILABLE:
+            message = f"the {service} stage ({address}) is unavailable: {details}"
+        elif code == grpc.StatusCode.DEADLINE_EXCEEDED:
+            message = f"the {service} stage ({address}) did not answer {step} within {seconds:.0f} s"
+        else:
+            message = f"the {service} stage failed in {step} ({code.name}): {details}"
+        return cls(step, service, code, message, seconds)
+
+
+@dataclass(frozen=True)
+class StageHealth:
+    stage: str
+    address: str
+    ok: bool
+    status: str  # SERVING, NOT_SERVING, UNKNOWN, or the gRPC error code of the check itself
+    detail: str = ""
+
+
+class StageClients:
+    """One channel per stage; channels connect lazily and reconnect on their own, so building is free."""
+
+    def __init__(self, addresses: Mapping[str, str], timeout_s: float = 120.0) -> None:
+        missing = set(SERVICE_NAMES) - set(addresses)
+        if missing:
+            raise ValueError(f"no address for stage(s): {', '.join(sorted(missing))}")
+        self.addresses = dict(addresses)
+        self.timeout_s = timeout_s
+        options = [
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.enable_retries", 1),
+            ("grpc.service_config", _SERVICE_CONFIG),
+            # requests up to a few MB may be replayed on a retry
+            ("grpc.per_rpc_retry_buffer_size", 32 * 1024 * 1024),
+        ]
+        self.channels = {
+            stage: grpc.insecure_channel(addr, options=options) for stage, addr in self.addresses.items()
+        }
+        self.pose = pose_pb2_grpc.PoseServiceStub(self.channels["pose"])
+        self.densepose = densepose_pb2_grpc.DensePoseServiceStub(self.channels["densepose"])
+        self.parsing = parsing_pb2_grpc.ParsingServiceStub(self.channels["parsing"])
+        self.warp = warp_pb2_grpc.WarpServiceStub(self.channels["warp"])
+        self.diffusion = diffusion_pb2_grpc.DiffusionServiceStub(self.channels["diffusion"])
+
+    def start(self, rpc: grpc.UnaryUnaryMultiCallable, request, request_id: str) -> grpc.Future:
+        """Send `request` without waiting: the call carries the deadline and the request id."""
+        metadata = ((REQUEST_ID_METADATA, request_id),) if request_id else None
+        return rpc.future(request, timeout=self.timeout_s, metadata=metadata)
+
+    def check(self, timeouts_s: float = 2.0) -> dict[str, StageHealth]:
+        """grpc.health.v1 Check of every stage at once (each bounded by `timeouts_s`)."""
+        pending = {}
+        for stage, channel in self.channels.items():
+            stub = health_pb2_grpc.HealthStub(channel)
+            request = health_pb2.HealthCheckRequest(service=SERVICE_NAMES[stage])
+            pending[stage] = (stub, stub.Check.future(request, timeout=timeouts_s))
+        results = {}
+        for stage, (stub, future) in pending.items():
+            address = self.addresses[stage]
+            try:
+                response = future.result()
+            except grpc.RpcError as exc:
+                if exc.code() == grpc.StatusCode.NOT_FOUND:
+                    # a server that registered only the overall status ("") still says whether it serves
+                    try:
+                        response = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=timeouts_s)
+                    except grpc.RpcError as inner:
+                        results[stage] = StageHealth(
+                            stage, address, False, inner.code().name, inner.details()
+                        )
+                        continue
+                else:
+                    results[stage] = StageHealth(stage, address, False, exc.code().name, exc.details() or "")
+                    continue
+            status = health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
+            results[stage] = StageHealth(stage, address, status == "SERVING", status)
+        return results
+
+    def close(self) -> None:
+        for channel in self.channels.values():
+            channel.close()

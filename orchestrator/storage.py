@@ -1,0 +1,163 @@
+"""Objects in S3 through boto3: job inputs, stage artifacts and results, handed to clients as presigned URLs.
+
+Works against any S3-compatible server (SeaweedFS on one machine, AWS S3 or a cluster's store) with
+path-style addressing and SigV4, so a bucket name never has to resolve as a host name.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+log = logging.getLogger("vton.orchestrator.storage")
+
+CONTENT_TYPES = {
+    "png": "image/png",
+    "jpg": "image/jpeg",
+    "jpeg": "image/jpeg",
+    "webp": "image/webp",
+    "json": "application/json",
+}
+
+
+class StorageError(RuntimeError):
+    """S3 could not be reached or refused an operation; the message says which and why."""
+
+
+def content_type_for(key: str) -> str:
+    return CONTENT_TYPES.get(key.rsplit(".", 1)[-1].lower(), "application/octet-stream")
+
+
+class Storage:
+    """One bucket. Thread-safe: a boto3 client may be shared between threads (a session may not)."""
+
+    def __init__(
+        self,
+        bucket: str,
+        *,
+        endpoint: str | None = None,
+        public_endpoint: str | None = None,
+        region: str = "us-east-1",
+        access_key: str | None = None,
+        secret_key: str | None = None,
+        url_ttl_s: int = 3600,
+        timeout_s: float = 30.0,
+    ) -> None:
+        self.bucket = bucket
+        self.endpoint = endpoint
+        self.region = region
+        self.url_ttl_s = url_ttl_s
+        config = Config(
+            signature_version="s3v4",
+            s3={"addressing_style": "path"},
+            connect_timeout=min(5.0, timeout_s),
+            read_timeout=timeout_s,
+            retries={"max_attempts": 3, "mode": "standard"},
+        )
+        session = boto3.session.Session(
+            aws_access_key_id=access_key, aws_secret_access_key=secret_key, region_name=region
+        )
+        self._client = session.client("s3", endpoint_url=endpoint, config=config)
+        # SigV4 signs the Host header: URLs for clients are signed for the host they will use. Signing is
+        # local (no request), so this second client never talks to that endpoint itself.
+        self._signer = (
+            session.client("s3", endpoint_url=public_endpoint, config=config)
+            if public_endpoint and public_endpoint != endpoint
+            else self._client
+        )
+
+    def _fail(self, what: str, exc: Exception) -> StorageError:
+        where = f"{self.endpoint or 'AWS S3'} bucket {self.bucket!r}"
+        if isinstance(exc, ClientError):
+            err = exc.response.get("Error", {})
+            reason = f"{err.get('Code', '?')}: {err.get('Message') or 'no message'}"
+        else:
+            reason = str(exc)
+        return StorageError(f"storage ({where}): {what} failed: {reason}")
+
+    def bucket_exists(self) -> bool:
+        try:
+            self._client.head_bucket(Bucket=self.bucket)
+            return True
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchBucket", "NotFound"):
+                return False
+            raise self._fail("head_bucket", exc) from None
+        except BotoCoreError as exc:
+            raise self._fail("head_bucket", exc) from None
+
+    def ensure_bucket(self, wait_s: float = 0.0, interval_s: float = 0.5) -> bool:
+        """Create the bucket when missing; retry for `wait_s` seconds while S3 comes up.
+
+        Returns True when this call created it. Raises StorageError when S3 stays unreachable.
+        """
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                if self.bucket_exists():
+                    return False
+                kwargs = {}
+                if self.region != "us-east-1":  # AWS refuses the constraint for its default region
+                    kwargs["CreateBucketConfiguration"] = {"LocationConstraint": self.region}
+                try:
+                    self._client.create_bucket(Bucket=self.bucket, **kwargs)
+                except ClientError as exc:
+                    code = exc.response.get("Error", {}).get("Code")
+                    if code in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+                        return False  # another replica created it between our two calls
+                    raise self._fail("create_bucket", exc) from None
+                except BotoCoreError as exc:
+                    raise self._fail("create_bucket", exc) from None
+                log.info("created bucket %s", self.bucket)
+                return True
+            except StorageError:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(interval_s)
+
+    def ping(self) -> None:
+        """Raise StorageError unless the bucket exists and answers."""
+        if not self.bucket_exists():
+            raise StorageError(
+                f"storage ({self.endpoint or 'AWS S3'}): bucket {self.bucket!r} does not exist"
+            )
+
+    def put(self, key: str, data: bytes, content_type: str | None = None) -> str:
+        try:
+            self._client.put_object(
+                Bucket=self.bucket, Key=key, Body=data, ContentType=content_type or content_type_for(key)
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise self._fail(f"put {key}", exc) from None
+        return key
+
+    def get(self, key: str) -> bytes:
+        try:
+            return self._client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        except (ClientError, BotoCoreError) as exc:
+            raise self._fail(f"get {key}", exc) from None
+
+    def presign(self, key: str, ttl_s: int | None = None) -> str:
+        """A GET URL for `key` that works without credentials for `ttl_s` seconds (default url_ttl_s)."""
+        return self._signer.generate_presigned_url(
+            "get_object",
+            Params={"Bucket": self.bucket, "Key": key},
+            ExpiresIn=int(ttl_s or self.url_ttl_s),
+        )
+
+
+def storage_from_settings(settings) -> Storage:
+    """The Storage that `settings` (orchestrator.settings.Settings) describes."""
+    return Storage(
+        settings.s3_bucket,
+        endpoint=settings.s3_endpoint,
+        public_endpoint=settings.s3_public_endpoint,
+        region=settings.s3_region,
+        access_key=settings.s3_access_key,
+        secret_key=settings.s3_secret_key,
+        url_ttl_s=settings.url_ttl_s,
+    )

@@ -1,0 +1,404 @@
+"""The container images, checked without a Docker engine (none runs on CI machines).
+
+hadolint lints every Dockerfile with the repository's .hadolint.yaml (any finding fails; a rule may only be
+silenced inline). The rest reads the Dockerfiles as an image builder would and checks what the images promise:
+multi-stage builds on the right bases, a non-root user, a health check, weights never baked in, only the service's
+own code, and third-party packages that cover exactly what the service's code imports, each pinned in
+requirements.txt. The package the images install is built as a wheel to check it carries its data files.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import shutil
+import subprocess
+import sys
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+TOOLS_BIN = ROOT / ".tools" / "bin"
+STAGE_PORTS = {"pose": 50051, "densepose": 50052, "parsing": 50053, "warp": 50054, "diffusion": 50055}
+DOCKERFILES = {stage: ROOT / "services" / stage / "Dockerfile" for stage in STAGE_PORTS} | {
+    "orchestrator": ROOT / "orchestrator" / "Dockerfile"
+}
+INTERNAL = {"vton", "services", "orchestrator"}
+# Import name -> the distribution (as named in requirements.txt) that provides it.
+DISTRIBUTIONS = {
+    "numpy": "numpy",
+    "cv2": "opencv-python-headless",
+    "PIL": "pillow",
+    "yaml": "pyyaml",
+    "grpc": "grpcio",
+    "grpc_health": "grpcio-health-checking",
+    "grpc_reflection": "grpcio-reflection",
+    "google": "protobuf",
+    "prometheus_client": "prometheus-client",
+    "ai_edge_litert": "ai-edge-litert",
+    "httpx": "httpx",
+    "huggingface_hub": "huggingface-hub",
+    "boto3": "boto3",
+    "botocore": "boto3",
+    "torch": "torch",
+    "diffusers": "diffusers",
+    "transformers": "transformers",
+    "safetensors": "safetensors",
+    "fastapi": "fastapi",
+    "starlette": "fastapi",
+    "uvicorn": "uvicorn",
+    "multipart": "python-multipart",
+    "python_multipart": "python-multipart",
+    "pydantic": "pydantic",
+    "sqlalchemy": "sqlalchemy",
+    "psycopg": "psycopg",
+    "detectron2": "detectron2",
+    "densepose": "detectron2",
+    "torchvision": "torchvision",
+    "scipy": "scipy",
+    "av": "av",
+}
+# Built or pinned by the densepose Dockerfile itself: detectron2 and what it and the DensePose project import.
+DENSEPOSE_BUILD = {"detectron2", "torchvision", "scipy", "av"}
+# Packages an image may carry without its service's code importing them, and why.
+STAGE_EXTRAS = {
+    "httpx": "the `vton` command (its typed client) runs `vton weights pull` in the init container",
+    "safetensors": "diffusers and transformers load weights with it: pinned to the project's version",
+}
+ORCHESTRATOR_EXTRAS = {
+    "python-multipart": "FastAPI parses the multipart try-on upload with it, loaded by name",
+    "psycopg": "SQLAlchemy loads the PostgreSQL driver named by the postgresql+psycopg:// URL",
+}
+
+
+def tool(name: str) -> str:
+    for candidate in (TOOLS_BIN / name, Path(sys.executable).parent / name):
+        if candidate.is_file():
+            return str(candidate)
+    found = shutil.which(name)
+    if found is None:
+        pytest.fail(f"{name} is not installed: run `bash tools/install_deploy_tools.sh`")
+    return found
+
+
+# ---------------------------------------------------------------------------------------------- parsing
+
+
+@dataclass
+class Stage:
+    base: str
+    name: str
+    instructions: list[tuple[str, str]] = field(default_factory=list)
+
+    def args(self, instruction: str) -> list[str]:
+        return [a for i, a in self.instructions if i == instruction]
+
+
+@dataclass
+class Dockerfile:
+    args: dict[str, str]  # ARG defaults, from every stage
+    stages: list[Stage]
+
+    @property
+    def final(self) -> Stage:
+        return self.stages[-1]
+
+    def expand(self, text: str) -> str:
+        return re.sub(r"\$\{(\w+)\}", lambda m: self.args.get(m.group(1), m.group(0)), text)
+
+
+def parse_dockerfile(path: Path) -> Dockerfile:
+    """Instructions with continuation lines joined and comments dropped, grouped by build stage."""
+    logical: list[str] = []
+    pending = ""
+    for raw in path.read_text().splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.endswith("\\"):
+            pending += line[:-1] + " "
+            continue
+        logical.append(pending + line)
+        pending = ""
+    args: dict[str, str] = {}
+    stages: list[Stage] = []
+    for line in logical:
+        instruction, _, rest = line.partition(" ")
+        instruction = instruction.upper()
+        if instruction == "ARG" and "=" in rest:
+            key, _, value = rest.partition("=")
+            args[key.strip()] = value.strip().strip('"')
+        if instruction == "FROM":
+            words = rest.split()
+            name = words[2] if len(words) > 2 and words[1].upper() == "AS" else ""
+            stages.append(Stage(base=words[0], name=name))
+        elif stages:
+            stages[-1].instructions.append((instruction, rest))
+    return Dockerfile(args, stages)
+
+
+def service_packages(dockerfile: Dockerfile) -> list[str]:
+    return dockerfile.args["SERVICE_PACKAGES"].split()
+
+
+def requirement_pins() -> dict[str, str]:
+    pins = {}
+    for line in (ROOT / "requirements.txt").read_text().splitlines():
+        match = re.match(r"^([A-Za-z0-9_.-]+)(\[[^\]]*\])?==(\S+)", line.strip())
+        if match:
+            pins[match.group(1).lower()] = match.group(3)
+    return pins
+
+
+def imported_top_level_modules(roots: list[Path]) -> set[str]:
+    """Third-party top-level modules imported by the roots and every project module they reach (at any depth,
+    imports inside functions included: those load the backends chosen at start)."""
+    seen: set[Path] = set()
+    external: set[str] = set()
+    queue = list(roots)
+    while queue:
+        path = queue.pop()
+        if path in seen or not path.is_file():
+            continue
+        seen.add(path)
+        module_parts = path.relative_to(ROOT).with_suffix("").parts
+        package = module_parts[:-1] if path.name != "__init__.py" else module_parts[:-1]
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            names: list[str] = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                if node.level:
+                    base = ".".join(package[: len(package) - node.level + 1])
+                    names = [f"{base}.{node.module}" if node.module else base]
+                    names += [f"{names[0]}.{alias.name}" for alias in node.names]
+                else:
+                    names = [node.module or ""] + [f"{node.module}.{alias.name}" for alias in node.names]
+            for name in names:
+                top = name.split(".")[0]
+                if not top or top in sys.stdlib_module_names or top == "__future__":
+                    continue
+                if top not in INTERNAL:
+                    external.add(top)
+                    continue
+                parts = name.split(".")
+                for depth in range(1, len(parts) + 1):  # packages run their __init__ on the way down
+                    candidate = ROOT.joinpath(*parts[:depth])
+                    queue += [candidate / "__init__.py", candidate.with_suffix(".py")]
+    return external
+
+
+# ---------------------------------------------------------------------------------------------- hadolint
+
+
+@pytest.mark.parametrize("service", list(DOCKERFILES))
+def test_hadolint_passes_with_the_project_config(service: str) -> None:
+    result = subprocess.run(
+        [tool("hadolint"), "--config", str(ROOT / ".hadolint.yaml"), str(DOCKERFILES[service])],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_hadolint_config_fails_on_warnings(tmp_path: Path) -> None:
+    """The config is strict: an unpinned, root, untrusted-registry Dockerfile is refused, not just reported."""
+    bad = tmp_path / "Dockerfile"
+    bad.write_text("FROM quay.io/someone/python:latest\nRUN pip install requests\nUSER root\n")
+    result = subprocess.run(
+        [tool("hadolint"), "--config", str(ROOT / ".hadolint.yaml"), str(bad)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    for rule in ("DL3026", "DL3013", "DL3002"):
+        assert rule in result.stdout, rule
+
+
+def test_every_inline_hadolint_ignore_says_why() -> None:
+    for service, path in DOCKERFILES.items():
+        lines = path.read_text().splitlines()
+        for number, line in enumerate(lines):
+            if "hadolint ignore=" in line:
+                before = lines[number - 1].strip()
+                assert before.startswith("#") and "hadolint" not in before and len(before) > 20, (
+                    f"{service}: line {number + 1} silences a rule without a reason on the line above"
+                )
+
+
+# ---------------------------------------------------------------------------------------------- structure
+
+
+@pytest.mark.parametrize("service", list(DOCKERFILES))
+def test_multi_stage_build_ends_as_a_non_root_user_with_a_health_check(service: str) -> None:
+    dockerfile = parse_dockerfile(DOCKERFILES[service])
+    assert len(dockerfile.stages) >= 2, "multi-stage: a builder and a runtime"
+    final = dockerfile.final
+    assert final.name == "runtime"
+    # The runtime stage takes the built virtualenv, not the build tools.
+    assert any(a.startswith("--from=builder /opt/venv") for a in final.args("COPY"))
+    (user,) = final.args("USER")
+    uid = user.split(":")[0]
+    assert uid.isdigit() and int(uid) != 0, (
+        f"USER {user}: numeric and not root, so runAsNonRoot can verify it"
+    )
+    (healthcheck,) = final.args("HEALTHCHECK")
+    assert "CMD" in healthcheck
+    probe = "/healthz" if service == "orchestrator" else "grpc_health.v1"
+    assert probe in healthcheck
+    (entrypoint,) = final.args("ENTRYPOINT")
+    module = "orchestrator" if service == "orchestrator" else f"services.{service}"
+    assert entrypoint == f'["python", "-m", "{module}"]'
+    exposed = " ".join(final.args("EXPOSE")).split()
+    port = 8080 if service == "orchestrator" else STAGE_PORTS[service]
+    assert str(port) in exposed
+
+
+@pytest.mark.parametrize("stage", list(STAGE_PORTS))
+def test_gpu_stages_run_on_cuda_with_the_cuda_build_of_torch(stage: str) -> None:
+    dockerfile = parse_dockerfile(DOCKERFILES[stage])
+    for build_stage in dockerfile.stages:
+        assert dockerfile.expand(build_stage.base).startswith("docker.io/nvidia/cuda:"), build_stage.base
+    assert dockerfile.args["TORCH_INDEX_URL"].startswith("https://download.pytorch.org/whl/cu")
+    builder_runs = " ".join(dockerfile.stages[0].args("RUN"))
+    assert '--index-url "${TORCH_INDEX_URL}" -r torch.txt' in builder_runs
+    assert "torch" not in service_packages(dockerfile), (
+        "torch comes from the CUDA index, not requirements.txt"
+    )
+    env = " ".join(dockerfile.final.args("ENV"))
+    assert "VTON_DEVICE=cuda" in env and f"VTON_GRPC_PORT={STAGE_PORTS[stage]}" in env
+    assert "VTON_GRPC_HOST=0.0.0.0" in env, "reachable from outside the container, not loopback alone"
+
+
+def test_orchestrator_image_is_slim_python_without_torch() -> None:
+    dockerfile = parse_dockerfile(DOCKERFILES["orchestrator"])
+    for build_stage in dockerfile.stages:
+        assert re.match(r"docker\.io/python:3\.\d+-slim", build_stage.base), build_stage.base
+    text = DOCKERFILES["orchestrator"].read_text()
+    assert "torch" not in service_packages(dockerfile) and "TORCH_INDEX_URL" not in text
+    assert "VTON_HTTP_HOST=0.0.0.0" in " ".join(dockerfile.final.args("ENV"))
+
+
+def test_densepose_builds_detectron2_from_a_pinned_commit_with_cuda_kernels() -> None:
+    dockerfile = parse_dockerfile(DOCKERFILES["densepose"])
+    builder = dockerfile.stages[0]
+    assert "-devel-" in dockerfile.expand(builder.base), "nvcc is in the CUDA devel image"
+    assert re.fullmatch(r"[0-9a-f]{40}", dockerfile.args["DETECTRON2_COMMIT"])
+    runs = " ".join(builder.args("RUN"))
+    assert "github.com/facebookresearch/detectron2" in runs and "${DETECTRON2_COMMIT}" in runs
+    assert "pip wheel --no-build-isolation" in runs and "projects/DensePose" in runs
+    assert "FORCE_CUDA=1" in " ".join(builder.args("ENV"))
+    assert "import detectron2._C" in runs, "the build proves the compiled extension loads"
+    # Only wheels leave the builder: no compiler or source tree in the runtime stage.
+    assert "-devel-" not in dockerfile.expand(dockerfile.final.base)
+
+
+@pytest.mark.parametrize("service", list(DOCKERFILES))
+def test_images_copy_only_their_own_service_and_no_weights(service: str) -> None:
+    dockerfile = parse_dockerfile(DOCKERFILES[service])
+    copies = [a for s in dockerfile.stages for a in s.args("COPY") if not a.startswith("--from")]
+    sources = [word for copy in copies for word in copy.split()[:-1]]
+    for source in sources:
+        other_services = re.match(r"services/(\w+)", source)
+        if other_services and other_services.group(1) != "__init__":
+            assert other_services.group(1) == service, f"{service} copies {source}"
+        assert not (service != "orchestrator" and source.startswith("orchestrator")), source
+        assert not re.search(r"models|\.(pth|pt|ckpt|safetensors|bin|onnx|tflite)$", source), source
+    if service == "orchestrator":
+        assert not any(s.startswith("services") for s in sources), "the orchestrator never ships stage code"
+    runs = " ".join(a for s in dockerfile.stages for a in s.args("RUN"))
+    assert "weights pull" not in runs, "weights are mounted or pulled at start, never baked in"
+    assert "VTON_MODELS_DIR=/models" in " ".join(dockerfile.final.args("ENV")) or service == "orchestrator"
+
+
+def test_dockerignore_keeps_weights_environments_and_generated_stubs_out() -> None:
+    patterns = {
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    }
+    for required in (
+        ".git",
+        ".venv",
+        ".tools",
+        "models",
+        "**/*.safetensors",
+        "**/*.pth",
+        "**/*.tflite",
+        "**/*.ckpt",
+        "vton/v1",
+        "tests",
+        "**/__pycache__",
+    ):
+        assert required in patterns, required
+
+
+# ---------------------------------------------------------------------------------------------- dependencies
+
+
+@pytest.mark.parametrize("service", list(DOCKERFILES))
+def test_service_packages_are_pinned_in_requirements(service: str) -> None:
+    pins = requirement_pins()
+    packages = service_packages(parse_dockerfile(DOCKERFILES[service]))
+    assert len(packages) == len(set(packages))
+    missing = [p for p in packages if p.lower() not in pins]
+    assert not missing, f"{service}: no pin in requirements.txt for {missing} (the image build would stop)"
+
+
+@pytest.mark.parametrize("service", list(DOCKERFILES))
+def test_image_packages_cover_what_the_service_imports_and_little_else(service: str) -> None:
+    dockerfile = parse_dockerfile(DOCKERFILES[service])
+    provided = set(service_packages(dockerfile))
+    if service != "orchestrator":
+        provided.add("torch")
+    if service == "densepose":
+        provided |= DENSEPOSE_BUILD
+    package_dir = ROOT / ("orchestrator" if service == "orchestrator" else f"services/{service}")
+    roots = [package_dir / "__main__.py"]
+    if service != "orchestrator":  # a stage image also runs `vton weights pull` in its init container
+        roots.append(ROOT / "vton" / "runtime" / "weights.py")
+    if not roots[0].is_file():
+        pytest.skip(f"{package_dir.relative_to(ROOT)}/__main__.py is not written yet")
+    modules = imported_top_level_modules(roots)
+    unknown = sorted(m for m in modules if m not in DISTRIBUTIONS)
+    assert not unknown, f"{service} imports {unknown}: map them to a distribution in DISTRIBUTIONS"
+    needed = {DISTRIBUTIONS[m] for m in modules}
+    assert needed <= provided, (
+        f"{service} imports {sorted(needed - provided)} that its image does not install"
+    )
+    extras = ORCHESTRATOR_EXTRAS if service == "orchestrator" else STAGE_EXTRAS
+    unexplained = provided - needed - set(extras) - {"torch"} - DENSEPOSE_BUILD
+    assert not unexplained, f"{service}'s image installs {sorted(unexplained)} that nothing it runs imports"
+
+
+def test_the_installed_package_carries_its_data_files(tmp_path: Path) -> None:
+    """Images run `pip install --no-deps .` (not an editable install): the wheel must hold the weights
+    manifest (read by every backend at start) and the orchestrator's web page."""
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "--quiet",
+            "-w",
+            str(tmp_path),
+            str(ROOT),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    (wheel,) = tmp_path.glob("vton-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert "vton/runtime/manifest.yaml" in names
+    web = [p.relative_to(ROOT).as_posix() for p in (ROOT / "orchestrator" / "web").glob("*") if p.is_file()]
+    assert set(web) <= names, sorted(set(web) - names)
