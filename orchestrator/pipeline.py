@@ -177,7 +177,7 @@ class TryOnPipeline:
                 ),
             },
         )
-        pose, densepose, parsing = first["pose"], first["densepose"], first["parsing"]
+        pose, parsing = first["pose"], first["parsing"]
 
         agnostic = run.step(
             "agnostic_mask",
