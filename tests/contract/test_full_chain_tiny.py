@@ -1,0 +1,140 @@
+"""The try-on chain through the real gRPC services with the full network backends at tiny size.
+
+The networks are the published architectures built from small random configurations and loaded from files in the
+official formats (a models directory laid out as `vton weights pull` lays it out), so this proves the loading, the
+adapters and the contracts between stages, not picture quality. Pose stays on BlazePose: a random OpenPose finds no
+person, which its own tests cover; DensePose's full backends need detectron2 or torchvision (GPU image only).
+"""
+
+from __future__ import annotations
+
+import grpc
+import numpy as np
+import pytest
+
+from services.diffusion.backends import ladi_vton as ladi_diffusion
+from services.parsing.backends import schp
+from services.warp.backends import ladi_vton as ladi_warp
+from vton.runtime import images, messages
+from vton.runtime.weights import models_dir
+from vton.v1 import (
+    common_pb2,
+    diffusion_pb2,
+    diffusion_pb2_grpc,
+    parsing_pb2,
+    parsing_pb2_grpc,
+    pose_pb2,
+    pose_pb2_grpc,
+    warp_pb2,
+    warp_pb2_grpc,
+)
+
+BACKENDS = {
+    "pose": "blazepose-litert",
+    "parsing": "schp-lip",
+    "warp": "ladi-vton-warp-vitonhd",
+    "diffusion": "ladi-vton-vitonhd",
+}
+
+
+@pytest.fixture(scope="module")
+def tiny_models(tmp_path_factory):
+    root = tmp_path_factory.mktemp("models")
+    (root / "blazepose-litert").symlink_to(models_dir() / "blazepose-litert")
+    schp.save_random(root / "schp-lip", "lip")
+    ladi_warp.save_random(root / "ladi-vton-warp-vitonhd", "vitonhd")
+    ladi_diffusion.save_random(root / "ladi-vton-vitonhd")
+    return root
+
+
+@pytest.fixture(scope="module")
+def stubs(tiny_models):
+    mp = pytest.MonkeyPatch()
+    mp.setenv("VTON_MODELS_DIR", str(tiny_models))
+    started = []
+    for stage, backend in BACKENDS.items():
+        module = __import__(f"services.{stage}.service", fromlist=["build_server"])
+        server, port, _ = module.build_server(backend=backend, port=0)
+        started.append((server, grpc.insecure_channel(f"127.0.0.1:{port}")))
+    mp.undo()
+    channels = dict(zip(BACKENDS, (ch for _, ch in started), strict=True))
+    yield {
+        "pose": pose_pb2_grpc.PoseServiceStub(channels["pose"]),
+        "parsing": parsing_pb2_grpc.ParsingServiceStub(channels["parsing"]),
+        "warp": warp_pb2_grpc.WarpServiceStub(channels["warp"]),
+        "diffusion": diffusion_pb2_grpc.DiffusionServiceStub(channels["diffusion"]),
+    }
+    for server, channel in started:
+        channel.close()
+        server.stop(0)
+
+
+def test_a_tryon_runs_through_the_full_backends_at_tiny_size(stubs, examples):
+    person_rgb = images.read_rgb(str(examples / "avatars" / "2.png"))
+    person = messages.png_image(person_rgb)
+    garment = messages.png_image(images.read_rgb(str(examples / "clothes" / "shirts" / "1_front.jpg")))
+    options = common_pb2.TryOnOptions(category=common_pb2.CATEGORY_UPPER_BODY, seed=7, steps=2)
+    pose = stubs["pose"].EstimatePose(pose_pb2.EstimatePoseRequest(image=person), timeout=60)
+    parse = stubs["parsing"].Parse(parsing_pb2.ParseRequest(image=person), timeout=60)
+    assert parse.backend.name == "schp-lip" and parse.backend.kind == "full"
+    agnostic = stubs["parsing"].CreateAgnosticMask(
+        parsing_pb2.CreateAgnosticMaskRequest(
+            image=person, label_map=parse.label_map, keypoints=pose.keypoints, options=options
+        ),
+        timeout=60,
+    )
+    warped = stubs["warp"].WarpGarment(
+        warp_pb2.WarpGarmentRequest(
+            garment=garment,
+            person=person,
+            masked_person=agnostic.masked_person,
+            agnostic_mask=agnostic.mask,
+            keypoints=pose.keypoints,
+            pose_map=pose.pose_map,
+            label_map=parse.label_map,
+            options=options,
+        ),
+        timeout=120,
+    )
+    assert warped.backend.name == "ladi-vton-warp-vitonhd"
+    assert (warped.warped_garment.width, warped.warped_garment.height) == (person.width, person.height)
+    result = stubs["diffusion"].TryOn(
+        diffusion_pb2.TryOnRequest(
+            person=person,
+            masked_person=agnostic.masked_person,
+            agnostic_mask=agnostic.mask,
+            pose_map=pose.pose_map,
+            warped_garment=warped.warped_garment,
+            warped_mask=warped.warped_mask,
+            garment=garment,
+            label_map=parse.label_map,
+            options=options,
+        ),
+        timeout=300,
+    )
+    assert result.backend.name == "ladi-vton-vitonhd" and result.backend.kind == "full"
+    out = images.decode_rgb(result.image.data)
+    mask = images.decode_gray(agnostic.mask.data) > 0
+    assert out.shape == person_rgb.shape
+    assert np.array_equal(out[~mask], person_rgb[~mask])
+
+
+def test_a_resolution_the_checkpoints_do_not_have_is_invalid_argument(stubs, examples):
+    person = messages.png_image(images.read_rgb(str(examples / "avatars" / "2.png")))
+    blank = messages.png_image(np.zeros((1376, 768), np.uint8))
+    options = common_pb2.TryOnOptions(category=common_pb2.CATEGORY_UPPER_BODY, width=300, height=300)
+    pose = stubs["pose"].EstimatePose(pose_pb2.EstimatePoseRequest(image=person), timeout=60)
+    request = diffusion_pb2.TryOnRequest(
+        person=person,
+        masked_person=person,
+        agnostic_mask=blank,
+        pose_map=pose.pose_map,
+        warped_garment=person,
+        warped_mask=blank,
+        garment=person,
+        label_map=common_pb2.LabelMap(image=blank, label_set="lip"),
+        options=options,
+    )
+    with pytest.raises(grpc.RpcError) as err:
+        stubs["diffusion"].TryOn(request, timeout=60)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "not 300x300" in err.value.details()
