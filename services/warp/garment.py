@@ -1,0 +1,606 @@
+"""Garment analysis of a product photo: the garment's mask, and landmarks read off the mask's contour.
+
+Product photos show one garment on a plain (mostly white or light grey) background, laid flat or on a ghost
+mannequin. The mask separates the garment from a smooth background model fitted to the border pixels: a pixel is
+background when it can be reached from the border through pixels that are close to the background colour (Lab
+distance) and carry no edge. The edge test is what keeps a white garment on a white background: its colour barely
+differs from the background, but its outline and the shadow along it form a closed curve the flood cannot cross.
+
+Landmarks name the garment's points in the wearer's frame, like OpenPose: the garment is seen from the front, so
+the wearer's right (`right_*`) appears on the image's left.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from vton.runtime.errors import InvalidInput, NoPersonFound
+
+CATEGORIES = ("upper_body", "lower_body", "dresses")
+
+# The mask is computed at most at this size (longest side): enough for the outline, and bounded in time.
+_WORK_SIDE = 768
+
+
+def _border_strip(h: int, w: int, width: int) -> np.ndarray:
+    strip = np.zeros((h, w), bool)
+    strip[:width], strip[-width:], strip[:, :width], strip[:, -width:] = True, True, True, True
+    return strip
+
+
+def _fit_background(lab: np.ndarray, strip: np.ndarray) -> tuple[np.ndarray, float, np.ndarray]:
+    """A quadratic surface per Lab channel fitted to the border pixels, robust to garment pixels that touch it.
+
+    Returns the background model [h, w, 3], the residual noise level of the border (Lab units) and which
+    border pixels (in `np.nonzero(strip)` order) are background.
+    Studio backgrounds fall off in brightness towards the corners; a constant colour would take that falloff
+    for garment.
+    """
+    h, w = lab.shape[:2]
+    ys, xs = np.nonzero(strip)
+    xn, yn = xs / w - 0.5, ys / h - 0.5
+    design = np.stack([np.ones_like(xn), xn, yn, xn * xn, yn * yn, xn * yn], 1)
+    values = lab[ys, xs].astype(np.float64)
+    # Start from the border's dominant colour, so that garment touching the border never steers the surface.
+    keep = np.linalg.norm(values - np.median(values, axis=0), axis=1) < 8.0
+    if keep.sum() < 0.3 * len(xs):
+        keep[:] = True
+    coef = np.zeros((6, 3))
+    for _ in range(4):
+        coef, *_ = np.linalg.lstsq(design[keep], values[keep], rcond=None)
+        resid = np.linalg.norm(values - design @ coef, axis=1)
+        scale = 1.4826 * np.median(resid[keep]) + 1e-3
+        keep = resid < max(3.0 * scale, 2.0)
+        if keep.sum() < 0.3 * len(xs):  # the border is mostly garment: fall back to the brightest pixels
+            keep = values[:, 0] >= np.percentile(values[:, 0], 70)
+    gy, gx = np.mgrid[0:h, 0:w].astype(np.float32)
+    gx, gy = gx / w - 0.5, gy / h - 0.5
+    basis = np.stack([np.ones_like(gx), gx, gy, gx * gx, gy * gy, gx * gy], -1)
+    model = basis @ coef.astype(np.float32)
+    noise = float(1.4826 * np.median(np.linalg.norm(values[keep] - design[keep] @ coef, axis=1)))
+    return model, noise, keep
+
+
+def _gradient(lab: np.ndarray) -> np.ndarray:
+    """Largest Sobel gradient magnitude over the Lab channels of a lightly smoothed image."""
+    smooth = cv2.GaussianBlur(lab, (0, 0), 1.0)
+    mags = []
+    for c in range(3):
+        gx = cv2.Sobel(smooth[:, :, c], cv2.CV_32F, 1, 0, ksize=3)
+        gy = cv2.Sobel(smooth[:, :, c], cv2.CV_32F, 0, 1, ksize=3)
+        mags.append(cv2.magnitude(gx, gy))
+    return np.max(mags, axis=0) / 8.0  # Sobel 3x3 sums 8x the unit difference
+
+
+def _reachable_from_border(passable: np.ndarray) -> np.ndarray:
+    n, cc = cv2.connectedComponents(passable.astype(np.uint8), connectivity=4)
+    edge_ids = np.unique(np.concatenate([cc[0], cc[-1], cc[:, 0], cc[:, -1]]))
+    edge_ids = edge_ids[edge_ids > 0]
+    return np.isin(cc, edge_ids)
+
+
+def _largest_component(mask: np.ndarray) -> np.ndarray:
+    n, cc, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    if n <= 1:
+        return np.zeros_like(mask, bool)
+    best = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    return cc == best
+
+
+def _fill_holes(mask: np.ndarray, background_like: np.ndarray, max_open_hole: float) -> np.ndarray:
+    """Fill enclosed holes, except large ones that look like the background (a gap between straps)."""
+    holes = ~mask & ~_reachable_from_border(~mask)
+    n, cc, stats, _ = cv2.connectedComponentsWithStats(holes.astype(np.uint8), connectivity=4)
+    out = mask.copy()
+    area = max(int(mask.sum()), 1)
+    for i in range(1, n):
+        region = cc == i
+        if stats[i, cv2.CC_STAT_AREA] < max_open_hole * area or background_like[region].mean() < 0.9:
+            out |= region
+    return out
+
+
+def _separate(rgb: np.ndarray, nested: bool = False) -> np.ndarray:
+    """Boolean garment mask of an RGB photo whose border is background (the flood and cleanup).
+
+    A product photo pasted onto a larger canvas floods as one filled box; then the garment is separated again
+    inside the box, whose own border is the garment's true background (once: `nested`).
+    """
+    sh, sw = rgb.shape[:2]
+    lab = cv2.cvtColor(rgb.astype(np.float32) / 255.0, cv2.COLOR_RGB2LAB)  # L 0..100, a/b about -100..100
+    strip = _border_strip(sh, sw, max(2, round(0.01 * min(sh, sw))))
+    model, noise, inliers = _fit_background(lab, strip)
+    dist = np.linalg.norm(lab - model, axis=2)
+    # Product backgrounds are often one exact value (clipped white): then a single grey level tells a white
+    # garment from them, and the thresholds follow the border's own noise down to that.
+    color_thr = max(0.6, 5.0 * noise)
+    strong_thr = max(6.0, 5.0 * noise)
+    grad = _gradient(lab)
+    border_grad = grad[strip][inliers]  # garment that touches the border says nothing of the background
+    grad_thr = max(0.6, 4.0 * float(np.percentile(border_grad, 95))) if len(border_grad) else 1.5
+
+    # A pixel blocks the flood from the border when its colour or an edge says garment; dilating the edges
+    # closes the small gaps of a faint outline.
+    edges = cv2.dilate((grad > grad_thr).astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    colored = dist > color_thr
+    fg = ~_reachable_from_border(~(colored | edges))
+    box = None if nested else _pasted_rectangle(_largest_component(fg))
+    if box is not None:
+        x0, y0, x1, y1 = box
+        inner = np.zeros_like(fg)
+        crop = np.ascontiguousarray(rgb[y0 + 2 : y1 - 1, x0 + 2 : x1 - 1])
+        inner[y0 + 2 : y1 - 1, x0 + 2 : x1 - 1] = _separate(crop, nested=True)
+        if inner.mean() > 0.01 and inner.sum() < 0.8 * fg.sum():
+            return inner
+    # The flood stops a dilation short of the garment's outline, and JPEG ringing lifts the background next to
+    # it a few levels: give the outermost pixels back to the background unless their colour clearly differs.
+    fg &= (dist > strong_thr) | cv2.erode(fg.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+
+    # JPEG ringing and soft shadows lift the background a few Lab units next to a contrasted outline, and the
+    # weak threshold takes them for garment: peel off such pixels near strong contrast, from the outside in.
+    # A white garment's faint outline has no strong contrast next to it and keeps its border.
+    strong = dist > strong_thr
+    ring = max(5, round(0.012 * min(sh, sw)) | 1)
+    near_strong = cv2.dilate(
+        strong.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (ring, ring))
+    )
+    # Only a band along the outline: a pale stripe that runs into the garment from its side stays.
+    outline_band = cv2.distanceTransform(fg.astype(np.uint8), cv2.DIST_L2, 3) <= ring
+    peelable = fg & outline_band & (near_strong > 0) & (dist < max(4.0, 5.0 * noise))
+    fg &= ~(peelable & _reachable_from_border(peelable | ~fg))
+
+    k = max(3, round(0.006 * min(sh, sw)) | 1)
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
+    fg = cv2.morphologyEx(fg.astype(np.uint8), cv2.MORPH_OPEN, kernel).astype(bool)
+    fg = _largest_component(fg)
+    return _fill_holes(fg, dist < color_thr, max_open_hole=0.004)
+
+
+def _pasted_rectangle(fg: np.ndarray) -> tuple[int, int, int, int] | None:
+    """(x0, y0, x1, y1) when the "garment" is really a photo pasted on a canvas: a filled axis-aligned box.
+
+    Each side must hold a straight, almost fully covered line within a few pixels of the bounding box (bits of
+    the garment or JPEG ringing may stick out of the box).
+    """
+    ys, xs = np.nonzero(fg)
+    if not len(xs):
+        return None
+    x0, x1, y0, y1 = int(xs.min()), int(xs.max()), int(ys.min()), int(ys.max())
+    if x1 - x0 < 32 or y1 - y0 < 32 or fg[y0 : y1 + 1, x0 : x1 + 1].mean() < 0.85:
+        return None
+    rows, cols = fg[:, x0 : x1 + 1].mean(axis=1), fg[y0 : y1 + 1, :].mean(axis=0)
+    slack = max(3, round(0.03 * min(x1 - x0, y1 - y0)))
+    found = []
+    for fill, start, step in ((rows, y0, 1), (rows, y1, -1), (cols, x0, 1), (cols, x1, -1)):
+        line = [start + step * i for i in range(slack) if fill[start + step * i] > 0.9]
+        if not line:
+            return None
+        found.append(line[0])
+    y0, y1, x0, x1 = found
+    return x0, y0, x1, y1
+
+
+def garment_mask(image: np.ndarray) -> np.ndarray:
+    """uint8 [h, w] mask (255 = garment) of the garment in a product photo on a plain background.
+
+    Raises NoPersonFound when nothing separates from the background (an empty or uniform photo) or when no
+    background can be found (the garment fills the whole frame).
+    """
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise InvalidInput("the garment photo must be a uint8 RGB image [h, w, 3]")
+    h, w = image.shape[:2]
+    scale = min(1.0, _WORK_SIDE / max(h, w))
+    small = cv2.resize(image, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
+    sh, sw = small.shape[:2]
+    fg = _separate(small)
+    box = _pasted_rectangle(fg)
+    if box is not None:
+        # A product photo pasted onto a larger canvas: the garment's background is the box's own content.
+        x0, y0, x1, y1 = box
+        inner = np.zeros_like(fg)
+        inner[y0 + 2 : y1 - 1, x0 + 2 : x1 - 1] = _separate(
+            np.ascontiguousarray(small[y0 + 2 : y1 - 1, x0 + 2 : x1 - 1])
+        )
+        fg = inner
+
+    strip = _border_strip(sh, sw, max(2, round(0.01 * min(sh, sw))))
+    area = fg.mean()
+    if area < 0.01:
+        raise NoPersonFound("no garment found: nothing in the garment photo stands out from its background")
+    if area > 0.97 or fg[strip].mean() > 0.6:
+        raise NoPersonFound(
+            "no garment found: the garment photo has no plain background to separate the garment from"
+        )
+    mask = fg.astype(np.uint8) * 255
+    if scale < 1.0:
+        mask = cv2.resize(mask, (w, h), interpolation=cv2.INTER_LINEAR)
+        mask = np.where(mask >= 128, 255, 0).astype(np.uint8)
+    return mask
+
+
+# ---------------------------------------------------------------------------------------------- landmarks
+
+
+def _run_containing(row: np.ndarray, x: int) -> tuple[int, int] | None:
+    """The run of True pixels of `row` that contains x (or the nearest run to x)."""
+    xs = np.flatnonzero(row)
+    if not len(xs):
+        return None
+    breaks = np.flatnonzero(np.diff(xs) > 1)
+    starts = np.concatenate([[xs[0]], xs[breaks + 1]])
+    ends = np.concatenate([xs[breaks], [xs[-1]]])
+    inside = np.flatnonzero((starts <= x) & (ends >= x))
+    i = inside[0] if len(inside) else int(np.argmin(np.minimum(abs(starts - x), abs(ends - x))))
+    return int(starts[i]), int(ends[i])
+
+
+def _top_profile(mask: np.ndarray) -> np.ndarray:
+    """For every column the first garment row, or -1 where the column is empty."""
+    has = mask.any(axis=0)
+    top = np.argmax(mask, axis=0).astype(np.float64)
+    top[~has] = -1
+    return top
+
+
+def _convexity_defects(contour: np.ndarray) -> list[tuple[np.ndarray, float]]:
+    """(point, depth) of every concavity of the outline, deepest first."""
+    for candidate in (contour, cv2.approxPolyDP(contour, 1.0, True)):
+        try:
+            hull = cv2.convexHull(candidate, returnPoints=False)
+            defects = cv2.convexityDefects(candidate, hull) if hull is not None and len(hull) > 3 else None
+        except cv2.error:  # a self-touching outline can give a hull OpenCV calls non-monotonic
+            continue
+        if defects is None:
+            return []
+        out = [(candidate[d[2], 0].astype(np.float64), d[3] / 256.0) for d in defects.reshape(-1, 4)]
+        return sorted(out, key=lambda item: -item[1])
+    return []
+
+
+def _main_contour(mask: np.ndarray) -> np.ndarray:
+    contours, _ = cv2.findContours((mask > 0).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    if not contours:
+        raise NoPersonFound("no garment found: the garment mask is empty")
+    return max(contours, key=cv2.contourArea)
+
+
+def _distance_to_segment(xs: np.ndarray, ys: np.ndarray, a: tuple[float, float], b: tuple[float, float]):
+    ax, ay = a
+    dx, dy = b[0] - ax, b[1] - ay
+    t = np.clip(((xs - ax) * dx + (ys - ay) * dy) / (dx * dx + dy * dy + 1e-9), 0.0, 1.0)
+    return np.hypot(xs - (ax + t * dx), ys - (ay + t * dy))
+
+
+def _torso_runs(m: np.ndarray, cx: int, top_y: int, hem_y: int) -> tuple[np.ndarray, np.ndarray]:
+    """Left and right ends of the run through the garment's axis on every row (NaN where the axis is empty)."""
+    h = m.shape[0]
+    left, right = np.full(h, np.nan), np.full(h, np.nan)
+    for y in range(top_y, hem_y + 1):
+        run = _run_containing(m[y], cx)
+        if run is not None and run[0] <= cx <= run[1]:
+            left[y], right[y] = run
+    return left, right
+
+
+def _find_armpit(
+    edge: np.ndarray, outward: int, top_y: int, hem_y: int, width: float, row_widths: np.ndarray
+) -> tuple[int, bool] | None:
+    """Walk one torso side up from the hem: (row of the armpit, whether a sleeve leaves the side there).
+
+    `edge` holds the side's x per row and `outward` is -1 for the image's left side, +1 for its right. A sleeve
+    shows as the side leaping outwards (its underside leaves the torso at the armpit); without one the side
+    bends inwards along the armhole, and the armpit is where that bend starts. None when the walk reaches the
+    neckline (the axis leaves the garment) or the top without either. `width` is the torso's width near the
+    hem and `row_widths` the torso run's width per row.
+    """
+    jump = max(3.0, 0.03 * width)
+    step = max(2, round(0.01 * (hem_y - top_y)))
+    start = int(hem_y - 0.08 * (hem_y - top_y))
+    hem_width = width
+    for y in range(start, top_y + step, -1):
+        lower, upper = edge[y + step] if y + step <= hem_y else edge[y], edge[y]
+        higher = edge[max(y - step, top_y)]
+        if np.isnan(upper) or np.isnan(lower) or np.isnan(higher):
+            # The neckline: with straight sides up to it the top is sleeveless and the armhole starts about
+            # here, unless the sides are really sleeves hanging against the torso (the row is far too wide).
+            return None if row_widths[y + step] > 1.3 * hem_width else (y + step, False)
+        move = (upper - lower) * outward  # > 0: the side moves outwards going up
+        if move > jump and (higher - lower) * outward > jump:
+            # A sleeve's underside keeps leaving the torso; a notch in the side does not.
+            return y + step, True
+        if -move > 1.5 * step + jump:  # the armhole curves in faster than any torso tapers
+            return y + step, False
+    return None
+
+
+# Where the armpit sits between the garment's top and the bottom of its torso (the hem of a top, the waist of a
+# dress) when the outline does not show it, and the band in which an armpit read off the outline is believed.
+_ARMPIT_PRIOR = {False: (0.42, 0.12, 0.6), True: (0.5, 0.15, 0.8)}
+
+
+def _upper_landmarks(
+    mask: np.ndarray, dress: bool = False
+) -> tuple[dict[str, tuple[float, float]], dict[str, np.ndarray]]:
+    """Neckline, collar corners, shoulders, armpits, sleeve ends (with cuff corners) and hem corners of a top,
+    and its parts (boolean masks): "torso", and "right_sleeve" / "left_sleeve" where it has them.
+
+    The torso is the run of garment through the vertical axis on each row; its lowest row is the hem (a long
+    sleeve may hang lower beside it), its sides lead up to the armpits, and what lies outside them is sleeve.
+    A dress's sides are walked up from its waist, the narrowest row of its upper half, not from the hem.
+    """
+    m = mask > 0
+    h, w = m.shape
+    ys, xs = np.nonzero(m)
+    top_y, bottom_y = int(ys.min()), int(ys.max())
+    cx = int(np.median(xs))
+    # The hem: the lowest garment row of the columns near the axis (robust to a slit or a rounded hem).
+    # The hem: the bottoms of the columns around the axis (a fifth of the garment's width each side), the
+    # higher of them, so that a curved, slit or wrapped hem still gives a row that crosses the whole torso.
+    span_x = int(xs.max() - xs.min())
+    near_axis = [c for c in range(cx - span_x // 5, cx + span_x // 5 + 1) if 0 <= c < w and m[:, c].any()]
+    col_bottoms = [int(np.flatnonzero(m[:, c])[-1]) for c in near_axis] or [bottom_y]
+    hem_y = int(np.percentile(col_bottoms, 20))
+    left, right = _torso_runs(m, cx, top_y, hem_y)
+    # Median-smooth the sides so that lace or fringe does not read as an armpit.
+    for edge in (left, right):
+        valid = ~np.isnan(edge)
+        if valid.sum() > 5:
+            filled = np.where(valid, edge, 0).astype(np.float32).reshape(-1, 1)
+            edge[valid] = cv2.medianBlur(filled, 5).ravel()[valid]
+    widths = right - left
+    base_y = int(hem_y - 0.01 * (hem_y - top_y))
+    if dress:
+        lo, hi = int(top_y + 0.22 * (hem_y - top_y)), int(top_y + 0.5 * (hem_y - top_y))
+        band = widths[lo:hi]
+        if np.isfinite(band).any():
+            base_y = lo + int(np.nanargmin(band))
+    span = max(base_y - top_y, 1)
+    torso_width = float(np.nanmedian(widths[int(base_y - 0.3 * span) : base_y + 1]))
+    prior, lowest, highest = _ARMPIT_PRIOR[dress]
+
+    marks: dict[str, tuple[float, float]] = {}
+    sleeved: dict[str, bool] = {}
+    side_lines: dict[str, np.ndarray] = {}
+    cols = np.arange(w)[None, :]
+    for side, edge, outward in (("right", left, -1), ("left", right, 1)):
+        found = _find_armpit(edge, outward, top_y, base_y, torso_width, widths)
+        base_x = edge[base_y] if not np.isnan(edge[base_y]) else cx + outward * 0.5 * torso_width
+        line = edge.copy()
+        ay, has_sleeve = found if found is not None else (base_y, False)
+        ratio = (ay - top_y) / span
+        below = m[min(base_y, int(ay + 0.1 * span)) : base_y + 1, :]
+        hanging = (below & ((cols - base_x) * outward > 0.05 * torso_width)).sum() > 0.005 * m.sum()
+        if found is None or ratio > highest or ratio < lowest or (ratio > prior + 0.08 and hanging):
+            # The outline does not show the armpit: a sleeve that hangs against the torso opens its gap far
+            # below it, a neckline or front opening stops the walk. Put the armpit where garments have it, on
+            # the torso's side drawn straight up from the hem (or waist), and what lies beyond that is sleeve.
+            ay = int(top_y + (prior + 0.03 if found is not None and ratio > highest else prior) * span)
+            line[ay : base_y + 1] = base_x
+            above = m[top_y:ay, :] & ((cols - base_x) * outward > 0.08 * torso_width)
+            has_sleeve = bool(above.sum() > 0.01 * m.sum())
+        ax = line[ay] if not np.isnan(line[ay]) else base_x
+        marks[f"{side}_armpit"] = (float(ax), float(ay))
+        sleeved[side] = has_sleeve
+        side_lines[side] = line
+    hem_row = int(hem_y - 0.01 * (hem_y - top_y))
+
+    # Neckline: the lowest point of the top outline near the axis; collar corners: where the outline peaks on
+    # either side of it.
+    top = _top_profile(m)
+    half = 0.5 * (marks["left_armpit"][0] - marks["right_armpit"][0])
+    cols = np.arange(int(cx - 0.3 * half), int(cx + 0.3 * half) + 1)
+    cols = cols[(cols >= 0) & (cols < w)]
+    cols = cols[top[cols] >= 0]
+    neck_x = int(0.5 * (cols[np.argmax(top[cols])] + cx)) if len(cols) else cx
+    neck_y = float(top[neck_x]) if top[neck_x] >= 0 else float(top_y)
+    marks["neckline"] = (float(neck_x), neck_y)
+    for side, sign in (("right", -1), ("left", 1)):
+        cols = np.arange(neck_x, int(neck_x + sign * 0.7 * half), sign)
+        cols = cols[(cols >= 0) & (cols < w)]
+        cols = cols[top[cols] >= 0]
+        if len(cols):
+            c = int(cols[np.argmin(top[cols])])
+            marks[f"{side}_collar"] = (float(c), float(top[c]))
+
+    # Shoulders: with a sleeve, the top outline just outside the armpit's column (the shoulder seam sits a
+    # little beyond the torso's side); without, the top of the strap or shoulder between armpit and collar.
+    for side, sign in (("right", -1), ("left", 1)):
+        ax, ay = marks[f"{side}_armpit"]
+        if sleeved[side]:
+            sx = int(np.clip(ax + sign * 0.04 * half, 0, w - 1))
+        else:
+            lo, hi = sorted((int(ax), int(marks.get(f"{side}_collar", (neck_x, 0))[0])))
+            cols = np.arange(lo, hi + 1)
+            cols = cols[top[cols] >= 0]
+            sx = int(cols[np.argmin(top[cols])]) if len(cols) else int(ax)
+        col = np.flatnonzero(m[:, sx])
+        marks[f"{side}_shoulder"] = (float(sx), float(col[0]) if len(col) else float(top_y))
+
+    # Sleeves: garment beyond the seam from shoulder to armpit and on down the torso's side, in the piece that
+    # joins the shoulder; the sleeve end is the middle of the cuff, the pixels farthest from the sleeve's root.
+    parts: dict[str, np.ndarray] = {}
+    for side, sign in (("right", -1), ("left", 1)):
+        if not sleeved[side]:
+            continue
+        ax, ay = marks[f"{side}_armpit"]
+        shx, shy = marks[f"{side}_shoulder"]
+        # The seam: the shoulder's column above the shoulder, the straight line from shoulder to armpit, then
+        # the torso's side line below the armpit.
+        limit = np.full(h, shx)
+        line = side_lines[side]
+        rows = np.arange(int(shy), int(ay))
+        if len(rows):
+            limit[rows] = shx + (rows - shy) / max(ay - shy, 1.0) * (ax - shx)
+        rows = np.arange(int(ay), hem_y + 1)
+        limit[rows] = np.where(np.isnan(line[rows]), ax, line[rows])
+        limit[hem_y + 1 :] = limit[hem_y]
+        region = m & ((np.arange(w)[None, :] - limit[:, None]) * sign > 0)
+        n, cc = cv2.connectedComponents(region.astype(np.uint8), connectivity=8)
+        if n <= 1:
+            continue
+        ry, rx = np.nonzero(cc)
+        root = np.array([0.5 * (shx + ax), 0.5 * (shy + ay)])
+        nearest = int(np.argmin(np.hypot(rx - root[0], ry - root[1])))
+        sleeve = cc == cc[ry[nearest], rx[nearest]]
+        sy, sx = np.nonzero(sleeve)
+        # Distance from the sleeve's root, the segment from shoulder to armpit: the cuff is farthest from it,
+        # for a long sleeve hanging down as for a short one sticking out.
+        d = _distance_to_segment(sx, sy, (shx, shy), (ax, ay))
+        if len(sx) < 0.002 * m.sum() or d.max() < 0.1 * span:
+            sleeved[side] = False  # a cap sleeve: nothing to place along the arm
+            continue
+        if len(sx) / d.max() < 0.12 * torso_width:
+            sleeved[side] = (
+                False  # a strap or tie hanging from the side, not a sleeve: it stays with the torso
+            )
+            continue
+        near = d > d.max() - 0.03 * span
+        end = (float(sx[near].mean()), float(sy[near].mean()))
+        marks[f"{side}_sleeve_end"] = end
+        root = 0.5 * np.array([shx + ax, shy + ay])
+        axis = np.array([end[0] - root[0], end[1] - root[1]])
+        axis /= np.linalg.norm(axis) + 1e-9
+        across = (sx[near] - end[0]) * -axis[1] + (sy[near] - end[1]) * axis[0]
+        a = (float(sx[near][np.argmin(across)]), float(sy[near][np.argmin(across)]))
+        b = (float(sx[near][np.argmax(across)]), float(sy[near][np.argmax(across)]))
+        # The cuff's outer corner is the one on the shoulder's side of the sleeve (farther from the armpit).
+        da = np.hypot(a[0] - ax, a[1] - ay)
+        db = np.hypot(b[0] - ax, b[1] - ay)
+        marks[f"{side}_cuff_outer"], marks[f"{side}_cuff_inner"] = (a, b) if da > db else (b, a)
+        parts[f"{side}_sleeve"] = sleeve
+
+    # Hem corners: the torso's run a little above the hem row.
+    if not np.isnan(left[hem_row]):
+        marks["right_hem"] = (float(left[hem_row]), float(hem_row))
+        marks["left_hem"] = (float(right[hem_row]), float(hem_row))
+    torso = m.copy()
+    for sleeve in parts.values():
+        torso &= ~sleeve
+    parts["torso"] = torso
+    return marks, parts
+
+
+def _lower_landmarks(mask: np.ndarray) -> dict[str, tuple[float, float]]:
+    """Waistband corners and centre, the crotch for trousers, and the hems (one per leg for trousers)."""
+    m = mask > 0
+    ys, xs = np.nonzero(m)
+    top_y, bottom_y = int(ys.min()), int(ys.max())
+    height = bottom_y - top_y + 1
+    cx = float(np.median(xs))
+    waist_row = int(top_y + 0.02 * height)
+    wl, wr = _run_containing(m[waist_row], int(cx)) or (int(xs.min()), int(xs.max()))
+    marks: dict[str, tuple[float, float]] = {
+        "right_waist": (float(wl), float(waist_row)),
+        "left_waist": (float(wr), float(waist_row)),
+        "waist_centre": (0.5 * (wl + wr), float(waist_row)),
+    }
+    # The crotch is the top of the deep concavity between the legs, open towards the bottom.
+    crotch = None
+    for point, depth in _convexity_defects(_main_contour(mask)):
+        if (
+            depth > 0.25 * height
+            and abs(point[0] - cx) < 0.25 * (wr - wl)
+            and point[1] > top_y + 0.15 * height
+        ):
+            crotch = point
+            break
+    hem_row = int(bottom_y - 0.01 * height)
+    if crotch is not None:
+        # Wide legs laid against each other close the gap far below the crotch; trousers have it at about a
+        # third of their length.
+        crotch_y = crotch[1] if crotch[1] < top_y + 0.5 * height else top_y + 0.35 * height
+        marks["crotch"] = (float(crotch[0]), float(crotch_y))
+        # One hem per leg: the runs of the bottom rows on either side of the crotch.
+        for side, sel in (("right", slice(0, int(crotch[0]))), ("left", slice(int(crotch[0]), m.shape[1]))):
+            rows = np.flatnonzero(m[:, sel].any(axis=1))
+            row = int(rows.max() - 0.01 * height) if len(rows) else hem_row
+            xs_row = np.flatnonzero(m[row, sel]) + sel.start
+            if len(xs_row):
+                outer, inner = (xs_row[0], xs_row[-1]) if side == "right" else (xs_row[-1], xs_row[0])
+                marks[f"{side}_hem_outer"] = (float(outer), float(row))
+                marks[f"{side}_hem_inner"] = (float(inner), float(row))
+    else:
+        run = _run_containing(m[hem_row], int(cx)) or (int(xs.min()), int(xs.max()))
+        marks["right_hem"], marks["left_hem"] = (
+            (float(run[0]), float(hem_row)),
+            (float(run[1]), float(hem_row)),
+        )
+    return marks
+
+
+def _dress_waist_row(mask: np.ndarray, marks: dict[str, tuple[float, float]]) -> float:
+    """The narrowest row of the dress's torso between the armpits and the middle of the skirt."""
+    m = mask > 0
+    ys = np.flatnonzero(m.any(axis=1))
+    top_y, bottom_y = ys.min(), ys.max()
+    start = int(max(marks["right_armpit"][1], marks["left_armpit"][1]) + 0.05 * (bottom_y - top_y))
+    stop = int(top_y + 0.6 * (bottom_y - top_y))
+    cx = 0.5 * (marks["right_armpit"][0] + marks["left_armpit"][0])
+    widths = []
+    for y in range(start, max(stop, start + 1)):
+        run = _run_containing(m[y], int(cx))
+        widths.append(run[1] - run[0] if run else 1e9)
+    return float(start + int(np.argmin(widths))) if widths else float(top_y + 0.4 * (bottom_y - top_y))
+
+
+@dataclass
+class GarmentAnalysis:
+    """A product photo's garment: its mask, landmarks and parts (uint8 0/255 masks, together the garment)."""
+
+    mask: np.ndarray
+    landmarks: dict[str, tuple[float, float]]
+    parts: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def analyse_mask(mask: np.ndarray, category: str) -> GarmentAnalysis:
+    """Landmarks and parts of a garment mask (uint8, 255 = garment) for a category.
+
+    upper_body: neckline, {right,left}_collar, _shoulder, _armpit, _sleeve_end with _cuff_outer/_cuff_inner
+    (when the garment has sleeves), right_hem, left_hem; parts "torso" and the sleeves found.
+    lower_body: {right,left}_waist, waist_centre, then crotch with {right,left}_hem_outer/_hem_inner for
+    trousers, or right_hem/left_hem for a skirt; one part, "torso".
+    dresses: the upper-body set (hem corners at the dress's hem) plus {right,left}_waist at its narrowest row.
+    `right_*` is the wearer's right, on the image's left.
+    """
+    if category not in CATEGORIES:
+        raise InvalidInput(f"unknown category {category!r}; expected one of {', '.join(CATEGORIES)}")
+    m = mask > 0
+    if m.mean() < 0.001:
+        raise NoPersonFound("no garment found: the garment mask is empty")
+    if category == "lower_body":
+        marks, parts = _lower_landmarks(mask), {"torso": m}
+    else:
+        marks, parts = _upper_landmarks(mask, dress=category == "dresses")
+        if category == "dresses":
+            wy = _dress_waist_row(mask, marks)
+            cx = 0.5 * (marks["right_armpit"][0] + marks["left_armpit"][0])
+            run = _run_containing(m[int(wy)], int(cx))
+            if run is not None:
+                marks["right_waist"], marks["left_waist"] = (float(run[0]), wy), (float(run[1]), wy)
+    out_mask = m.astype(np.uint8) * 255
+    return GarmentAnalysis(out_mask, marks, {k: v.astype(np.uint8) * 255 for k, v in parts.items()})
+
+
+def garment_landmarks(mask: np.ndarray, category: str) -> dict[str, tuple[float, float]]:
+    """Named landmarks (x, y) in the product photo's pixels, read off the garment mask's contour.
+
+    See `analyse_mask` for the names per category.
+    """
+    return analyse_mask(mask, category).landmarks
+
+
+def analyse_garment(image: np.ndarray, category: str, mask: np.ndarray | None = None) -> GarmentAnalysis:
+    """Mask (computed unless given), landmarks and parts of the garment in a product photo."""
+    if category not in CATEGORIES:
+        raise InvalidInput(f"unknown category {category!r}; expected one of {', '.join(CATEGORIES)}")
+    if mask is None:
+        mask = garment_mask(image)
+    elif mask.shape[:2] != image.shape[:2]:
+        raise InvalidInput(
+            f"the garment mask is {mask.shape[1]}x{mask.shape[0]} but the garment photo is "
+            f"{image.shape[1]}x{image.shape[0]}"
+        )
+    return analyse_mask(np.where(mask > 127, 255, 0).astype(np.uint8), category)

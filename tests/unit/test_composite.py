@@ -1,0 +1,194 @@
+"""The embedded try-on backend `composite`, on real persons and product photos."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from services.diffusion.backends.composite import CompositeBackend
+from services.diffusion.types import TryOnInputs
+from services.warp.backends.keypoint_tps import KeypointTPSWarp
+from services.warp.garment import garment_mask
+from services.warp.types import WarpInputs
+from vton.runtime.errors import InvalidInput
+
+DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
+ANNOTATED = DATA / "annotated" / "vitonhd"
+needs_data = pytest.mark.skipif(not DATA.is_dir(), reason="../shared/data is not on this machine")
+
+PERSONS = ("00891_00", "07445_00", "08909_00", "12419_00")
+GARMENTS = {
+    "tshirt": ANNOTATED / "cloth" / "11351_00.jpg",
+    "orange knit": ANNOTATED / "cloth" / "01260_00.jpg",
+    "cami": ANNOTATED / "cloth" / "09933_00.jpg",
+    "lee": DATA / "pairs" / "vitonhd" / "cloth" / "00057_00.jpg",
+}
+FACE, LEFT_ARM, RIGHT_ARM = 13, 14, 15
+
+
+def _coco18(path: Path) -> np.ndarray:
+    """OpenPose BODY_25 JSON -> COCO-18: BODY_25 0..7 = COCO 0..7, 8 (MidHip) dropped, 9..18 = COCO 8..17."""
+    body25 = np.array(json.loads(path.read_text())["people"][0]["pose_keypoints_2d"], np.float32).reshape(
+        25, 3
+    )
+    return body25[[*range(8), *range(9, 19)]]
+
+
+def _pose_map(keypoints: np.ndarray, h: int, w: int) -> np.ndarray:
+    r = max(3, h // 128)
+    out = np.zeros((18, h, w), np.uint8)
+    for i, (x, y, c) in enumerate(keypoints):
+        if c > 0:
+            out[i, max(0, int(y) - r) : int(y) + r + 1, max(0, int(x) - r) : int(x) + r + 1] = 255
+    return out
+
+
+def _try_on(name: str, product: np.ndarray, seed: int = 0):
+    """The embedded chain on an annotated person: reference pose and parse, LaDI-VTON's agnostic mask."""
+    from services.parsing.agnostic import cloth_agnostic
+    from services.parsing.labels import vitonhd_to_lip
+
+    photo = np.array(Image.open(ANNOTATED / "image" / f"{name}.jpg").convert("RGB"))
+    parse = next(
+        p for d in ("image-parse", "image-parse-v3") if (p := ANNOTATED / d / f"{name}.png").is_file()
+    )
+    labels = vitonhd_to_lip(np.array(Image.open(parse)))
+    pose = next(
+        p
+        for d in ("openpose-json", "openpose_json")
+        if (p := ANNOTATED / d / f"{name}_keypoints.json").is_file()
+    )
+    keypoints = _coco18(pose)
+    mask, masked = cloth_agnostic(photo, labels, keypoints, "upper_body")
+    warped = KeypointTPSWarp().warp(WarpInputs(product, photo, masked, mask, keypoints, labels, "upper_body"))
+    inputs = TryOnInputs(
+        person=photo,
+        masked_person=masked,
+        agnostic_mask=mask,
+        warped_garment=warped.warped_garment,
+        warped_mask=warped.warped_mask,
+        garment=product,
+        labels=labels,
+        category="upper_body",
+        pose_map=_pose_map(keypoints, *photo.shape[:2]),
+        seed=seed,
+    )
+    return CompositeBackend().try_on(inputs), inputs
+
+
+def _lab(image: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(image.astype(np.float32) / 255.0, cv2.COLOR_RGB2LAB)
+
+
+def _product(key: str) -> np.ndarray:
+    return np.array(Image.open(GARMENTS[key]).convert("RGB"))
+
+
+@needs_data
+@pytest.mark.parametrize(("name", "garment"), [(p, g) for p, g in zip(PERSONS, GARMENTS, strict=True)])
+def test_result_keeps_the_person_outside_the_mask_and_the_garments_colour_inside(name, garment):
+    product = _product(garment)
+    result, inputs = _try_on(name, product)
+    assert result.shape == inputs.person.shape and result.dtype == np.uint8
+    outside = inputs.agnostic_mask == 0
+    assert (result[outside] == inputs.person[outside]).all()
+    # Inside, the garment: its mean colour is the product photo's (the shading only redistributes light).
+    placed = (inputs.warped_mask > 0) & ~outside
+    product_mean = _lab(product)[garment_mask(product) > 0].mean(axis=0)
+    assert np.linalg.norm(_lab(result)[placed].mean(axis=0) - product_mean) < 6.0
+    # And the masked region really was repainted: no grey of the masked person left in it.
+    assert (np.abs(result[~outside].astype(int) - 128).max(axis=1) > 3).mean() > 0.95
+
+
+@needs_data
+def test_no_pixel_of_the_product_photos_background_reaches_the_result():
+    # The T-shirt's product photo with its background (outside the dataset's cloth mask) painted magenta: any
+    # background pixel that slipped through the mask, the warp's sampling or the seams would show as magenta.
+    product = _product("tshirt")
+    cloth = np.array(Image.open(ANNOTATED / "cloth-mask" / "11351_00.jpg").convert("L")) > 127
+    product[~cloth] = (255, 0, 255)
+
+    def magenta(image: np.ndarray) -> np.ndarray:
+        r, g, b = (image[..., i].astype(int) for i in range(3))
+        return (r - g > 80) & (b - g > 80)
+
+    for name in PERSONS:
+        result, inputs = _try_on(name, product)
+        assert not magenta(inputs.person).any()
+        assert not magenta(result).any(), name
+
+
+@needs_data
+def test_skin_uncovered_by_a_sleeveless_top_takes_the_persons_skin_tone():
+    # 07445 wears long maroon sleeves; the cami leaves the arms bare.
+    result, inputs = _try_on("07445_00", _product("cami"))
+    person, kp = inputs.person, _coco18(ANNOTATED / "openpose-json" / "07445_00_keypoints.json")
+    face = (inputs.labels == FACE) & (inputs.agnostic_mask == 0)
+    skin = np.median(_lab(person)[face], axis=0)
+    for shoulder, elbow in ((2, 3), (5, 6)):
+        mid = kp[shoulder, :2] + 0.6 * (kp[elbow, :2] - kp[shoulder, :2])
+        x, y = int(mid[0]), int(mid[1])
+        patch_after = _lab(result)[y - 4 : y + 5, x - 4 : x + 5].reshape(-1, 3).mean(axis=0)
+        patch_before = _lab(person)[y - 4 : y + 5, x - 4 : x + 5].reshape(-1, 3).mean(axis=0)
+        assert np.linalg.norm(patch_after - skin) < 15  # the arm now looks like her face's skin
+        assert np.linalg.norm(patch_before - skin) > 30  # where the sleeve was maroon
+
+
+@needs_data
+def test_the_persons_folds_and_light_carry_onto_a_plain_garment():
+    # A flat mid-grey shirt: whatever light and shade it shows in the result comes from the person's photo.
+    tshirt = _product("tshirt")
+    plain = np.full_like(tshirt, 255)
+    plain[garment_mask(tshirt) > 0] = 128
+    result, inputs = _try_on("00891_00", plain)
+    region = (inputs.warped_mask > 0) & (inputs.agnostic_mask > 0) & (inputs.labels == 5)
+    region = cv2.erode(region.astype(np.uint8), np.ones((9, 9), np.uint8)) > 0
+
+    def detail(image: np.ndarray) -> np.ndarray:
+        lum = _lab(image)[..., 0]
+        return lum - cv2.GaussianBlur(lum, (0, 0), 25)
+
+    lum = _lab(result)[..., 0][region]
+    assert lum.std() > 1.5  # not flat any more
+    assert np.corrcoef(detail(result)[region], detail(inputs.person)[region])[0, 1] > 0.5
+    assert abs(lum.mean() - _lab(plain)[..., 0][garment_mask(tshirt) > 0].mean()) < 4
+
+
+@needs_data
+def test_the_same_request_gives_the_same_picture():
+    product = _product("orange knit")
+    first, _ = _try_on("08909_00", product, seed=3)
+    second, _ = _try_on("08909_00", product, seed=3)
+    assert (first == second).all()
+
+
+def test_an_empty_mask_returns_the_person_unchanged():
+    rng = np.random.default_rng(0)
+    person = rng.integers(0, 256, (64, 48, 3)).astype(np.uint8)
+    zeros = np.zeros((64, 48), np.uint8)
+    inputs = TryOnInputs(person, person, zeros, np.zeros_like(person), zeros, person, zeros, "upper_body")
+    assert (CompositeBackend().try_on(inputs) == person).all()
+
+
+def test_mismatched_sizes_are_invalid_input():
+    person = np.zeros((64, 48, 3), np.uint8)
+    inputs = TryOnInputs(
+        person, person, np.zeros((32, 48), np.uint8), person, np.zeros((64, 48), np.uint8), person,
+        np.zeros((64, 48), np.uint8), "upper_body",
+    )  # fmt: skip
+    with pytest.raises(InvalidInput, match="agnostic_mask"):
+        CompositeBackend().try_on(inputs)
+
+
+def test_the_backend_is_registered_as_composite():
+    from services.diffusion.backends import BACKENDS
+    from vton.runtime.backend import select_backend
+
+    info, backend = select_backend(BACKENDS, "composite")
+    assert info.name == "composite" and info.kind == "embedded"
+    assert isinstance(backend, CompositeBackend)

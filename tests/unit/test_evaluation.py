@@ -1,0 +1,186 @@
+"""`vton eval`'s metric and contact sheet, and the floor the embedded chain must clear on VITON-HD pairs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from vton.evaluation import EvalSummary, PairResult, contact_sheet, ssim, vitonhd_pairs
+
+DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
+PAIRS = DATA / "pairs" / "vitonhd"
+needs_data = pytest.mark.skipif(not PAIRS.is_dir(), reason="../shared/data is not on this machine")
+
+
+def _reference_ssim(a: np.ndarray, b: np.ndarray) -> float:
+    """SSIM written out with an explicit 11x11 Gaussian window, pixel by pixel over the valid region."""
+    ax = np.arange(11) - 5
+    g = np.exp(-(ax**2) / (2 * 1.5**2))
+    window = np.outer(g, g) / np.outer(g, g).sum()
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+    a, b = a.astype(np.float64), b.astype(np.float64)
+    values = []
+    for y in range(5, a.shape[0] - 5):
+        for x in range(5, a.shape[1] - 5):
+            pa, pb = a[y - 5 : y + 6, x - 5 : x + 6], b[y - 5 : y + 6, x - 5 : x + 6]
+            ma, mb = (window * pa).sum(), (window * pb).sum()
+            va, vb = (window * pa * pa).sum() - ma * ma, (window * pb * pb).sum() - mb * mb
+            cov = (window * pa * pb).sum() - ma * mb
+            values.append(((2 * ma * mb + c1) * (2 * cov + c2)) / ((ma * ma + mb * mb + c1) * (va + vb + c2)))
+    return float(np.mean(values))
+
+
+def test_ssim_matches_the_windowed_definition():
+    rng = np.random.default_rng(1)
+    a = cv2.GaussianBlur(rng.integers(0, 256, (40, 36)).astype(np.uint8), (5, 5), 1.0)
+    b = np.clip(a.astype(int) + rng.integers(-30, 31, a.shape), 0, 255).astype(np.uint8)
+    assert ssim(a, b) == pytest.approx(_reference_ssim(a, b), abs=1e-9)
+
+
+def test_ssim_of_flat_images_is_the_luminance_term():
+    a, b = np.full((32, 32), 100, np.uint8), np.full((32, 32), 150, np.uint8)
+    c1 = (0.01 * 255) ** 2
+    assert ssim(a, b) == pytest.approx((2 * 100 * 150 + c1) / (100**2 + 150**2 + c1), rel=1e-9)
+
+
+def test_ssim_is_one_for_identical_images_and_falls_with_noise():
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (64, 48, 3)).astype(np.uint8)
+    noisy = [np.clip(image + rng.normal(0, s, image.shape), 0, 255).astype(np.uint8) for s in (5, 20, 60)]
+    scores = [ssim(image, n) for n in noisy]
+    assert ssim(image, image) == pytest.approx(1.0)
+    assert scores[0] > scores[1] > scores[2]
+    assert ssim(image, noisy[1]) == pytest.approx(ssim(noisy[1], image))
+
+
+def test_colour_ssim_is_the_mean_of_the_channels():
+    rng = np.random.default_rng(2)
+    a = rng.integers(0, 256, (30, 30, 3)).astype(np.uint8)
+    b = rng.integers(0, 256, (30, 30, 3)).astype(np.uint8)
+    assert ssim(a, b) == pytest.approx(np.mean([ssim(a[..., c], b[..., c]) for c in range(3)]))
+
+
+def test_ssim_refuses_images_of_different_sizes():
+    with pytest.raises(ValueError, match="same size"):
+        ssim(np.zeros((20, 20), np.uint8), np.zeros((20, 21), np.uint8))
+
+
+def test_summary_averages_the_paired_results():
+    summary = EvalSummary([PairResult("a", 0.8), PairResult("b", 0.6), PairResult("c", None)])
+    assert summary.mean_ssim == pytest.approx(0.7)
+    assert summary.as_dict()["pairs"][2] == {"name": "c", "ssim": None}
+
+
+def test_contact_sheet_puts_every_image_in_a_labelled_column_at_one_height():
+    red = np.zeros((200, 100, 3), np.uint8)
+    red[..., 0] = 255
+    blue = np.zeros((50, 50, 3), np.uint8)
+    blue[..., 2] = 255
+    gray = np.full((400, 300), 90, np.uint8)
+    rows = [[red, blue, gray, red, blue], [blue, red, gray, blue]]  # the second sample is unpaired
+    sheet = contact_sheet(rows, cell_height=100)
+    assert sheet.dtype == np.uint8 and sheet.shape[2] == 3
+    # Two rows of 100 px plus the header; the first column is as wide as its widest cell (the 100 px blue
+    # square), the red 2:1 cell (50 px wide at that height) centred in it.
+    assert sheet.shape[0] >= 2 * 100 + 24
+    first_cell = sheet[40:130, 34:74]
+    assert (first_cell[..., 0] > 200).mean() > 0.9 and (first_cell[..., 2] < 50).mean() > 0.9
+    # The header holds the labels' dark text; the unpaired row leaves its fifth cell blank.
+    assert (sheet[:30] < 100).any()
+    fifth_column_second_row = sheet[-100:, -40:]
+    assert (fifth_column_second_row == 255).all()
+
+
+def test_contact_sheet_without_real_photos_has_four_columns():
+    cell = np.full((64, 48, 3), 40, np.uint8)
+    paired = contact_sheet([[cell] * 5], cell_height=64)
+    unpaired = contact_sheet([[cell] * 4], cell_height=64)
+    assert unpaired.shape[1] < paired.shape[1]
+
+
+@needs_data
+def test_vitonhd_layout_gives_one_paired_sample_per_person_with_its_garment():
+    samples = vitonhd_pairs(PAIRS)
+    assert [s.name for s in samples] == ["00006_00", "00057_00", "00064_00", "14627_00"]
+    for sample in samples:
+        assert sample.garment == PAIRS / "cloth" / f"{sample.name}.jpg"
+        assert sample.real == sample.person == PAIRS / "image" / f"{sample.name}.jpg"
+
+
+def test_a_folder_without_the_layout_is_refused(tmp_path):
+    with pytest.raises(FileNotFoundError, match="image/ and cloth/"):
+        vitonhd_pairs(tmp_path)
+
+
+# --- the floor: the embedded chain beats returning the masked person unchanged -------------------------------
+
+
+def _pose_map(keypoints: np.ndarray, h: int, w: int) -> np.ndarray:
+    """LaDI-VTON's pose map: a small filled square per keypoint, one channel each."""
+    r = max(3, h // 128)
+    out = np.zeros((18, h, w), np.uint8)
+    for i, (x, y, c) in enumerate(keypoints):
+        if c > 0:
+            out[i, max(0, int(y) - r) : int(y) + r + 1, max(0, int(x) - r) : int(x) + r + 1] = 255
+    return out
+
+
+@needs_data
+def test_embedded_chain_beats_the_masked_person_on_paired_ssim():
+    pytest.importorskip("ai_edge_litert")
+    from services.diffusion.backends.composite import CompositeBackend
+    from services.diffusion.types import TryOnInputs
+    from services.parsing.agnostic import cloth_agnostic
+    from services.parsing.backends.geometric import GeometricParser
+    from services.parsing.labels import vitonhd_to_lip
+    from services.warp.backends.keypoint_tps import KeypointTPSWarp
+    from services.warp.types import WarpInputs
+    from vton.runtime.blazepose import BlazePose
+    from vton.runtime.errors import WeightsMissing
+    from vton.runtime.weights import require
+
+    try:
+        pose = BlazePose.from_pretrained(require("blazepose-litert"))
+    except WeightsMissing as exc:
+        pytest.skip(str(exc))
+    parser = GeometricParser(pose)
+    warp, composite = KeypointTPSWarp(), CompositeBackend()
+    chain, baseline = [], []
+    for person_path in sorted((PAIRS / "image").glob("*.jpg")):
+        name = person_path.stem
+        person = np.array(Image.open(person_path).convert("RGB"))
+        garment = np.array(Image.open(PAIRS / "cloth" / f"{name}.jpg").convert("RGB"))
+        observation = pose.observe(person, with_face=True)
+        reference = PAIRS / "image-parse-v3" / f"{name}.png"
+        if reference.is_file():
+            labels = vitonhd_to_lip(np.array(Image.open(reference)))
+        else:
+            labels = parser.parse_observation(person, observation).labels
+        keypoints = observation.keypoints
+        mask, masked = cloth_agnostic(person, labels, keypoints, "upper_body")
+        warped = warp.warp(WarpInputs(garment, person, masked, mask, keypoints, labels, "upper_body"))
+        result = composite.try_on(
+            TryOnInputs(
+                person=person,
+                masked_person=masked,
+                agnostic_mask=mask,
+                warped_garment=warped.warped_garment,
+                warped_mask=warped.warped_mask,
+                garment=garment,
+                labels=labels,
+                category="upper_body",
+                pose_map=_pose_map(keypoints, *person.shape[:2]),
+            )
+        )
+        chain.append(ssim(result, person))
+        baseline.append(ssim(masked, person))
+        print(f"{name}: SSIM chain {chain[-1]:.4f}, masked person {baseline[-1]:.4f}")
+    print(
+        f"mean SSIM over {len(chain)} pairs: chain {np.mean(chain):.4f}, masked person {np.mean(baseline):.4f}"
+    )
+    assert len(chain) == 4
+    assert np.mean(chain) > np.mean(baseline)

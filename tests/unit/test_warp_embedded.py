@@ -1,0 +1,186 @@
+"""The embedded warp: thin-plate splines, and the keypoint TPS backend on real persons and product photos."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from services.warp import tps
+from services.warp.backends.keypoint_tps import KeypointTPSWarp
+from services.warp.types import WarpInputs
+from vton.runtime.errors import NoPersonFound
+
+DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
+ANNOTATED = DATA / "annotated" / "vitonhd"
+needs_data = pytest.mark.skipif(not DATA.is_dir(), reason="../shared/data is not on this machine")
+
+# LIP labels
+UPPER_CLOTHES, PANTS, SKIRT, ARMS, HEAD = 5, 9, 12, (14, 15), (1, 2, 4, 13)
+
+
+# --- thin-plate spline ---------------------------------------------------------------------------------------
+
+
+def test_tps_interpolates_its_control_points():
+    rng = np.random.default_rng(0)
+    source = rng.uniform(0, 500, (12, 2))
+    target = source + rng.normal(0, 20, source.shape)
+    spline = tps.ThinPlateSpline(source, target, regularization=1e-8)
+    assert np.allclose(spline(source), target, atol=1e-3)
+
+
+def test_tps_reproduces_an_affine_map_exactly_everywhere():
+    rng = np.random.default_rng(1)
+    source = rng.uniform(0, 400, (8, 2))
+    a = np.array([[1.1, 0.2], [-0.15, 0.9]])
+    target = source @ a.T + np.array([30.0, -12.0])
+    spline = tps.ThinPlateSpline(source, target)
+    probe = rng.uniform(-100, 500, (50, 2))
+    assert np.allclose(spline(probe), probe @ a.T + np.array([30.0, -12.0]), atol=1e-6)
+
+
+def test_warp_moves_the_image_with_its_points():
+    image = np.zeros((120, 100, 3), np.uint8)
+    image[40:60, 30:50] = (200, 40, 40)
+    mask = np.zeros((120, 100), np.uint8)
+    mask[40:60, 30:50] = 255
+    corners = np.array([[0, 0], [99, 0], [0, 119], [99, 119], [50, 60]], float)
+    warped, warped_mask = tps.warp(image, mask, corners, corners + [10, 20], (160, 140), grid_step=4)
+    assert warped.shape == (160, 140, 3) and warped_mask.shape == (160, 140)
+    ys, xs = np.nonzero(warped_mask)
+    assert (ys.min(), ys.max(), xs.min(), xs.max()) == pytest.approx((60, 79, 40, 59), abs=1)
+    assert (warped[warped_mask > 0] == (200, 40, 40)).all()
+    assert (warped[warped_mask == 0] == 0).all()
+
+
+# --- the backend on real persons -----------------------------------------------------------------------------
+
+
+def _coco18(path: Path) -> np.ndarray:
+    """OpenPose BODY_25 JSON -> COCO-18: BODY_25 0..7 = COCO 0..7, 8 (MidHip) dropped, 9..18 = COCO 8..17."""
+    body25 = np.array(json.loads(path.read_text())["people"][0]["pose_keypoints_2d"], np.float32).reshape(
+        25, 3
+    )
+    return body25[[*range(8), *range(9, 19)]]
+
+
+def _person(name: str):
+    """Photo, LIP labels and COCO-18 keypoints of an annotated VITON-HD person."""
+    from services.parsing.labels import vitonhd_to_lip
+
+    photo = np.array(Image.open(ANNOTATED / "image" / f"{name}.jpg").convert("RGB"))
+    parse = next(
+        p for d in ("image-parse", "image-parse-v3") if (p := ANNOTATED / d / f"{name}.png").is_file()
+    )
+    labels = vitonhd_to_lip(np.array(Image.open(parse)))
+    pose = next(
+        p
+        for d in ("openpose-json", "openpose_json")
+        if (p := ANNOTATED / d / f"{name}_keypoints.json").is_file()
+    )
+    return photo, labels, _coco18(pose)
+
+
+def _warp(name: str, garment: Path, category: str = "upper_body"):
+    from services.parsing.agnostic import cloth_agnostic
+
+    photo, labels, keypoints = _person(name)
+    mask, masked = cloth_agnostic(photo, labels, keypoints, category)
+    product = np.array(Image.open(garment).convert("RGB"))
+    inputs = WarpInputs(product, photo, masked, mask, keypoints, labels, category)
+    return KeypointTPSWarp().warp(inputs), inputs
+
+
+PERSONS = ("00891_00", "07445_00", "08909_00", "12419_00")
+TSHIRT = ANNOTATED / "cloth" / "11351_00.jpg"
+LONG_SLEEVES = DATA / "pairs" / "vitonhd" / "cloth" / "00006_00.jpg"
+CAMI = ANNOTATED / "cloth" / "09933_00.jpg"
+CROP_TOP = DATA / "garments" / "upper" / "02015_00.jpg"
+TROUSERS = DATA / "garments" / "lower" / "051827_1.jpg"
+
+
+@needs_data
+@pytest.mark.parametrize("name", PERSONS)
+def test_warped_garment_lands_on_the_torso_inside_the_mask(name):
+    out, inputs = _warp(name, TSHIRT)
+    h, w = inputs.person.shape[:2]
+    assert out.warped_garment.shape == (h, w, 3) and out.warped_mask.shape == (h, w)
+    placed = out.warped_mask > 0
+    assert not (placed & (inputs.agnostic_mask == 0)).any()
+    assert not (placed & np.isin(inputs.labels, HEAD)).any()  # the head and hair stay in front
+    assert (out.warped_garment[~placed] == 0).all()
+    # It covers most of the old top where the mask lets it.
+    old = (inputs.labels == UPPER_CLOTHES) & (inputs.agnostic_mask > 0)
+    assert (placed & old).sum() / old.sum() > 0.6
+    # The product photo's own mask and landmarks come back with it.
+    assert out.garment_mask.shape == (1024, 768) and "left_armpit" in out.landmarks
+
+
+@needs_data
+@pytest.mark.parametrize("name", PERSONS)
+def test_arms_stay_in_front_of_a_sleeveless_top(name):
+    out, inputs = _warp(name, CAMI)
+    arms = np.isin(inputs.labels, ARMS)
+    assert (out.warped_mask > 0).any()
+    assert not ((out.warped_mask > 0) & arms).any()
+
+
+@needs_data
+def test_garment_proportions_are_kept_a_crop_top_ends_higher():
+    crop, _ = _warp("12419_00", CROP_TOP)
+    tshirt, _ = _warp("12419_00", TSHIRT)
+    crop_hem = np.nonzero(crop.warped_mask)[0].max()
+    tshirt_hem = np.nonzero(tshirt.warped_mask)[0].max()
+    assert crop_hem < tshirt_hem - 60
+
+
+@needs_data
+def test_long_sleeves_follow_the_arms_and_short_ones_stop_above_the_elbow():
+    name = "07445_00"  # arms down along the body, long sleeves in the photo
+    long_sleeves, inputs = _warp(name, LONG_SLEEVES)
+    short, _ = _warp(name, TSHIRT)
+    kp = inputs.keypoints
+    for elbow, wrist in ((3, 4), (6, 7)):
+        forearm = kp[elbow, :2] + 0.5 * (kp[wrist, :2] - kp[elbow, :2])
+        x, y = int(forearm[0]), int(forearm[1])
+        assert long_sleeves.warped_mask[y - 3 : y + 4, x - 3 : x + 4].any()
+        assert not short.warped_mask[y - 3 : y + 4, x - 3 : x + 4].any()
+
+
+@needs_data
+def test_trousers_cover_the_legs():
+    out, inputs = _warp("12419_00", TROUSERS, "lower_body")
+    placed = out.warped_mask > 0
+    old = (inputs.labels == PANTS) & (inputs.agnostic_mask > 0)
+    assert (placed & old).sum() / old.sum() > 0.7
+    assert not (placed & np.isin(inputs.labels, (*ARMS, UPPER_CLOTHES))).any()  # hands and the top in front
+
+
+@needs_data
+def test_a_given_garment_mask_is_used():
+    photo, labels, keypoints = _person("12419_00")
+    product = np.array(Image.open(TSHIRT).convert("RGB"))
+    given = np.zeros(product.shape[:2], np.uint8)
+    given[150:900, 150:620] = 255  # a box: the warp must take this, not separate the photo itself
+    out = KeypointTPSWarp().warp(
+        WarpInputs(product, photo, photo, np.full(labels.shape, 255, np.uint8), keypoints, labels, "upper_body",
+                   garment_mask=given)
+    )  # fmt: skip
+    assert (out.garment_mask == given).all()
+
+
+@needs_data
+def test_a_pose_without_shoulders_is_no_person():
+    photo, labels, keypoints = _person("12419_00")
+    keypoints = keypoints.copy()
+    keypoints[[2, 5]] = 0
+    product = np.array(Image.open(TSHIRT).convert("RGB"))
+    inputs = WarpInputs(
+        product, photo, photo, np.full(labels.shape, 255, np.uint8), keypoints, labels, "upper_body"
+    )
+    with pytest.raises(NoPersonFound, match="shoulders"):
+        KeypointTPSWarp().warp(inputs)
