@@ -28,7 +28,7 @@ def make_inputs(person_path: str, garment_path: str, out: Path) -> None:
     from services.parsing.agnostic import agnostic_mask, masked_person
     from services.parsing.backends import BACKENDS as PARSERS
     from services.pose.backends import BACKENDS as POSES
-    from services.pose.service import unet_pose_map
+    from services.pose.openpose_format import pose_map
     from vton.runtime import images
     from vton.runtime.backend import select_backend
 
@@ -45,7 +45,7 @@ def make_inputs(person_path: str, garment_path: str, out: Path) -> None:
         labels=labels,
         mask=mask,
         masked=masked_person(person, mask),
-        pose_map=unet_pose_map(keypoints, 768, 1024),
+        pose_map=pose_map(keypoints, 768, 1024),
     )
 
 

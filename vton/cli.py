@@ -182,7 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.set_defaults(func=cmd_bench)
 
     ev = sub.add_parser("eval", help="SSIM on paired samples and a contact sheet, through a running platform")
-    ev.add_argument("dataset", help="a folder laid out like VITON-HD's test split (image/, cloth/)")
+    ev.add_argument("dataset", help="VITON-HD's test layout (image/, cloth/), or a folder of person photos")
     ev.add_argument("--unpaired", help="a folder of garment photos to try on every person (no SSIM)")
     ev.add_argument("--category", default="upper_body", choices=CATEGORIES)
     ev.add_argument("--server", default=DEFAULT_SERVER)

@@ -1,5 +1,6 @@
 """`vton eval`: paired SSIM and a contact sheet, computed on try-ons made by a running platform over HTTP.
 
+With --unpaired GARMENTS, every person photo also wears one of those garments (a sheet without the real photo).
 Paired samples follow VITON-HD's test layout: `image/<id>.jpg` is a person wearing the garment whose product photo
 is `cloth/<id>.jpg`, so the person photo is the ground truth of that try-on. The report compares the result's SSIM
 with that of the masked person returned unchanged (the floor a try-on must beat).
@@ -34,12 +35,20 @@ def _images_in(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
 
 
+def _people(dataset: Path) -> list[Path]:
+    """The person photos: `image/` in VITON-HD's layout, else the folder's own images."""
+    folder = dataset / "image" if (dataset / "image").is_dir() else dataset
+    people = _images_in(folder) if folder.is_dir() else []
+    if not people:
+        raise FileNotFoundError(f"no person photos in {folder}")
+    return people
+
+
 def _pairs(dataset: Path) -> list[tuple[str, Path, Path]]:
-    people, cloth = dataset / "image", dataset / "cloth"
-    if not people.is_dir() or not cloth.is_dir():
-        raise FileNotFoundError(f"{dataset} must hold image/ and cloth/ (VITON-HD's test layout)")
-    garments = {p.stem: p for p in _images_in(cloth)}
-    return [(p.stem, p, garments[p.stem]) for p in _images_in(people) if p.stem in garments]
+    """(id, person, garment) where `cloth/<id>` is the garment the person wears (VITON-HD's paired setting)."""
+    cloth = dataset / "cloth"
+    garments = {p.stem: p for p in _images_in(cloth)} if cloth.is_dir() else {}
+    return [(p.stem, p, garments[p.stem]) for p in _people(dataset) if p.stem in garments]
 
 
 def _run(
@@ -74,7 +83,7 @@ def evaluate(server: str, dataset: Path, category: str, unpaired: Path | None, o
         unpaired_rows: list[list[np.ndarray]] = []
         if unpaired:
             garments = _images_in(unpaired)
-            for i, (_, person_path, _) in enumerate(_pairs(dataset)):
+            for i, person_path in enumerate(_people(dataset)):
                 garment_path = garments[i % len(garments)]
                 got, _ = _run(client, person_path, garment_path, category)
                 unpaired_rows.append(
@@ -117,6 +126,12 @@ def main(args: argparse.Namespace) -> int:
         )
     except (ApiError, FileNotFoundError, OSError) as exc:
         print(f"vton eval: {exc}", file=sys.stderr)
+        return 1
+    if report["mean_ssim"] is None and not args.unpaired:
+        print(
+            f"vton eval: {args.dataset} has no pairs (image/<id> with cloth/<id>); pass --unpaired GARMENTS",
+            file=sys.stderr,
+        )
         return 1
     if report["mean_ssim"] is not None:
         print(

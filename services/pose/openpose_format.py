@@ -4,10 +4,10 @@
   for COCO-18), as VITON-HD and Dress Code store their pose files.
 - `draw_skeleton`: the picture OpenPose's tools draw: 17 limbs as translucent ellipses in OpenPose's 18-colour
   palette, a dot on each joint, on black.
-- `pose_map`: the 18-channel map LaDI-VTON's dataset code draws (a filled square per found keypoint, side
-  2r + 1 with r = 5 * H / 512, i.e. 5 px at 512x384 and 10 px at 1024x768), uint8 1 inside and 0 elsewhere.
-- `pose_heatmap`: the Gaussian channels (sigma 9 px) that LaDI-VTON's loaders finally return as `pose_map`
-  (`kpoint_to_heatmap`, which overwrites the squares), for code that needs the networks' exact input.
+- `pose_heatmap`: the Gaussian channels that LaDI-VTON's loaders return as `pose_map` (`kpoint_to_heatmap`,
+  sigma 9 px; their code draws squares first, then overwrites them with these), peak 1.
+- `pose_map`: what the pose stage sends on: those heatmaps as uint8 (peak 255), sigma scaled from the 512-px-high
+  images the networks were trained on to this image's height.
 
 Keypoints are float32 [18, 3] (x, y in pixels, confidence), zeros where a joint is missing, as OpenPose writes it.
 """
@@ -35,8 +35,7 @@ COLORS = (  # RGB
 STICK_WIDTH = 4
 JOINT_RADIUS = 4
 
-POSE_MAP_RADIUS = 5  # LaDI-VTON's default, in pixels of a 512-pixel-high image
-POSE_HEATMAP_SIGMA = 9.0  # LaDI-VTON's kpoint_to_heatmap(..., 9), in pixels at any resolution
+POSE_HEATMAP_SIGMA = 9.0  # LaDI-VTON's kpoint_to_heatmap(..., 9), in pixels of its 512-pixel-high images
 
 
 def _check(keypoints: np.ndarray) -> np.ndarray:
@@ -103,26 +102,6 @@ def draw_skeleton(keypoints: np.ndarray, width: int, height: int) -> np.ndarray:
     return canvas
 
 
-def pose_map(keypoints: np.ndarray, width: int, height: int) -> np.ndarray:
-    """uint8 [18, H, W]: a filled square (1) around each found keypoint, LaDI-VTON's dataset drawing.
-
-    Their code draws PIL's rectangle (x - r, y - r, x + r, y + r) with r = 5 * H / 512 for points with x > 1 and
-    y > 1 (corners truncated to integers, both ends filled: 2r + 1 pixels a side); 0 elsewhere.
-    """
-    keypoints = _check(keypoints)
-    radius = POSE_MAP_RADIUS * height / 512.0
-    out = np.zeros((NUM_KEYPOINTS, height, width), dtype=np.uint8)
-    for i, (x, y, confidence) in enumerate(keypoints):
-        if confidence <= 0 or x <= 1 or y <= 1:
-            continue
-        # PIL truncates the corner coordinates to integers and fills both ends.
-        x0, x1 = max(0, int(x - radius)), min(width - 1, int(x + radius))
-        y0, y1 = max(0, int(y - radius)), min(height - 1, int(y + radius))
-        if x0 <= x1 and y0 <= y1:
-            out[i, y0 : y1 + 1, x0 : x1 + 1] = 1
-    return out
-
-
 def pose_heatmap(
     keypoints: np.ndarray, width: int, height: int, sigma: float = POSE_HEATMAP_SIGMA
 ) -> np.ndarray:
@@ -142,3 +121,10 @@ def pose_heatmap(
         if peak > 0:
             out[i] = channel / (peak + np.finfo(np.float32).eps)
     return out
+
+
+def pose_map(keypoints: np.ndarray, width: int, height: int) -> np.ndarray:
+    """uint8 [18, H, W]: `pose_heatmap` with sigma scaled to this image's height, peak 255 (the networks divide by
+    255); a zero channel for a missing keypoint."""
+    heatmap = pose_heatmap(keypoints, width, height, sigma=POSE_HEATMAP_SIGMA * height / 512)
+    return np.round(heatmap * 255).astype(np.uint8)

@@ -2,22 +2,13 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from services.pose.backends import BACKENDS
-from services.pose.openpose_format import POSE_HEATMAP_SIGMA, draw_skeleton, pose_heatmap, to_openpose_json
+from services.pose.openpose_format import draw_skeleton, pose_map, to_openpose_json
 from vton.runtime import messages, server
 from vton.runtime.backend import BackendInfo, select_backend
 from vton.v1 import pose_pb2, pose_pb2_grpc
 
 FULL_NAME = pose_pb2.DESCRIPTOR.services_by_name["PoseService"].full_name
-
-
-def unet_pose_map(keypoints: np.ndarray, width: int, height: int) -> np.ndarray:
-    """The pose map LaDI-VTON's networks take, as uint8 (peak 255): Gaussian heatmaps whose sigma is 9 pixels of
-    the 512-pixel-high image they were trained on, scaled to this image's height."""
-    heatmap = pose_heatmap(keypoints, width, height, sigma=POSE_HEATMAP_SIGMA * height / 512)
-    return np.round(heatmap * 255).astype(np.uint8)
 
 
 class PoseServicer(pose_pb2_grpc.PoseServiceServicer):
@@ -32,7 +23,7 @@ class PoseServicer(pose_pb2_grpc.PoseServiceServicer):
             keypoints=messages.keypoints(estimate.keypoints),
             openpose_json=to_openpose_json(estimate.keypoints),
             skeleton=messages.png_image(draw_skeleton(estimate.keypoints, width, height)),
-            pose_map=messages.tensor(unet_pose_map(estimate.keypoints, width, height)),
+            pose_map=messages.tensor(pose_map(estimate.keypoints, width, height)),
             people_detected=estimate.people_detected,
             backend=messages.backend_info(self.info),
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -206,6 +207,60 @@ def test_vton_tryon_cli_writes_result_and_artifacts(platform, examples, tmp_path
     assert result.shape == images.read_rgb(str(examples / "avatars" / "1.png")).shape
     names = {p.name for p in art.iterdir()}
     assert {"job.json", "agnostic_mask.png", "warped_garment.png", "pose.json"} <= names
+
+
+def test_vton_eval_reports_paired_ssim_above_the_masked_person_and_writes_a_sheet(platform, tmp_path):
+    if not SHARED.is_dir():
+        pytest.skip("../shared/data is not on this machine")
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "vton.cli",
+            "eval",
+            str(SHARED / "pairs" / "vitonhd"),
+            "--server",
+            platform["url"],
+            "--out",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=REPO,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert len(report["pairs"]) == 4 and all(p["ssim"] is not None for p in report["pairs"])
+    assert report["mean_ssim"] > report["mean_masked_person_ssim"]
+    sheet = images.read_rgb(str(tmp_path / "contact_sheet.png"))
+    assert sheet.shape[0] > 4 * 100 and sheet.shape[1] > 5 * 100
+
+
+def test_vton_eval_unpaired_makes_a_sheet_without_the_real_photo(platform, examples, tmp_path):
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "vton.cli",
+            "eval",
+            str(examples / "avatars"),
+            "--unpaired",
+            str(examples / "clothes" / "shirts"),
+            "--server",
+            platform["url"],
+            "--out",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=REPO,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert (tmp_path / "contact_sheet_unpaired.png").exists() and not (
+        tmp_path / "contact_sheet.png"
+    ).exists()
 
 
 def test_sigterm_stops_every_process(platform):
