@@ -39,6 +39,7 @@ class DiffusionServicer(diffusion_pb2_grpc.DiffusionServiceServicer):
             guidance_scale=options.guidance_scale,
             width=options.width,
             height=options.height,
+            on_step=server.check_cancelled,
         )
         messages.check_person_sized(
             person.shape[:2],

@@ -67,6 +67,25 @@ def shading_gain(
     return gain.astype(np.float32)
 
 
+def skin_shading(
+    person: np.ndarray,
+    source: np.ndarray,
+    target: np.ndarray,
+    large_sigma: float,
+    fine_sigma: float,
+    strength: float = 0.7,
+) -> np.ndarray:
+    """A multiplicative gain [H, W] on the lightness of filled skin: the person's light and large folds over
+    `source` (the old garment), at scales between `fine_sigma` (below it: the fabric's weave, not the body's
+    shape) and `large_sigma`, softened by `strength` and kept in a narrow band, mean 1 over `target`."""
+    blurred = cv2.GaussianBlur(person, (0, 0), max(fine_sigma, 1.0))
+    gain = shading_gain(blurred, source, target, large_sigma, bounds=(0.75, 1.3))
+    gain = 1.0 + strength * (gain - 1.0)
+    if target.any():
+        gain /= float(gain[target].mean())
+    return gain.astype(np.float32)
+
+
 def apply_gain(image: np.ndarray, gain: np.ndarray) -> np.ndarray:
     return np.clip(image.astype(np.float32) * gain[..., None], 0, 255)
 

@@ -1,5 +1,6 @@
 """What a try-on backend takes."""
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,3 +22,4 @@ class TryOnInputs:
     guidance_scale: float = 0.0  # 0 = the backend's default
     width: int = 0  # working resolution; 0 = the backend's default
     height: int = 0
+    on_step: Callable[[], None] | None = None  # called between denoising steps; raises to stop the work

@@ -152,11 +152,30 @@ def _separate(rgb: np.ndarray, nested: bool = False) -> np.ndarray:
     peelable = fg & outline_band & (near_strong > 0) & (dist < max(4.0, 5.0 * noise))
     fg &= ~(peelable & _reachable_from_border(peelable | ~fg))
 
+    fg &= ~_drop_shadow(lab, model, grad, fg, noise, min(sh, sw))
+
     k = max(3, round(0.006 * min(sh, sw)) | 1)
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
     fg = cv2.morphologyEx(fg.astype(np.uint8), cv2.MORPH_OPEN, kernel).astype(bool)
     fg = _largest_component(fg)
     return _fill_holes(fg, dist < color_thr, max_open_hole=0.004)
+
+
+def _drop_shadow(
+    lab: np.ndarray, model: np.ndarray, grad: np.ndarray, fg: np.ndarray, noise: float, side: int
+) -> np.ndarray:
+    """The soft shadow a garment casts on its background, which the flood takes for garment: pixels along the
+    outline that have the background's hue, are darker than it and smooth, reached from outside through such
+    pixels. Only for a clearly coloured garment: a white or grey one shares the background's hue and keeps
+    its outline as it is."""
+    chroma = np.linalg.norm(lab[..., 1:] - model[..., 1:], axis=2)
+    if not fg.any() or np.median(chroma[fg]) < 10.0:
+        return np.zeros_like(fg)
+    darker = model[..., 0] - lab[..., 0]
+    smooth = cv2.GaussianBlur(grad, (0, 0), 1.5) < max(1.5, 3.0 * noise)
+    band = cv2.distanceTransform(fg.astype(np.uint8), cv2.DIST_L2, 3) <= 0.05 * side
+    shadow = fg & band & (chroma < max(4.0, 3.0 * noise)) & (darker > 2.0) & smooth
+    return shadow & _reachable_from_border(shadow | ~fg)
 
 
 def _pasted_rectangle(fg: np.ndarray) -> tuple[int, int, int, int] | None:

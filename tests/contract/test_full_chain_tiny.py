@@ -8,6 +8,8 @@ person, which its own tests cover; DensePose's full backends need detectron2 or 
 
 from __future__ import annotations
 
+import time
+
 import grpc
 import numpy as np
 import pytest
@@ -138,3 +140,36 @@ def test_a_resolution_the_checkpoints_do_not_have_is_invalid_argument(stubs, exa
     with pytest.raises(grpc.RpcError) as err:
         stubs["diffusion"].TryOn(request, timeout=60)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "not 300x300" in err.value.details()
+
+
+def test_an_expired_deadline_stops_the_denoising_between_steps(stubs, examples):
+    from prometheus_client import REGISTRY
+
+    def stopped() -> float:
+        labels = {"service": "diffusion", "method": "TryOn", "code": "DEADLINE_EXCEEDED"}
+        return REGISTRY.get_sample_value("vton_grpc_requests_total", labels) or 0.0
+
+    person_rgb = images.read_rgb(str(examples / "avatars" / "2.png"))
+    person = messages.png_image(person_rgb)
+    blank = messages.png_image(np.zeros(person_rgb.shape[:2], np.uint8))
+    options = common_pb2.TryOnOptions(category=common_pb2.CATEGORY_UPPER_BODY, steps=200)
+    request = diffusion_pb2.TryOnRequest(
+        person=person,
+        masked_person=person,
+        agnostic_mask=blank,
+        warped_garment=person,
+        warped_mask=blank,
+        garment=person,
+        label_map=common_pb2.LabelMap(image=blank, label_set="lip"),
+        options=options,
+    )
+    before = stopped()
+    with pytest.raises(grpc.RpcError) as err:
+        stubs["diffusion"].TryOn(request, timeout=1.0)
+    assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    # The server gave up at a step check instead of running all 200 steps to an answer nobody waits for.
+    for _ in range(100):
+        if stopped() > before:
+            break
+        time.sleep(0.1)
+    assert stopped() == before + 1

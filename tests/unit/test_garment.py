@@ -202,3 +202,15 @@ def test_unknown_category_is_invalid_input():
     shape, _ = _tshirt()
     with pytest.raises(InvalidInput, match="category"):
         garment_landmarks(shape, "hats")
+
+
+def test_a_coloured_garments_drop_shadow_is_background():
+    # A blue garment on white, casting a soft grey shadow below it: the shadow is the photo's, not the garment's.
+    image = np.full((400, 300, 3), 240, np.uint8)
+    shadow = np.zeros((400, 300), np.float32)
+    shadow[70:310, 66:246] = 1.0
+    shadow = cv2.GaussianBlur(shadow, (0, 0), 4)
+    image = (image * (1 - 0.15 * shadow[..., None])).astype(np.uint8)
+    image[60:300, 60:240] = (70, 110, 190)
+    ys = np.nonzero(garment_mask(image).any(axis=1))[0]
+    assert abs(int(ys.max()) - 299) <= 3

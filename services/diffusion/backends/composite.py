@@ -65,6 +65,42 @@ def keypoints_from_pose_map(pose_map: np.ndarray | None) -> np.ndarray | None:
     return points
 
 
+def _ipt(p) -> tuple[int, int]:
+    return int(round(float(p[0]))), int(round(float(p[1])))
+
+
+def _sleeve_half_width(region: np.ndarray, pts: list[np.ndarray], scale: float) -> float:
+    """Half the width of the arm inside a sleeve: the sleeve's width across the arm's segments where both its
+    edges are in reach (an arm against the torso shows only its outer edge: twice the nearer side then), as a
+    share of an arm's (the sleeve hangs a little looser), bounded by what arms measure against the shoulders."""
+    h, w = region.shape
+    reach = int(0.35 * scale)
+    widths = []
+    for a, b in zip(pts, pts[1:], strict=False):
+        seg = b - a
+        length = float(np.linalg.norm(seg))
+        if length < 4:
+            continue
+        normal = np.array([-seg[1], seg[0]]) / length
+        for t in (0.3, 0.5, 0.7):
+            centre = a + t * seg
+            sides = []
+            for sign in (-1, 1):
+                steps = np.arange(reach)
+                xy = np.round(centre[None, :] + sign * steps[:, None] * normal[None, :]).astype(int)
+                ok = (xy[:, 0] >= 0) & (xy[:, 0] < w) & (xy[:, 1] >= 0) & (xy[:, 1] < h)
+                hit = np.zeros(reach, bool)
+                hit[ok] = region[xy[ok, 1], xy[ok, 0]]
+                gaps = np.flatnonzero(~hit)
+                sides.append(int(gaps[0]) if len(gaps) else reach)
+            if min(sides) == 0:
+                continue
+            widths.append(sum(sides) if max(sides) < reach else 2 * min(sides))
+    if not widths:
+        return ARM_RADIUS * scale
+    return float(np.clip(0.42 * np.median(widths), 0.07 * scale, 1.1 * ARM_RADIUS * scale))
+
+
 def _limb_capsules(shape: tuple[int, int], keypoints: np.ndarray, limbs, radius: float) -> np.ndarray:
     mask = np.zeros(shape, np.uint8)
     for limb in limbs:
@@ -122,6 +158,11 @@ class CompositeBackend:
         tone = tone or reference
         scale = self._body_scale(inputs, inside)
         limb = shading.limb_shading(body, 0.5 * ARM_RADIUS * scale)
+        # The person's own light on the body: the folds and falloff the old garment showed, softened (a sleeve's
+        # knit is not the arm's), on top of the rounded limb's shading.
+        limb *= shading.skin_shading(
+            person, replaced, skin, large_sigma=max(8.0, 0.04 * h), fine_sigma=0.01 * h, strength=0.5
+        )
         samples = np.isin(labels, SKIN) & skin_like & (~inside | skin)
         tone_map = shading.skin_tone_map(person, samples, tone, 0.06 * h)
         skin_rgb = shading.fill_skin(skin, tone_map, tone[1], limb, seed=inputs.seed)
@@ -134,11 +175,15 @@ class CompositeBackend:
         kept = np.isin(labels, KEPT[inputs.category]) & inside
         result[kept] = person[kept]
         # Layer 3: the garment, in the person's light.
-        gain = shading.shading_gain(person, replaced, garment, large_sigma=max(8.0, 0.04 * h))
+        # The fine scale grows with the photo: at a large size the old garment's knit would print on the new one.
+        extra = 0.0015 * h - 1.2
+        lit = cv2.GaussianBlur(person, (0, 0), extra) if extra > 0.3 else person
+        gain = shading.shading_gain(lit, replaced, garment, large_sigma=max(8.0, 0.04 * h))
         shaded = shading.apply_gain(inputs.warped_garment, gain)
         # The garment's edge is soft against skin and background inside the mask, hard against the mask's
         # border (handled below), so it never turns translucent there.
-        garment_alpha = shading.soft_mask(garment, self.seam_sigma, ~inside)
+        # Its feather grows with the photo's size, so it reads as a fabric's edge and not a cut-out at any size.
+        garment_alpha = shading.soft_mask(garment, max(self.seam_sigma, 0.0015 * h), ~inside)
         result = result * (1 - garment_alpha[..., None]) + shaded * garment_alpha[..., None]
 
         # A narrow band along the mask's border fades into the pixels just outside it.
@@ -164,29 +209,66 @@ class CompositeBackend:
         return 0.4 * float(xs[-1] - xs[0]) if len(xs) else 0.25 * inside.shape[1]
 
     def _body_region(self, inputs: TryOnInputs, inside: np.ndarray, replaced: np.ndarray) -> np.ndarray:
-        """Where the person's body is inside the mask: bare skin already, whatever the replaced garment covered
-        between the shoulders and hips (the torso), and the limbs' capsules from the pose under it (the arm
-        inside a long sleeve). A loose old garment's parts beyond the body hung over background."""
+        """Where the person's body is inside the mask: bare skin already, the torso the replaced garment covered
+        between the shoulders and hips, and the arms inside the old sleeves (an arm as wide as the sleeve it was
+        in, a little narrower). The rest of the mask (the dilation around the body, a loose garment's parts
+        that hung over background) is background."""
         labels = inputs.labels
         body = np.isin(labels, SKIN)
         kp = keypoints_from_pose_map(inputs.pose_map)
         scale = self._body_scale(inputs, inside)
         if kp is not None:
-            limbs = _limb_capsules(labels.shape, kp, ARM_LIMBS, ARM_RADIUS * scale)
+            body |= self._arms(labels, kp, replaced, scale)
             if inputs.category != "upper_body":
-                limbs |= _limb_capsules(labels.shape, kp, LEG_LIMBS, LEG_RADIUS * scale)
-            body |= limbs & replaced
-        body |= replaced & ~self._beside_torso(kp, labels.shape, scale)
+                body |= _limb_capsules(labels.shape, kp, LEG_LIMBS, LEG_RADIUS * scale) & replaced
+        body |= replaced & self._torso(kp, labels.shape, scale)
         return body & inside
 
     @staticmethod
-    def _beside_torso(kp: np.ndarray | None, shape: tuple[int, int], scale: float) -> np.ndarray:
-        """Pixels further out than the shoulders and hips (plus a margin): not torso, whatever the parse says."""
-        out = np.zeros(shape, bool)
-        if kp is None or not (kp[2, 2] > 0 and kp[5, 2] > 0):
-            return out
-        xs = [kp[i, 0] for i in (2, 5, 8, 11) if kp[i, 2] > 0]
-        lo, hi = min(xs) - 0.1 * scale, max(xs) + 0.1 * scale
-        out[:, : max(0, int(lo))] = True
-        out[:, min(shape[1], int(hi)) :] = True
+    def _arms(labels: np.ndarray, kp: np.ndarray, replaced: np.ndarray, scale: float) -> np.ndarray:
+        """The arms under the old sleeves: capsules along shoulder-elbow-wrist whose width is the sleeve's own
+        (measured across the arm where the sleeve stands free), cut to the old sleeve and the arm labels."""
+        arm_like = replaced | np.isin(labels, (LEFT_ARM, RIGHT_ARM))
+        out = np.zeros(labels.shape, bool)
+        for limb in ARM_LIMBS:
+            pts = []
+            for i in limb:
+                if kp[i, 2] <= 0:
+                    break
+                pts.append(kp[i, :2].astype(np.float64))
+            if len(pts) < 2:
+                continue
+            half = _sleeve_half_width(arm_like, pts, scale)
+            capsule = np.zeros(labels.shape, np.uint8)
+            for a, b in zip(pts, pts[1:], strict=False):
+                cv2.line(capsule, _ipt(a), _ipt(b), 1, max(1, int(round(2 * half))))
+            for p in pts:
+                cv2.circle(capsule, _ipt(p), int(round(half)), 1, -1)
+            out |= (capsule > 0) & arm_like
+        # The shoulder's cap above the shoulder line is the new garment's or the background's, never an arm's.
+        rs, ls = kp[2, :2].astype(np.float64), kp[5, :2].astype(np.float64)
+        if kp[2, 2] > 0 and kp[5, 2] > 0 and abs(ls[0] - rs[0]) > 1:
+            ys, xs = np.mgrid[0 : labels.shape[0], 0 : labels.shape[1]]
+            line_y = rs[1] + (xs - rs[0]) * (ls[1] - rs[1]) / (ls[0] - rs[0])
+            out &= ys > line_y - 0.05 * scale
         return out
+
+    @staticmethod
+    def _torso(kp: np.ndarray | None, shape: tuple[int, int], scale: float) -> np.ndarray:
+        """The torso's polygon: from the shoulders' tops down the body's sides (the shoulder joints sit over
+        them) to a little beyond the hips. Empty without both shoulders."""
+        out = np.zeros(shape, np.uint8)
+        if kp is None or not (kp[2, 2] > 0 and kp[5, 2] > 0):
+            return out > 0
+        rs, ls = kp[2, :2].astype(np.float64), kp[5, :2].astype(np.float64)
+        up = np.array([0.0, -0.1 * scale])
+        if kp[8, 2] > 0 and kp[11, 2] > 0:
+            rh, lh = kp[8, :2].astype(np.float64), kp[11, :2].astype(np.float64)
+            spread = lh - rh
+            rh, lh = rh - 0.25 * spread, lh + 0.25 * spread
+            rh[1], lh[1] = rh[1] + 0.1 * scale, lh[1] + 0.1 * scale
+        else:
+            rh, lh = rs + np.array([0.0, 1.5 * scale]), ls + np.array([0.0, 1.5 * scale])
+        polygon = np.array([rs + up, ls + up, ls, lh, rh, rs])
+        cv2.fillPoly(out, [np.round(polygon).astype(np.int32)], 1)
+        return out > 0

@@ -308,6 +308,7 @@ class LadiVtonBackend:
             guidance_scale=inputs.guidance_scale or DEFAULT_GUIDANCE,
             generator=generator,
             output_type="np",
+            on_step=inputs.on_step,
         )[0]
         generated = (image * 255).round().astype(np.uint8)
         h, w = inputs.person.shape[:2]

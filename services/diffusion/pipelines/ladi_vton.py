@@ -21,6 +21,7 @@ in [0, 1] (or numpy [B, H, W, 3] with output_type="np").
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -154,6 +155,7 @@ class LadiVtonPipeline(DiffusionPipeline):
         generator: torch.Generator | None = None,
         eta: float = 0.0,
         output_type: str = "pt",
+        on_step: Callable[[], None] | None = None,
     ) -> torch.Tensor | np.ndarray:
         batch, _, height, width = image.shape
         f = self.vae_scale_factor
@@ -210,6 +212,8 @@ class LadiVtonPipeline(DiffusionPipeline):
                 uncond, cond = noise.chunk(2)
                 noise = uncond + guidance_scale * (cond - uncond)
             latents = self.scheduler.step(noise, t, latents, **step_kwargs).prev_sample.to(dtype)
+            if on_step is not None:  # lets the service stop a cancelled or expired call between steps
+                on_step()
 
         # 6. decode with EMASC
         decoded = self.vae.decode_with_features(latents / self.vae.config.scaling_factor, skips, int_layers)

@@ -62,8 +62,14 @@ LOOSE_FACTOR = 1.5
 SHOULDER_OUT = 0.06
 SHOULDER_LIFT = 0.12
 # How much shorter a garment hangs on the body than it lies flat, against its width (measured on VITON-HD
-# pairs: 0.72-0.85 for tops).
+# pairs: 0.72-0.85 for trousers and skirts, whose product photos lie wider than they hang).
 DRAPE = 0.8
+# A top keeps its product photo's length against its shoulder width: shoulder seam to hem over seam to seam,
+# laid flat, is what it is worn (a flat-laid top's shoulder seams are its real width across the shoulders).
+TOP_DRAPE = 1.0
+# A top whose hem lands at most this share of the torso's length above the old top's hem reaches down to it: a
+# preview must not open a sliver of midriff for a garment that is meant to meet the trousers.
+HEM_SNAP = 0.15
 # A sleeve is a tube: laid flat it is about 1.4 times as wide as the arm in it seen from the front.
 SLEEVE_FLAT_FACTOR = 1.4
 # Where the armpit may sit below the shoulders, as shares of the torso's length (neck to hips).
@@ -91,15 +97,23 @@ class Similarity:
     Lengths shrink by DRAPE against widths: a worn garment follows the chest's curve and gathers at the waist.
     """
 
-    def __init__(self, scale: float, garment_anchor, body_anchor, across: np.ndarray, down: np.ndarray):
-        self.scale = scale
+    def __init__(
+        self,
+        scale: float,
+        garment_anchor,
+        body_anchor,
+        across: np.ndarray,
+        down: np.ndarray,
+        drape: float = DRAPE,
+    ):
+        self.scale, self.drape = scale, drape
         self.g = np.asarray(garment_anchor, np.float64)
         self.b = np.asarray(body_anchor, np.float64)
         self.across, self.down = across, down
 
     def __call__(self, p) -> np.ndarray:
         d = (np.asarray(p, np.float64) - self.g) * self.scale
-        return self.b + d[0] * self.across + DRAPE * d[1] * self.down
+        return self.b + d[0] * self.across + self.drape * d[1] * self.down
 
 
 def _lerp(a, b, t: float) -> np.ndarray:
@@ -215,6 +229,27 @@ def _cross_section(
     return centre + steps[hi] * normal, centre + steps[lo] * normal
 
 
+def _old_top_bottom(body: Body, anchor: np.ndarray, length: float, sw: float) -> float | None:
+    """How far down the torso's axis from `anchor` (the shoulders) the top the person wears ends: the median
+    over columns about the axis of the bottom of the top's run that starts at the chest. None without one."""
+    h, w = body.labels.shape
+    chest_y = anchor[1] + 0.3 * length
+    stop = int(min(h, anchor[1] + 1.8 * length))
+    bottoms = []
+    for dx in np.linspace(-0.25 * sw, 0.25 * sw, 9):
+        x = int(round(_axis_x(body, anchor, chest_y) + dx))
+        if not 0 <= x < w or not 0 <= int(chest_y) < stop:
+            continue
+        column = np.isin(body.labels[int(chest_y) : stop, x], (UPPER_CLOTHES, COAT, DRESS))
+        if not column[0]:
+            continue
+        gaps = np.flatnonzero(~column)
+        bottoms.append(chest_y + (gaps[0] if len(gaps) else len(column)))
+    if len(bottoms) < 3:
+        return None
+    return float((np.median(bottoms) - anchor[1]) / max(body.down[1], 0.5))
+
+
 def _plan_upper(analysis: GarmentAnalysis, body: Body, dress: bool) -> list[Piece]:
     g = analysis.landmarks
     body.require(R_SHOULDER, L_SHOULDER, what="shoulders")
@@ -246,7 +281,14 @@ def _plan_upper(analysis: GarmentAnalysis, body: Body, dress: bool) -> list[Piec
         if extent is not None and 0.5 * prior_half < 0.5 * (extent[1] - extent[0]) < 1.6 * prior_half:
             chest_half = 0.5 * (extent[1] - extent[0])
         scale = chest_half * FLAT_FACTOR / max(g_armpit_half, 1.0)
-    T = Similarity(scale, anchor_g, anchor_b, across, down)
+    drape = TOP_DRAPE
+    if "right_hem" in g and not dress:
+        g_hem_y = 0.5 * (g["right_hem"][1] + g["left_hem"][1])
+        natural = scale * TOP_DRAPE * (g_hem_y - anchor_g[1])
+        old = _old_top_bottom(body, anchor_b, length, sw)
+        if natural > 0 and old is not None and natural < old < natural + HEM_SNAP * length:
+            drape = TOP_DRAPE * old / natural
+    T = Similarity(scale, anchor_g, anchor_b, across, down, drape)
 
     piece = Piece("torso", [], [])
     targets: dict[str, np.ndarray] = {}
