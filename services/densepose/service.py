@@ -5,7 +5,7 @@ from __future__ import annotations
 from services.densepose.backends import BACKENDS
 from services.densepose.visualize import render_iuv
 from vton.runtime import messages, server
-from vton.runtime.backend import BackendInfo, select_backend
+from vton.runtime.backend import BackendInfo
 from vton.v1 import densepose_pb2, densepose_pb2_grpc
 
 FULL_NAME = densepose_pb2.DESCRIPTOR.services_by_name["DensePoseService"].full_name
@@ -26,21 +26,10 @@ class DensePoseServicer(densepose_pb2_grpc.DensePoseServiceServicer):
         )
 
 
-def build_server(
-    backend: str = "auto",
-    host: str = "127.0.0.1",
-    port: int = 0,
-    device: str = "cpu",
-    precision: str = "fp32",
-    max_workers: int = 4,
-):
-    info, impl = select_backend(BACKENDS, backend, device, precision)
-    return server.build_server(
-        "densepose",
-        FULL_NAME,
-        densepose_pb2_grpc.add_DensePoseServiceServicer_to_server,
-        DensePoseServicer(info, impl),
-        host,
-        port,
-        max_workers,
-    )
+build_server = server.stage_builder(
+    "densepose",
+    FULL_NAME,
+    densepose_pb2_grpc.add_DensePoseServiceServicer_to_server,
+    DensePoseServicer,
+    BACKENDS,
+)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from services.diffusion.backends import BACKENDS
 from services.diffusion.types import TryOnInputs
 from vton.runtime import messages, server
-from vton.runtime.backend import BackendInfo, select_backend
+from vton.runtime.backend import BackendInfo
 from vton.runtime.errors import InvalidInput
 from vton.v1 import diffusion_pb2, diffusion_pb2_grpc
 
@@ -56,21 +56,10 @@ class DiffusionServicer(diffusion_pb2_grpc.DiffusionServiceServicer):
         )
 
 
-def build_server(
-    backend: str = "auto",
-    host: str = "127.0.0.1",
-    port: int = 0,
-    device: str = "cpu",
-    precision: str = "fp32",
-    max_workers: int = 4,
-):
-    info, impl = select_backend(BACKENDS, backend, device, precision)
-    return server.build_server(
-        "diffusion",
-        FULL_NAME,
-        diffusion_pb2_grpc.add_DiffusionServiceServicer_to_server,
-        DiffusionServicer(info, impl),
-        host,
-        port,
-        max_workers,
-    )
+build_server = server.stage_builder(
+    "diffusion",
+    FULL_NAME,
+    diffusion_pb2_grpc.add_DiffusionServiceServicer_to_server,
+    DiffusionServicer,
+    BACKENDS,
+)

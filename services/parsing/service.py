@@ -6,7 +6,7 @@ from services.parsing.agnostic import agnostic_mask, masked_person
 from services.parsing.backends import BACKENDS
 from services.parsing.labels import colorize
 from vton.runtime import messages, server
-from vton.runtime.backend import BackendInfo, select_backend
+from vton.runtime.backend import BackendInfo
 from vton.runtime.errors import InvalidInput
 from vton.v1 import parsing_pb2, parsing_pb2_grpc
 
@@ -51,21 +51,6 @@ class ParsingServicer(parsing_pb2_grpc.ParsingServiceServicer):
         )
 
 
-def build_server(
-    backend: str = "auto",
-    host: str = "127.0.0.1",
-    port: int = 0,
-    device: str = "cpu",
-    precision: str = "fp32",
-    max_workers: int = 4,
-):
-    info, impl = select_backend(BACKENDS, backend, device, precision)
-    return server.build_server(
-        "parsing",
-        FULL_NAME,
-        parsing_pb2_grpc.add_ParsingServiceServicer_to_server,
-        ParsingServicer(info, impl),
-        host,
-        port,
-        max_workers,
-    )
+build_server = server.stage_builder(
+    "parsing", FULL_NAME, parsing_pb2_grpc.add_ParsingServiceServicer_to_server, ParsingServicer, BACKENDS
+)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from services.pose.backends import BACKENDS
 from services.pose.openpose_format import draw_skeleton, pose_map, to_openpose_json
 from vton.runtime import messages, server
-from vton.runtime.backend import BackendInfo, select_backend
+from vton.runtime.backend import BackendInfo
 from vton.v1 import pose_pb2, pose_pb2_grpc
 
 FULL_NAME = pose_pb2.DESCRIPTOR.services_by_name["PoseService"].full_name
@@ -29,21 +29,6 @@ class PoseServicer(pose_pb2_grpc.PoseServiceServicer):
         )
 
 
-def build_server(
-    backend: str = "auto",
-    host: str = "127.0.0.1",
-    port: int = 0,
-    device: str = "cpu",
-    precision: str = "fp32",
-    max_workers: int = 4,
-):
-    info, impl = select_backend(BACKENDS, backend, device, precision)
-    return server.build_server(
-        "pose",
-        FULL_NAME,
-        pose_pb2_grpc.add_PoseServiceServicer_to_server,
-        PoseServicer(info, impl),
-        host,
-        port,
-        max_workers,
-    )
+build_server = server.stage_builder(
+    "pose", FULL_NAME, pose_pb2_grpc.add_PoseServiceServicer_to_server, PoseServicer, BACKENDS
+)

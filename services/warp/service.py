@@ -5,7 +5,7 @@ from __future__ import annotations
 from services.warp.backends import BACKENDS
 from services.warp.types import WarpInputs
 from vton.runtime import messages, server
-from vton.runtime.backend import BackendInfo, select_backend
+from vton.runtime.backend import BackendInfo
 from vton.v1 import common_pb2, warp_pb2, warp_pb2_grpc
 
 FULL_NAME = warp_pb2.DESCRIPTOR.services_by_name["WarpService"].full_name
@@ -51,21 +51,6 @@ class WarpServicer(warp_pb2_grpc.WarpServiceServicer):
         )
 
 
-def build_server(
-    backend: str = "auto",
-    host: str = "127.0.0.1",
-    port: int = 0,
-    device: str = "cpu",
-    precision: str = "fp32",
-    max_workers: int = 4,
-):
-    info, impl = select_backend(BACKENDS, backend, device, precision)
-    return server.build_server(
-        "warp",
-        FULL_NAME,
-        warp_pb2_grpc.add_WarpServiceServicer_to_server,
-        WarpServicer(info, impl),
-        host,
-        port,
-        max_workers,
-    )
+build_server = server.stage_builder(
+    "warp", FULL_NAME, warp_pb2_grpc.add_WarpServiceServicer_to_server, WarpServicer, BACKENDS
+)

@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent import futures
 
 import grpc
@@ -21,6 +21,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from vton.runtime import metrics
+from vton.runtime.backend import BackendInfo, BackendSpec, select_backend
 from vton.runtime.errors import InvalidInput, NoPersonFound
 from vton.runtime.logs import REQUEST_ID_METADATA, log_event, request_id_var
 
@@ -140,6 +141,29 @@ def build_server(
     for name in ("", full_name):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     return server, bound, health_servicer
+
+
+def stage_builder(
+    stage: str,
+    full_name: str,
+    register: Callable[[object, grpc.Server], None],
+    servicer: Callable[[BackendInfo, object], object],
+    backends: Mapping[str, BackendSpec],
+) -> Callable[..., tuple[grpc.Server, int, health.HealthServicer]]:
+    """The `build_server` of a stage: load the chosen backend, wrap it in the stage's servicer, start serving."""
+
+    def build(
+        backend: str = "auto",
+        host: str = "127.0.0.1",
+        port: int = 0,
+        device: str = "cpu",
+        precision: str = "fp32",
+        max_workers: int = 4,
+    ) -> tuple[grpc.Server, int, health.HealthServicer]:
+        info, impl = select_backend(backends, backend, device, precision)
+        return build_server(stage, full_name, register, servicer(info, impl), host, port, max_workers)
+
+    return build
 
 
 def run_until_signal(
