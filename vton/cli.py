@@ -109,7 +109,7 @@ def cmd_weights(args: argparse.Namespace) -> int:
         if args.action == "list":
             missing = weights.missing_files(name, root)
             state = "present" if not missing else f"missing {len(missing)} of {len(entry.files)} files"
-            print(f"{name:<32} {entry.stage:<10} {entry.license:<14} {state:<24} {entry.description}")
+            print(f"{name:<30} {entry.stage:<18} {entry.license:<32} {state:<24} {entry.description}")
         elif args.action == "pull":
             print(f"{name}:")
             try:

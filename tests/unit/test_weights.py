@@ -1,0 +1,99 @@
+"""The weights manifest, `vton weights`, and what a stage does when its backend's weights are missing."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from vton.runtime import weights
+from vton.runtime.backend import select_backend
+from vton.runtime.errors import WeightsMissing
+
+REPO = Path(__file__).resolve().parents[2]
+STAGES = ("pose", "densepose", "parsing", "warp", "diffusion")
+
+
+def _registry(stage: str):
+    return __import__(f"services.{stage}.backends", fromlist=["BACKENDS"]).BACKENDS
+
+
+def test_every_backend_of_every_stage_is_in_the_manifest_with_its_licence():
+    manifest = weights.load_manifest()
+    for stage in STAGES:
+        for name, spec in _registry(stage).items():
+            assert name in manifest, f"{stage} backend {name} is missing from the manifest"
+            assert manifest[name].license, name
+            assert spec.info.weights_license == manifest[name].license, name
+
+
+def test_require_names_the_missing_files_and_the_command(tmp_path):
+    with pytest.raises(WeightsMissing) as err:
+        weights.require("ladi-vton-warp-vitonhd", tmp_path)
+    assert "warping_vitonhd.pth" in str(err.value) and "vton weights pull ladi-vton-warp-vitonhd" in str(
+        err.value
+    )
+
+
+def test_auto_takes_the_best_backend_whose_weights_are_present(tmp_path, monkeypatch):
+    from services.warp.backends.ladi_vton import save_random
+
+    monkeypatch.setenv("VTON_MODELS_DIR", str(tmp_path))
+    info, _ = select_backend(_registry("warp"), "auto")
+    assert info.name == "keypoint-tps"
+    save_random(tmp_path / "ladi-vton-warp-vitonhd", "vitonhd")
+    info, _ = select_backend(_registry("warp"), "auto")
+    assert info.name == "ladi-vton-warp-vitonhd"
+
+
+def test_a_stage_whose_backend_weights_are_missing_exits_at_start_saying_which_files(tmp_path):
+    env = {
+        **os.environ,
+        "VTON_MODELS_DIR": str(tmp_path),
+        "VTON_BACKEND": "ladi-vton-vitonhd",
+        "VTON_GRPC_PORT": "0",
+        "VTON_METRICS_PORT": "0",
+    }
+    run = subprocess.run(
+        [sys.executable, "-m", "services.diffusion"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+    )
+    assert run.returncode == 2
+    assert "unet_vitonhd.pth" in run.stderr and "vton weights pull ladi-vton-vitonhd" in run.stderr
+
+
+def test_weights_list_and_verify_report_what_is_present(tmp_path):
+    models = tmp_path / "models"
+    (models / "keypoint-tps").mkdir(parents=True)
+    listing = subprocess.run(
+        [sys.executable, "-m", "vton.cli", "weights", "list", "--models-dir", str(models)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+    )
+    assert listing.returncode == 0
+    lines = {line.split()[0]: line for line in listing.stdout.splitlines()[1:]}
+    assert (
+        "missing 1 of 1 files" in lines["openpose-body"]
+        and "OpenPose-Academic-NonCommercial" in lines["openpose-body"]
+    )
+    assert "present" in lines["composite"] and "Apache-2.0" in lines["composite"]
+    folder = models / "openpose-body"
+    folder.mkdir()
+    (folder / "body_pose_model.pth").write_bytes(b"not the real file")
+    verify = subprocess.run(
+        [sys.executable, "-m", "vton.cli", "weights", "verify", "openpose-body", "--models-dir", str(models)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+    )
+    assert verify.returncode == 1 and "sha256 mismatch" in verify.stdout
