@@ -1,29 +1,30 @@
-"""The DensePose backends by name, best first (`auto` takes the first whose weights are present)."""
+"""The DensePose backends by name, best first (`auto` takes the first whose weights are present).
+
+Each loader checks the weights before importing its module, so a missing file costs no heavy import."""
 
 from vton.runtime.backend import BackendInfo, BackendSpec, torch_dtype
 from vton.runtime.weights import require
 
 
 def _detectron2(device: str, precision: str):
+    folder = require("densepose-r50-fpn")
     from services.densepose.backends.detectron2 import DensePoseDetectron2
 
-    return DensePoseDetectron2.from_pretrained(
-        require("densepose-r50-fpn"), device=device, dtype=torch_dtype(precision)
-    )
+    return DensePoseDetectron2.from_pretrained(folder, device=device, dtype=torch_dtype(precision))
 
 
 def _torchscript(device: str, precision: str):
+    folder = require("densepose-r50-fpn-torchscript")
     from services.densepose.backends.torchscript import DensePoseTorchScript
 
-    return DensePoseTorchScript.from_pretrained(
-        require("densepose-r50-fpn-torchscript"), device=device, dtype=torch_dtype(precision)
-    )
+    return DensePoseTorchScript.from_pretrained(folder, device=device, dtype=torch_dtype(precision))
 
 
 def _geometric(device: str, precision: str):
+    folder = require("blazepose-litert")
     from services.densepose.backends.geometric import GeometricDensePose
 
-    return GeometricDensePose.from_pretrained(require("blazepose-litert"))
+    return GeometricDensePose.from_pretrained(folder)
 
 
 BACKENDS = {

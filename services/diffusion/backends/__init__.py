@@ -1,4 +1,6 @@
-"""The try-on backends by name, best first (`auto` takes the first whose weights are present)."""
+"""The try-on backends by name, best first (`auto` takes the first whose weights are present).
+
+Each loader checks the weights before importing its module, so a missing file costs no heavy import."""
 
 from vton.runtime.backend import BackendInfo, BackendSpec, torch_dtype
 from vton.runtime.weights import require
@@ -6,10 +8,11 @@ from vton.runtime.weights import require
 
 def _ladi(dataset: str):
     def load(device: str, precision: str):
+        folder = require(f"ladi-vton-{dataset}")
         from services.diffusion.backends.ladi_vton import LadiVtonBackend
 
         return LadiVtonBackend.from_pretrained(
-            require(f"ladi-vton-{dataset}"), device=device, dtype=torch_dtype(precision), dataset=dataset
+            folder, device=device, dtype=torch_dtype(precision), dataset=dataset
         )
 
     return load

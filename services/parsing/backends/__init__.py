@@ -1,4 +1,6 @@
-"""The parsing backends by name, best first (`auto` takes the first whose weights are present)."""
+"""The parsing backends by name, best first (`auto` takes the first whose weights are present).
+
+Each loader checks the weights before importing its module, so a missing file costs no heavy import."""
 
 from vton.runtime.backend import BackendInfo, BackendSpec, torch_dtype
 from vton.runtime.weights import require
@@ -6,19 +8,21 @@ from vton.runtime.weights import require
 
 def _schp(dataset: str):
     def load(device: str, precision: str):
+        folder = require(f"schp-{dataset}")
         from services.parsing.backends.schp import SCHPBackend
 
         return SCHPBackend.from_pretrained(
-            require(f"schp-{dataset}"), dataset=dataset, device=device, dtype=torch_dtype(precision)
+            folder, dataset=dataset, device=device, dtype=torch_dtype(precision)
         )
 
     return load
 
 
 def _geometric(device: str, precision: str):
+    folder = require("blazepose-litert")
     from services.parsing.backends.geometric import GeometricParser
 
-    return GeometricParser.from_pretrained(require("blazepose-litert"))
+    return GeometricParser.from_pretrained(folder)
 
 
 BACKENDS = {

@@ -1,4 +1,6 @@
-"""The warp backends by name, best first (`auto` takes the first whose weights are present)."""
+"""The warp backends by name, best first (`auto` takes the first whose weights are present).
+
+Each loader checks the weights before importing its module, so a missing file costs no heavy import."""
 
 from vton.runtime.backend import BackendInfo, BackendSpec, torch_dtype
 from vton.runtime.weights import require
@@ -6,11 +8,10 @@ from vton.runtime.weights import require
 
 def _ladi(dataset: str):
     def load(device: str, precision: str):
+        folder = require(f"ladi-vton-warp-{dataset}")
         from services.warp.backends.ladi_vton import LadiVtonWarpBackend
 
-        return LadiVtonWarpBackend.from_pretrained(
-            require(f"ladi-vton-warp-{dataset}"), device=device, dtype=torch_dtype(precision)
-        )
+        return LadiVtonWarpBackend.from_pretrained(folder, device=device, dtype=torch_dtype(precision))
 
     return load
 
