@@ -191,7 +191,7 @@ def build_context(settings: Settings) -> AppContext:
     store = JobStore(settings.resolved_database_url)
     storage = storage_from_settings(settings)
     clients = StageClients(settings.stage_addrs, timeout_s=settings.stage_timeout_s)
-    pipeline = TryOnPipeline(clients, storage)
+    pipeline = TryOnPipeline(clients, storage, max_working_pixels=settings.max_working_pixels)
     runner = JobRunner(
         store,
         pipeline,

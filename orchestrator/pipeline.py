@@ -16,6 +16,7 @@ from typing import Protocol
 import grpc
 
 from orchestrator.stages import StageClients, StageError
+from orchestrator.working_size import DEFAULT_MAX_PIXELS, paste_full_size, working_copy
 from vton.runtime import images
 from vton.runtime.errors import InvalidInput
 from vton.v1 import common_pb2, densepose_pb2, diffusion_pb2, parsing_pb2, pose_pb2, warp_pb2
@@ -132,15 +133,24 @@ def backend_dict(info: common_pb2.BackendInfo) -> dict:
 class TryOnPipeline:
     """Runs one job; `run` returns the storage key of the result or raises StageError / Interrupted."""
 
-    def __init__(self, clients: StageClients, storage: Storage, poll_s: float = 0.2) -> None:
+    def __init__(
+        self,
+        clients: StageClients,
+        storage: Storage,
+        poll_s: float = 0.2,
+        max_working_pixels: int = DEFAULT_MAX_PIXELS,
+    ) -> None:
         self.clients = clients
         self.storage = storage
         self.poll_s = poll_s
+        self.max_working_pixels = max_working_pixels
 
     def run(self, job: TryOnJob, progress: Progress) -> str:
         person_bytes = self.storage.get(job.person_key)
         garment_bytes = self.storage.get(job.garment_key)
-        person = image_message(person_bytes)
+        # A large photo goes through the stages at a working size (the artifacts are at that size).
+        working = working_copy(person_bytes, self.max_working_pixels)
+        person = image_message(working or person_bytes)
         garment = image_message(garment_bytes)
         options = common_pb2.TryOnOptions(
             category=CATEGORIES[job.category],
@@ -228,7 +238,10 @@ class TryOnPipeline:
             raise StageError(
                 "diffusion", "diffusion", grpc.StatusCode.INTERNAL, "the diffusion stage returned no image"
             )
-        return self.storage.put(result_key(job.id), tryon.image.data, "image/png")
+        result = tryon.image.data
+        if working is not None:
+            result = paste_full_size(person_bytes, result, agnostic.mask.data)
+        return self.storage.put(result_key(job.id), result, "image/png")
 
 
 class _Run:

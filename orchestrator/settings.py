@@ -41,6 +41,7 @@ class Settings:
     # Jobs run at once by this process; 0 accepts jobs without running them (another replica runs them).
     workers: int = 2
     stage_timeout_s: float = 120.0  # the deadline of each gRPC call
+    max_working_pixels: int = 2_400_000  # larger photos go through the stages scaled down
     max_upload_bytes: int = 25 * 1024 * 1024
     url_ttl_s: int = 3600  # expiry of presigned URLs
     wait_timeout_s: float = 600.0  # how long POST /v1/tryon?wait=true waits before answering 202
@@ -85,6 +86,7 @@ class Settings:
             },
             workers=number("VTON_WORKERS", 2, int),
             stage_timeout_s=number("VTON_STAGE_TIMEOUT_S", 120.0),
+            max_working_pixels=number("VTON_MAX_WORKING_PIXELS", 2_400_000, int),
             max_upload_bytes=number("VTON_MAX_UPLOAD_BYTES", 25 * 1024 * 1024, int),
             url_ttl_s=number("VTON_URL_TTL_S", 3600, int),
             wait_timeout_s=number("VTON_WAIT_TIMEOUT_S", 600.0),

@@ -127,6 +127,28 @@ def test_a_tryon_of_real_photos_changes_the_garment_region_only(platform, tmp_pa
     assert all(s.status == "succeeded" and s.backend for s in job.stages)
 
 
+def test_a_large_photo_is_tried_on_at_working_size_and_returned_at_its_own(platform, examples, tmp_path):
+    big = cv2.resize(
+        images.read_rgb(str(examples / "avatars" / "3.png")), (1536, 2752), interpolation=cv2.INTER_CUBIC
+    )
+    person_path = tmp_path / "big.png"
+    images.write_png(str(person_path), big)
+    with VtonClient(platform["url"]) as client:
+        job = client.wait(
+            client.submit(person_path, examples / "clothes" / "shirts" / "2_front.jpg", "upper_body").id,
+            timeout=300,
+        )
+        assert job.status == "succeeded", job.error
+        result = images.decode_rgb(client.download(job.result_url))
+        small_mask = images.decode_gray(client.download(job.artifacts["agnostic_mask"]))
+    assert result.shape == big.shape
+    assert small_mask.shape[0] * small_mask.shape[1] <= 2_400_000  # the stages saw the working size
+    mask = cv2.resize(small_mask, (big.shape[1], big.shape[0])) > 0
+    far = cv2.dilate(mask.astype(np.uint8), np.ones((41, 41), np.uint8)) == 0
+    assert np.array_equal(result[far], big[far])
+    assert np.abs(result.astype(int) - big.astype(int)).sum(2)[mask].mean() > 10
+
+
 def _png_header_only(width: int, height: int) -> bytes:
     """A PNG whose header claims width x height, with one tiny compressed row: a decompression-bomb probe."""
 
