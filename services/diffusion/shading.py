@@ -38,33 +38,101 @@ def masked_blur(values: np.ndarray, mask: np.ndarray, sigma: float) -> np.ndarra
     return num / expand(den)
 
 
+# How many colour regions an old garment is split into before its shading is read: a jacket over a T-shirt,
+# a print on a shirt, each is normalised on its own, so their colours never reach the new garment as light.
+COLOUR_REGIONS = 4
+# The reference each region's luminance is divided by is blurred this many times `large_sigma`: what the
+# ratio keeps is the folds and the light's falloff within the region, not the region's own brightness.
+REFERENCE_SPREAD = 1.0
+# Colour regions whose Lab centres lie closer than this (lightness at half weight) are one fabric.
+REGION_DISTANCE = 20.0
+# A colour region is a layer of its own (an inner T-shirt, a lapel) only when it holds this share of the old
+# garment's pixels.
+MIN_REGION_SHARE = 0.06
+
+
+def colour_regions(person: np.ndarray, source: np.ndarray, k: int = COLOUR_REGIONS) -> np.ndarray:
+    """Labels [H, W] int32 of `source`'s pixels by colour (k-means in Lab on a sample), -1 outside `source`.
+
+    Deterministic: the sample is a regular stride and the centres start from luminance quantiles.
+    """
+    out = np.full(source.shape, -1, np.int32)
+    n = int(source.sum())
+    if n == 0:
+        return out
+    lab = cv2.cvtColor(person.astype(np.float32) / 255.0, cv2.COLOR_RGB2LAB)[source]
+    sample = lab[:: max(1, n // 4000)]
+    k = max(1, min(k, len(sample)))
+    order = np.argsort(sample[:, 0])
+    centres = sample[order[((np.arange(k) + 0.5) / k * len(sample)).astype(int)]].copy()
+    for _ in range(8):  # Lloyd iterations
+        assign = np.argmin(((sample[:, None, :] - centres[None]) ** 2).sum(-1), axis=1)
+        for c in range(k):
+            if (assign == c).any():
+                centres[c] = sample[assign == c].mean(axis=0)
+    # Light and shade move a fabric's lightness, not its hue: centres closer than REGION_DISTANCE (lightness
+    # counted at half) are one fabric in different light, and are merged, so a plain garment stays one region
+    # and its folds are kept.
+    merged = np.arange(k)
+    weights = np.array([0.5, 1.0, 1.0], np.float32)
+    for a in range(k):
+        for b in range(a + 1, k):
+            if np.linalg.norm((centres[a] - centres[b]) * weights) < REGION_DISTANCE:
+                merged[merged == merged[b]] = merged[a]
+    # A region too small to be a garment layer (a logo, a button) joins the nearest large one: its own
+    # reference would be read off a few pixels, and the gain's bounds already keep its contrast from printing.
+    assign = merged[np.argmin(((sample[:, None, :] - centres[None]) ** 2).sum(-1), axis=1)]
+    share = np.bincount(assign, minlength=k) / len(assign)
+    large = [c for c in range(k) if share[c] >= MIN_REGION_SHARE]
+    if not large:
+        large = [int(np.argmax(share))]
+    for c in range(k):
+        if share[merged[c]] < MIN_REGION_SHARE:
+            nearest = min(large, key=lambda j: float(np.linalg.norm((centres[c] - centres[j]) * weights)))
+            merged[merged == merged[c]] = merged[nearest]
+    out[source] = merged[np.argmin(((lab[:, None, :] - centres[None]) ** 2).sum(-1), axis=1)]
+    return out
+
+
 def shading_gain(
     person: np.ndarray,
     source: np.ndarray,
     target: np.ndarray,
     large_sigma: float,
-    bounds: tuple[float, float] = (0.6, 1.4),
+    bounds: tuple[float, float] = (0.4, 1.15),
     dark_offset: float = 12.0,
+    fine_sigma: float = 1.2,
 ) -> np.ndarray:
     """A multiplicative gain [H, W] that carries the person's shading onto a new surface.
 
-    The person's luminance over `source` (their old garment, which shows the folds and the light) is divided by
-    a large blur of itself: what remains are folds, creases and the light's falloff at scales below
-    `large_sigma`, around 1. `dark_offset` keeps the ratio of a black garment from amplifying sensor noise.
-    The gain is bounded, eased to 1 away from `source`, and rescaled to mean 1 over `target`, so the new
-    garment keeps its own mean colour.
+    The person's luminance over `source` (their old garment, which shows the folds and the light) is split into
+    colour regions (an open jacket and the T-shirt under it) and each region's luminance is divided by a heavy
+    blur of itself restricted to that region: what remains is the light's falloff and the folds, around 1, not
+    the old layers' own brightness. `dark_offset` keeps the ratio of a black garment from amplifying sensor
+    noise. The gain is bounded (a new garment is shaded, not repainted): deep folds may darken it to 40 %, but
+    nothing lightens it by more than 15 %, the blow-out a white inner layer or a light print used to cause (a
+    small print joins its surrounding region, and only its darkening within the bounds comes through). It is
+    eased to 1 away from `source` and rescaled to mean 1 over `target`, so the new garment keeps its own colour.
     """
     lum = luminance(person)
-    fine = cv2.GaussianBlur(lum, (0, 0), 1.2)
-    coarse = masked_blur(lum, source, large_sigma)
-    ratio = (fine + dark_offset) / (coarse + dark_offset)
-    ratio = np.clip(ratio, *bounds)
+    regions = colour_regions(person, source)
+    # Outside the old garment the fine luminance is the person's own (eased out below); inside, each region's
+    # is blurred over that region only, so a print's or a lapel's edge does not leak into its neighbour.
+    fine = cv2.GaussianBlur(lum, (0, 0), fine_sigma)
+    reference = fine.copy()
+    for c in range(int(regions.max()) + 1):
+        member = regions == c
+        if member.any():
+            fine[member] = masked_blur(lum, member, fine_sigma)[member]
+            reference[member] = masked_blur(lum, member, REFERENCE_SPREAD * large_sigma)[member]
+    ratio = (fine + dark_offset) / (reference + dark_offset)
+    ratio = np.where(source, np.clip(ratio, *bounds), 1.0).astype(np.float32)
     # Where the person showed no old garment (skin, background under the new one), no shading is known.
     weight = cv2.GaussianBlur(source.astype(np.float32), (0, 0), 3.0)
     gain = 1.0 + (ratio - 1.0) * weight
     if target.any():
         gain /= float(gain[target].mean())
-    return gain.astype(np.float32)
+    return np.clip(gain, *bounds).astype(np.float32)
 
 
 def skin_shading(

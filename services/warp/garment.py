@@ -398,7 +398,10 @@ def _upper_landmarks(
             # the torso's side drawn straight up from the hem (or waist), and what lies beyond that is sleeve.
             ay = int(top_y + (prior + 0.03 if found is not None and ratio > highest else prior) * span)
             line[ay : base_y + 1] = base_x
-            above = m[top_y:ay, :] & ((cols - base_x) * outward > 0.08 * torso_width)
+            # Beyond the side by a share of the torso's own width at its base: sleeves hanging against the torso
+            # widen the rows above the base, and would hide a sleeve from a share of those.
+            base_width = widths[base_y] if np.isfinite(widths[base_y]) else torso_width
+            above = m[top_y:ay, :] & ((cols - base_x) * outward > 0.08 * min(torso_width, base_width))
             has_sleeve = bool(above.sum() > 0.01 * m.sum())
         ax = line[ay] if not np.isnan(line[ay]) else base_x
         marks[f"{side}_armpit"] = (float(ax), float(ay))

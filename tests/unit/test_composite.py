@@ -192,3 +192,30 @@ def test_the_backend_is_registered_as_composite():
     info, backend = select_backend(BACKENDS, "composite")
     assert info.name == "composite" and info.kind == "embedded"
     assert isinstance(backend, CompositeBackend)
+
+
+def _two_layer_garment() -> tuple[np.ndarray, np.ndarray]:
+    """A black jacket's half beside a white T-shirt's, both under the same horizontal folds."""
+    h, w = 240, 240
+    ys = np.arange(h, dtype=np.float32)[:, None]
+    folds = 1.0 + 0.08 * np.sin(ys / 7.0) * np.ones((1, w), np.float32)
+    base = np.where(np.arange(w)[None, :] < w // 2, 30.0, 225.0).astype(np.float32) * np.ones((h, 1))
+    person = np.clip(base * folds, 0, 255).astype(np.uint8)[..., None].repeat(3, axis=2)
+    return person, folds
+
+
+def test_shading_carries_the_folds_but_not_the_old_layers_brightness():
+    from services.diffusion.shading import shading_gain
+
+    person, folds = _two_layer_garment()
+    source = np.ones(person.shape[:2], bool)
+    gain = shading_gain(person, source, source, large_sigma=10.0)
+    jacket, tshirt = gain[20:-20, 20:100], gain[20:-20, 140:-20]
+    # The white T-shirt's half is not lit up against the jacket's: same mean light on both, bounded highlights.
+    assert abs(float(tshirt.mean()) - float(jacket.mean())) < 0.03
+    assert gain.max() <= 1.15 + 1e-6
+    # Next to the jacket's edge the T-shirt is not lighter than further in.
+    assert abs(float(gain[20:-20, 122:130].mean()) - float(tshirt.mean())) < 0.03
+    # The folds come through on both layers.
+    for cols in (slice(20, 100), slice(140, 220)):
+        assert np.corrcoef(gain[20:-20, cols].ravel(), folds[20:-20, cols].ravel())[0, 1] > 0.8

@@ -214,3 +214,24 @@ def test_a_coloured_garments_drop_shadow_is_background():
     image[60:300, 60:240] = (70, 110, 190)
     ys = np.nonzero(garment_mask(image).any(axis=1))[0]
     assert abs(int(ys.max()) - 299) <= 3
+
+
+def _openvto_clothes() -> Path | None:
+    from vton.examples import DEFAULT_DIR
+
+    root = DEFAULT_DIR / "openvto"
+    return root / "clothes" if (root / ".complete").exists() else None
+
+
+@pytest.mark.skipif(_openvto_clothes() is None, reason="the openvto example photos are not unpacked")
+def test_long_sleeves_hanging_against_the_torso_are_found_on_both_sides():
+    # A denim jacket laid flat with both sleeves hanging down its sides, touching it nearly to the hem.
+    photo = np.array(Image.open(_openvto_clothes() / "jackets" / "1_front.jpg").convert("RGB"))
+    marks = analyse_garment(photo, "upper_body").landmarks
+    assert "right_sleeve_end" in marks and "left_sleeve_end" in marks
+    width = marks["left_armpit"][0] - marks["right_armpit"][0]
+    for side in ("right", "left"):
+        # The shoulder seam sits above the armpit, not at the collar.
+        assert abs(marks[f"{side}_shoulder"][0] - marks[f"{side}_armpit"][0]) < 0.15 * width
+        # The sleeve ends low, beside the hem.
+        assert marks[f"{side}_sleeve_end"][1] > marks[f"{side}_armpit"][1] + 0.5 * width

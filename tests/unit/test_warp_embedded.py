@@ -184,3 +184,106 @@ def test_a_pose_without_shoulders_is_no_person():
     )
     with pytest.raises(NoPersonFound, match="shoulders"):
         KeypointTPSWarp().warp(inputs)
+
+
+def _along(points: list[np.ndarray], start: float, stop: float, step: float = 4.0) -> list[np.ndarray]:
+    """Points every `step` pixels along a polyline, from share `start` to share `stop` of its length."""
+    lengths = [float(np.linalg.norm(b - a)) for a, b in zip(points, points[1:], strict=False)]
+    total, out = sum(lengths), []
+    for s in np.arange(start * total, stop * total, step):
+        for a, b, length in zip(points, points[1:], lengths, strict=False):
+            if s <= length:
+                out.append(a + (b - a) * s / max(length, 1e-6))
+                break
+            s -= length
+    return out
+
+
+@needs_data
+def test_a_long_sleeve_is_one_piece_from_shoulder_past_the_elbow_to_the_wrist():
+    long_sleeves, inputs = _warp("07445_00", LONG_SLEEVES)
+    kp, placed, repaint = inputs.keypoints, long_sleeves.warped_mask > 0, inputs.agnostic_mask > 0
+    for arm in ((2, 3, 4), (5, 6, 7)):
+        points = [kp[i, :2].astype(np.float64) for i in arm]
+        covered = [
+            placed[int(y) - 2 : int(y) + 3, int(x) - 2 : int(x) + 3].any()
+            for x, y in _along(points, 0.1, 0.9)
+            if repaint[int(y), int(x)]
+        ]
+        assert len(covered) > 20
+        assert all(covered)  # no gap at the elbow or along the forearm
+
+
+@needs_data
+def test_a_sleeve_without_the_arms_keypoints_hangs_from_the_shoulder_along_the_side():
+    from services.parsing.agnostic import cloth_agnostic
+
+    photo, labels, keypoints = _person("07445_00")
+    mask, masked = cloth_agnostic(photo, labels, keypoints, "upper_body")
+    armless = keypoints.copy()
+    armless[[3, 4, 6, 7]] = 0  # elbows and wrists not seen
+    product = np.array(Image.open(LONG_SLEEVES).convert("RGB"))
+    out = KeypointTPSWarp().warp(WarpInputs(product, photo, masked, mask, armless, labels, "upper_body"))
+    placed, repaint = out.warped_mask > 0, mask > 0
+    hips_y = 0.5 * (keypoints[8, 1] + keypoints[11, 1])
+    for shoulder, elbow in ((2, 3), (5, 6)):
+        sx, sy = keypoints[shoulder, :2]
+        # Where the real elbow is (the arm hangs), and half way down to it: the sleeve is there.
+        for t in (0.5, 1.0):
+            x, y = (keypoints[shoulder, :2] + t * (keypoints[elbow, :2] - keypoints[shoulder, :2])).astype(
+                int
+            )
+            if repaint[y, x]:
+                assert placed[y - 6 : y + 7, x - 6 : x + 7].any()
+        # It does not stick out sideways at the shoulders' height as the flat photo has it.
+        sw = abs(keypoints[5, 0] - keypoints[2, 0])
+        x = int(sx + np.sign(sx - keypoints[1, 0]) * 0.9 * sw)
+        band = placed[int(sy + 0.3 * (hips_y - sy)) : int(sy + 0.5 * (hips_y - sy)), max(0, x - 5) : x + 5]
+        assert not band.any()
+
+
+def _openvto_root() -> Path | None:
+    from vton.examples import DEFAULT_DIR
+
+    root = DEFAULT_DIR / "openvto"
+    return root if (root / ".complete").exists() else None
+
+
+@pytest.mark.skipif(_openvto_root() is None, reason="the openvto example photos are not unpacked")
+def test_a_long_sleeve_on_a_studio_photo_follows_the_whole_arm_without_gaps():
+    """Avatar 1 (a full-length studio photo, arms hanging) in a long-sleeved shirt: the embedded chain's own
+    pose and parse, the case whose sleeves used to land as fragments."""
+    pytest.importorskip("ai_edge_litert")
+    from services.parsing.agnostic import cloth_agnostic
+    from services.parsing.backends.geometric import GeometricParser
+    from vton.runtime.blazepose import BlazePose
+    from vton.runtime.errors import WeightsMissing
+    from vton.runtime.weights import require
+
+    try:
+        pose = BlazePose.from_pretrained(require("blazepose-litert"))
+    except WeightsMissing as exc:
+        pytest.skip(str(exc))
+    root = _openvto_root()
+    photo = np.array(Image.open(root / "avatars" / "1.png").convert("RGB"))
+    product = np.array(Image.open(root / "clothes" / "shirts" / "1_front.jpg").convert("RGB"))
+    observation = pose.observe(photo, with_face=True)
+    labels = GeometricParser(pose).parse_observation(photo, observation).labels
+    kp = observation.keypoints
+    mask, masked = cloth_agnostic(photo, labels, kp, "upper_body")
+    out = KeypointTPSWarp().warp(WarpInputs(product, photo, masked, mask, kp, labels, "upper_body"))
+    placed, repaint = out.warped_mask > 0, mask > 0
+    sw = float(np.linalg.norm(kp[5, :2] - kp[2, :2]))
+    for arm in ((2, 3, 4), (5, 6, 7)):
+        points = [kp[i, :2].astype(np.float64) for i in arm]
+        # The arm's middle and two lines a tenth of the shoulder width either side of it: the sleeve covers
+        # the arm's width, not a thread along it.
+        covered = [
+            placed[int(y), int(x)]
+            for cx, cy in _along(points, 0.1, 0.85)
+            for x, y in ((cx - 0.1 * sw, cy), (cx, cy), (cx + 0.1 * sw, cy))
+            if repaint[int(y), int(x)]
+        ]
+        print(f"arm {arm}: {np.mean(covered):.3f} of {len(covered)} points covered")
+        assert len(covered) > 60
+        assert np.mean(covered) > 0.97

@@ -49,6 +49,7 @@ from vton.runtime.errors import NoPersonFound
 WORK_HEIGHT = 512
 GUIDE_RADIUS = 4  # at the working size
 GUIDE_EPS = 2e-3
+NECK_THRESHOLD = 0.7  # share of SKIN_THRESHOLD that skin below the chin must stay within to be the neck
 SKIN_THRESHOLD = 14.0  # squared Mahalanobis distance in (0.35 L, a, b); about 99% of a 3-D Gaussian
 HAIR_THRESHOLD = 12.0
 LUMA_WEIGHT = 0.35  # lighting changes skin's lightness far more than its hue: weigh L down
@@ -317,6 +318,7 @@ class _Regions:
         hips_y = self._line_y("l_hip", "r_hip")
         skin_model = self._skin_model()
         skin = np.zeros_like(person)
+        distance = np.full((self.h, self.w), np.inf, np.float32)
         if skin_model is not None:
             # A 3x3 mean of the distance: shading and fabric texture make single pixels flicker.
             distance = cv2.blur(skin_model.distance(self.features), (3, 3))
@@ -359,7 +361,16 @@ class _Regions:
             )
             seeds = cv2.dilate(face.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
             neck = _components_touching(skin & zone & (labels == 0), seeds)
-            labels[neck] = L.FACE
+            # Below the chin the neck is the face's own skin in about the face's light: a pixel there that only
+            # just passes the skin test is a light garment (a white shirt or T-shirt under an open jacket, its
+            # collar), and it is that garment, or it would stay out of the agnostic mask and show through.
+            # Only lighter than the face's lit skin (a beard darkens its median): a neck in the chin's shadow drifts
+            # from the face's colour too.
+            chin = float(ys.max())
+            lighter = self.lab[..., 0] > float(np.percentile(self.lab[..., 0][face], 80))
+            garment_like = neck & (self.ys > chin) & lighter & (distance >= NECK_THRESHOLD * SKIN_THRESHOLD)
+            labels[neck & ~garment_like] = L.FACE
+            labels[garment_like] = L.UPPER_CLOTHES
 
         if not face.any() and shoulders_y is not None:
             # The frame cuts the face (or it is turned away): what rises above the shoulders around the neck

@@ -5,8 +5,10 @@ the pose keypoints and the label map (services.warp.body), and a thin-plate spli
 product photo onto the person. The garment is placed by a similarity (scale and rotation) from its shoulders
 to the body's, so its proportions stay where the body says nothing (neckline depth, length, sleeve length);
 the body then sets what it constrains: the torso's width at the armpits, waist and hem from the label map,
-the sleeves along the arms' polylines, the legs along the legs'. Sleeves are warped on their own and drawn over
-the torso, so an arm bent across the body carries its sleeve in front.
+the sleeves along the arms' polylines, the legs along the legs'. Sleeves are drawn on their own, over the
+torso, so an arm bent across the body carries its sleeve in front: not by a spline (a long sleeve's few control
+points let it tear at the elbow) but as a strip of cross-sections from the seam to the cuff, split at the
+elbow, each piece between two sections carried by its own affine maps, so the sleeve stays one piece.
 """
 
 from __future__ import annotations
@@ -74,6 +76,9 @@ HEM_SNAP = 0.15
 SLEEVE_FLAT_FACTOR = 1.4
 # Where the armpit may sit below the shoulders, as shares of the torso's length (neck to hips).
 ARMPIT_RANGE = (0.15, 0.55)
+# A sleeve's seam ends at most this far below the shoulders (same shares): a torso whose armpit the label map
+# puts lower (a loose top, arms against the body) takes the sleeve's root over its side, not an elbow-deep seam.
+SLEEVE_ROOT_MAX = 0.36
 
 
 @dataclass
@@ -85,6 +90,9 @@ class Piece:
     target: list[tuple[float, float]]
     # Where on the person the part may land (its outline's targets in order); None: the targets' convex hull.
     outline: list[tuple[float, float]] | None = None
+    # A sleeve is drawn as a strip instead of by a spline: its cross-sections from the seam to the cuff, each
+    # (garment outer, garment inner, body outer, body inner); consecutive ones bound one piece of the strip.
+    sections: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] | None = None
 
     def add(self, source, target) -> None:
         self.source.append((float(source[0]), float(source[1])))
@@ -195,40 +203,6 @@ def _shoulder_top(body: Body, point: np.ndarray, sw: float) -> float:
     return prior
 
 
-def _cross_section(
-    part: np.ndarray, root: np.ndarray, end: np.ndarray, t: float, outward: np.ndarray
-) -> tuple[np.ndarray, np.ndarray] | None:
-    """The sleeve's two edges across its axis at fraction t from root to end: (outer, inner) points.
-
-    Outer is the edge on the `outward` side (the shoulder's side of the sleeve).
-    """
-    axis = end - root
-    length = float(np.linalg.norm(axis))
-    if length < 1:
-        return None
-    direction = axis / length
-    normal = np.array([-direction[1], direction[0]])
-    if np.dot(normal, outward) < 0:
-        normal = -normal
-    centre = root + t * axis
-    h, w = part.shape
-    steps = np.arange(-length, length + 1)
-    pts = np.round(centre[None, :] + steps[:, None] * normal[None, :]).astype(int)
-    inside = (pts[:, 0] >= 0) & (pts[:, 0] < w) & (pts[:, 1] >= 0) & (pts[:, 1] < h)
-    hit = np.zeros(len(steps), bool)
-    hit[inside] = part[pts[inside, 1], pts[inside, 0]] > 0
-    zero = len(steps) // 2
-    if not hit[zero]:
-        near = np.flatnonzero(hit)
-        if not len(near):
-            return None
-        zero = int(near[np.argmin(abs(near - zero))])
-    gaps_before, gaps_after = np.flatnonzero(~hit[:zero]), np.flatnonzero(~hit[zero:])
-    lo = int(gaps_before[-1]) + 1 if len(gaps_before) else 0
-    hi = zero + int(gaps_after[0]) - 1 if len(gaps_after) else len(steps) - 1
-    return centre + steps[hi] * normal, centre + steps[lo] * normal
-
-
 def _old_top_bottom(body: Body, anchor: np.ndarray, length: float, sw: float) -> float | None:
     """How far down the torso's axis from `anchor` (the shoulders) the top the person wears ends: the median
     over columns about the axis of the bottom of the top's run that starts at the chest. None without one."""
@@ -248,6 +222,229 @@ def _old_top_bottom(body: Body, anchor: np.ndarray, length: float, sw: float) ->
     if len(bottoms) < 3:
         return None
     return float((np.median(bottoms) - anchor[1]) / max(body.down[1], 0.5))
+
+
+# A person's upper arm and forearm against the torso's length (neck to hips), for an arm the pose misses.
+UPPER_ARM_SHARE, FOREARM_SHARE = 0.62, 0.55
+# Where a long sleeve's elbow lies along its outer edge, shoulder seam to cuff, as a share (and its bounds).
+SLEEVE_ELBOW_RANGE = (0.3, 0.7)
+# A sleeve's cross-sections reach this much beyond the garment's edges (and the body's), so that the sleeve's
+# bulges outside the straight strip still land; the garment's own mask cuts what lies outside it.
+SECTION_MARGIN = 0.08
+# Where the cuff's section lies along the sleeve's axis (root 0, end 1).
+CUFF_INSET = 0.97
+
+
+def _hanging_arm(body: Body, shoulder: int, side: int) -> list[np.ndarray]:
+    """An arm that hangs from the shoulder along the body's side (side -1: image left): for a pose without
+    the elbow, so that a sleeve still drops along the torso instead of sticking out as laid flat."""
+    length, sw = body.torso_length, body.shoulder_width
+    start = body.point(shoulder)
+    elbow = start + UPPER_ARM_SHARE * length * body.down + side * 0.08 * sw * body.across
+    wrist = elbow + FOREARM_SHARE * length * body.down + side * 0.03 * sw * body.across
+    return [start, elbow, wrist]
+
+
+def _arm_half_width(body: Body, centre: np.ndarray, normal: np.ndarray, prior: float) -> float:
+    """Half the width of what the person wears on the arm at `centre`, read on the arm's outer side (`normal`)
+    in the label map (the inner side may run into the torso); the prior where the map disagrees."""
+    h, w = body.labels.shape
+    steps = np.arange(0, int(2 * prior) + 1)
+    pts = np.round(centre[None, :] + steps[:, None] * normal[None, :]).astype(int)
+    inside = (pts[:, 0] >= 0) & (pts[:, 0] < w) & (pts[:, 1] >= 0) & (pts[:, 1] < h)
+    if not inside[0]:
+        return prior
+    hit = np.zeros(len(steps), bool)
+    hit[inside] = np.isin(body.labels[pts[inside, 1], pts[inside, 0]], ARMS + (UPPER_CLOTHES, COAT, GLOVE))
+    if not hit[0]:
+        return prior
+    gaps = np.flatnonzero(~hit)
+    measured = float(gaps[0]) if len(gaps) else float(steps[-1])
+    return float(np.clip(measured + 0.1 * prior, prior, 1.6 * prior))
+
+
+def _sleeve_run(part: np.ndarray, outer: np.ndarray, inner: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The sleeve's own edges on the line through a straight section (outer, inner) of the product photo.
+
+    A long sleeve laid flat hangs away from the torso: the straight line from the armpit to the cuff runs
+    through the background between them, which would land on the arm as a hole. The section is cut to the
+    first and last sleeve pixels on its line (reaching a little beyond it for a bulging outline); the straight
+    section stays where the line misses the sleeve.
+    """
+    d = inner - outer
+    length = float(np.linalg.norm(d))
+    if length < 2:
+        return outer, inner
+    ts = np.linspace(-0.25, 1.25, max(8, int(1.5 * length)))
+    pts = np.round(outer[None, :] + ts[:, None] * d[None, :]).astype(int)
+    h, w = part.shape
+    ok = (pts[:, 0] >= 0) & (pts[:, 0] < w) & (pts[:, 1] >= 0) & (pts[:, 1] < h)
+    hit = np.zeros(len(ts), bool)
+    hit[ok] = part[pts[ok, 1], pts[ok, 0]] > 0
+    # The longest run of sleeve along the line, across gaps of a few pixels (a seam, a fold's shadow): specks of
+    # the photo's background that the garment's mask kept beside the sleeve are not its edge.
+    gap = max(2, len(ts) // 40)
+    closed = cv2.morphologyEx(
+        hit.astype(np.uint8).reshape(1, -1), cv2.MORPH_CLOSE, np.ones((1, gap), np.uint8)
+    )
+    closed = closed.ravel() > 0
+    edges = np.diff(np.concatenate([[0], closed.astype(np.int8), [0]]))
+    starts, stops = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1) - 1
+    if not len(starts):
+        return outer, inner
+    longest = int(np.argmax(stops - starts))
+    lo, hi = int(starts[longest]), int(stops[longest])
+    if ts[hi] - ts[lo] < 0.3:
+        return outer, inner
+    return outer + ts[lo] * d, outer + ts[hi] * d
+
+
+def _sleeve_sections(
+    analysis: GarmentAnalysis,
+    body: Body,
+    side: str,
+    arm: list[np.ndarray],
+    b_sh: np.ndarray,
+    b_ap: np.ndarray,
+    scale: float,
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    """The sleeve's cross-sections, product photo and body, from the seam (shoulder to armpit) to the cuff.
+
+    A long sleeve is split at its elbow, about half way along it, and the elbow's section lies across the
+    person's elbow: the upper half then follows the upper arm and the lower half the forearm, and the two
+    halves share that section, so the sleeve stays one piece however the arm bends.
+    """
+    g = analysis.landmarks
+    sw = body.shoulder_width
+    g_sh, g_ap = np.array(g[f"{side}_shoulder"]), np.array(g[f"{side}_armpit"])
+    g_out_end, g_in_end = np.array(g[f"{side}_cuff_outer"]), np.array(g[f"{side}_cuff_inner"])
+    g_length = float(np.linalg.norm(g_out_end - g_sh))
+    sleeve_mask = analysis.parts[f"{side}_sleeve"]
+    g_root, g_end = 0.5 * (g_sh + g_ap), 0.5 * (g_out_end + g_in_end)
+    g_axis = (g_end - g_root) / max(float(np.linalg.norm(g_end - g_root)), 1e-6)
+    g_normal = np.array([-g_axis[1], g_axis[0]])
+    if np.dot(g_normal, g_sh - g_ap) < 0:
+        g_normal = -g_normal
+
+    reach = polyline_length(arm) + 0.05 * sw
+    s_out, s_in = _arc_position(arm, b_sh), _arc_position(arm, b_ap)
+    cuff_arc = min(reach, s_out + scale * g_length)
+    inner_end = max(cuff_arc, s_in + 0.05 * sw)
+    elbow_arc = float(np.linalg.norm(arm[1] - arm[0]))
+    # Garment fractions (shoulder seam 0, cuff 1) of the sections; the body's arcs follow from them.
+    fractions = [0.0, 0.5, 1.0]
+    g_elbow = None
+    if cuff_arc > elbow_arc + 0.1 * sw and elbow_arc > s_out:
+        g_elbow = float(np.clip((elbow_arc - s_out) / max(scale * g_length, 1.0), *SLEEVE_ELBOW_RANGE))
+        fractions = [0.0, 0.5 * g_elbow, g_elbow, 0.5 * (g_elbow + 1.0), 1.0]
+
+    def body_arcs(f: float) -> tuple[float, float]:
+        if g_elbow is None:
+            return s_out + f * (cuff_arc - s_out), s_in + f * (inner_end - s_in)
+        if f <= g_elbow:
+            u = f / g_elbow
+            return _lerp(s_out, elbow_arc, u), _lerp(s_in, max(elbow_arc, s_in), u)
+        u = (f - g_elbow) / (1.0 - g_elbow)
+        return _lerp(elbow_arc, cuff_arc, u), _lerp(max(elbow_arc, s_in), inner_end, u)
+
+    root_half = 1.3 * ARM_RADIUS * sw
+    cuff_width = scale * float(np.linalg.norm(g_out_end - g_in_end)) / SLEEVE_FLAT_FACTOR
+    cuff_half = max(0.5 * cuff_width, 0.95 * ARM_RADIUS * sw)
+    # One handedness for the whole arm, chosen so that the first section's outer side is the shoulder's: the
+    # normal then turns with the arm and never flips from one section to the next.
+    _, d0 = point_along(arm, s_out)
+    hand = 1.0 if np.dot(np.array([-d0[1], d0[0]]), b_sh - b_ap) >= 0 else -1.0
+
+    def normal_at(arc: float) -> tuple[np.ndarray, np.ndarray]:
+        centre, direction = point_along(arm, arc)
+        if g_elbow is not None and abs(arc - elbow_arc) < 1e-3 and len(arm) > 2:
+            # Across the elbow: the bisector of the upper arm's and the forearm's directions.
+            up = (arm[1] - arm[0]) / max(float(np.linalg.norm(arm[1] - arm[0])), 1e-6)
+            fore = (arm[2] - arm[1]) / max(float(np.linalg.norm(arm[2] - arm[1])), 1e-6)
+            direction = up + fore
+            direction /= max(float(np.linalg.norm(direction)), 1e-6)
+        return centre, hand * np.array([-direction[1], direction[0]])
+
+    sections = [(g_sh, g_ap, np.asarray(b_sh, np.float64), np.asarray(b_ap, np.float64))]
+    for f in fractions[1:]:
+        # The sleeve's edges, straight from the seam's ends to the cuff's corners: a flat sleeve's outline
+        # bulges little, and what it does bulge the sections' margin takes in (measured cross-sections run
+        # into the torso where a hanging sleeve touches it).
+        g_outer, g_inner = _lerp(g_sh, g_out_end, f), _lerp(g_ap, g_in_end, f)
+        if f > 0.0:
+            # Across the sleeve's axis (root to cuff), as wide as the straight section: a sleeve laid flat
+            # hanging down has its seam along it, and sections between the seam and the cuff would turn
+            # with it and run along the sleeve instead of across.
+            # (The cuff's section a little inside the sleeve's end, where its run spans the whole sleeve; the
+            # cuff's corners read off the outline sit where its pixels lie farthest from the root, which on a
+            # wide short sleeve is one corner of its end, not across it.)
+            centre = g_root + min(f, CUFF_INSET) * (g_end - g_root)
+            half = 0.5 * float(np.linalg.norm(g_outer - g_inner))
+            g_outer, g_inner = _sleeve_run(sleeve_mask, centre + g_normal * half, centre - g_normal * half)
+        a_out, a_in = body_arcs(f)
+        prior = float(_lerp(root_half, cuff_half, f))
+        c_out, n_out = normal_at(a_out)
+        c_in, n_in = normal_at(a_in)
+        half = _arm_half_width(body, 0.5 * (c_out + c_in), n_out, prior)
+        sections.append((g_outer, g_inner, c_out + n_out * half, c_in - n_in * half))
+    widened = []
+    for g_o, g_i, b_o, b_i in sections:
+        g_d, b_d = SECTION_MARGIN * (g_o - g_i), SECTION_MARGIN * (b_o - b_i)
+        widened.append((g_o + g_d, g_i - g_d, b_o + b_d, b_i - b_d))
+    return widened
+
+
+def _splits(a: np.ndarray, c: np.ndarray, b: np.ndarray, d: np.ndarray) -> bool:
+    """Whether the line through a and c has b and d on opposite sides (the diagonal ac lies inside abcd)."""
+
+    def side(p: np.ndarray) -> float:
+        return float((c[0] - a[0]) * (p[1] - a[1]) - (c[1] - a[1]) * (p[0] - a[0]))
+
+    return side(b) * side(d) <= 0
+
+
+def _draw_strip(
+    garment: np.ndarray,
+    part: np.ndarray,
+    sections: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]],
+    out_size: tuple[int, int],
+) -> tuple[np.ndarray, np.ndarray]:
+    """Warp a garment part onto the body piece by piece between consecutive cross-sections: each quad is cut
+    into two triangles, each carried by its own affine map. Neighbouring triangles share their edges and each
+    is drawn a little grown, so the strip has no cracks; a fold (the inside of a bent elbow) only overlaps."""
+    h, w = out_size
+    out = np.zeros((h, w, 3), np.uint8)
+    out_mask = np.zeros((h, w), bool)
+    for (go0, gi0, bo0, bi0), (go1, gi1, bo1, bi1) in zip(sections, sections[1:], strict=False):
+        # The quad is cut along the diagonal that lies inside it on the body: a bent arm makes the quad
+        # concave, and the other diagonal would leave a sliver of it undrawn (a crack across the sleeve).
+        if _splits(bo0, bi1, bo1, bi0):
+            triangles = (((go0, go1, gi1), (bo0, bo1, bi1)), ((go0, gi1, gi0), (bo0, bi1, bi0)))
+        else:
+            triangles = (((go1, gi1, gi0), (bo1, bi1, bi0)), ((go1, gi0, go0), (bo1, bi0, bo0)))
+        for g_tri, b_tri in triangles:
+            b_tri = np.array(b_tri, np.float32)
+            u, v = b_tri[1] - b_tri[0], b_tri[2] - b_tri[0]
+            if abs(float(u[0] * v[1] - u[1] * v[0])) < 1.0:  # twice the area: a sliver draws nothing
+                continue
+            x0, y0 = np.floor(b_tri.min(0)).astype(int) - 3
+            x1, y1 = np.ceil(b_tri.max(0)).astype(int) + 4
+            x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
+            if x1 <= x0 or y1 <= y0:
+                continue
+            local = b_tri - np.array([x0, y0], np.float32)
+            m = cv2.getAffineTransform(local, np.array(g_tri, np.float32))
+            size = (x1 - x0, y1 - y0)
+            flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+            img = cv2.warpAffine(garment, m, size, flags=flags, borderMode=cv2.BORDER_CONSTANT)
+            msk = cv2.warpAffine(part, m, size, flags=flags, borderMode=cv2.BORDER_CONSTANT)
+            region = np.zeros((size[1], size[0]), np.uint8)
+            cv2.fillConvexPoly(region, np.round(local).astype(np.int32), 1)
+            cv2.polylines(region, [np.round(local).astype(np.int32)], True, 1, 3)
+            landed = (region > 0) & (msk >= 128)
+            out[y0:y1, x0:x1][landed] = img[landed]
+            out_mask[y0:y1, x0:x1] |= landed
+    return out, out_mask
 
 
 def _plan_upper(analysis: GarmentAnalysis, body: Body, dress: bool) -> list[Piece]:
@@ -354,60 +551,16 @@ def _plan_upper(analysis: GarmentAnalysis, body: Body, dress: bool) -> list[Piec
         arm = body.limb(arm_ids)
         sleeve = Piece(f"{side}_sleeve", [], [])
         g_sh, g_ap = np.array(g[f"{side}_shoulder"]), np.array(g[f"{side}_armpit"])
-        g_out, g_in = np.array(g[f"{side}_cuff_outer"]), np.array(g[f"{side}_cuff_inner"])
         b_sh, b_ap = targets[f"{side}_shoulder"], targets[f"{side}_armpit"]
         # The seam from shoulder to armpit is shared with the torso, point for point, so that both sides of
         # it land on the same line.
-        for t in (0.0, 0.33, 0.67, 1.0):
-            sleeve.add(_lerp(g_sh, g_ap, t), _lerp(b_sh, b_ap, t))
-            if 0 < t < 1:
-                piece.add(_lerp(g_sh, g_ap, t), _lerp(b_sh, b_ap, t))
+        for t in (0.33, 0.67):
+            piece.add(_lerp(g_sh, g_ap, t), _lerp(b_sh, b_ap, t))
         if len(arm) < 2:
-            # No elbow in the pose: the sleeve keeps its shape from the product photo.
-            for p in (g_out, g_in, g[f"{side}_sleeve_end"]):
-                sleeve.add(p, T(p))
-            pieces.append(sleeve)
-            continue
-        arm = _extended(arm, 0.85)
-        # The sleeve hangs along the arm: its outer edge from the shoulder seam's top down the arm's outer
-        # side, its inner edge from the armpit down the inner side, both to the cuff, which lies across the
-        # arm as far down as the sleeve's outer edge is long (scaled). Widths are the arm's: a flat sleeve's
-        # width near the armhole says how the seam wraps the shoulder, not how wide the sleeve looks.
-        g_out_end, g_in_end = np.array(g[f"{side}_cuff_outer"]), np.array(g[f"{side}_cuff_inner"])
-        reach = polyline_length(arm) + 0.05 * sw
-        s_out, s_in = _arc_position(arm, b_sh), _arc_position(arm, b_ap)
-        cuff_arc = min(reach, s_out + scale * float(np.linalg.norm(g_out_end - g_sh)))
-        inner_end = max(cuff_arc, s_in + 0.05 * sw)
-        root_half = 1.25 * ARM_RADIUS * sw
-        cuff_width = scale * float(np.linalg.norm(g_out_end - g_in_end)) / SLEEVE_FLAT_FACTOR
-        cuff_half = max(0.5 * cuff_width, 0.9 * ARM_RADIUS * sw)
-        outer_edge, inner_edge = [tuple(b_sh)], [tuple(b_ap)]
-        g_root, g_end = 0.5 * (g_sh + g_ap), np.array(g[f"{side}_sleeve_end"])
-        sleeve_mask = analysis.parts[f"{side}_sleeve"]
-        for t in (0.33, 0.66, 1.0):
-            half = float(_lerp(root_half, cuff_half, t))
-            c_out, d_out = point_along(arm, s_out + t * (cuff_arc - s_out))
-            c_in, d_in = point_along(arm, s_in + t * (inner_end - s_in))
-            # The garment's points: the sleeve's outline across its axis (the cuff's corners at the end).
-            section = None if t == 1.0 else _cross_section(sleeve_mask, g_root, g_end, t, g_sh - g_ap)
-            g_outer, g_inner = (
-                section if section is not None else (_lerp(g_sh, g_out_end, t), _lerp(g_ap, g_in_end, t))
-            )
-            edges = (
-                (c_out, d_out, g_outer, 1, outer_edge),
-                (c_in, d_in, g_inner, -1, inner_edge),
-            )
-            for centre, direction, g_point, sign, edge in edges:
-                normal = np.array([-direction[1], direction[0]])
-                # The outer edge lies on the shoulder's side of the arm line.
-                if np.dot(normal, b_sh - b_ap) < 0:
-                    normal = -normal
-                target = centre + sign * normal * half
-                sleeve.add(g_point, target)
-                edge.append(tuple(target))
-        # The sleeve lands only inside its own outline: seam, outer edge, cuff, inner edge. Beyond it the
-        # spline extrapolates and may fold other parts of the sleeve onto the torso.
-        sleeve.outline = outer_edge + inner_edge[::-1]
+            # No elbow in the pose: the arm is taken to hang from the shoulder along the body's side.
+            arm = _hanging_arm(body, arm_ids[0], -1 if side == "right" else 1)
+        b_root = np.array([b_ap[0], min(b_ap[1], anchor_b[1] + SLEEVE_ROOT_MAX * length)])
+        sleeve.sections = _sleeve_sections(analysis, body, side, _extended(arm, 0.85), b_sh, b_root, scale)
         pieces.append(sleeve)
     return pieces
 
@@ -528,6 +681,23 @@ def _polygon_region(points: list[tuple[float, float]], shape: tuple[int, int], m
     return cv2.dilate(region, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))) > 0
 
 
+def _arm_reach(body: Body, sw: float) -> np.ndarray:
+    """Where an arm of this pose can lie: wide capsules along shoulder-elbow-wrist, carried on past the wrist
+    by half the forearm for the hand. Everywhere when the pose has no elbow to go by."""
+    h, w = body.labels.shape
+    reach = np.zeros((h, w), np.uint8)
+    radius = max(2, int(round(1.6 * ARM_RADIUS * sw)))
+    for ids in ((R_SHOULDER, R_ELBOW, R_WRIST), (L_SHOULDER, L_ELBOW, L_WRIST)):
+        arm = body.limb(ids)
+        if len(arm) < 2:
+            return np.ones((h, w), bool)
+        arm = _extended(arm, 0.85)
+        arm = arm + [arm[-1] + 0.5 * (arm[-1] - arm[-2])]
+        for a, b in zip(arm, arm[1:], strict=False):
+            cv2.line(reach, tuple(int(v) for v in a), tuple(int(v) for v in b), 1, 2 * radius)
+    return reach > 0
+
+
 class KeypointTPSWarp:
     """Warp without weights: garment landmarks -> body keypoints and parse regions, by thin-plate splines."""
 
@@ -557,12 +727,28 @@ class KeypointTPSWarp:
         out_mask = np.zeros((h, w), bool)
         labels = inputs.labels
         arms = np.isin(labels, ARMS)
+        # The garment's colours spread over its photo's background, for the sleeves' strips (tps.warp does the
+        # same for the pieces it draws): its outermost pixels blend into that background.
+        core = cv2.erode(analysis.mask, np.ones((3, 3), np.uint8), iterations=2)
+        padded = tps.pad_colors(inputs.garment, core if core.any() else analysis.mask)
+        sleeved = any(piece.sections is not None for piece in pieces)
         for piece in pieces:  # the torso first; sleeves are drawn over it
             part = analysis.parts[piece.part]
             if piece.part != "torso":
+                # Specks of the photo's background that the garment's mask joined to the sleeve's outline would
+                # land on the arm as white flecks: an opening a little wider than they are drops them.
+                k = max(3, int(0.015 * max(part.shape)) | 1)
+                part = cv2.morphologyEx(
+                    part, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
+                )
                 # Sleeves reach a few pixels into the torso, under which they close the seam.
                 grown = cv2.dilate(part, np.ones((7, 7), np.uint8))
                 part = np.where(analysis.mask > 0, grown, 0).astype(np.uint8)
+            if piece.sections is not None:
+                warped, landed = _draw_strip(padded, part, piece.sections, (h, w))
+                out[landed] = warped[landed]
+                out_mask |= landed
+                continue
             warped, mask = tps.warp(
                 inputs.garment,
                 part,
@@ -578,8 +764,10 @@ class KeypointTPSWarp:
                 allowed = _hull_region(piece.target, (h, w), 0.12 * sw)
             landed = (mask > 0) & allowed
             if piece.part == "torso" and inputs.category != "lower_body":
-                # An arm lying over the torso stays in front of the garment's body (not of its sleeves).
-                landed &= ~arms
+                # An arm lying over the torso stays in front of the garment's body (not of its sleeves). Under
+                # a sleeved garment only where an arm can be, along the arm's keypoints: "arm" far from them is
+                # a skin-coloured garment the parser took for skin, and the new garment covers it.
+                landed &= ~(arms & _arm_reach(body, sw)) if sleeved else ~arms
             out[landed] = warped[landed]
             out_mask |= landed
 
