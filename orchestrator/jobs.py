@@ -92,6 +92,7 @@ class StageRow(_Base):
     backend: Mapped[dict | None] = mapped_column(JSON)
     seconds: Mapped[float | None] = mapped_column(Double)
     error: Mapped[str | None] = mapped_column(Text)
+    people_detected: Mapped[int | None] = mapped_column(Integer)
 
 
 class ArtifactRow(_Base):
@@ -109,6 +110,7 @@ class StageState:
     backend: dict | None = None
     seconds: float | None = None
     error: str | None = None
+    people_detected: int | None = None  # the person stages say how many people the photo holds
 
 
 @dataclass(frozen=True)
@@ -313,6 +315,7 @@ class JobStore:
         backend: dict | None = None,
         seconds: float | None = None,
         error: str | None = None,
+        people_detected: int | None = None,
     ) -> bool:
         """Record a stage's progress; False (and nothing written) when the claim is no longer this worker's."""
         values: dict = {"status": status, "error": error}
@@ -320,6 +323,8 @@ class JobStore:
             values["backend"] = backend
         if seconds is not None:
             values["seconds"] = seconds
+        if people_detected is not None:
+            values["people_detected"] = people_detected
         with self._sessions.begin() as session:
             if not self._touch(session, job_id, token):
                 return False
@@ -507,7 +512,13 @@ def _to_job(row: JobRow) -> Job:
         error_code=row.error_code,
         error_stage=row.error_stage,
         stages={
-            s.stage: StageState(status=s.status, backend=s.backend, seconds=s.seconds, error=s.error)
+            s.stage: StageState(
+                status=s.status,
+                backend=s.backend,
+                seconds=s.seconds,
+                error=s.error,
+                people_detected=s.people_detected,
+            )
             for s in row.stages
         },
         artifacts={a.name: a.key for a in row.artifacts},

@@ -92,6 +92,7 @@ class Progress(Protocol):
         backend: dict | None = None,
         seconds: float | None = None,
         error: str | None = None,
+        people_detected: int | None = None,
     ) -> None: ...
 
     def artifact(self, name: str, key: str) -> None: ...
@@ -287,7 +288,12 @@ class _Run:
                 if name in on_done:
                     on_done[name](response)
                 self.progress.stage(
-                    name, "succeeded", backend=backend_dict(response.backend), seconds=round(seconds, 4)
+                    name,
+                    "succeeded",
+                    backend=backend_dict(response.backend),
+                    seconds=round(seconds, 4),
+                    # pose, densepose and parsing say how many people they saw (they work on the largest)
+                    people_detected=getattr(response, "people_detected", None) or None,
                 )
                 results[name] = response
         except BaseException:

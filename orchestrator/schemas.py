@@ -47,6 +47,10 @@ class StageOut(BaseModel):
     backend: BackendOut | None = None
     seconds: float | None = Field(None, description="Duration of the stage's gRPC call")
     error: str | None = None
+    people_detected: int | None = Field(
+        None,
+        description="People the stage found in the photo (pose, densepose, parsing); it used the largest",
+    )
 
 
 class OptionsOut(BaseModel):
@@ -125,6 +129,7 @@ def job_out(job: Job, presign) -> JobOut:
                 backend=BackendOut(**s.backend) if s.backend else None,
                 seconds=s.seconds,
                 error=s.error,
+                people_detected=s.people_detected,
             )
             for name, s in job.stages.items()
         },

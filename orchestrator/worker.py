@@ -27,9 +27,16 @@ class _JobProgress:
     def __init__(self, runner: JobRunner, job: Job) -> None:
         self.runner, self.job = runner, job
 
-    def stage(self, step, status, *, backend=None, seconds=None, error=None) -> None:
+    def stage(self, step, status, *, backend=None, seconds=None, error=None, people_detected=None) -> None:
         self.runner.store.set_stage(
-            self.job.id, self.job.claim_token, step, status, backend=backend, seconds=seconds, error=error
+            self.job.id,
+            self.job.claim_token,
+            step,
+            status,
+            backend=backend,
+            seconds=seconds,
+            error=error,
+            people_detected=people_detected,
         )
         if seconds is not None:
             self.runner.metrics.stage_seconds.labels(step, status).observe(seconds)

@@ -124,6 +124,7 @@ def test_a_tryon_of_real_photos_changes_the_garment_region_only(platform, tmp_pa
     far = cv2.dilate(mask.astype(np.uint8), np.ones((41, 41), np.uint8)) == 0
     assert far.mean() > 0.2 and diff[far].max() == 0, "pixels far from the garment must equal the person's"
     assert {s.name for s in job.stages} >= {"pose", "densepose", "parsing", "warp", "diffusion"}
+    assert job.raw["stages"]["pose"]["people_detected"] == 1
     assert all(s.status == "succeeded" and s.backend for s in job.stages)
 
 
@@ -147,6 +148,26 @@ def test_a_large_photo_is_tried_on_at_working_size_and_returned_at_its_own(platf
     far = cv2.dilate(mask.astype(np.uint8), np.ones((41, 41), np.uint8)) == 0
     assert np.array_equal(result[far], big[far])
     assert np.abs(result.astype(int) - big.astype(int)).sum(2)[mask].mean() > 10
+
+
+def test_two_people_the_largest_is_tried_on_and_the_job_says_two_were_found(platform, examples, tmp_path):
+    big = images.read_rgb(str(examples / "avatars" / "3.png"))
+    small = cv2.resize(
+        images.read_rgb(str(examples / "avatars" / "2.png")), (384, 688), interpolation=cv2.INTER_AREA
+    )
+    canvas = np.full((big.shape[0], big.shape[1] + 600, 3), 235, np.uint8)
+    canvas[:, : big.shape[1]] = big
+    canvas[-688:, big.shape[1] + 100 : big.shape[1] + 484] = small
+    path = tmp_path / "two.png"
+    images.write_png(str(path), canvas)
+    with VtonClient(platform["url"]) as client:
+        job = client.wait(
+            client.submit(path, examples / "clothes" / "shirts" / "2_front.jpg", "upper_body").id, timeout=300
+        )
+        assert job.status == "succeeded", job.error
+        mask = images.decode_gray(client.download(job.artifacts["agnostic_mask"])) > 0
+    assert job.raw["stages"]["pose"]["people_detected"] == 2
+    assert mask[:, : big.shape[1]].sum() > 50 * mask[:, big.shape[1] :].sum(), "the larger person is tried on"
 
 
 def _png_header_only(width: int, height: int) -> bytes:
