@@ -97,3 +97,43 @@ def test_weights_list_and_verify_report_what_is_present(tmp_path):
         cwd=REPO,
     )
     assert verify.returncode == 1 and "sha256 mismatch" in verify.stdout
+
+
+def test_pull_from_s3_fetches_and_checks_every_file(tmp_path, monkeypatch):
+    """`vton weights pull NAME --from s3://...` is what the chart's init container runs: real S3, sha256 checked."""
+    import boto3
+
+    from vton.s3server import SeaweedS3, free_s3_port
+
+    source = tmp_path / "source"
+    source.mkdir()
+    (source / "pose_detection.tflite").write_bytes(b"not the detector")
+    with SeaweedS3(tmp_path / "s3", free_s3_port(), "weights", "weights-secret") as s3:
+        client = boto3.client(
+            "s3",
+            endpoint_url=s3.endpoint,
+            aws_access_key_id="weights",
+            aws_secret_access_key="weights-secret",
+            region_name="us-east-1",
+        )
+        client.create_bucket(Bucket="models")
+        for f in weights.load_manifest()["blazepose-litert"].files:
+            real = weights.models_dir() / "blazepose-litert" / f.path
+            client.upload_file(str(real), "models", f"prefix/blazepose-litert/{f.path}")
+        monkeypatch.setenv("VTON_S3_ENDPOINT", s3.endpoint)
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", "weights")
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "weights-secret")
+        monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        target = tmp_path / "models"
+        weights.pull("blazepose-litert", target, from_s3="s3://models/prefix", log=lambda *_: None)
+        assert weights.verify("blazepose-litert", target) == []
+        # A corrupt object is refused by its sha256, not installed.
+        client.put_object(
+            Bucket="models",
+            Key="prefix/blazepose-litert/pose_detection.tflite",
+            Body=(source / "pose_detection.tflite").read_bytes(),
+        )
+        (target / "blazepose-litert" / "pose_detection.tflite").unlink()
+        with pytest.raises(WeightsMissing, match="sha256"):
+            weights.pull("blazepose-litert", target, from_s3="s3://models/prefix", log=lambda *_: None)
+        assert not (target / "blazepose-litert" / "pose_detection.tflite").exists()
