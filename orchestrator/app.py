@@ -13,9 +13,12 @@ import uuid
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 
+import swagger_ui_bundle
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -244,7 +247,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             '`{"error": "...", "detail": ...}`.'
         ),
         lifespan=lifespan,
+        docs_url=None,  # served below from the installed Swagger UI: the default page loads it from a CDN
     )
+    _serve_offline_docs(app)
     app.state.ctx = ctx
     _install_error_handlers(app)
     app.add_middleware(
@@ -256,6 +261,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(jobs.router)
     app.include_router(health.router)
     return app
+
+
+def _serve_offline_docs(app: FastAPI) -> None:
+    """The OpenAPI page at /docs with Swagger UI's files from the swagger-ui-bundle package, so it works on a
+    machine or cluster with no internet access."""
+    app.mount("/docs/static", StaticFiles(directory=swagger_ui_bundle.swagger_ui_path), name="swagger-ui")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url,
+            title=f"{app.title}: API",
+            swagger_js_url="/docs/static/swagger-ui-bundle.js",
+            swagger_css_url="/docs/static/swagger-ui.css",
+            swagger_favicon_url="/docs/static/favicon-32x32.png",
+        )
 
 
 def _redacted(url: str) -> str:

@@ -48,6 +48,7 @@ DISTRIBUTIONS = {
     "transformers": "transformers",
     "safetensors": "safetensors",
     "fastapi": "fastapi",
+    "swagger_ui_bundle": "swagger-ui-bundle",
     "starlette": "fastapi",
     "uvicorn": "uvicorn",
     "multipart": "python-multipart",

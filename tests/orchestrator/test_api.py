@@ -534,3 +534,13 @@ def test_a_job_through_the_real_stage_services(settings, real_stages, examples):
     assert result.shape == images.decode_rgb(person).shape
     assert no_person.status_code == 422, no_person.text
     assert "no person found" in no_person.json()["error"]
+
+
+def test_the_api_docs_page_and_its_assets_are_served_without_a_cdn(settings):
+    with TestClient(create_app(settings)) as client:
+        page = client.get("/docs")
+        assert page.status_code == 200 and "/docs/static/swagger-ui-bundle.js" in page.text
+        assert "cdn" not in page.text.lower()
+        script = client.get("/docs/static/swagger-ui-bundle.js")
+        assert script.status_code == 200 and len(script.content) > 100_000
+        assert client.get("/openapi.json").json()["paths"]["/v1/tryon"]["post"]
