@@ -242,29 +242,16 @@ def test_a_sleeve_without_the_arms_keypoints_hangs_from_the_shoulder_along_the_s
         assert not band.any()
 
 
-def _openvto_root() -> Path | None:
-    from vton.examples import DEFAULT_DIR
-
-    root = DEFAULT_DIR / "openvto"
-    return root if (root / ".complete").exists() else None
-
-
-@pytest.mark.skipif(_openvto_root() is None, reason="the openvto example photos are not unpacked")
-def test_a_long_sleeve_on_a_studio_photo_follows_the_whole_arm_without_gaps():
+def test_a_long_sleeve_on_a_studio_photo_follows_the_whole_arm_without_gaps(examples):
     """Avatar 1 (a full-length studio photo, arms hanging) in a long-sleeved shirt: the embedded chain's own
     pose and parse, the case whose sleeves used to land as fragments."""
-    pytest.importorskip("ai_edge_litert")
     from services.parsing.agnostic import cloth_agnostic
     from services.parsing.backends.geometric import GeometricParser
     from vton.runtime.blazepose import BlazePose
-    from vton.runtime.errors import WeightsMissing
     from vton.runtime.weights import require
 
-    try:
-        pose = BlazePose.from_pretrained(require("blazepose-litert"))
-    except WeightsMissing as exc:
-        pytest.skip(str(exc))
-    root = _openvto_root()
+    pose = BlazePose.from_pretrained(require("blazepose-litert"))
+    root = examples
     photo = np.array(Image.open(root / "avatars" / "1.png").convert("RGB"))
     product = np.array(Image.open(root / "clothes" / "shirts" / "1_front.jpg").convert("RGB"))
     observation = pose.observe(photo, with_face=True)
