@@ -216,17 +216,9 @@ def test_a_coloured_garments_drop_shadow_is_background():
     assert abs(int(ys.max()) - 299) <= 3
 
 
-def _openvto_clothes() -> Path | None:
-    from vton.examples import DEFAULT_DIR
-
-    root = DEFAULT_DIR / "openvto"
-    return root / "clothes" if (root / ".complete").exists() else None
-
-
-@pytest.mark.skipif(_openvto_clothes() is None, reason="the openvto example photos are not unpacked")
-def test_long_sleeves_hanging_against_the_torso_are_found_on_both_sides():
+def test_long_sleeves_hanging_against_the_torso_are_found_on_both_sides(examples):
     # A denim jacket laid flat with both sleeves hanging down its sides, touching it nearly to the hem.
-    photo = np.array(Image.open(_openvto_clothes() / "jackets" / "1_front.jpg").convert("RGB"))
+    photo = np.array(Image.open(examples / "clothes" / "jackets" / "1_front.jpg").convert("RGB"))
     marks = analyse_garment(photo, "upper_body").landmarks
     assert "right_sleeve_end" in marks and "left_sleeve_end" in marks
     width = marks["left_armpit"][0] - marks["right_armpit"][0]
