@@ -235,7 +235,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             ctx.clients.close()
             ctx.store.close()
 
-    from orchestrator.routers import health, jobs, tryon
+    from orchestrator.routers import health, jobs, tryon, web
 
     app = FastAPI(
         title="vton orchestrator",
@@ -260,6 +260,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(tryon.router)
     app.include_router(jobs.router)
     app.include_router(health.router)
+    app.include_router(web.router)
     return app
 
 

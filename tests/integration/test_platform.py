@@ -306,6 +306,43 @@ def test_vton_eval_unpaired_makes_a_sheet_without_the_real_photo(platform, examp
     ).exists()
 
 
+def test_the_web_page_runs_a_tryon_in_a_real_browser(platform, examples, tmp_path):
+    """Headless Chromium: choose the photos, press the button, watch the stages, see the result."""
+    import shutil
+
+    sync_api = pytest.importorskip("playwright.sync_api")
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        pytest.skip("Debian's chromium is not installed (.ci/run installs it)")
+    args = [
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+    ]
+    person = examples / "avatars" / "4.png"
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, headless=True, args=args)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(platform["url"] + "/")
+        page.set_input_files("#person", str(person))
+        page.set_input_files("#garment", str(examples / "clothes" / "shirts" / "2_front.jpg"))
+        page.select_option("#category", "upper_body")
+        page.click("#go")
+        page.wait_for_selector("#result", state="visible", timeout=180_000)
+        page.wait_for_function("document.getElementById('result').naturalWidth > 0", timeout=30_000)
+        width = page.evaluate("document.getElementById('result').naturalWidth")
+        stages = page.locator("#stages li").all_inner_texts()
+        page.screenshot(path=str(tmp_path / "web.png"), full_page=True)
+        browser.close()
+    assert width == images.read_rgb(str(person)).shape[1]
+    assert len(stages) == 6 and all("succeeded" in s for s in stages)
+
+
 def test_sigterm_stops_every_process(platform):
     proc = platform["proc"]
     proc.send_signal(signal.SIGTERM)

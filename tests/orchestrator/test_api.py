@@ -544,3 +544,11 @@ def test_the_api_docs_page_and_its_assets_are_served_without_a_cdn(settings):
         script = client.get("/docs/static/swagger-ui-bundle.js")
         assert script.status_code == 200 and len(script.content) > 100_000
         assert client.get("/openapi.json").json()["paths"]["/v1/tryon"]["post"]
+
+
+def test_the_web_page_is_served_at_the_root_and_uses_the_public_api(settings):
+    with TestClient(create_app(settings)) as client:
+        page = client.get("/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    for needle in ('id="person"', 'id="garment"', 'id="category"', "/v1/tryon", "/v1/jobs/"):
+        assert needle in page.text
