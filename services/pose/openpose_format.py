@@ -125,6 +125,26 @@ def pose_heatmap(
 
 def pose_map(keypoints: np.ndarray, width: int, height: int) -> np.ndarray:
     """uint8 [18, H, W]: `pose_heatmap` with sigma scaled to this image's height, peak 255 (the networks divide by
-    255); a zero channel for a missing keypoint."""
-    heatmap = pose_heatmap(keypoints, width, height, sigma=POSE_HEATMAP_SIGMA * height / 512)
-    return np.round(heatmap * 255).astype(np.uint8)
+    255); a zero channel for a missing keypoint.
+
+    Each Gaussian is evaluated only within 4 sigma of its keypoint: beyond, exp(-16) * 255 rounds to 0 anyway, and
+    the map of a large photo costs a few milliseconds instead of a hundred.
+    """
+    keypoints = _check(keypoints)
+    sigma = POSE_HEATMAP_SIGMA * height / 512
+    reach = int(math.ceil(4 * sigma))
+    out = np.zeros((NUM_KEYPOINTS, height, width), dtype=np.uint8)
+    for i, (x, y, confidence) in enumerate(keypoints):
+        if confidence <= 0:
+            continue
+        x0, x1 = max(0, int(x) - reach), min(width, int(x) + reach + 1)
+        y0, y1 = max(0, int(y) - reach), min(height, int(y) + reach + 1)
+        if x0 >= x1 or y0 >= y1:
+            continue
+        gx = np.exp(-((np.arange(x0, x1, dtype=np.float32) - x) ** 2) / sigma**2)
+        gy = np.exp(-((np.arange(y0, y1, dtype=np.float32) - y) ** 2) / sigma**2)
+        channel = np.outer(gy, gx)
+        peak = channel.max()
+        if peak > 0:
+            out[i, y0:y1, x0:x1] = np.round(channel / (peak + np.finfo(np.float32).eps) * 255)
+    return out

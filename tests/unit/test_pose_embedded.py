@@ -122,3 +122,11 @@ def test_skeleton_is_drawn_in_openpose_colours(estimate):
     assert np.abs(pixel - expected).max() <= 40, (pixel, expected)
     # Nothing is drawn for a person with no joints.
     assert draw_skeleton(np.zeros((18, 3), np.float32), 64, 48).max() == 0
+
+
+def test_pose_map_windowed_gaussians_equal_the_full_heatmap(estimate):
+    keypoints = estimate[0].keypoints.copy()
+    keypoints[4, 0] = -12.0  # a point just outside the image still lights its edge
+    height, width = estimate[1].shape[:2]
+    full = pose_heatmap(keypoints, width, height, sigma=9 * height / 512)
+    np.testing.assert_array_equal(pose_map(keypoints, width, height), np.round(full * 255).astype(np.uint8))
