@@ -34,9 +34,10 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from services.warp.garment import garment_mask as garment_mask_of
 from services.warp.models import ConvNetTPS, RefinementConfig, RefinementUNet, TPSConfig
 from services.warp.types import WarpInputs, WarpOutput
-from vton.runtime.errors import InvalidInput, NoPersonFound, WeightsMissing
+from vton.runtime.errors import InvalidInput, WeightsMissing
 
 DATASETS = ("vitonhd", "dresscode")
 CATEGORIES = ("upper_body", "lower_body", "dresses")
@@ -95,7 +96,7 @@ class LadiVtonWarpBackend:
         person_h, person_w = _check_inputs(inputs)
         garment_mask = inputs.garment_mask
         if garment_mask is None:
-            garment_mask = garment_mask_from_plain_background(inputs.garment)
+            garment_mask = garment_mask_of(inputs.garment)  # the stage's own garment analysis
 
         cloth, cloth_mask = _garment_to_working_size(inputs.garment, garment_mask, height, width)
         if self.dataset == "dresscode":
@@ -179,29 +180,6 @@ def _check_inputs(inputs: WarpInputs) -> tuple[int, int]:
     if inputs.pose_map is None and np.asarray(inputs.keypoints).shape != (18, 3):
         raise InvalidInput("keypoints must be [18, 3] (x, y, confidence) when no pose_map is given")
     return h, w
-
-
-def garment_mask_from_plain_background(
-    garment: np.ndarray, tolerance: int = 8, min_fraction: float = 0.01
-) -> np.ndarray:
-    """uint8 [h, w] 0/255: everything but the plain (white or light grey) background connected to the border.
-
-    The background colour is the median of the border pixels; a pixel is background when every channel is within
-    `tolerance` of it and it is reachable from the border through such pixels, so light parts inside the garment
-    stay garment. Enough for catalogue photos; the embedded backend has the thorough analysis, this keeps the full
-    backend self-contained.
-    """
-    border = np.concatenate([garment[0], garment[-1], garment[:, 0], garment[:, -1]]).astype(np.int16)
-    colour = np.median(border, axis=0)
-    close = (np.abs(garment.astype(np.int16) - colour).max(axis=2) <= tolerance).astype(np.uint8)
-    _, labels = cv2.connectedComponents(close, connectivity=4)
-    edge_labels = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
-    background = np.isin(labels, edge_labels[edge_labels > 0])
-    mask = (~background).astype(np.uint8) * 255
-    mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
-    if mask.mean() / 255 < min_fraction:
-        raise NoPersonFound("no garment found in the product photo: it is blank or all background")
-    return mask
 
 
 def _pad_to_aspect(image: np.ndarray, aspect_hw: float, fill: int) -> np.ndarray:
