@@ -159,9 +159,3 @@ def _scale_to_height(image: np.ndarray, height: int) -> np.ndarray:
     width = max(1, round(w * height / h))
     interpolation = cv2.INTER_AREA if h > height else cv2.INTER_LINEAR
     return cv2.resize(image, (width, height), interpolation=interpolation)
-
-
-def write_png(path, image: np.ndarray) -> None:
-    """Save an RGB image as PNG."""
-    if not cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR)):
-        raise OSError(f"could not write {path}")

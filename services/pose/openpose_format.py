@@ -4,10 +4,9 @@
   for COCO-18), as VITON-HD and Dress Code store their pose files.
 - `draw_skeleton`: the picture OpenPose's tools draw: 17 limbs as translucent ellipses in OpenPose's 18-colour
   palette, a dot on each joint, on black.
-- `pose_heatmap`: the Gaussian channels that LaDI-VTON's loaders return as `pose_map` (`kpoint_to_heatmap`,
-  sigma 9 px; their code draws squares first, then overwrites them with these), peak 1.
-- `pose_map`: what the pose stage sends on: those heatmaps as uint8 (peak 255), sigma scaled from the 512-px-high
-  images the networks were trained on to this image's height.
+- `pose_map`: the Gaussian channels LaDI-VTON's loaders give the networks as `pose_map` (`kpoint_to_heatmap`,
+  sigma 9 px; their code draws squares first, then overwrites them with these), as uint8 (peak 255), sigma scaled
+  from the 512-px-high images the networks were trained on to this image's height.
 
 Keypoints are float32 [18, 3] (x, y in pixels, confidence), zeros where a joint is missing, as OpenPose writes it.
 """
@@ -102,30 +101,9 @@ def draw_skeleton(keypoints: np.ndarray, width: int, height: int) -> np.ndarray:
     return canvas
 
 
-def pose_heatmap(
-    keypoints: np.ndarray, width: int, height: int, sigma: float = POSE_HEATMAP_SIGMA
-) -> np.ndarray:
-    """float32 [18, H, W]: exp(-d^2 / sigma^2) around each found keypoint, peak 1; zero channel when missing."""
-    keypoints = _check(keypoints)
-    out = np.zeros((NUM_KEYPOINTS, height, width), dtype=np.float32)
-    xs = np.arange(width, dtype=np.float32)
-    ys = np.arange(height, dtype=np.float32)
-    for i, (x, y, confidence) in enumerate(keypoints):
-        if confidence <= 0:
-            continue
-        # Separable: exp(-(dx^2 + dy^2) / s^2) = exp(-dx^2 / s^2) * exp(-dy^2 / s^2).
-        gx = np.exp(-((xs - x) ** 2) / sigma**2)
-        gy = np.exp(-((ys - y) ** 2) / sigma**2)
-        channel = np.outer(gy, gx)
-        peak = channel.max()
-        if peak > 0:
-            out[i] = channel / (peak + np.finfo(np.float32).eps)
-    return out
-
-
 def pose_map(keypoints: np.ndarray, width: int, height: int) -> np.ndarray:
-    """uint8 [18, H, W]: `pose_heatmap` with sigma scaled to this image's height, peak 255 (the networks divide by
-    255); a zero channel for a missing keypoint.
+    """uint8 [18, H, W]: exp(-d^2 / sigma^2) around each found keypoint, normalised to peak 255 (the networks divide
+    by 255), sigma scaled to this image's height; a zero channel for a missing keypoint.
 
     Each Gaussian is evaluated only within 4 sigma of its keypoint: beyond, exp(-16) * 255 rounds to 0 anyway, and
     the map of a large photo costs a few milliseconds instead of a hundred.

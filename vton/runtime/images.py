@@ -93,13 +93,6 @@ def encode_png(arr: np.ndarray) -> bytes:
     return buf.tobytes()
 
 
-def encode_jpeg(arr: np.ndarray, quality: int = 95) -> bytes:
-    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(arr, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
-    if not ok:
-        raise ValueError("JPEG encoding failed")
-    return buf.tobytes()
-
-
 def read_rgb(path: str) -> np.ndarray:
     with open(path, "rb") as f:
         return decode_rgb(f.read())

@@ -23,7 +23,6 @@ ERRORS = Counter(
 BACKEND = Gauge(
     "vton_backend_info", "The backend this service runs (value 1)", ["service", "backend", "kind", "version"]
 )
-GPU_MEMORY = Gauge("vton_gpu_memory_bytes", "Peak GPU memory allocated by this process", ["service"])
 
 
 def serve_metrics(port: int, addr: str = "127.0.0.1") -> None:

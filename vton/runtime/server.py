@@ -161,6 +161,7 @@ def stage_builder(
         max_workers: int = 4,
     ) -> tuple[grpc.Server, int, health.HealthServicer]:
         info, impl = select_backend(backends, backend, device, precision)
+        metrics.BACKEND.labels(stage, info.name, info.kind, info.version).set(1)
         return build_server(stage, full_name, register, servicer(info, impl), host, port, max_workers)
 
     return build
