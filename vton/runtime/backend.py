@@ -29,6 +29,13 @@ class BackendSpec(Generic[B]):
     auto: bool = True  # whether `auto` may pick it
 
 
+def backend_spec(name: str, kind: str, load: Callable[[str, str], B], auto: bool = True) -> BackendSpec[B]:
+    """A backend named as the weights manifest names it; its weights' licence comes from the manifest."""
+    from vton.runtime.weights import load_manifest
+
+    return BackendSpec(BackendInfo(name, "1.0", kind, load_manifest()[name].license), load, auto)
+
+
 def select_backend(
     specs: Mapping[str, BackendSpec[B]], requested: str, device: str = "cpu", precision: str = "fp32"
 ) -> tuple[BackendInfo, B]:

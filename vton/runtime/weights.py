@@ -14,6 +14,7 @@ Sources:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import shutil
@@ -54,6 +55,7 @@ def models_dir() -> Path:
     return Path(os.environ.get("VTON_MODELS_DIR") or Path.home() / ".cache" / "vton" / "models")
 
 
+@functools.cache
 def load_manifest(path: Path = MANIFEST_PATH) -> dict[str, BackendWeights]:
     raw = yaml.safe_load(path.read_text())
     out: dict[str, BackendWeights] = {}

@@ -2,7 +2,7 @@
 
 Each loader checks the weights before importing its module, so a missing file costs no heavy import."""
 
-from vton.runtime.backend import BackendInfo, BackendSpec, torch_dtype
+from vton.runtime.backend import backend_spec, torch_dtype
 from vton.runtime.weights import require
 
 
@@ -28,11 +28,7 @@ def _geometric(device: str, precision: str):
 
 
 BACKENDS = {
-    "densepose-r50-fpn": BackendSpec(
-        BackendInfo("densepose-r50-fpn", "1.0", "full", "Apache-2.0"), _detectron2
-    ),
-    "densepose-r50-fpn-torchscript": BackendSpec(
-        BackendInfo("densepose-r50-fpn-torchscript", "1.0", "full", "Apache-2.0"), _torchscript
-    ),
-    "geometric": BackendSpec(BackendInfo("geometric", "1.0", "embedded", "Apache-2.0"), _geometric),
+    "densepose-r50-fpn": backend_spec("densepose-r50-fpn", "full", _detectron2),
+    "densepose-r50-fpn-torchscript": backend_spec("densepose-r50-fpn-torchscript", "full", _torchscript),
+    "geometric": backend_spec("geometric", "embedded", _geometric),
 }

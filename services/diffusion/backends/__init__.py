@@ -2,7 +2,7 @@
 
 Each loader checks the weights before importing its module, so a missing file costs no heavy import."""
 
-from vton.runtime.backend import BackendInfo, BackendSpec, torch_dtype
+from vton.runtime.backend import backend_spec, torch_dtype
 from vton.runtime.weights import require
 
 
@@ -25,11 +25,7 @@ def _composite(device: str, precision: str):
 
 
 BACKENDS = {
-    "ladi-vton-dresscode": BackendSpec(
-        BackendInfo("ladi-vton-dresscode", "1.0", "full", "CC-BY-NC-4.0"), _ladi("dresscode")
-    ),
-    "ladi-vton-vitonhd": BackendSpec(
-        BackendInfo("ladi-vton-vitonhd", "1.0", "full", "CC-BY-NC-4.0"), _ladi("vitonhd")
-    ),
-    "composite": BackendSpec(BackendInfo("composite", "1.0", "embedded", "Apache-2.0"), _composite),
+    "ladi-vton-dresscode": backend_spec("ladi-vton-dresscode", "full", _ladi("dresscode")),
+    "ladi-vton-vitonhd": backend_spec("ladi-vton-vitonhd", "full", _ladi("vitonhd")),
+    "composite": backend_spec("composite", "embedded", _composite),
 }

@@ -2,7 +2,7 @@
 
 Each loader checks the weights before importing its module, so a missing file costs no heavy import."""
 
-from vton.runtime.backend import BackendInfo, BackendSpec, torch_dtype
+from vton.runtime.backend import backend_spec, torch_dtype
 from vton.runtime.weights import require
 
 
@@ -26,8 +26,8 @@ def _geometric(device: str, precision: str):
 
 
 BACKENDS = {
-    "schp-lip": BackendSpec(BackendInfo("schp-lip", "1.0", "full", "MIT"), _schp("lip")),
-    "schp-atr": BackendSpec(BackendInfo("schp-atr", "1.0", "full", "MIT"), _schp("atr"), auto=False),
-    "schp-pascal": BackendSpec(BackendInfo("schp-pascal", "1.0", "full", "MIT"), _schp("pascal"), auto=False),
-    "geometric": BackendSpec(BackendInfo("geometric", "1.0", "embedded", "Apache-2.0"), _geometric),
+    "schp-lip": backend_spec("schp-lip", "full", _schp("lip")),
+    "schp-atr": backend_spec("schp-atr", "full", _schp("atr"), auto=False),
+    "schp-pascal": backend_spec("schp-pascal", "full", _schp("pascal"), auto=False),
+    "geometric": backend_spec("geometric", "embedded", _geometric),
 }

@@ -2,7 +2,7 @@
 
 Each loader checks the weights before importing its module, so a missing file costs no heavy import."""
 
-from vton.runtime.backend import BackendInfo, BackendSpec, torch_dtype
+from vton.runtime.backend import backend_spec, torch_dtype
 from vton.runtime.weights import require
 
 
@@ -21,10 +21,6 @@ def _blazepose(device: str, precision: str):
 
 
 BACKENDS = {
-    "openpose-body": BackendSpec(
-        BackendInfo("openpose-body", "1.0", "full", "OpenPose-Academic-NonCommercial"), _openpose
-    ),
-    "blazepose-litert": BackendSpec(
-        BackendInfo("blazepose-litert", "1.0", "embedded", "Apache-2.0"), _blazepose
-    ),
+    "openpose-body": backend_spec("openpose-body", "full", _openpose),
+    "blazepose-litert": backend_spec("blazepose-litert", "embedded", _blazepose),
 }

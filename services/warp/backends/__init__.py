@@ -2,7 +2,7 @@
 
 Each loader checks the weights before importing its module, so a missing file costs no heavy import."""
 
-from vton.runtime.backend import BackendInfo, BackendSpec, torch_dtype
+from vton.runtime.backend import backend_spec, torch_dtype
 from vton.runtime.weights import require
 
 
@@ -23,11 +23,7 @@ def _tps(device: str, precision: str):
 
 
 BACKENDS = {
-    "ladi-vton-warp-dresscode": BackendSpec(
-        BackendInfo("ladi-vton-warp-dresscode", "1.0", "full", "CC-BY-NC-4.0"), _ladi("dresscode")
-    ),
-    "ladi-vton-warp-vitonhd": BackendSpec(
-        BackendInfo("ladi-vton-warp-vitonhd", "1.0", "full", "CC-BY-NC-4.0"), _ladi("vitonhd")
-    ),
-    "keypoint-tps": BackendSpec(BackendInfo("keypoint-tps", "1.0", "embedded", "Apache-2.0"), _tps),
+    "ladi-vton-warp-dresscode": backend_spec("ladi-vton-warp-dresscode", "full", _ladi("dresscode")),
+    "ladi-vton-warp-vitonhd": backend_spec("ladi-vton-warp-vitonhd", "full", _ladi("vitonhd")),
+    "keypoint-tps": backend_spec("keypoint-tps", "embedded", _tps),
 }
