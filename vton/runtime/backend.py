@@ -17,6 +17,24 @@ class BackendInfo:
     weights_license: str
 
 
+@dataclass(frozen=True)
+class Capabilities:
+    """What a backend can do, declared where it is registered, so stages and servers need not guess.
+
+    `thread_safe`: one loaded backend may serve several calls at the same time; `max_concurrency`: how many
+    it takes at once (1 for a backend that is not thread-safe). The server queues the calls beyond it.
+    """
+
+    thread_safe: bool = False
+    max_concurrency: int = 1
+
+    def __post_init__(self) -> None:
+        if self.max_concurrency < 1:
+            raise ValueError("max_concurrency must be at least 1")
+        if not self.thread_safe and self.max_concurrency != 1:
+            raise ValueError("a backend that is not thread-safe takes one call at a time (max_concurrency=1)")
+
+
 B = TypeVar("B")
 
 
@@ -27,13 +45,22 @@ class BackendSpec(Generic[B]):
     info: BackendInfo
     load: Callable[[str, str], B]
     auto: bool = True  # whether `auto` may pick it
+    capabilities: Capabilities = Capabilities()
 
 
-def backend_spec(name: str, kind: str, load: Callable[[str, str], B], auto: bool = True) -> BackendSpec[B]:
+def backend_spec(
+    name: str,
+    kind: str,
+    load: Callable[[str, str], B],
+    auto: bool = True,
+    capabilities: Capabilities = Capabilities(),
+) -> BackendSpec[B]:
     """A backend named as the weights manifest names it; its weights' licence comes from the manifest."""
     from vton.runtime.weights import load_manifest
 
-    return BackendSpec(BackendInfo(name, "1.0", kind, load_manifest()[name].license), load, auto)
+    return BackendSpec(
+        BackendInfo(name, "1.0", kind, load_manifest()[name].license), load, auto, capabilities
+    )
 
 
 def select_backend(
