@@ -18,8 +18,8 @@ import httpx
 import numpy as np
 import pytest
 
-from vton.client import VtonClient
 from vton.runtime import images
+from vton_cli.client import VtonClient
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED = (REPO / ".." / "shared" / "data").resolve()
@@ -47,7 +47,7 @@ def platform(tmp_path_factory):
     cmd = [
         sys.executable,
         "-m",
-        "vton.cli",
+        "vton_cli.cli",
         "up",
         "--port",
         str(api),
@@ -226,7 +226,7 @@ def test_vton_tryon_cli_writes_result_and_artifacts(platform, examples, tmp_path
         [
             sys.executable,
             "-m",
-            "vton.cli",
+            "vton_cli.cli",
             "tryon",
             str(examples / "avatars" / "1.png"),
             str(examples / "clothes" / "shirts" / "1_front.jpg"),
@@ -259,7 +259,7 @@ def test_vton_eval_reports_paired_ssim_above_the_masked_person_and_writes_a_shee
         [
             sys.executable,
             "-m",
-            "vton.cli",
+            "vton_cli.cli",
             "eval",
             str(SHARED / "pairs" / "vitonhd"),
             "--server",
@@ -285,7 +285,7 @@ def test_vton_eval_unpaired_makes_a_sheet_without_the_real_photo(platform, examp
         [
             sys.executable,
             "-m",
-            "vton.cli",
+            "vton_cli.cli",
             "eval",
             str(examples / "avatars"),
             "--unpaired",

@@ -1,6 +1,6 @@
 """Every full network at its published size with random weights, on a GPU: time per stage and peak memory.
 
-    python -m vton.bench_gpu --inputs INPUTS.npz --out DIR [--dtype fp16]
+    python -m vton_cli.bench_gpu --inputs INPUTS.npz --out DIR [--dtype fp16]
 
 INPUTS.npz holds a person photo, a garment photo and the embedded stages' keypoints, label map, agnostic mask and
 pose map for it (`--make-inputs` writes it on any machine), so the GPU machine needs no embedded network.

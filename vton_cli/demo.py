@@ -1,7 +1,7 @@
 """`make demo`: start the platform, run one try-on of the example photos through the HTTP API and all five
 services, write the result and every stage's artifact under out/demo/, stop the platform.
 
-The example photos come from the MIT-licensed openvto wheel (see vton.examples).
+The example photos come from the MIT-licensed openvto wheel (see vton_cli.examples).
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from vton.client import VtonClient
-from vton.examples import fetch_examples
-from vton.platform import Platform, PlatformConfig
+from vton_cli.client import VtonClient
+from vton_cli.examples import fetch_examples
+from vton_cli.platform import Platform, PlatformConfig
 
 PERSON = "avatars/3.png"
 GARMENT = "clothes/shirts/2_front.jpg"

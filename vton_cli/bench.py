@@ -18,9 +18,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from vton.examples import fetch_examples
 from vton.runtime import images
 from vton.runtime.backend import select_backend
+from vton_cli.examples import fetch_examples
 
 FLOOR_ANALYSIS_S = 1.5  # pose + parsing + densepose per 1024x768 photo on 2 cores (issue floor)
 

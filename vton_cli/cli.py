@@ -1,6 +1,6 @@
 """The `vton` command: start the platform, run one stage, send try-ons, manage weights, benchmark, evaluate.
 
-It talks to a running platform over HTTP (vton.client) and starts processes; it holds no pipeline logic.
+It talks to a running platform over HTTP (vton_cli.client) and starts processes; it holds no pipeline logic.
 """
 
 from __future__ import annotations
@@ -11,14 +11,14 @@ import os
 import sys
 from pathlib import Path
 
-from vton.client import DEFAULT_SERVER, ApiError, Job, VtonClient
 from vton.runtime.config import STAGES
+from vton_cli.client import DEFAULT_SERVER, ApiError, Job, VtonClient
 
 CATEGORIES = ("upper_body", "lower_body", "dresses")
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    from vton.platform import PlatformConfig, run_up
+    from vton_cli.platform import PlatformConfig, run_up
 
     backends = {}
     for item in args.backend or []:
@@ -125,13 +125,13 @@ def cmd_weights(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from vton.bench import main as bench_main
+    from vton_cli.bench import main as bench_main
 
     return bench_main(args)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from vton.evaluate import main as eval_main
+    from vton_cli.evaluate import main as eval_main
 
     return eval_main(args)
 

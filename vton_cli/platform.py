@@ -22,7 +22,7 @@ import httpx
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from vton.runtime.config import STAGES
-from vton.s3server import SeaweedS3
+from vton_cli.s3server import SeaweedS3
 
 
 def default_data_dir() -> Path:
