@@ -21,7 +21,7 @@ weights: install
 	$(BIN)/vton weights pull blazepose-litert
 
 demo: install weights
-	$(BIN)/python -m vton.demo --out out/demo
+	$(BIN)/python -m vton_cli.demo --out out/demo
 
 test: install weights
 	bash tools/install_deploy_tools.sh

@@ -49,7 +49,7 @@ def free_port_block(count: int) -> int:
 @pytest.fixture(scope="session")
 def examples() -> Path:
     """The openvto example photos (MIT), fetched from the package index and checked against their sha256."""
-    from vton.examples import fetch_examples
+    from vton_cli.examples import fetch_examples
 
     return fetch_examples()
 

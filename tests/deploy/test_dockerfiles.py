@@ -66,7 +66,6 @@ DISTRIBUTIONS = {
 DENSEPOSE_BUILD = {"detectron2", "torchvision", "scipy", "av"}
 # Packages an image may carry without its service's code importing them, and why.
 STAGE_EXTRAS = {
-    "httpx": "the `vton` command (its typed client) runs `vton weights pull` in the init container",
     "safetensors": "diffusers and transformers load weights with it: pinned to the project's version",
 }
 ORCHESTRATOR_EXTRAS = {
@@ -312,9 +311,31 @@ def test_images_copy_only_their_own_service_and_no_weights(service: str) -> None
         assert not re.search(r"models|\.(pth|pt|ckpt|safetensors|bin|onnx|tflite)$", source), source
     if service == "orchestrator":
         assert not any(s.startswith("services") for s in sources), "the orchestrator never ships stage code"
+    # Of the Python packages, an image holds vton (runtime, stubs, weights command) and its own code: never
+    # vton_cli (the CLI) or training.
+    own = ["orchestrator"] if service == "orchestrator" else ["services/__init__.py", f"services/{service}"]
+    packages = {s.rstrip("/") for s in sources if s.split("/")[0] in INTERNAL | {"vton_cli", "training"}}
+    assert packages == {"vton", *own}, f"{service} copies {sorted(packages)}"
     runs = " ".join(a for s in dockerfile.stages for a in s.args("RUN"))
     assert "weights pull" not in runs, "weights are mounted or pulled at start, never baked in"
     assert "VTON_MODELS_DIR=/models" in " ".join(dockerfile.final.args("ENV")) or service == "orchestrator"
+
+
+def test_the_init_containers_weights_command_runs_without_the_cli(tmp_path: Path) -> None:
+    """A stage image holds vton/ but not vton_cli/: its init container's `python -m vton.weights_cli` must run
+    where vton_cli cannot be imported (a None in sys.modules makes every import of it fail)."""
+    models = tmp_path / "models"
+    code = (
+        "import runpy, sys; sys.modules['vton_cli'] = None; "
+        f"sys.argv = ['weights_cli', 'list', '--models-dir', {str(models)!r}]; "
+        "runpy.run_module('vton.weights_cli', run_name='__main__')"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"models directory: {models}" in result.stdout
+    assert re.search(r"^openpose-body\s.*missing 1 of 1 files", result.stdout, re.M), result.stdout
 
 
 def test_dockerignore_keeps_weights_environments_and_generated_stubs_out() -> None:
@@ -333,6 +354,8 @@ def test_dockerignore_keeps_weights_environments_and_generated_stubs_out() -> No
         "**/*.tflite",
         "**/*.ckpt",
         "vton/v1",
+        "vton_cli",
+        "training",
         "tests",
         "**/__pycache__",
     ):
@@ -361,8 +384,8 @@ def test_image_packages_cover_what_the_service_imports_and_little_else(service: 
         provided |= DENSEPOSE_BUILD
     package_dir = ROOT / ("orchestrator" if service == "orchestrator" else f"services/{service}")
     roots = [package_dir / "__main__.py"]
-    if service != "orchestrator":  # a stage image also runs `vton weights pull` in its init container
-        roots.append(ROOT / "vton" / "runtime" / "weights.py")
+    if service != "orchestrator":  # its init container pulls weights with `python -m vton.weights_cli`
+        roots.append(ROOT / "vton" / "weights_cli.py")
     modules = imported_top_level_modules(roots)
     unknown = sorted(m for m in modules if m not in DISTRIBUTIONS)
     assert not unknown, f"{service} imports {unknown}: map them to a distribution in DISTRIBUTIONS"

@@ -421,8 +421,8 @@ def test_models_from_s3_are_pulled_by_an_init_container_into_the_pod(production_
     for stage in STAGES:
         pod = deployments[stage]["spec"]["template"]["spec"]
         (init,) = pod["initContainers"]
-        assert init["command"][:3] == ["vton", "weights", "pull"]
-        assert init["command"][-2:] == ["--from", "s3://vton-models/v1"]
+        assert init["command"] == ["python", "-m", "vton.weights_cli"] and init["args"][0] == "pull"
+        assert init["args"][-2:] == ["--from", "s3://vton-models/v1"]
         assert init["image"] == pod["containers"][0]["image"]
         models = next(v for v in pod["volumes"] if v["name"] == "models")
         assert "emptyDir" in models

@@ -6,11 +6,9 @@ import json
 import os
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import time
-import zlib
 from pathlib import Path
 
 import cv2
@@ -18,11 +16,28 @@ import httpx
 import numpy as np
 import pytest
 
-from vton.client import VtonClient
 from vton.runtime import images
+from vton.runtime.vocab import JOB_STEPS, STAGES, Category
+from vton_cli.client import VtonClient
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED = (REPO / ".." / "shared" / "data").resolve()
+VTON = [sys.executable, "-m", "vton_cli.cli"]  # the `vton` console script's own entry point
+
+
+def vton(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
+    """One `vton` command to its end."""
+    return subprocess.run(
+        [*VTON, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
+    )
+
+
+def vton_eval(platform: dict, out: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return vton("eval", *args, "--server", platform["url"], "--out", str(out), timeout=600)
 
 
 def _free_block(count: int) -> int:
@@ -45,9 +60,7 @@ def platform(tmp_path_factory):
     base = _free_block(40)
     api = base
     cmd = [
-        sys.executable,
-        "-m",
-        "vton.cli",
+        *VTON,
         "up",
         "--port",
         str(api),
@@ -100,7 +113,7 @@ def _person_and_garment() -> tuple[Path, Path]:
 
 def test_up_prints_every_address(platform):
     text = "".join(platform["output"])
-    for name in ("s3", "pose", "densepose", "parsing", "warp", "diffusion", "api"):
+    for name in ("s3", *STAGES, "api"):
         assert f"  {name}" in text, f"{name} address missing from:\n{text}"
     assert httpx.get(platform["url"] + "/readyz", timeout=10).status_code == 200
 
@@ -109,7 +122,7 @@ def test_a_tryon_of_real_photos_changes_the_garment_region_only(platform, tmp_pa
     person_path, garment_path = _person_and_garment()
     person = images.read_rgb(str(person_path))
     with VtonClient(platform["url"]) as client:
-        job = client.submit(person_path, garment_path, "upper_body", seed=3)
+        job = client.submit(person_path, garment_path, Category.UPPER_BODY, seed=3)
         assert job.status in ("queued", "running", "succeeded")
         seen = []
         job = client.wait(job.id, on_update=lambda j: seen.append(j.status), timeout=300)
@@ -123,7 +136,7 @@ def test_a_tryon_of_real_photos_changes_the_garment_region_only(platform, tmp_pa
     assert diff[mask].mean() > 10, "the garment region must change"
     far = cv2.dilate(mask.astype(np.uint8), np.ones((41, 41), np.uint8)) == 0
     assert far.mean() > 0.2 and diff[far].max() == 0, "pixels far from the garment must equal the person's"
-    assert {s.name for s in job.stages} >= {"pose", "densepose", "parsing", "warp", "diffusion"}
+    assert {s.name for s in job.stages} >= set(STAGES)
     assert job.raw["stages"]["pose"]["people_detected"] == 1
     assert all(s.status == "succeeded" and s.backend for s in job.stages)
 
@@ -136,7 +149,9 @@ def test_a_large_photo_is_tried_on_at_working_size_and_returned_at_its_own(platf
     images.write_png(str(person_path), big)
     with VtonClient(platform["url"]) as client:
         job = client.wait(
-            client.submit(person_path, examples / "clothes" / "shirts" / "2_front.jpg", "upper_body").id,
+            client.submit(
+                person_path, examples / "clothes" / "shirts" / "2_front.jpg", Category.UPPER_BODY
+            ).id,
             timeout=300,
         )
         assert job.status == "succeeded", job.error
@@ -162,7 +177,8 @@ def test_two_people_the_largest_is_tried_on_and_the_job_says_two_were_found(plat
     images.write_png(str(path), canvas)
     with VtonClient(platform["url"]) as client:
         job = client.wait(
-            client.submit(path, examples / "clothes" / "shirts" / "2_front.jpg", "upper_body").id, timeout=300
+            client.submit(path, examples / "clothes" / "shirts" / "2_front.jpg", Category.UPPER_BODY).id,
+            timeout=300,
         )
         assert job.status == "succeeded", job.error
         mask = images.decode_gray(client.download(job.artifacts["agnostic_mask"])) > 0
@@ -170,33 +186,12 @@ def test_two_people_the_largest_is_tried_on_and_the_job_says_two_were_found(plat
     assert mask[:, : big.shape[1]].sum() > 50 * mask[:, big.shape[1] :].sum(), "the larger person is tried on"
 
 
-def _png_header_only(width: int, height: int) -> bytes:
-    """A PNG whose header claims width x height, with one tiny compressed row: a decompression-bomb probe."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return (
-            struct.pack(">I", len(data))
-            + kind
-            + data
-            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-        )
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", ihdr)
-        + chunk(b"IDAT", zlib.compress(b"\0" * 16))
-        + chunk(b"IEND", b"")
-    )
-
-
 @pytest.mark.parametrize(
     ("person", "category", "status", "needle"),
     [
-        (b"plain text, not a photo", "upper_body", 400, "not an image"),
-        (b"", "upper_body", 400, "empty"),
+        (b"plain text, not a photo", Category.UPPER_BODY, 400, "not an image"),
+        (b"", Category.UPPER_BODY, 400, "empty"),
         (None, "hats", 422, "category"),
-        (_png_header_only(10000, 6000), "upper_body", 413, "megapixels"),
     ],
 )
 def test_bad_requests_answer_4xx_with_a_json_error(platform, examples, person, category, status, needle):
@@ -213,7 +208,10 @@ def test_a_photo_without_a_person_fails_with_no_person_found(platform, examples)
     garment = (examples / "clothes" / "shirts" / "2_front.jpg").read_bytes()
     files = {"person": ("p.jpg", garment), "garment": ("g.jpg", garment)}
     response = httpx.post(
-        platform["url"] + "/v1/tryon?wait=true", data={"category": "upper_body"}, files=files, timeout=120
+        platform["url"] + "/v1/tryon?wait=true",
+        data={"category": Category.UPPER_BODY},
+        files=files,
+        timeout=120,
     )
     assert response.status_code == 422
     assert "no person found" in response.json()["error"]
@@ -222,27 +220,19 @@ def test_a_photo_without_a_person_fails_with_no_person_found(platform, examples)
 def test_vton_tryon_cli_writes_result_and_artifacts(platform, examples, tmp_path):
     out = tmp_path / "result.png"
     art = tmp_path / "artifacts"
-    run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "vton.cli",
-            "tryon",
-            str(examples / "avatars" / "1.png"),
-            str(examples / "clothes" / "shirts" / "1_front.jpg"),
-            "--category",
-            "upper_body",
-            "-o",
-            str(out),
-            "--server",
-            platform["url"],
-            "--artifacts",
-            str(art),
-        ],
-        capture_output=True,
-        text=True,
+    run = vton(
+        "tryon",
+        str(examples / "avatars" / "1.png"),
+        str(examples / "clothes" / "shirts" / "1_front.jpg"),
+        "--category",
+        Category.UPPER_BODY,
+        "-o",
+        str(out),
+        "--server",
+        platform["url"],
+        "--artifacts",
+        str(art),
         timeout=300,
-        cwd=REPO,
     )
     assert run.returncode == 0, run.stdout + run.stderr
     assert "pose: done" in run.stdout and "diffusion: done" in run.stdout
@@ -255,23 +245,7 @@ def test_vton_tryon_cli_writes_result_and_artifacts(platform, examples, tmp_path
 def test_vton_eval_reports_paired_ssim_above_the_masked_person_and_writes_a_sheet(platform, tmp_path):
     if not SHARED.is_dir():
         pytest.skip("../shared/data is not on this machine")
-    run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "vton.cli",
-            "eval",
-            str(SHARED / "pairs" / "vitonhd"),
-            "--server",
-            platform["url"],
-            "--out",
-            str(tmp_path),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=REPO,
-    )
+    run = vton_eval(platform, tmp_path, str(SHARED / "pairs" / "vitonhd"))
     assert run.returncode == 0, run.stdout + run.stderr
     report = json.loads((tmp_path / "report.json").read_text())
     assert len(report["pairs"]) == 4 and all(p["ssim"] is not None for p in report["pairs"])
@@ -281,24 +255,8 @@ def test_vton_eval_reports_paired_ssim_above_the_masked_person_and_writes_a_shee
 
 
 def test_vton_eval_unpaired_makes_a_sheet_without_the_real_photo(platform, examples, tmp_path):
-    run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "vton.cli",
-            "eval",
-            str(examples / "avatars"),
-            "--unpaired",
-            str(examples / "clothes" / "shirts"),
-            "--server",
-            platform["url"],
-            "--out",
-            str(tmp_path),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=REPO,
+    run = vton_eval(
+        platform, tmp_path, str(examples / "avatars"), "--unpaired", str(examples / "clothes" / "shirts")
     )
     assert run.returncode == 0, run.stdout + run.stderr
     assert (tmp_path / "contact_sheet_unpaired.png").exists() and not (
@@ -331,7 +289,7 @@ def test_the_web_page_runs_a_tryon_in_a_real_browser(platform, examples, tmp_pat
         page.goto(platform["url"] + "/")
         page.set_input_files("#person", str(person))
         page.set_input_files("#garment", str(examples / "clothes" / "shirts" / "2_front.jpg"))
-        page.select_option("#category", "upper_body")
+        page.select_option("#category", Category.UPPER_BODY)
         page.click("#go")
         page.wait_for_selector("#result", state="visible", timeout=180_000)
         page.wait_for_function("document.getElementById('result').naturalWidth > 0", timeout=30_000)
@@ -340,7 +298,7 @@ def test_the_web_page_runs_a_tryon_in_a_real_browser(platform, examples, tmp_pat
         page.screenshot(path=str(tmp_path / "web.png"), full_page=True)
         browser.close()
     assert width == images.read_rgb(str(person)).shape[1]
-    assert len(stages) == 6 and all("succeeded" in s for s in stages)
+    assert len(stages) == len(JOB_STEPS) and all("succeeded" in s for s in stages)
 
 
 def test_sigterm_stops_every_process(platform):

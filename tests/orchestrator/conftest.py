@@ -11,7 +11,7 @@ import pytest
 
 from orchestrator.settings import Settings
 from orchestrator.storage import Storage
-from vton.s3server import SeaweedS3, free_s3_port
+from vton_cli.s3server import SeaweedS3, free_s3_port
 
 ACCESS_KEY = "vtontest"
 SECRET_KEY = "test-secret-" + secrets.token_hex(8)

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from orchestrator.storage import Storage, StorageError
-from vton.s3server import SeaweedS3, free_s3_port
+from vton_cli.s3server import SeaweedS3, free_s3_port
 
 
 def test_the_bucket_is_created_when_missing_and_only_once(storage: Storage):

@@ -20,8 +20,8 @@ from services.pose.backends.openpose import (
 )
 from services.pose.models.openpose_body import BodyPoseModel, checkpoint_from_module
 from services.pose.types import PoseEstimate
-from vton.examples import fetch_examples
 from vton.runtime.errors import InvalidInput, NoPersonFound
+from vton_cli.examples import fetch_examples
 
 # The official body_pose_model.pth (lllyasviel/Annotators, sha256 25a948c1...) is a plain state dict of 184 tensors
 # named by the Caffe layers, without the torch port's block prefix (the ports strip it from their own keys with

@@ -106,7 +106,7 @@ def expected_head_shapes() -> dict[str, tuple[int, ...]]:
 
 @pytest.fixture(scope="module")
 def photo() -> np.ndarray:
-    from vton.examples import fetch_examples
+    from vton_cli.examples import fetch_examples
 
     return np.asarray(Image.open(fetch_examples() / "avatars" / "1.png").convert("RGB"))
 

@@ -20,8 +20,8 @@ from services.warp.backends.ladi_vton import (
 from services.warp.models import ConvNetTPS, RefinementUNet, TPSGridGen
 from services.warp.models.tps_grid import pixel_coordinates, regular_control_points
 from services.warp.types import WarpInputs
-from vton.examples import fetch_examples
 from vton.runtime.errors import InvalidInput, NoPersonFound
+from vton_cli.examples import fetch_examples
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "../shared/data"
 

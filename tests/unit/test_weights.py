@@ -72,7 +72,7 @@ def test_weights_list_and_verify_report_what_is_present(tmp_path):
     models = tmp_path / "models"
     (models / "keypoint-tps").mkdir(parents=True)
     listing = subprocess.run(
-        [sys.executable, "-m", "vton.cli", "weights", "list", "--models-dir", str(models)],
+        [sys.executable, "-m", "vton_cli.cli", "weights", "list", "--models-dir", str(models)],
         capture_output=True,
         text=True,
         timeout=60,
@@ -89,7 +89,16 @@ def test_weights_list_and_verify_report_what_is_present(tmp_path):
     folder.mkdir()
     (folder / "body_pose_model.pth").write_bytes(b"not the real file")
     verify = subprocess.run(
-        [sys.executable, "-m", "vton.cli", "weights", "verify", "openpose-body", "--models-dir", str(models)],
+        [
+            sys.executable,
+            "-m",
+            "vton_cli.cli",
+            "weights",
+            "verify",
+            "openpose-body",
+            "--models-dir",
+            str(models),
+        ],
         capture_output=True,
         text=True,
         timeout=60,
@@ -102,7 +111,7 @@ def test_pull_from_s3_fetches_and_checks_every_file(tmp_path, monkeypatch):
     """`vton weights pull NAME --from s3://...` is what the chart's init container runs: real S3, sha256 checked."""
     import boto3
 
-    from vton.s3server import SeaweedS3, free_s3_port
+    from vton_cli.s3server import SeaweedS3, free_s3_port
 
     source = tmp_path / "source"
     source.mkdir()

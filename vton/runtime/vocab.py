@@ -35,6 +35,7 @@ STAGES: tuple[str, ...] = tuple(s.value for s in Stage)
 # all use these (a test checks the chart's list against them).
 GRPC_PORTS: dict[str, int] = {stage: 50051 + i for i, stage in enumerate(STAGES)}
 METRICS_PORTS: dict[str, int] = {stage: 9101 + i for i, stage in enumerate(STAGES)}
+API_PORT = 8080  # the orchestrator's HTTP API
 # The steps a job records: the five stages plus the agnostic mask, which the parsing stage computes on its
 # own call once pose and parsing are known.
 JOB_STEPS: tuple[str, ...] = ("pose", "densepose", "parsing", "agnostic_mask", "warp", "diffusion")

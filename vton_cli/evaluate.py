@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from vton.client import ApiError, VtonClient
 from vton.evaluation import contact_sheet, ssim
 from vton.runtime import images
+from vton_cli.client import ApiError, VtonClient
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 

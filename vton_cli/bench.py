@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import time
@@ -18,9 +19,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from vton.examples import fetch_examples
 from vton.runtime import images
 from vton.runtime.backend import select_backend
+from vton.runtime.vocab import Category, Stage
+from vton_cli.examples import fetch_examples
 
 FLOOR_ANALYSIS_S = 1.5  # pose + parsing + densepose per 1024x768 photo on 2 cores (issue floor)
 
@@ -35,43 +37,43 @@ def _time(fn: Callable[[], object], repeat: int) -> tuple[float, object]:
     return statistics.median(samples), out
 
 
-def _load(stage: str, name: str):
-    registry = __import__(f"services.{stage}.backends", fromlist=["BACKENDS"]).BACKENDS
-    return select_backend(registry, name)[1]
-
-
 def run(person: np.ndarray, garment: np.ndarray, repeat: int) -> dict:
+    from services.densepose.backends import BACKENDS as DENSEPOSE
+    from services.diffusion.backends import BACKENDS as DIFFUSION
     from services.diffusion.types import TryOnInputs
     from services.parsing.agnostic import agnostic_mask, masked_person
+    from services.parsing.backends import BACKENDS as PARSING
+    from services.pose.backends import BACKENDS as POSE
+    from services.warp.backends import BACKENDS as WARP
     from services.warp.types import WarpInputs
 
     person = cv2.resize(person, (768, 1024), interpolation=cv2.INTER_AREA)
     baseline, _ = _time(lambda: images.decode_rgb(images.encode_png(person)), repeat)
-    pose, dense, parser = (
-        _load("pose", "blazepose-litert"),
-        _load("densepose", "geometric"),
-        _load("parsing", "geometric"),
-    )
-    warp, composite = _load("warp", "keypoint-tps"), _load("diffusion", "composite")
+    pose = select_backend(POSE, "blazepose-litert")[1]
+    dense = select_backend(DENSEPOSE, "geometric")[1]
+    parser = select_backend(PARSING, "geometric")[1]
+    warp = select_backend(WARP, "keypoint-tps")[1]
+    composite = select_backend(DIFFUSION, "composite")[1]
+    category = Category.UPPER_BODY
     results: dict[str, float] = {}
-    results["pose"], est = _time(lambda: pose.estimate(person), repeat)
-    results["densepose"], _ = _time(lambda: dense.estimate(person), repeat)
-    results["parsing"], parsed = _time(lambda: parser.parse(person), repeat)
+    results[Stage.POSE], est = _time(lambda: pose.estimate(person), repeat)
+    results[Stage.DENSEPOSE], _ = _time(lambda: dense.estimate(person), repeat)
+    results[Stage.PARSING], parsed = _time(lambda: parser.parse(person), repeat)
     results["agnostic_mask"], mask = _time(
-        lambda: agnostic_mask(parsed.labels, est.keypoints, "upper_body"), repeat
+        lambda: agnostic_mask(parsed.labels, est.keypoints, category), repeat
     )
     masked = masked_person(person, mask)
-    warp_in = WarpInputs(garment, person, masked, mask, est.keypoints, parsed.labels, "upper_body")
-    results["warp"], warped = _time(lambda: warp.warp(warp_in), repeat)
+    warp_in = WarpInputs(garment, person, masked, mask, est.keypoints, parsed.labels, category)
+    results[Stage.WARP], warped = _time(lambda: warp.warp(warp_in), repeat)
     tryon_in = TryOnInputs(
-        person, masked, mask, warped.warped_garment, warped.warped_mask, garment, parsed.labels, "upper_body"
+        person, masked, mask, warped.warped_garment, warped.warped_mask, garment, parsed.labels, category
     )
     results["composite"], _ = _time(lambda: composite.try_on(tryon_in), repeat)
-    analysis = results["pose"] + results["densepose"] + results["parsing"]
+    analysis = results[Stage.POSE] + results[Stage.DENSEPOSE] + results[Stage.PARSING]
     return {
         "machine": {
             "processor": platform.processor() or platform.machine(),
-            "cpus": len(__import__("os").sched_getaffinity(0)),
+            "cpus": len(os.sched_getaffinity(0)),
         },
         "image": "1024x768",
         "repeat": repeat,

@@ -21,6 +21,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+DEFAULT_S3_PORT = 8333  # SeaweedFS's own default S3 port
 # Offsets from the S3 port of every other listener `weed mini` opens.
 _PORT_OFFSETS = {
     "s3.port.grpc": 1,

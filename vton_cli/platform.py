@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,8 +22,8 @@ import grpc
 import httpx
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from vton.runtime.config import STAGES
-from vton.s3server import SeaweedS3
+from vton.runtime.vocab import API_PORT, GRPC_PORTS, METRICS_PORTS, STAGES
+from vton_cli.s3server import DEFAULT_S3_PORT, SeaweedS3
 
 
 def default_data_dir() -> Path:
@@ -33,18 +34,19 @@ def default_data_dir() -> Path:
 class PlatformConfig:
     data_dir: Path = field(default_factory=default_data_dir)
     host: str = "127.0.0.1"
-    http_port: int = 8080
-    grpc_base_port: int = 50051
-    metrics_base_port: int = 9101
-    s3_port: int = 8333
+    http_port: int = API_PORT
+    # The vocabulary's ports, each block moved to start at its base port (tests run several platforms at once).
+    grpc_base_port: int = min(GRPC_PORTS.values())
+    metrics_base_port: int = min(METRICS_PORTS.values())
+    s3_port: int = DEFAULT_S3_PORT
     backends: dict[str, str] = field(default_factory=dict)  # stage -> backend name; absent = auto
     workers: int = 2
 
     def grpc_port(self, stage: str) -> int:
-        return self.grpc_base_port + STAGES.index(stage)
+        return self.grpc_base_port + GRPC_PORTS[stage] - min(GRPC_PORTS.values())
 
     def metrics_port(self, stage: str) -> int:
-        return self.metrics_base_port + STAGES.index(stage)
+        return self.metrics_base_port + METRICS_PORTS[stage] - min(METRICS_PORTS.values())
 
     @property
     def api_url(self) -> str:
@@ -73,6 +75,17 @@ class Platform:
         self.s3: SeaweedS3 | None = None
         self.processes: dict[str, subprocess.Popen] = {}
         self.logs_dir = config.data_dir / "logs"
+
+    def __enter__(self) -> Platform:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()  # what had started stops before the error goes on
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
     # -- starting -------------------------------------------------------------------------------------------
     def start(self, timeout: float = 180) -> None:
@@ -126,28 +139,33 @@ class Platform:
     def _wait_grpc(self, name: str, address: str, deadline: float) -> None:
         with grpc.insecure_channel(address) as channel:
             stub = health_pb2_grpc.HealthStub(channel)
-            while True:
-                self._check_alive(name)
+
+            def serving() -> bool:
                 try:
                     reply = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=1)
-                    if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                        return
                 except grpc.RpcError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"{name} did not become healthy on {address}:\n{self.log_tail(name)}")
-                time.sleep(0.2)
+                    return False
+                return reply.status == health_pb2.HealthCheckResponse.SERVING
+
+            self._wait_until(name, serving, f"become healthy on {address}", deadline)
 
     def _wait_http(self, name: str, url: str, deadline: float) -> None:
+        def ready() -> bool:
+            try:
+                return httpx.get(url, timeout=2).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        self._wait_until(name, ready, f"become ready at {url}", deadline)
+
+    def _wait_until(self, name: str, ready: Callable[[], bool], what: str, deadline: float) -> None:
+        """Poll `ready` until it holds; fail at once if the process exits, or with its log at the deadline."""
         while True:
             self._check_alive(name)
-            try:
-                if httpx.get(url, timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
+            if ready():
+                return
             if time.monotonic() > deadline:
-                raise TimeoutError(f"{name} did not become ready at {url}:\n{self.log_tail(name)}")
+                raise TimeoutError(f"{name} did not {what}:\n{self.log_tail(name)}")
             time.sleep(0.2)
 
     # -- running and stopping ---------------------------------------------------------------------------------
@@ -184,17 +202,15 @@ def run_up(config: PlatformConfig) -> int:
     platform = Platform(config)
     print(f"vton: starting the platform (logs in {platform.logs_dir})", flush=True)
     try:
-        platform.start()
-        print(f"vton: ready. API on {config.api_url}. Ctrl-C stops it.", flush=True)
-        died = platform.wait(stop)
-        if died:
-            print(f"vton: {died} exited unexpectedly:\n{platform.log_tail(died)}", file=sys.stderr)
-            return 1
-        print("vton: stopping", flush=True)
-        return 0
+        with platform:
+            print(f"vton: ready. API on {config.api_url}. Ctrl-C stops it.", flush=True)
+            died = platform.wait(stop)
+            if died:
+                print(f"vton: {died} exited unexpectedly:\n{platform.log_tail(died)}", file=sys.stderr)
+            else:
+                print("vton: stopping", flush=True)
     except (RuntimeError, TimeoutError, OSError) as exc:
         print(f"vton: the platform could not start: {exc}", file=sys.stderr)
         return 1
-    finally:
-        platform.stop()
-        print("vton: stopped", flush=True)
+    print("vton: stopped", flush=True)
+    return 1 if died else 0

@@ -1,25 +1,22 @@
 """The `vton` command: start the platform, run one stage, send try-ons, manage weights, benchmark, evaluate.
 
-It talks to a running platform over HTTP (vton.client) and starts processes; it holds no pipeline logic.
+It talks to a running platform over HTTP (vton_cli.client) and starts processes; it holds no pipeline logic.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
 
-from vton.client import DEFAULT_SERVER, ApiError, Job, VtonClient
-from vton.runtime.config import STAGES
-
-CATEGORIES = ("upper_body", "lower_body", "dresses")
+from vton import weights_cli
+from vton.runtime.vocab import CATEGORIES, STAGES, Category
+from vton_cli.client import DEFAULT_SERVER, ApiError, Job, VtonClient
+from vton_cli.platform import PlatformConfig, run_up
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    from vton.platform import PlatformConfig, run_up
-
     backends = {}
     for item in args.backend or []:
         stage, _, name = item.partition("=")
@@ -68,12 +65,8 @@ def cmd_tryon(args: argparse.Namespace) -> int:
             print(f"job {job.id} accepted", flush=True)
             job = client.wait(job.id, on_update=_print_progress)
             if args.artifacts:
-                out_dir = Path(args.artifacts)
-                out_dir.mkdir(parents=True, exist_ok=True)
-                for url in job.artifacts.values():
-                    (out_dir / Path(url.split("?")[0]).name).write_bytes(client.download(url))
-                (out_dir / "job.json").write_text(json.dumps(job.raw, indent=2))
-                print(f"artifacts and job.json written to {out_dir}")
+                client.save_artifacts(job, Path(args.artifacts))
+                print(f"artifacts and job.json written to {args.artifacts}")
             if job.status != "succeeded":
                 print(f"vton tryon: the job failed: {job.error}", file=sys.stderr)
                 return 1
@@ -89,49 +82,14 @@ def cmd_tryon(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_weights(args: argparse.Namespace) -> int:
-    from vton.runtime import weights
-
-    manifest = weights.load_manifest()
-    names = args.names or list(manifest)
-    unknown = [n for n in names if n not in manifest]
-    if unknown:
-        print(
-            f"vton weights: unknown backend(s) {', '.join(unknown)}; known: {', '.join(manifest)}",
-            file=sys.stderr,
-        )
-        return 2
-    root = Path(args.models_dir) if args.models_dir else None
-    print(f"models directory: {weights.models_dir() if root is None else root}")
-    status = 0
-    for name in names:
-        entry = manifest[name]
-        if args.action == "list":
-            missing = weights.missing_files(name, root)
-            state = "present" if not missing else f"missing {len(missing)} of {len(entry.files)} files"
-            print(f"{name:<30} {entry.stage:<18} {entry.license:<32} {state:<24} {entry.description}")
-        elif args.action == "pull":
-            print(f"{name}:")
-            try:
-                weights.pull(name, root, from_s3=args.from_s3)
-            except Exception as exc:  # noqa: BLE001 - report each backend's failure and go on
-                print(f"  failed: {exc}", file=sys.stderr)
-                status = 1
-        else:
-            bad = weights.verify(name, root)
-            print(f"{name:<32} {'ok' if not bad else 'BAD: ' + ', '.join(bad)}")
-            status |= bool(bad)
-    return status
-
-
 def cmd_bench(args: argparse.Namespace) -> int:
-    from vton.bench import main as bench_main
+    from vton_cli.bench import main as bench_main
 
     return bench_main(args)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from vton.evaluate import main as eval_main
+    from vton_cli.evaluate import main as eval_main
 
     return eval_main(args)
 
@@ -141,14 +99,17 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     up = sub.add_parser("up", help="start the whole platform on this machine")
-    up.add_argument("--port", type=int, default=8080, help="the API's port (default 8080)")
+    defaults = PlatformConfig()
+    up.add_argument(
+        "--port", type=int, default=defaults.http_port, help="the API's port (default %(default)s)"
+    )
     up.add_argument("--data-dir", help="jobs database, S3 data and logs (default ~/.local/share/vton)")
     up.add_argument(
         "--backend", action="append", metavar="STAGE=NAME", help="a stage's backend (default auto)"
     )
-    up.add_argument("--grpc-base-port", type=int, default=50051)
-    up.add_argument("--metrics-base-port", type=int, default=9101)
-    up.add_argument("--s3-port", type=int, default=8333)
+    up.add_argument("--grpc-base-port", type=int, default=defaults.grpc_base_port)
+    up.add_argument("--metrics-base-port", type=int, default=defaults.metrics_base_port)
+    up.add_argument("--s3-port", type=int, default=defaults.s3_port)
     up.set_defaults(func=cmd_up)
 
     serve = sub.add_parser("serve", help="run one service (settings from VTON_* environment variables)")
@@ -168,11 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
     tryon.set_defaults(func=cmd_tryon)
 
     w = sub.add_parser("weights", help="list, pull or verify the backends' weight files")
-    w.add_argument("action", choices=["list", "pull", "verify"])
-    w.add_argument("names", nargs="*", help="backend names (default: all)")
-    w.add_argument("--from", dest="from_s3", metavar="s3://BUCKET/PREFIX", help="pull from S3 instead")
-    w.add_argument("--models-dir", help="default $VTON_MODELS_DIR or ~/.cache/vton/models")
-    w.set_defaults(func=cmd_weights)
+    weights_cli.add_arguments(w)
+    w.set_defaults(func=weights_cli.run)
 
     bench = sub.add_parser("bench", help="benchmark the stages on this machine; results under bench/")
     bench.add_argument("--image", help="a person photo (default: an example photo)")
@@ -184,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("eval", help="SSIM on paired samples and a contact sheet, through a running platform")
     ev.add_argument("dataset", help="VITON-HD's test layout (image/, cloth/), or a folder of person photos")
     ev.add_argument("--unpaired", help="a folder of garment photos to try on every person (no SSIM)")
-    ev.add_argument("--category", default="upper_body", choices=CATEGORIES)
+    ev.add_argument("--category", default=Category.UPPER_BODY, choices=CATEGORIES)
     ev.add_argument("--server", default=DEFAULT_SERVER)
     ev.add_argument("--out", default="out/eval", help="folder for the report and the contact sheet")
     ev.set_defaults(func=cmd_eval)

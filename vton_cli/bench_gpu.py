@@ -1,6 +1,6 @@
 """Every full network at its published size with random weights, on a GPU: time per stage and peak memory.
 
-    python -m vton.bench_gpu --inputs INPUTS.npz --out DIR [--dtype fp16]
+    python -m vton_cli.bench_gpu --inputs INPUTS.npz --out DIR [--dtype fp16]
 
 INPUTS.npz holds a person photo, a garment photo and the embedded stages' keypoints, label map, agnostic mask and
 pose map for it (`--make-inputs` writes it on any machine), so the GPU machine needs no embedded network.
@@ -21,6 +21,8 @@ import cv2
 import numpy as np
 import torch
 
+from vton.runtime.vocab import Category, Stage
+
 RESOLUTIONS = ((512, 384), (1024, 768))
 
 
@@ -36,7 +38,7 @@ def make_inputs(person_path: str, garment_path: str, out: Path) -> None:
     garment = images.read_rgb(garment_path)
     keypoints = select_backend(POSES, "blazepose-litert")[1].estimate(person).keypoints
     labels = select_backend(PARSERS, "geometric")[1].parse(person).labels
-    mask = agnostic_mask(labels, keypoints, "upper_body")
+    mask = agnostic_mask(labels, keypoints, Category.UPPER_BODY)
     np.savez_compressed(
         out,
         person=person,
@@ -93,11 +95,16 @@ def run(inputs: dict, dtype: torch.dtype, repeat: int) -> dict:
 
     pose = openpose.build_full_size_random("cuda", dtype, scales=(1.0,))
     record(
-        "pose", "OpenPose body (VGG-19 + 6 stages), 1 scale", "1024x768", lambda: pose.network_maps(person)
+        Stage.POSE,
+        "OpenPose body (VGG-19 + 6 stages), 1 scale",
+        "1024x768",
+        lambda: pose.network_maps(person),
     )
     pose = None  # free its memory before the next network
     parser = schp.build_full_size_random("cuda", dtype)
-    record("parsing", "SCHP ResNet-101 CE2P, flip", "1024x768 (473x473 net)", lambda: parser.parse(person))
+    record(
+        Stage.PARSING, "SCHP ResNet-101 CE2P, flip", "1024x768 (473x473 net)", lambda: parser.parse(person)
+    )
     parser = None
 
     warp = ladi_warp.build_full_size_random("cuda", dtype)
@@ -112,12 +119,12 @@ def run(inputs: dict, dtype: torch.dtype, repeat: int) -> dict:
             inputs["mask"],
             inputs["keypoints"],
             inputs["labels"],
-            "upper_body",
+            Category.UPPER_BODY,
             pose_map=inputs["pose_map"],
             width=width,
             height=height,
         )
-        warp_s = record("warp", "LaDI-VTON TPS + refinement U-Net", res, lambda w=warp_in: warp.warp(w))
+        warp_s = record(Stage.WARP, "LaDI-VTON TPS + refinement U-Net", res, lambda w=warp_in: warp.warp(w))
         warped = warp.warp(warp_in)
         for scheduler, steps in (("ddim", 50), ("dpm++", 25)):
             diffusion.use_scheduler(scheduler)
@@ -129,7 +136,7 @@ def run(inputs: dict, dtype: torch.dtype, repeat: int) -> dict:
                 warped.warped_mask,
                 garment,
                 inputs["labels"],
-                "upper_body",
+                Category.UPPER_BODY,
                 pose_map=inputs["pose_map"],
                 seed=1,
                 steps=steps,
@@ -138,7 +145,7 @@ def run(inputs: dict, dtype: torch.dtype, repeat: int) -> dict:
                 height=height,
             )
             s = record(
-                "diffusion",
+                Stage.DIFFUSION,
                 f"LaDI-VTON SD-2 UNet + EMASC + inversion, {scheduler} {steps} steps, CFG 7.5",
                 res,
                 lambda t=tryon_in: diffusion.try_on(t),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -9,7 +10,9 @@ from pathlib import Path
 
 import httpx
 
-DEFAULT_SERVER = "http://127.0.0.1:8080"
+from vton.runtime.vocab import API_PORT
+
+DEFAULT_SERVER = f"http://127.0.0.1:{API_PORT}"
 
 
 class ApiError(RuntimeError):
@@ -141,3 +144,10 @@ class VtonClient:
         if response.status_code != 200:
             raise ApiError(response.status_code, f"download of {url.split('?')[0]} failed")
         return response.content
+
+    def save_artifacts(self, job: Job, folder: Path) -> None:
+        """Every stage's artifact of `job` under its own file name, and the job's JSON as job.json."""
+        folder.mkdir(parents=True, exist_ok=True)
+        for url in job.artifacts.values():
+            (folder / Path(url.split("?")[0]).name).write_bytes(self.download(url))
+        (folder / "job.json").write_text(json.dumps(job.raw, indent=2))
