@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import sys
+
 import uvicorn
 
 from orchestrator.app import create_app
-from orchestrator.settings import Settings
+from orchestrator.settings import SettingsError, load_settings
 from vton.runtime.logs import configure
 
 
 def main() -> int:
     configure("orchestrator")
-    settings = Settings.from_env()
+    try:
+        settings = load_settings()
+    except SettingsError as exc:  # a start-up mistake: the message names each variable, no trace
+        print(f"orchestrator: {exc}", file=sys.stderr)
+        return 2
     app = create_app(settings)
     # log_config=None: uvicorn keeps the JSON log handler configured above instead of installing its own.
     # timeout_graceful_shutdown: a client waiting on ?wait=true must not hold a SIGTERM up; its job is in the

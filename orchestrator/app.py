@@ -1,7 +1,8 @@
 """The FastAPI application: wiring of store, storage, stage clients and job runner; errors as JSON; request ids.
 
-`create_app()` builds everything without touching the network; the lifespan creates the schema and the
-bucket, takes back interrupted jobs and starts the workers, and stops them (handing jobs back) at shutdown.
+`create_app()` builds everything without touching the network; the lifespan migrates the database to the
+newest schema, creates the bucket, takes back interrupted jobs and starts the workers, and stops them (handing
+jobs back) at shutdown.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ import re
 import time
 import uuid
 from contextlib import asynccontextmanager, suppress
-from dataclasses import dataclass
 
 import swagger_ui_bundle
 from fastapi import FastAPI, Request
@@ -22,13 +22,15 @@ from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from orchestrator.deps import AppContext, error_response
 from orchestrator.errors import ApiError
 from orchestrator.jobs import JobStore
 from orchestrator.metrics import OrchestratorMetrics
 from orchestrator.pipeline import TryOnPipeline
-from orchestrator.settings import Settings
+from orchestrator.routers import health, jobs, tryon, web
+from orchestrator.settings import Settings, load_settings
 from orchestrator.stages import StageClients
-from orchestrator.storage import Storage, StorageError, storage_from_settings
+from orchestrator.storage import StorageError, storage_from_settings
 from orchestrator.worker import JobRunner
 from vton.runtime.logs import log_event, request_id_var
 
@@ -41,33 +43,6 @@ _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _FORM_OVERHEAD_BYTES = 1024 * 1024
 # Probes and scrapes come every few seconds: no log line for each.
 _QUIET_ROUTES = {"/healthz", "/readyz", "/metrics"}
-
-
-@dataclass
-class AppContext:
-    settings: Settings
-    store: JobStore
-    storage: Storage
-    clients: StageClients
-    pipeline: TryOnPipeline
-    runner: JobRunner
-    metrics: OrchestratorMetrics
-    bucket_ready: bool = False
-
-    def ensure_bucket(self, wait_s: float = 0.0) -> None:
-        if not self.bucket_ready:
-            self.storage.ensure_bucket(wait_s=wait_s)
-            self.bucket_ready = True
-
-
-def context(request: Request) -> AppContext:
-    return request.app.state.ctx
-
-
-def error_response(
-    status: int, error: str, detail=None, headers: dict[str, str] | None = None
-) -> JSONResponse:
-    return JSONResponse({"error": error, "detail": detail}, status_code=status, headers=headers)
 
 
 class _BodyTooLarge(Exception):
@@ -153,11 +128,19 @@ class RequestContextMiddleware:
 
 
 def _validation_summary(exc: RequestValidationError) -> tuple[str, list[dict]]:
+    """A 422's text and detail: each problem's field, what is wrong, and the value the client sent (when it
+    sent a plain value rather than a file or nothing)."""
     problems = []
     for err in exc.errors():
         loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path", "header")]
-        problems.append({"field": ".".join(loc) or "request", "message": err.get("msg", "invalid")})
-    summary = "; ".join(f"{p['field']}: {p['message']}" for p in problems[:5])
+        problem = {"field": ".".join(loc) or "request", "message": err.get("msg", "invalid")}
+        if err.get("type") != "missing" and isinstance(err.get("input"), str | int | float | bool):
+            problem["value"] = err["input"]
+        problems.append(problem)
+    summary = "; ".join(
+        f"{p['field']}: {p['message']}" + (f" (sent {p['value']!r})" if "value" in p else "")
+        for p in problems[:5]
+    )
     return f"invalid request: {summary}", problems
 
 
@@ -201,21 +184,21 @@ def build_context(settings: Settings) -> AppContext:
         metrics,
         workers=settings.workers,
         lease_s=settings.job_lease_s,
-        max_attempts=settings.max_attempts,
+        max_attempts=settings.job_max_attempts,
     )
     metrics.watch_store(store.counts_by_status)
     return AppContext(settings, store, storage, clients, pipeline, runner, metrics)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    settings = settings or Settings.from_env()
+    settings = settings or load_settings()
     ctx = build_context(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        await run_in_threadpool(ctx.store.create_schema)
+        await run_in_threadpool(ctx.store.upgrade_schema)
         try:
-            await run_in_threadpool(ctx.ensure_bucket, settings.startup_s3_wait_s)
+            await run_in_threadpool(ctx.ensure_bucket, settings.s3_startup_wait_s)
         except StorageError as exc:  # /readyz says so and keeps trying; POSTs answer 503 meanwhile
             log.error("storage not ready at startup: %s", exc)
         if settings.workers > 0:
@@ -234,8 +217,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await run_in_threadpool(ctx.runner.stop)
             ctx.clients.close()
             ctx.store.close()
-
-    from orchestrator.routers import health, jobs, tryon, web
 
     app = FastAPI(
         title="vton orchestrator",

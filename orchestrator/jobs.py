@@ -14,94 +14,23 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from sqlalchemy import (
-    JSON,
-    BigInteger,
-    Double,
-    ForeignKey,
-    Index,
-    Integer,
-    String,
-    Text,
-    create_engine,
-    event,
-    func,
-    insert,
-    select,
-    update,
-)
+from sqlalchemy import create_engine, event, func, insert, select, update
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
+
+from orchestrator.migrations import upgrade_to_head
+from orchestrator.tables import ArtifactRow, JobRow, StageRow
+from vton.runtime.options import TryOnOptions
+from vton.runtime.vocab import JOB_STEPS
 
 QUEUED, RUNNING, SUCCEEDED, FAILED = "queued", "running", "succeeded", "failed"
 JOB_STATUSES = (QUEUED, RUNNING, SUCCEEDED, FAILED)
 FINISHED = (SUCCEEDED, FAILED)
 # A stage of a job: pending (not reached), running, succeeded, failed, or skipped (an earlier one failed).
 PENDING, SKIPPED = "pending", "skipped"
-
-
-class _Base(DeclarativeBase):
-    pass
-
-
-class JobRow(_Base):
-    __tablename__ = "vton_jobs"
-
-    id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    status: Mapped[str] = mapped_column(String(16))
-    category: Mapped[str] = mapped_column(String(32))
-    seed: Mapped[int] = mapped_column(BigInteger)
-    steps: Mapped[int | None] = mapped_column(Integer)
-    guidance_scale: Mapped[float | None] = mapped_column(Double)
-    person_key: Mapped[str] = mapped_column(String(512))
-    garment_key: Mapped[str] = mapped_column(String(512))
-    request_id: Mapped[str] = mapped_column(String(128), default="")
-    created_at: Mapped[float] = mapped_column(Double)
-    updated_at: Mapped[float] = mapped_column(Double)
-    started_at: Mapped[float | None] = mapped_column(Double)
-    finished_at: Mapped[float | None] = mapped_column(Double)
-    heartbeat_at: Mapped[float | None] = mapped_column(Double)
-    owner: Mapped[str | None] = mapped_column(String(255))
-    claim_token: Mapped[str | None] = mapped_column(String(32))
-    attempts: Mapped[int] = mapped_column(Integer, default=0)
-    result_key: Mapped[str | None] = mapped_column(String(512))
-    error: Mapped[str | None] = mapped_column(Text)
-    error_code: Mapped[str | None] = mapped_column(String(64))
-    error_stage: Mapped[str | None] = mapped_column(String(32))
-
-    stages: Mapped[list[StageRow]] = relationship(
-        order_by="StageRow.position", lazy="selectin", cascade="all, delete-orphan"
-    )
-    artifacts: Mapped[list[ArtifactRow]] = relationship(
-        order_by="ArtifactRow.created_at", lazy="selectin", cascade="all, delete-orphan"
-    )
-
-    __table_args__ = (Index("ix_vton_jobs_status_created", "status", "created_at"),)
-
-
-class StageRow(_Base):
-    __tablename__ = "vton_job_stages"
-
-    job_id: Mapped[str] = mapped_column(ForeignKey("vton_jobs.id", ondelete="CASCADE"), primary_key=True)
-    stage: Mapped[str] = mapped_column(String(32), primary_key=True)
-    position: Mapped[int] = mapped_column(Integer)
-    status: Mapped[str] = mapped_column(String(16), default=PENDING)
-    backend: Mapped[dict | None] = mapped_column(JSON)
-    seconds: Mapped[float | None] = mapped_column(Double)
-    error: Mapped[str | None] = mapped_column(Text)
-    people_detected: Mapped[int | None] = mapped_column(Integer)
-
-
-class ArtifactRow(_Base):
-    __tablename__ = "vton_job_artifacts"
-
-    job_id: Mapped[str] = mapped_column(ForeignKey("vton_jobs.id", ondelete="CASCADE"), primary_key=True)
-    name: Mapped[str] = mapped_column(String(64), primary_key=True)
-    key: Mapped[str] = mapped_column(String(512))
-    created_at: Mapped[float] = mapped_column(Double)
 
 
 @dataclass(frozen=True)
@@ -114,27 +43,16 @@ class StageState:
 
 
 @dataclass(frozen=True)
-class NewJob:
-    """What a client asked for; the inputs are already in storage under these keys."""
-
-    id: str
-    category: str
-    seed: int
-    steps: int | None
-    guidance_scale: float | None
-    person_key: str
-    garment_key: str
-    request_id: str = ""
-
-
-@dataclass(frozen=True)
 class Job:
+    """A try-on job as stored: what the client asked for (None: the backend's default), where it stands."""
+
     id: str
     status: str
     category: str
     seed: int
     steps: int | None
     guidance_scale: float | None
+    scheduler: str | None
     person_key: str
     garment_key: str
     request_id: str
@@ -155,6 +73,17 @@ class Job:
     @property
     def finished(self) -> bool:
         return self.status in FINISHED
+
+    @property
+    def options(self) -> TryOnOptions:
+        """The options as the stages take them (0 and "" for the backend's default)."""
+        return TryOnOptions(
+            category=self.category,
+            seed=self.seed,
+            steps=self.steps or 0,
+            guidance_scale=self.guidance_scale or 0.0,
+            scheduler=self.scheduler or "",
+        )
 
 
 def new_job_id() -> str:
@@ -206,8 +135,9 @@ class JobStore:
 
     # --- schema ------------------------------------------------------------------------------------------
 
-    def create_schema(self) -> None:
-        _Base.metadata.create_all(self.engine)
+    def upgrade_schema(self) -> None:
+        """Migrate the database to the newest schema (a no-op when it is there already)."""
+        upgrade_to_head(self.engine)
 
     def close(self) -> None:
         _LIVE_OWNERS.discard(self.owner)
@@ -219,27 +149,39 @@ class JobStore:
 
     # --- clients -----------------------------------------------------------------------------------------
 
-    def create(self, new: NewJob, stages: Sequence[str]) -> Job:
-        """Insert a queued job with every stage pending; committed when this returns."""
+    def create(
+        self,
+        job_id: str,
+        options: TryOnOptions,
+        *,
+        person_key: str,
+        garment_key: str,
+        request_id: str = "",
+    ) -> Job:
+        """Insert a queued job (its inputs already stored under the two keys) with every step pending;
+        committed when this returns. Options at the backend's default are stored as null."""
         now = time.time()
         row = JobRow(
-            id=new.id,
+            id=job_id,
             status=QUEUED,
-            category=new.category,
-            seed=new.seed,
-            steps=new.steps,
-            guidance_scale=new.guidance_scale,
-            person_key=new.person_key,
-            garment_key=new.garment_key,
-            request_id=new.request_id,
+            category=options.category,
+            seed=options.seed,
+            steps=options.steps or None,
+            guidance_scale=options.guidance_scale or None,
+            scheduler=options.scheduler or None,
+            person_key=person_key,
+            garment_key=garment_key,
+            request_id=request_id,
             created_at=now,
             updated_at=now,
             attempts=0,
-            stages=[StageRow(stage=name, position=i, status=PENDING) for i, name in enumerate(stages)],
+            stages=[StageRow(stage=name, position=i, status=PENDING) for i, name in enumerate(JOB_STEPS)],
         )
         with self._sessions.begin() as session:
             session.add(row)
-        return self.get(new.id)
+        job = self.get(job_id)
+        assert job is not None, "a committed job reads back"
+        return job
 
     def get(self, job_id: str) -> Job | None:
         with self._sessions() as session:
@@ -305,26 +247,13 @@ class JobStore:
                     .execution_options(synchronize_session=False)
                 )
 
-    def set_stage(
-        self,
-        job_id: str,
-        token: str,
-        stage: str,
-        status: str,
-        *,
-        backend: dict | None = None,
-        seconds: float | None = None,
-        error: str | None = None,
-        people_detected: int | None = None,
-    ) -> bool:
-        """Record a stage's progress; False (and nothing written) when the claim is no longer this worker's."""
-        values: dict = {"status": status, "error": error}
-        if backend is not None:
-            values["backend"] = backend
-        if seconds is not None:
-            values["seconds"] = seconds
-        if people_detected is not None:
-            values["people_detected"] = people_detected
+    def set_stage(self, job_id: str, token: str, stage: str, state: StageState) -> bool:
+        """Record a stage's progress (what `state` leaves None keeps its earlier value, but for the error);
+        False (and nothing written) when the claim is no longer this worker's."""
+        values: dict = {"status": state.status, "error": state.error}
+        for name in ("backend", "seconds", "people_detected"):
+            if getattr(state, name) is not None:
+                values[name] = getattr(state, name)
         with self._sessions.begin() as session:
             if not self._touch(session, job_id, token):
                 return False
@@ -384,12 +313,7 @@ class JobStore:
                 .execution_options(synchronize_session=False)
             ).rowcount
             if changed and status == FAILED:
-                session.execute(
-                    update(StageRow)
-                    .where(StageRow.job_id == job_id, StageRow.status.in_((PENDING, "running")))
-                    .values(status=SKIPPED)
-                    .execution_options(synchronize_session=False)
-                )
+                _skip_unreached_stages(session, job_id)
         return changed == 1
 
     def release(self, job_id: str, token: str) -> bool:
@@ -453,12 +377,7 @@ class JobStore:
                     .execution_options(synchronize_session=False)
                 ).rowcount
                 if changed and exhausted:
-                    session.execute(
-                        update(StageRow)
-                        .where(StageRow.job_id == job_id, StageRow.status.in_((PENDING, "running")))
-                        .values(status=SKIPPED)
-                        .execution_options(synchronize_session=False)
-                    )
+                    _skip_unreached_stages(session, job_id)
                 elif changed:
                     _reset_stages(session, job_id)
             if changed:
@@ -466,7 +385,7 @@ class JobStore:
         return taken
 
     @staticmethod
-    def _touch(session, job_id: str, token: str) -> bool:
+    def _touch(session: Session, job_id: str, token: str) -> bool:
         """Refresh the job's heartbeat if it still runs under `token`. Being the first write of the
         transaction, it also locks the job row (PostgreSQL) or the database (SQLite) for what follows."""
         now = time.time()
@@ -481,12 +400,22 @@ class JobStore:
         )
 
 
-def _reset_stages(session, job_id: str) -> None:
+def _reset_stages(session: Session, job_id: str) -> None:
     """A job back in the queue runs from the start again: its stages show as not yet reached."""
     session.execute(
         update(StageRow)
         .where(StageRow.job_id == job_id)
         .values(status=PENDING, backend=None, seconds=None, error=None)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def _skip_unreached_stages(session: Session, job_id: str) -> None:
+    """A failed job's stages that never finished show as skipped."""
+    session.execute(
+        update(StageRow)
+        .where(StageRow.job_id == job_id, StageRow.status.in_((PENDING, RUNNING)))
+        .values(status=SKIPPED)
         .execution_options(synchronize_session=False)
     )
 
@@ -499,6 +428,7 @@ def _to_job(row: JobRow) -> Job:
         seed=row.seed,
         steps=row.steps,
         guidance_scale=row.guidance_scale,
+        scheduler=row.scheduler,
         person_key=row.person_key,
         garment_key=row.garment_key,
         request_id=row.request_id,

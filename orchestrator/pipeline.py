@@ -1,5 +1,5 @@
 """The try-on flow of one job over gRPC: pose, densepose and parsing at once, then the agnostic mask, the
-warp and the diffusion; every stage's artifacts go to storage as soon as the stage answers.
+warp and the diffusion; every step's artifacts go to storage as soon as the step answers.
 
 Plain Python over the stubs: it reports progress through a `Progress` (the worker writes it to the job
 store), and it stops between and during calls when `Progress.cancelled()` says the worker is shutting down.
@@ -9,49 +9,51 @@ from __future__ import annotations
 
 import queue
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import grpc
+from google.protobuf.message import Message
 
+from orchestrator.jobs import RUNNING, SUCCEEDED, Job, StageState
 from orchestrator.stages import StageClients, StageError
-from orchestrator.working_size import DEFAULT_MAX_PIXELS, paste_full_size, working_copy
+from orchestrator.working_size import paste_full_size, working_copy
 from vton.runtime import images
 from vton.runtime.errors import InvalidInput
+from vton.runtime.options import TryOnOptions
+from vton.runtime.vocab import JOB_STEPS, Stage
 from vton.v1 import common_pb2, densepose_pb2, diffusion_pb2, parsing_pb2, pose_pb2, warp_pb2
 
-# The pipeline's steps in order, and the stage service each one calls.
-STEP_SERVICES = {
-    "pose": "pose",
-    "densepose": "densepose",
-    "parsing": "parsing",
-    "agnostic_mask": "parsing",
-    "warp": "warp",
-    "diffusion": "diffusion",
-}
-STEPS = tuple(STEP_SERVICES)
-
-CATEGORIES = {
-    "upper_body": common_pb2.CATEGORY_UPPER_BODY,
-    "lower_body": common_pb2.CATEGORY_LOWER_BODY,
-    "dresses": common_pb2.CATEGORY_DRESSES,
+# The stage service each step calls: the agnostic mask is the parsing stage's second call.
+STEP_STAGES: dict[str, Stage] = {
+    step: Stage.PARSING if step == "agnostic_mask" else Stage(step) for step in JOB_STEPS
 }
 
-# Artifact file names, in the order the steps write them; the job JSON lists each under its stem
-# ("pose" for pose.json, "agnostic_mask" for agnostic_mask.png) with a URL ending in the file name.
-ARTIFACTS = (
-    "pose.json",
-    "pose_skeleton.png",
-    "densepose.png",
-    "parsing.png",
-    "label_map.png",
-    "agnostic_mask.png",
-    "masked_person.png",
-    "garment_mask.png",
-    "warped_garment.png",
-    "warped_mask.png",
-)
+# What each step stores: artifact file name -> its bytes in the step's response. The job JSON lists each
+# artifact under its stem ("pose" for pose.json) with a URL ending in the file name.
+STEP_ARTIFACTS: dict[str, dict[str, Callable[[Any], bytes]]] = {
+    "pose": {
+        "pose.json": lambda r: r.openpose_json.encode(),
+        "pose_skeleton.png": lambda r: r.skeleton.data,
+    },
+    "densepose": {"densepose.png": lambda r: r.visualization.data},
+    "parsing": {
+        "parsing.png": lambda r: r.visualization.data,
+        "label_map.png": lambda r: r.label_map.image.data,
+    },
+    "agnostic_mask": {
+        "agnostic_mask.png": lambda r: r.mask.data,
+        "masked_person.png": lambda r: r.masked_person.data,
+    },
+    "warp": {
+        "garment_mask.png": lambda r: r.garment_mask.data,
+        "warped_garment.png": lambda r: r.warped_garment.data,
+        "warped_mask.png": lambda r: r.warped_mask.data,
+    },
+}
+# Artifact file names in the order the steps make them.
+ARTIFACTS: tuple[str, ...] = tuple(name for files in STEP_ARTIFACTS.values() for name in files)
 IMAGE_FORMATS = {"png": "png", "jpeg": "jpg", "webp": "webp"}
 
 
@@ -83,17 +85,28 @@ def image_message(data: bytes) -> common_pb2.Image:
     return common_pb2.Image(data=data, width=width, height=height, format=image_format(data))
 
 
+def options_message(options: TryOnOptions) -> common_pb2.TryOnOptions:
+    """The options every stage call carries; 0 and "" ask for the backend's default."""
+    return common_pb2.TryOnOptions(
+        category=common_pb2.Category.Value(f"CATEGORY_{options.category.upper()}"),
+        seed=options.seed,
+        steps=options.steps,
+        guidance_scale=options.guidance_scale,
+        scheduler=options.scheduler,
+    )
+
+
+def backend_dict(info: common_pb2.BackendInfo) -> dict:
+    return {
+        "name": info.name,
+        "version": info.version,
+        "kind": info.kind,
+        "weights_license": info.weights_license,
+    }
+
+
 class Progress(Protocol):
-    def stage(
-        self,
-        step: str,
-        status: str,
-        *,
-        backend: dict | None = None,
-        seconds: float | None = None,
-        error: str | None = None,
-        people_detected: int | None = None,
-    ) -> None: ...
+    def stage(self, step: str, state: StageState) -> None: ...
 
     def artifact(self, name: str, key: str) -> None: ...
 
@@ -111,63 +124,52 @@ class Storage(Protocol):
 
 
 @dataclass(frozen=True)
-class TryOnJob:
-    id: str
-    category: str
-    seed: int
-    steps: int | None
-    guidance_scale: float | None
-    person_key: str
-    garment_key: str
-    request_id: str = ""
+class _Inputs:
+    """The photos as the stages get them. `original` is the full-size person photo when the stages work on a
+    scaled-down copy (the result is pasted back into it), else None."""
 
-
-def backend_dict(info: common_pb2.BackendInfo) -> dict:
-    return {
-        "name": info.name,
-        "version": info.version,
-        "kind": info.kind,
-        "weights_license": info.weights_license,
-    }
+    person: common_pb2.Image
+    garment: common_pb2.Image
+    options: common_pb2.TryOnOptions
+    original: bytes | None
 
 
 class TryOnPipeline:
     """Runs one job; `run` returns the storage key of the result or raises StageError / Interrupted."""
 
     def __init__(
-        self,
-        clients: StageClients,
-        storage: Storage,
-        poll_s: float = 0.2,
-        max_working_pixels: int = DEFAULT_MAX_PIXELS,
+        self, clients: StageClients, storage: Storage, *, max_working_pixels: int, poll_s: float = 0.2
     ) -> None:
         self.clients = clients
         self.storage = storage
-        self.poll_s = poll_s
         self.max_working_pixels = max_working_pixels
+        self.poll_s = poll_s
 
-    def run(self, job: TryOnJob, progress: Progress) -> str:
-        person_bytes = self.storage.get(job.person_key)
-        garment_bytes = self.storage.get(job.garment_key)
+    def run(self, job: Job, progress: Progress) -> str:
+        inputs = self._load_inputs(job)
+        calls = _Calls(self, job, progress)
+        pose, parsing = self._analyse_person(calls, inputs)
+        agnostic = self._mask_garment_region(calls, inputs, pose, parsing)
+        warped = self._warp_garment(calls, inputs, pose, parsing, agnostic)
+        image = self._try_on(calls, inputs, pose, parsing, agnostic, warped)
+        return self._store_result(job, inputs, image, agnostic.mask.data)
+
+    def _load_inputs(self, job: Job) -> _Inputs:
+        person = self.storage.get(job.person_key)
+        garment = self.storage.get(job.garment_key)
         # A large photo goes through the stages at a working size (the artifacts are at that size).
-        working = working_copy(person_bytes, self.max_working_pixels)
-        person = image_message(working or person_bytes)
-        garment = image_message(garment_bytes)
-        options = common_pb2.TryOnOptions(
-            category=CATEGORIES[job.category],
-            seed=job.seed,
-            steps=job.steps or 0,  # 0: the backend's own default
-            guidance_scale=job.guidance_scale or 0.0,
+        working = working_copy(person, self.max_working_pixels)
+        return _Inputs(
+            person=image_message(working or person),
+            garment=image_message(garment),
+            options=options_message(job.options),
+            original=person if working is not None else None,
         )
-        c = self.clients
-        run = _Run(self, job, progress)
 
-        def store(name: str, data: bytes) -> None:
-            if data:
-                progress.artifact(name.rsplit(".", 1)[0], self.storage.put(artifact_key(job.id, name), data))
-
-        # 1-3 at once: the person photo alone feeds all three.
-        first = run.steps(
+    def _analyse_person(self, calls: _Calls, inputs: _Inputs) -> tuple[Any, Any]:
+        """Pose, densepose and parsing at once: the person photo alone feeds all three."""
+        c, person = self.clients, inputs.person
+        done = calls.run(
             {
                 "pose": (c.pose.EstimatePose, pose_pb2.EstimatePoseRequest(image=person)),
                 "densepose": (
@@ -175,130 +177,120 @@ class TryOnPipeline:
                     densepose_pb2.EstimateDensePoseRequest(image=person),
                 ),
                 "parsing": (c.parsing.Parse, parsing_pb2.ParseRequest(image=person, label_set="lip")),
-            },
-            on_done={
-                "pose": lambda r: (
-                    store("pose.json", r.openpose_json.encode()),
-                    store("pose_skeleton.png", r.skeleton.data),
-                ),
-                "densepose": lambda r: store("densepose.png", r.visualization.data),
-                "parsing": lambda r: (
-                    store("parsing.png", r.visualization.data),
-                    store("label_map.png", r.label_map.image.data),
-                ),
-            },
+            }
         )
-        pose, parsing = first["pose"], first["parsing"]
+        return done["pose"], done["parsing"]
 
-        agnostic = run.step(
-            "agnostic_mask",
-            c.parsing.CreateAgnosticMask,
-            parsing_pb2.CreateAgnosticMaskRequest(
-                image=person, label_map=parsing.label_map, keypoints=pose.keypoints, options=options
-            ),
-            lambda r: (
-                store("agnostic_mask.png", r.mask.data),
-                store("masked_person.png", r.masked_person.data),
-            ),
+    def _mask_garment_region(self, calls: _Calls, inputs: _Inputs, pose: Any, parsing: Any) -> Any:
+        request = parsing_pb2.CreateAgnosticMaskRequest(
+            image=inputs.person,
+            label_map=parsing.label_map,
+            keypoints=pose.keypoints,
+            options=inputs.options,
         )
-        warped = run.step(
-            "warp",
-            c.warp.WarpGarment,
-            warp_pb2.WarpGarmentRequest(
-                garment=garment,
-                person=person,
-                masked_person=agnostic.masked_person,
-                agnostic_mask=agnostic.mask,
-                keypoints=pose.keypoints,
-                pose_map=pose.pose_map,
-                label_map=parsing.label_map,
-                options=options,
-            ),
-            lambda r: (
-                store("garment_mask.png", r.garment_mask.data),
-                store("warped_garment.png", r.warped_garment.data),
-                store("warped_mask.png", r.warped_mask.data),
-            ),
+        return calls.one("agnostic_mask", self.clients.parsing.CreateAgnosticMask, request)
+
+    def _warp_garment(self, calls: _Calls, inputs: _Inputs, pose: Any, parsing: Any, agnostic: Any) -> Any:
+        request = warp_pb2.WarpGarmentRequest(
+            garment=inputs.garment,
+            person=inputs.person,
+            masked_person=agnostic.masked_person,
+            agnostic_mask=agnostic.mask,
+            keypoints=pose.keypoints,
+            pose_map=pose.pose_map,
+            label_map=parsing.label_map,
+            options=inputs.options,
         )
-        tryon = run.step(
-            "diffusion",
-            c.diffusion.TryOn,
-            diffusion_pb2.TryOnRequest(
-                person=person,
-                masked_person=agnostic.masked_person,
-                agnostic_mask=agnostic.mask,
-                pose_map=pose.pose_map,
-                warped_garment=warped.warped_garment,
-                warped_mask=warped.warped_mask,
-                garment=garment,
-                label_map=parsing.label_map,
-                options=options,
-            ),
+        return calls.one("warp", self.clients.warp.WarpGarment, request)
+
+    def _try_on(
+        self, calls: _Calls, inputs: _Inputs, pose: Any, parsing: Any, agnostic: Any, warped: Any
+    ) -> bytes:
+        request = diffusion_pb2.TryOnRequest(
+            person=inputs.person,
+            masked_person=agnostic.masked_person,
+            agnostic_mask=agnostic.mask,
+            pose_map=pose.pose_map,
+            warped_garment=warped.warped_garment,
+            warped_mask=warped.warped_mask,
+            garment=inputs.garment,
+            label_map=parsing.label_map,
+            options=inputs.options,
         )
-        if not tryon.image.data:
+        response = calls.one("diffusion", self.clients.diffusion.TryOn, request)
+        if not response.image.data:
             raise StageError(
                 "diffusion", "diffusion", grpc.StatusCode.INTERNAL, "the diffusion stage returned no image"
             )
-        result = tryon.image.data
-        if working is not None:
-            result = paste_full_size(person_bytes, result, agnostic.mask.data)
-        return self.storage.put(result_key(job.id), result, "image/png")
+        return response.image.data
+
+    def _store_result(self, job: Job, inputs: _Inputs, image: bytes, mask: bytes) -> str:
+        if inputs.original is not None:
+            image = paste_full_size(inputs.original, image, mask)
+        return self.storage.put(result_key(job.id), image, "image/png")
 
 
-class _Run:
-    """The calls of one job: start them, wait with cancellation checks, report each as it finishes."""
+class _Calls:
+    """The stage calls of one job: start them, wait with cancellation checks, and as each one answers store
+    its artifacts and report it."""
 
-    def __init__(self, pipeline: TryOnPipeline, job: TryOnJob, progress: Progress) -> None:
+    def __init__(self, pipeline: TryOnPipeline, job: Job, progress: Progress) -> None:
         self.p, self.job, self.progress = pipeline, job, progress
 
-    def step(self, name: str, rpc, request, on_done: Callable | None = None):
-        return self.steps({name: (rpc, request)}, {name: on_done} if on_done else {})[name]
+    def one(self, step: str, rpc: grpc.UnaryUnaryMultiCallable, request: Message) -> Any:
+        return self.run({step: (rpc, request)})[step]
 
-    def steps(self, calls: dict[str, tuple], on_done: dict[str, Callable]) -> dict[str, object]:
+    def run(self, calls: Mapping[str, tuple[grpc.UnaryUnaryMultiCallable, Message]]) -> dict[str, Any]:
+        """Every call at once; their responses by step once all succeeded. The first failure cancels the rest."""
         if self.progress.cancelled():
             raise Interrupted(f"stopped before {', '.join(calls)}")
         finished: queue.Queue = queue.Queue()
         futures: dict[str, grpc.Future] = {}
-        for name, (rpc, request) in calls.items():
-            self.progress.stage(name, "running")
+        for step, (rpc, request) in calls.items():
+            self.progress.stage(step, StageState(RUNNING))
             started = time.monotonic()
-            future = self.p.clients.start(rpc, request, self.job.request_id)
+            future = self.p.clients.start(rpc, request, self.job.request_id or self.job.id)
             future.add_done_callback(
-                lambda f, name=name, started=started: finished.put((name, f, time.monotonic() - started))
+                lambda f, step=step, started=started: finished.put((step, f, time.monotonic() - started))
             )
-            futures[name] = future
-        results: dict[str, object] = {}
+            futures[step] = future
+        results: dict[str, Any] = {}
         try:
             while len(results) < len(calls):
                 try:
-                    name, future, seconds = finished.get(timeout=self.p.poll_s)
+                    step, future, seconds = finished.get(timeout=self.p.poll_s)
                 except queue.Empty:
                     if self.progress.cancelled():
                         raise Interrupted(f"stopped during {', '.join(set(calls) - set(results))}") from None
                     continue
-                service = STEP_SERVICES[name]
-                try:
-                    response = future.result()
-                except grpc.FutureCancelledError:
-                    raise Interrupted(f"{name} was cancelled") from None
-                except grpc.RpcError as exc:
-                    raise StageError.from_rpc(
-                        name, service, self.p.clients.addresses[service], exc, seconds
-                    ) from None
-                if name in on_done:
-                    on_done[name](response)
-                self.progress.stage(
-                    name,
-                    "succeeded",
-                    backend=backend_dict(response.backend),
-                    seconds=round(seconds, 4),
-                    # pose, densepose and parsing say how many people they saw (they work on the largest)
-                    people_detected=getattr(response, "people_detected", None) or None,
-                )
-                results[name] = response
+                results[step] = self._answered(step, future, seconds)
         except BaseException:
             # the first failure ends the job: the other calls are cancelled at their servers too
             for future in futures.values():
                 future.cancel()
             raise
         return results
+
+    def _answered(self, step: str, future: grpc.Future, seconds: float) -> Any:
+        """The step's response, its artifacts stored and its success reported; StageError when it failed."""
+        stage = STEP_STAGES[step]
+        try:
+            response = future.result()
+        except grpc.FutureCancelledError:
+            raise Interrupted(f"{step} was cancelled") from None
+        except grpc.RpcError as exc:
+            raise StageError.from_rpc(step, stage, self.p.clients.addresses[stage], exc, seconds) from None
+        for name, data_of in STEP_ARTIFACTS.get(step, {}).items():
+            data = data_of(response)
+            if data:
+                key = self.p.storage.put(artifact_key(self.job.id, name), data)
+                self.progress.artifact(name.rsplit(".", 1)[0], key)
+        succeeded = StageState(
+            SUCCEEDED,
+            backend=backend_dict(response.backend),
+            seconds=round(seconds, 4),
+            # pose, densepose and parsing say how many people they saw (they work on the largest)
+            people_detected=getattr(response, "people_detected", None) or None,
+        )
+        self.progress.stage(step, succeeded)
+        return response

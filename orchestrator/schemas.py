@@ -6,10 +6,13 @@ import time
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from fastapi import UploadFile
 from pydantic import BaseModel, Field
 
 from orchestrator.jobs import Job
 from orchestrator.pipeline import ARTIFACTS
+from vton.runtime.options import MAX_GUIDANCE_SCALE, MAX_SEED, MAX_STEPS, SCHEDULERS
+from vton.runtime.vocab import CATEGORIES
 
 # Artifacts listed in the order the pipeline makes them, whatever order the stages finished in.
 _ARTIFACT_ORDER = {name.rsplit(".", 1)[0]: i for i, name in enumerate(ARTIFACTS)}
@@ -28,6 +31,27 @@ ERROR_HTTP_STATUS = {
     "interrupted": 500,
     "internal": 500,
 }
+
+
+class TryOnForm(BaseModel):
+    """The multipart form of POST /v1/tryon: the two photos and the options. The options' limits are checked
+    by the platform's one validator (vton.runtime.options), the same the stages apply."""
+
+    person: UploadFile = Field(description="Photo of the person (PNG, JPEG or WebP, at most 40 megapixels)")
+    garment: UploadFile = Field(description="Product photo of the garment (PNG, JPEG or WebP)")
+    category: str = Field(description=" | ".join(CATEGORIES))
+    seed: int | None = Field(None, description=f"Random seed, 0..{MAX_SEED}; chosen at random when absent")
+    # 0 is no number of steps: a client asks for the backend's default by leaving the field out.
+    steps: int | None = Field(
+        None, ge=1, description=f"Denoising steps, 1..{MAX_STEPS}; the backend's default when absent"
+    )
+    guidance_scale: float | None = Field(
+        None,
+        description=f"Classifier-free guidance scale, 0..{MAX_GUIDANCE_SCALE:g}; the backend's default when absent",
+    )
+    scheduler: str | None = Field(
+        None, description=f"Denoising scheduler: {' | '.join(SCHEDULERS)}; the backend's default when absent"
+    )
 
 
 class ErrorOut(BaseModel):
@@ -58,6 +82,7 @@ class OptionsOut(BaseModel):
     seed: int
     steps: int | None = Field(None, description="null: the backend's default")
     guidance_scale: float | None = Field(None, description="null: the backend's default")
+    scheduler: str | None = Field(None, description="null: the backend's default")
 
 
 class TimingsOut(BaseModel):
@@ -116,7 +141,11 @@ def job_out(job: Job, presign) -> JobOut:
         id=job.id,
         status=job.status,
         options=OptionsOut(
-            category=job.category, seed=job.seed, steps=job.steps, guidance_scale=job.guidance_scale
+            category=job.category,
+            seed=job.seed,
+            steps=job.steps,
+            guidance_scale=job.guidance_scale,
+            scheduler=job.scheduler,
         ),
         created_at=_when(job.created_at),
         started_at=_when(job.started_at),

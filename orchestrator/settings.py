@@ -1,96 +1,159 @@
-"""The orchestrator's settings, read from the environment (the chart and `vton up` set them)."""
+"""The orchestrator's settings: one field per environment variable, each default written once here.
+
+`Settings()` reads `VTON_*` (and the two AWS credential variables) from the environment, validates every value
+and refuses a bad one naming the variable. docs/deploy.md's settings table is generated from this class
+(`python -m orchestrator.settings`), and a test keeps the two equal.
+"""
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-STAGE_NAMES = ("pose", "densepose", "parsing", "warp", "diffusion")
-DEFAULT_STAGE_ADDRS = {
-    "pose": "127.0.0.1:50051",
-    "densepose": "127.0.0.1:50052",
-    "parsing": "127.0.0.1:50053",
-    "warp": "127.0.0.1:50054",
-    "diffusion": "127.0.0.1:50055",
-}
+from pydantic import Field, SecretStr, ValidationError, create_model, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from vton.runtime.vocab import API_PORT, GRPC_PORTS, STAGES
 
-def default_data_dir() -> Path:
-    return Path.home() / ".local" / "share" / "vton"
+ENV_PREFIX = "VTON_"
 
 
-@dataclass(frozen=True)
-class Settings:
-    http_host: str = "127.0.0.1"
-    http_port: int = 8080
-    data_dir: Path = field(default_factory=default_data_dir)
-    # None: a SQLite file in data_dir. PostgreSQL in a cluster: postgresql+psycopg://user:pw@host/db
-    database_url: str | None = None
-    s3_endpoint: str | None = None  # None: boto3's default (AWS)
-    # The endpoint clients reach S3 through, when it differs from ours (a cluster's ingress): presigned
-    # URLs are signed for this host, since SigV4 signs the Host header.
-    s3_public_endpoint: str | None = None
-    s3_bucket: str = "vton"
-    s3_region: str = "us-east-1"
-    # None: boto3's own chain (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, profiles, instance roles).
-    s3_access_key: str | None = None
-    s3_secret_key: str | None = None
-    stage_addrs: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_STAGE_ADDRS))
-    # Jobs run at once by this process; 0 accepts jobs without running them (another replica runs them).
-    workers: int = 2
-    stage_timeout_s: float = 120.0  # the deadline of each gRPC call
-    max_working_pixels: int = 2_400_000  # larger photos go through the stages scaled down
-    max_upload_bytes: int = 25 * 1024 * 1024
-    url_ttl_s: int = 3600  # expiry of presigned URLs
-    wait_timeout_s: float = 600.0  # how long POST /v1/tryon?wait=true waits before answering 202
-    # A running job whose worker has not written a heartbeat for this long is taken over by another.
-    job_lease_s: float = 60.0
-    max_attempts: int = 3  # a job that kills its worker this many times fails instead of looping
-    startup_s3_wait_s: float = 30.0  # how long startup retries creating the bucket while S3 comes up
-    readiness_timeout_s: float = 2.0
+def _stage_address_fields() -> dict[str, Any]:
+    """`<stage>_addr` for every stage of the vocabulary: VTON_POSE_ADDR ... VTON_DIFFUSION_ADDR."""
+    return {
+        f"{stage}_addr": (
+            str,
+            Field(
+                f"127.0.0.1:{GRPC_PORTS[stage]}",
+                min_length=1,
+                description=f"gRPC address of the {stage} stage",
+            ),
+        )
+        for stage in STAGES
+    }
+
+
+# The stage addresses are fields like any other (validated, documented, overridable one by one); they are
+# generated from the vocabulary so that adding a stage adds its setting.
+_StageAddresses = create_model("_StageAddresses", __base__=BaseSettings, **_stage_address_fields())
+
+
+class Settings(_StageAddresses):  # type: ignore[misc, valid-type]
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_ignore_empty=True,  # VTON_X= (set but empty) means the default, as an unset variable does
+        frozen=True,
+        populate_by_name=True,  # tests and callers pass s3_access_key=...; the environment uses the alias
+        extra="ignore",  # VTON_LOG_LEVEL, VTON_MODELS_DIR...: the same environment carries other processes' settings
+    )
+
+    http_host: str = Field("127.0.0.1", description="Address the HTTP API listens on")
+    http_port: int = Field(API_PORT, ge=1, le=65535, description="Port of the HTTP API")
+    data_dir: Path = Field(
+        Path("~/.local/share/vton"),
+        description="Where the SQLite job database lives when no database URL is set",
+    )
+    database_url: str | None = Field(
+        None,
+        description="SQLAlchemy URL of the job database, e.g. `postgresql+psycopg://user:pw@host/db`; "
+        "unset: a SQLite file `jobs.db` in the data directory",
+    )
+    s3_endpoint: str | None = Field(None, description="URL of the S3 server; unset: AWS S3")
+    s3_public_endpoint: str | None = Field(
+        None,
+        description="The S3 URL clients reach when it differs from ours (a cluster's ingress): presigned URLs "
+        "are signed for this host",
+    )
+    s3_bucket: str = Field(
+        "vton", min_length=3, max_length=63, description="Bucket of inputs, artifacts, results"
+    )
+    s3_region: str = Field("us-east-1", min_length=1, description="Region the bucket is signed for")
+    s3_access_key: str | None = Field(
+        None,
+        validation_alias="AWS_ACCESS_KEY_ID",
+        description="S3 access key; unset: boto3's own chain (profiles, instance roles)",
+    )
+    s3_secret_key: SecretStr | None = Field(
+        None,
+        validation_alias="AWS_SECRET_ACCESS_KEY",
+        description="S3 secret key; unset: boto3's own chain",
+    )
+    s3_startup_wait_s: float = Field(
+        30.0, ge=0, description="How long startup retries creating the bucket while S3 comes up"
+    )
+    workers: int = Field(
+        2,
+        ge=0,
+        description="Jobs this process runs at once; 0 accepts jobs and leaves them to other replicas",
+    )
+    stage_timeout_s: float = Field(120.0, gt=0, description="Deadline of each gRPC stage call")
+    max_working_pixels: int = Field(
+        2_400_000,  # 1344x1792 at 3:4, above the networks' 1024x768
+        ge=32 * 32,
+        description="Larger person photos go through the stages scaled down to this many pixels; the result is "
+        "pasted back at full size",
+    )
+    max_upload_bytes: int = Field(25 * 1024 * 1024, gt=0, description="Largest person or garment upload")
+    url_ttl_s: int = Field(
+        3600, ge=1, le=7 * 24 * 3600, description="Expiry of presigned URLs (SigV4 allows at most 7 days)"
+    )
+    wait_timeout_s: float = Field(
+        600.0, gt=0, description="How long `POST /v1/tryon?wait=true` waits before answering 202"
+    )
+    job_lease_s: float = Field(
+        60.0, gt=0, description="A running job whose worker sent no heartbeat for this long is taken over"
+    )
+    job_max_attempts: int = Field(
+        3, ge=1, description="A job that stopped its worker this many times fails instead of looping"
+    )
+    readiness_timeout_s: float = Field(2.0, gt=0, description="Bound of each check behind /readyz")
+
+    @field_validator("data_dir")
+    @classmethod
+    def _expand_home(cls, value: Path) -> Path:
+        return value.expanduser()
 
     @property
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'jobs.db'}"
 
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        env = os.environ if env is None else env
+    @property
+    def stage_addrs(self) -> dict[str, str]:
+        return {stage: getattr(self, f"{stage}_addr") for stage in STAGES}
 
-        def number(name: str, default: float, kind: type = float):
-            raw = env.get(name)
-            if raw is None or raw == "":
-                return default
-            try:
-                return kind(raw)
-            except ValueError:
-                raise ValueError(f"{name}={raw!r} is not a {kind.__name__}") from None
 
-        data_dir = Path(env["VTON_DATA_DIR"]).expanduser() if env.get("VTON_DATA_DIR") else default_data_dir()
-        return cls(
-            http_host=env.get("VTON_HTTP_HOST", "127.0.0.1"),
-            http_port=number("VTON_HTTP_PORT", 8080, int),
-            data_dir=data_dir,
-            database_url=env.get("VTON_DATABASE_URL") or None,
-            s3_endpoint=env.get("VTON_S3_ENDPOINT") or None,
-            s3_public_endpoint=env.get("VTON_S3_PUBLIC_ENDPOINT") or None,
-            s3_bucket=env.get("VTON_S3_BUCKET", "vton"),
-            s3_region=env.get("VTON_S3_REGION", "us-east-1"),
-            s3_access_key=env.get("AWS_ACCESS_KEY_ID") or None,
-            s3_secret_key=env.get("AWS_SECRET_ACCESS_KEY") or None,
-            stage_addrs={
-                stage: env.get(f"VTON_{stage.upper()}_ADDR", DEFAULT_STAGE_ADDRS[stage])
-                for stage in STAGE_NAMES
-            },
-            workers=number("VTON_WORKERS", 2, int),
-            stage_timeout_s=number("VTON_STAGE_TIMEOUT_S", 120.0),
-            max_working_pixels=number("VTON_MAX_WORKING_PIXELS", 2_400_000, int),
-            max_upload_bytes=number("VTON_MAX_UPLOAD_BYTES", 25 * 1024 * 1024, int),
-            url_ttl_s=number("VTON_URL_TTL_S", 3600, int),
-            wait_timeout_s=number("VTON_WAIT_TIMEOUT_S", 600.0),
-            job_lease_s=number("VTON_JOB_LEASE_S", 60.0),
-            max_attempts=number("VTON_JOB_MAX_ATTEMPTS", 3, int),
-            startup_s3_wait_s=number("VTON_S3_STARTUP_WAIT_S", 30.0),
-        )
+class SettingsError(ValueError):
+    """A setting has a value the orchestrator cannot use; the message names each variable and its value."""
+
+
+def env_name(field: str) -> str:
+    """The environment variable of a settings field."""
+    alias = Settings.model_fields[field].validation_alias
+    return alias if isinstance(alias, str) else ENV_PREFIX + field.upper()
+
+
+def load_settings() -> Settings:
+    """Settings from the environment, or SettingsError listing every bad variable."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        by_name = {name: env_name(name) for name in Settings.model_fields}
+        by_name |= {env: env for env in by_name.values()}
+        problems = [
+            f"{by_name.get(str(err['loc'][0]), err['loc'][0])}={err['input']!r}: {err['msg']}"
+            for err in exc.errors()
+        ]
+        raise SettingsError("invalid settings: " + "; ".join(problems)) from None
+
+
+def settings_table() -> str:
+    """The Markdown table of every setting (docs/deploy.md holds a copy that a test compares)."""
+    rows = ["| variable | default | meaning |", "|---|---|---|"]
+    for name, field in Settings.model_fields.items():
+        default = "unset" if field.default is None else f"`{field.default}`"
+        rows.append(f"| `{env_name(name)}` | {default} | {field.description} |")
+    return "\n".join(rows) + "\n"
+
+
+if __name__ == "__main__":
+    print(settings_table(), end="")

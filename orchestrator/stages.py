@@ -1,7 +1,7 @@
 """gRPC clients of the five stage services: deadlines, request ids, retries of UNAVAILABLE, health checks.
 
 The orchestrator knows the stages only through the generated stubs of `vton.v1`; a stage's failure becomes
-a StageError that names the step and carries the gRPC code, which the API turns into an HTTP status.
+a StageError that names the step and carries the gRPC code and the job's error code.
 """
 
 from __future__ import annotations
@@ -11,9 +11,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import grpc
+from google.protobuf.message import Message
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from vton.runtime.logs import REQUEST_ID_METADATA
+from vton.runtime.vocab import STAGES, Stage
 from vton.v1 import (
     densepose_pb2,
     densepose_pb2_grpc,
@@ -30,13 +32,23 @@ from vton.v1 import (
 # The same limit the stage servers set: a 1024x768 request carries several images and an 18-channel map.
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 
-SERVICE_NAMES = {
-    "pose": pose_pb2.DESCRIPTOR.services_by_name["PoseService"].full_name,
-    "densepose": densepose_pb2.DESCRIPTOR.services_by_name["DensePoseService"].full_name,
-    "parsing": parsing_pb2.DESCRIPTOR.services_by_name["ParsingService"].full_name,
-    "warp": warp_pb2.DESCRIPTOR.services_by_name["WarpService"].full_name,
-    "diffusion": diffusion_pb2.DESCRIPTOR.services_by_name["DiffusionService"].full_name,
+
+_PROTOS = {
+    Stage.POSE: pose_pb2,
+    Stage.DENSEPOSE: densepose_pb2,
+    Stage.PARSING: parsing_pb2,
+    Stage.WARP: warp_pb2,
+    Stage.DIFFUSION: diffusion_pb2,
 }
+
+
+def _service_name(stage: str) -> str:
+    """The full name of the one service `vton/v1/<stage>.proto` declares, e.g. vton.v1.PoseService."""
+    (service,) = _PROTOS[Stage(stage)].DESCRIPTOR.services_by_name.values()
+    return service.full_name
+
+
+SERVICE_NAMES: dict[str, str] = {stage: _service_name(stage) for stage in STAGES}
 
 # A stage restarting (or a pod being replaced) answers UNAVAILABLE for a moment: retry that alone, a few
 # times with backoff. Every stage call is idempotent (same inputs, same seed, same answer).
@@ -59,12 +71,13 @@ _SERVICE_CONFIG = json.dumps(
     }
 )
 
-# gRPC code -> (error code in the job, HTTP status a waiting client gets)
-_OUTCOMES = {
-    grpc.StatusCode.INVALID_ARGUMENT: ("invalid_input", 400),
-    grpc.StatusCode.FAILED_PRECONDITION: ("no_person", 422),
-    grpc.StatusCode.UNAVAILABLE: ("stage_unavailable", 503),
-    grpc.StatusCode.DEADLINE_EXCEEDED: ("stage_timeout", 504),
+# gRPC code -> the error code the failed job carries (schemas.ERROR_HTTP_STATUS maps it to HTTP); others:
+# "stage_error".
+_ERROR_CODES = {
+    grpc.StatusCode.INVALID_ARGUMENT: "invalid_input",
+    grpc.StatusCode.FAILED_PRECONDITION: "no_person",
+    grpc.StatusCode.UNAVAILABLE: "stage_unavailable",
+    grpc.StatusCode.DEADLINE_EXCEEDED: "stage_timeout",
 }
 
 
@@ -73,7 +86,7 @@ class StageError(Exception):
 
     def __init__(self, step: str, service: str, code: grpc.StatusCode, message: str, seconds: float = 0.0):
         self.step, self.service, self.code, self.seconds = step, service, code, seconds
-        self.error_code, self.http_status = _OUTCOMES.get(code, ("stage_error", 502))
+        self.error_code = _ERROR_CODES.get(code, "stage_error")
         self.message = message
         super().__init__(message)
 
@@ -106,8 +119,8 @@ class StageHealth:
 class StageClients:
     """One channel per stage; channels connect lazily and reconnect on their own, so building is free."""
 
-    def __init__(self, addresses: Mapping[str, str], timeout_s: float = 120.0) -> None:
-        missing = set(SERVICE_NAMES) - set(addresses)
+    def __init__(self, addresses: Mapping[str, str], *, timeout_s: float) -> None:
+        missing = set(STAGES) - set(addresses)
         if missing:
             raise ValueError(f"no address for stage(s): {', '.join(sorted(missing))}")
         self.addresses = dict(addresses)
@@ -123,13 +136,13 @@ class StageClients:
         self.channels = {
             stage: grpc.insecure_channel(addr, options=options) for stage, addr in self.addresses.items()
         }
-        self.pose = pose_pb2_grpc.PoseServiceStub(self.channels["pose"])
-        self.densepose = densepose_pb2_grpc.DensePoseServiceStub(self.channels["densepose"])
-        self.parsing = parsing_pb2_grpc.ParsingServiceStub(self.channels["parsing"])
-        self.warp = warp_pb2_grpc.WarpServiceStub(self.channels["warp"])
-        self.diffusion = diffusion_pb2_grpc.DiffusionServiceStub(self.channels["diffusion"])
+        self.pose = pose_pb2_grpc.PoseServiceStub(self.channels[Stage.POSE])
+        self.densepose = densepose_pb2_grpc.DensePoseServiceStub(self.channels[Stage.DENSEPOSE])
+        self.parsing = parsing_pb2_grpc.ParsingServiceStub(self.channels[Stage.PARSING])
+        self.warp = warp_pb2_grpc.WarpServiceStub(self.channels[Stage.WARP])
+        self.diffusion = diffusion_pb2_grpc.DiffusionServiceStub(self.channels[Stage.DIFFUSION])
 
-    def start(self, rpc: grpc.UnaryUnaryMultiCallable, request, request_id: str) -> grpc.Future:
+    def start(self, rpc: grpc.UnaryUnaryMultiCallable, request: Message, request_id: str) -> grpc.Future:
         """Send `request` without waiting: the call carries the deadline and the request id."""
         metadata = ((REQUEST_ID_METADATA, request_id),) if request_id else None
         return rpc.future(request, timeout=self.timeout_s, metadata=metadata)

@@ -13,6 +13,8 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from orchestrator.settings import Settings
+
 log = logging.getLogger("vton.orchestrator.storage")
 
 CONTENT_TYPES = {
@@ -44,7 +46,7 @@ class Storage:
         region: str = "us-east-1",
         access_key: str | None = None,
         secret_key: str | None = None,
-        url_ttl_s: int = 3600,
+        url_ttl_s: int,
         timeout_s: float = 30.0,
     ) -> None:
         self.bucket = bucket
@@ -150,14 +152,15 @@ class Storage:
         )
 
 
-def storage_from_settings(settings) -> Storage:
-    """The Storage that `settings` (orchestrator.settings.Settings) describes."""
+def storage_from_settings(settings: Settings) -> Storage:
+    """The Storage that `settings` describes."""
+    secret = settings.s3_secret_key
     return Storage(
         settings.s3_bucket,
         endpoint=settings.s3_endpoint,
         public_endpoint=settings.s3_public_endpoint,
         region=settings.s3_region,
         access_key=settings.s3_access_key,
-        secret_key=settings.s3_secret_key,
+        secret_key=secret.get_secret_value() if secret is not None else None,
         url_ttl_s=settings.url_ttl_s,
     )

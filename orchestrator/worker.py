@@ -11,9 +11,9 @@ import logging
 import threading
 import time
 
-from orchestrator.jobs import FAILED, SUCCEEDED, Job, JobStore
+from orchestrator.jobs import FAILED, QUEUED, SUCCEEDED, Job, JobStore, StageState
 from orchestrator.metrics import OrchestratorMetrics
-from orchestrator.pipeline import Interrupted, TryOnJob, TryOnPipeline
+from orchestrator.pipeline import Interrupted, TryOnPipeline
 from orchestrator.stages import StageError
 from orchestrator.storage import StorageError
 from vton.runtime.logs import log_event, request_id_var
@@ -27,19 +27,10 @@ class _JobProgress:
     def __init__(self, runner: JobRunner, job: Job) -> None:
         self.runner, self.job = runner, job
 
-    def stage(self, step, status, *, backend=None, seconds=None, error=None, people_detected=None) -> None:
-        self.runner.store.set_stage(
-            self.job.id,
-            self.job.claim_token,
-            step,
-            status,
-            backend=backend,
-            seconds=seconds,
-            error=error,
-            people_detected=people_detected,
-        )
-        if seconds is not None:
-            self.runner.metrics.stage_seconds.labels(step, status).observe(seconds)
+    def stage(self, step: str, state: StageState) -> None:
+        self.runner.store.set_stage(self.job.id, self.job.claim_token, step, state)
+        if state.seconds is not None:
+            self.runner.metrics.stage_seconds.labels(step, state.status).observe(state.seconds)
 
     def artifact(self, name: str, key: str) -> None:
         self.runner.store.add_artifact(self.job.id, self.job.claim_token, name, key)
@@ -55,9 +46,9 @@ class JobRunner:
         pipeline: TryOnPipeline,
         metrics: OrchestratorMetrics,
         *,
-        workers: int = 2,
-        lease_s: float = 60.0,
-        max_attempts: int = 3,
+        workers: int,
+        lease_s: float,
+        max_attempts: int,
         poll_s: float = 1.0,
     ) -> None:
         self.store, self.pipeline, self.metrics = store, pipeline, metrics
@@ -149,32 +140,19 @@ class JobRunner:
         status = FAILED
         try:
             log_event(log, "job started", job_id=job.id, attempt=job.attempts)
-            result = self.pipeline.run(
-                TryOnJob(
-                    id=job.id,
-                    category=job.category,
-                    seed=job.seed,
-                    steps=job.steps,
-                    guidance_scale=job.guidance_scale,
-                    person_key=job.person_key,
-                    garment_key=job.garment_key,
-                    request_id=job.request_id or job.id,
-                ),
-                _JobProgress(self, job),
-            )
+            result = self.pipeline.run(job, _JobProgress(self, job))
             if self.store.finish(job.id, token, SUCCEEDED, result_key=result):
                 status = SUCCEEDED
             else:  # our lease ran out (no heartbeat got through) and another worker runs it now
-                status = "queued"
+                status = QUEUED
                 log_event(log, "job finished but its claim was lost", logging.WARNING, job_id=job.id)
         except Interrupted as exc:
             self.store.release(job.id, token)
-            status = "queued"
+            status = QUEUED
             log_event(log, "job handed back to the queue", job_id=job.id, reason=str(exc))
         except StageError as exc:
-            self.store.set_stage(
-                job.id, token, exc.step, FAILED, seconds=round(exc.seconds, 4), error=exc.message
-            )
+            failed = StageState(FAILED, seconds=round(exc.seconds, 4), error=exc.message)
+            self.store.set_stage(job.id, token, exc.step, failed)
             self.metrics.stage_seconds.labels(exc.step, FAILED).observe(exc.seconds)
             self._fail(job, token, exc.message, exc.error_code, exc.step)
         except StorageError as exc:
@@ -186,7 +164,7 @@ class JobRunner:
             with self._lock:
                 self._running.pop(job.id, None)
             self.metrics.jobs_in_flight.dec()
-            if status != "queued":
+            if status != QUEUED:
                 seconds = time.monotonic() - started
                 self.metrics.job_seconds.labels(status).observe(seconds)
                 log_event(log, "job finished", job_id=job.id, status=status, seconds=round(seconds, 3))

@@ -15,8 +15,6 @@ import numpy as np
 
 from vton.runtime import images
 
-DEFAULT_MAX_PIXELS = 2_400_000  # 1344x1792 at 3:4, above the networks' 1024x768
-
 
 def working_copy(data: bytes, max_pixels: int) -> bytes | None:
     """PNG bytes of the photo scaled to fit `max_pixels`, or None when it already fits."""

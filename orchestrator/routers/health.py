@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from orchestrator.app import AppContext, context
+from orchestrator.deps import AppContext, context
 
 router = APIRouter(tags=["operations"])
 

@@ -7,9 +7,9 @@ import re
 from fastapi import APIRouter, Depends
 from fastapi.responses import RedirectResponse
 
-from orchestrator.app import AppContext, context
+from orchestrator.deps import AppContext, context
 from orchestrator.errors import ApiError
-from orchestrator.jobs import Job
+from orchestrator.jobs import SUCCEEDED, Job
 from orchestrator.schemas import ErrorOut, JobOut, job_out
 
 router = APIRouter(tags=["jobs"])
@@ -46,7 +46,7 @@ def get_job(job_id: str, ctx: AppContext = Depends(context)) -> JobOut:
 )
 def get_result(job_id: str, ctx: AppContext = Depends(context)) -> RedirectResponse:
     job = _job(ctx, job_id)
-    if job.status != "succeeded" or not job.result_key:
+    if job.status != SUCCEEDED or not job.result_key:
         message = f"job {job_id} has no result: it is {job.status}"
         raise ApiError(409, message + (f" ({job.error})" if job.error else ""), {"status": job.status})
     return RedirectResponse(ctx.storage.presign(job.result_key), status_code=307)

@@ -54,7 +54,9 @@ DISTRIBUTIONS = {
     "multipart": "python-multipart",
     "python_multipart": "python-multipart",
     "pydantic": "pydantic",
+    "pydantic_settings": "pydantic-settings",
     "sqlalchemy": "sqlalchemy",
+    "alembic": "alembic",
     "psycopg": "psycopg",
     "detectron2": "detectron2",
     "densepose": "detectron2",
@@ -424,3 +426,5 @@ def test_the_installed_package_carries_its_data_files(tmp_path: Path) -> None:
     assert "vton/runtime/manifest.yaml" in names
     web = [p.relative_to(ROOT).as_posix() for p in (ROOT / "orchestrator" / "web").glob("*") if p.is_file()]
     assert set(web) <= names, sorted(set(web) - names)
+    migrations = {p.relative_to(ROOT).as_posix() for p in (ROOT / "orchestrator/migrations").rglob("*.py")}
+    assert migrations <= names, sorted(migrations - names)  # the orchestrator migrates its database at start

@@ -8,9 +8,12 @@ import uuid
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 
 from orchestrator.settings import Settings
 from orchestrator.storage import Storage
+from vton.runtime.vocab import STAGES
 from vton_cli.s3server import SeaweedS3, free_s3_port
 
 ACCESS_KEY = "vtontest"
@@ -44,7 +47,16 @@ def storage(s3_server: SeaweedS3, bucket_name: str) -> Storage:
 
 
 @pytest.fixture
-def settings(tmp_path: Path, s3_server: SeaweedS3, bucket_name: str) -> Settings:
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """No VTON_* or AWS_* variable of the developer's shell reaches the settings a test builds."""
+    for name in list(os.environ):
+        if name.startswith(("VTON_", "AWS_")) and not name.startswith("VTON_TEST_"):
+            monkeypatch.delenv(name)
+    return monkeypatch
+
+
+@pytest.fixture
+def settings(clean_env, tmp_path: Path, s3_server: SeaweedS3, bucket_name: str) -> Settings:
     """Settings for an app on a fresh SQLite file and a fresh bucket; the stages point at closed ports."""
     return Settings(
         data_dir=tmp_path,
@@ -52,13 +64,43 @@ def settings(tmp_path: Path, s3_server: SeaweedS3, bucket_name: str) -> Settings
         s3_bucket=bucket_name,
         s3_access_key=ACCESS_KEY,
         s3_secret_key=SECRET_KEY,
-        stage_addrs={s: "127.0.0.1:9" for s in ("pose", "densepose", "parsing", "warp", "diffusion")},
+        **{f"{stage}_addr": "127.0.0.1:9" for stage in STAGES},
         workers=0,
-        startup_s3_wait_s=5,
+        s3_startup_wait_s=5,
         stage_timeout_s=10,
         readiness_timeout_s=0.5,
+        url_ttl_s=600,
     )
 
 
 def postgres_url() -> str | None:
     return os.environ.get("VTON_TEST_POSTGRES_URL") or None
+
+
+@pytest.fixture(
+    params=[
+        "sqlite",
+        pytest.param(
+            "postgres",
+            marks=[
+                pytest.mark.postgres,
+                pytest.mark.skipif(not postgres_url(), reason="VTON_TEST_POSTGRES_URL is not set"),
+            ],
+        ),
+    ]
+)
+def db_url(request, tmp_path) -> str:
+    """An empty database nobody else uses: a SQLite file, or a PostgreSQL schema of this test's own."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'jobs.db'}"
+        return
+    base = postgres_url()
+    schema = f"vton_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(base)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    url = make_url(base).update_query_dict({"options": f"-csearch_path={schema}"})
+    yield url.render_as_string(hide_password=False)
+    with admin.begin() as conn:
+        conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    admin.dispose()

@@ -8,7 +8,6 @@ derived from the request (the stages' own behaviour is tested with the services)
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import socket
 import struct
@@ -30,6 +29,7 @@ from orchestrator.app import create_app
 from orchestrator.jobs import JobStore
 from orchestrator.settings import Settings
 from vton.runtime import images, messages
+from vton.runtime.vocab import CATEGORIES, STAGES
 from vton.v1 import (
     common_pb2,
     densepose_pb2,
@@ -44,7 +44,6 @@ from vton.v1 import (
     warp_pb2_grpc,
 )
 
-STAGES = ("pose", "densepose", "parsing", "warp", "diffusion")
 ARTIFACTS = {
     "pose",
     "pose_skeleton",
@@ -146,8 +145,39 @@ def test_bad_requests_answer_4xx_json_naming_the_problem(client, form, status, n
     assert client.app.state.ctx.store.counts_by_status()["queued"] == 0, "nothing is queued for a bad request"
 
 
+@pytest.mark.parametrize(
+    ("fields", "field", "value", "needle"),
+    [
+        ({"steps": "201"}, "steps", 201, "steps 201 is out of range; it must be within 1..200"),
+        ({"steps": "1000"}, "steps", 1000, "within 1..200"),
+        ({"guidance_scale": "30.5"}, "guidance_scale", 30.5, "guidance_scale 30.5 is out of range"),
+        ({"seed": str(2**63)}, "seed", 2**63, "seed 9223372036854775808 is out of range"),
+        ({"scheduler": "euler"}, "scheduler", "euler", "unknown scheduler 'euler'; choose one of: ddim"),
+        ({"category": "hats"}, "category", "hats", "unknown category 'hats'"),
+    ],
+    ids=["steps-201", "steps-1000", "guidance", "seed", "scheduler", "category"],
+)
+def test_options_the_stages_would_refuse_answer_422_naming_the_field_and_the_value_sent(
+    client, fields, field, value, needle
+):
+    response = client.post("/v1/tryon", **_form(**fields))
+    assert response.status_code == 422, response.text
+    body = response.json()
+    assert needle in body["error"]
+    assert body["detail"] == {"field": field, "value": value}
+    assert client.app.state.ctx.store.counts_by_status()["queued"] == 0
+
+
+def test_a_value_of_the_wrong_type_answers_422_with_the_value_sent(client):
+    response = client.post("/v1/tryon", **_form(steps="twelve"))
+    assert response.status_code == 422
+    body = response.json()
+    assert "steps" in body["error"] and "'twelve'" in body["error"]
+    assert body["detail"][0]["field"] == "steps" and body["detail"][0]["value"] == "twelve"
+
+
 def test_an_upload_over_the_size_limit_answers_413(settings):
-    small = dataclasses.replace(settings, max_upload_bytes=20_000)
+    small = settings.model_copy(update={"max_upload_bytes": 20_000})
     with TestClient(create_app(small)) as c:
         big = _png(200, 200)  # ~120 kB of noise
         response = c.post("/v1/tryon", **_form(person=big))
@@ -180,7 +210,13 @@ def test_a_job_is_accepted_with_202_and_shows_as_queued(client):
     job = client.get(response.headers["location"]).json()
     assert job["status"] == "queued"
     assert job["request_id"] == "shop-42.a"
-    assert job["options"] == {"category": "upper_body", "seed": 5, "steps": None, "guidance_scale": None}
+    assert job["options"] == {
+        "category": "upper_body",
+        "seed": 5,
+        "steps": None,
+        "guidance_scale": None,
+        "scheduler": None,
+    }
     assert list(job["stages"]) == ["pose", "densepose", "parsing", "agnostic_mask", "warp", "diffusion"]
     assert {s["status"] for s in job["stages"].values()} == {"pending"}
     assert job["result_url"] is None and job["artifacts"] == {} and job["error"] is None
@@ -236,6 +272,7 @@ class StandInStages:
         if not hold_diffusion:
             self.diffusion_may_go.set()
         self.request_ids: list[tuple[str, str]] = []
+        self.options: dict[str, common_pb2.TryOnOptions] = {}  # the options each call that takes them got
         self.first_three = threading.Barrier(3, timeout=10)
         self.server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=8),
@@ -306,6 +343,7 @@ class StandInStages:
 
             def CreateAgnosticMask(self, request, context):
                 seen(context, "CreateAgnosticMask")
+                stand_in.options["CreateAgnosticMask"] = request.options
                 labels = messages.labels_from(request.label_map)
                 person = messages.rgb_from(request.image, "image")
                 mask = np.where(labels == 5, 255, 0).astype(np.uint8)
@@ -320,6 +358,7 @@ class StandInStages:
         class Warp(warp_pb2_grpc.WarpServiceServicer):
             def WarpGarment(self, request, context):
                 seen(context, "WarpGarment")
+                stand_in.options["WarpGarment"] = request.options
                 mask = messages.gray_from(request.agnostic_mask, "agnostic_mask")
                 h, w = mask.shape
                 garment = np.zeros((h, w, 3), np.uint8)
@@ -336,6 +375,7 @@ class StandInStages:
         class Diffusion(diffusion_pb2_grpc.DiffusionServiceServicer):
             def TryOn(self, request, context):
                 seen(context, "TryOn")
+                stand_in.options["TryOn"] = request.options
                 stand_in.diffusion_started.set()
                 stand_in.diffusion_may_go.wait(30)
                 person = messages.rgb_from(request.person, "person")
@@ -371,10 +411,15 @@ def stand_ins():
     stages.stop()
 
 
-def _running(settings: Settings, stages: StandInStages, **changes) -> Settings:
-    return dataclasses.replace(
-        settings, stage_addrs={s: stages.address for s in STAGES}, workers=1, **changes
-    )
+def stage_addresses(addresses: str | dict[str, str]) -> dict[str, str]:
+    """Settings fields that point every stage at one address, or each at its own."""
+    if isinstance(addresses, str):
+        addresses = dict.fromkeys(STAGES, addresses)
+    return {f"{stage}_addr": address for stage, address in addresses.items()}
+
+
+def _running(settings: Settings, stages: StandInStages) -> Settings:
+    return settings.model_copy(update={**stage_addresses(stages.address), "workers": 1})
 
 
 def test_a_job_runs_every_stage_and_stores_every_artifact(settings, stand_ins):
@@ -412,6 +457,36 @@ def test_a_job_runs_every_stage_and_stores_every_artifact(settings, stand_ins):
     assert {rid for _, rid in stand_ins.request_ids} == {"trace-1"}
 
 
+def test_the_options_a_client_chose_reach_every_stage_that_takes_them(settings, stand_ins):
+    with TestClient(create_app(_running(settings, stand_ins))) as c:
+        response = c.post(
+            "/v1/tryon?wait=true",
+            **_form(
+                category="dresses", seed="11", steps="30", guidance_scale="2.5", scheduler="dpm-solver++"
+            ),
+        )
+    assert response.status_code == 200, response.text
+    assert response.json()["options"] == {
+        "category": "dresses",
+        "seed": 11,
+        "steps": 30,
+        "guidance_scale": 2.5,
+        "scheduler": "dpm-solver++",
+    }
+    assert set(stand_ins.options) == {"CreateAgnosticMask", "WarpGarment", "TryOn"}
+    for method, options in stand_ins.options.items():
+        sent = (options.category, options.seed, options.steps, options.guidance_scale, options.scheduler)
+        assert sent == (common_pb2.CATEGORY_DRESSES, 11, 30, 2.5, "dpm-solver++"), method
+
+
+def test_options_left_out_reach_the_stages_as_the_backends_defaults(settings, stand_ins):
+    with TestClient(create_app(_running(settings, stand_ins))) as c:
+        assert c.post("/v1/tryon?wait=true", **_form(seed="3")).status_code == 200
+    options = stand_ins.options["TryOn"]
+    sent = (options.category, options.seed, options.steps, options.guidance_scale, options.scheduler)
+    assert sent == (common_pb2.CATEGORY_UPPER_BODY, 3, 0, 0.0, "")
+
+
 def test_no_person_found_answers_422_and_the_job_says_which_stage(settings):
     stages = StandInStages(no_person=True)
     try:
@@ -431,7 +506,7 @@ def test_no_person_found_answers_422_and_the_job_says_which_stage(settings):
 
 def test_an_unreachable_stage_answers_503_naming_it(settings, stand_ins):
     down = _running(settings, stand_ins)
-    down = dataclasses.replace(down, stage_addrs={**down.stage_addrs, "warp": "127.0.0.1:9"})
+    down = down.model_copy(update={"warp_addr": "127.0.0.1:9"})
     with TestClient(create_app(down)) as c:
         response = c.post("/v1/tryon?wait=true", **_form())
     assert response.status_code == 503, response.text
@@ -511,7 +586,7 @@ def real_stages():
 def test_a_job_through_the_real_stage_services(settings, real_stages, examples):
     person = (examples / "avatars" / "1.png").read_bytes()
     garment = (examples / "clothes" / "shirts" / "1_front.jpg").read_bytes()
-    real = dataclasses.replace(settings, stage_addrs=real_stages, workers=1, stage_timeout_s=120)
+    real = settings.model_copy(update={**stage_addresses(real_stages), "workers": 1, "stage_timeout_s": 120})
     with TestClient(create_app(real)) as c:
         assert c.get("/readyz").json()["ready"] is True
         form = {
@@ -543,7 +618,12 @@ def test_the_api_docs_page_and_its_assets_are_served_without_a_cdn(settings):
         assert "cdn" not in page.text.lower()
         script = client.get("/docs/static/swagger-ui-bundle.js")
         assert script.status_code == 200 and len(script.content) > 100_000
-        assert client.get("/openapi.json").json()["paths"]["/v1/tryon"]["post"]
+        schema = client.get("/openapi.json").json()
+    assert schema["paths"]["/v1/tryon"]["post"]
+    # the form's every field is documented, the options with their limits
+    form = schema["components"]["schemas"]["TryOnForm"]["properties"]
+    assert set(form) == {"person", "garment", "category", "seed", "steps", "guidance_scale", "scheduler"}
+    assert "1..200" in form["steps"]["description"] and "dpm-solver++" in form["scheduler"]["description"]
 
 
 def test_the_web_page_is_served_at_the_root_and_uses_the_public_api(settings):
@@ -552,3 +632,17 @@ def test_the_web_page_is_served_at_the_root_and_uses_the_public_api(settings):
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     for needle in ('id="person"', 'id="garment"', 'id="category"', "/v1/tryon", "/v1/jobs/"):
         assert needle in page.text
+    for category in CATEGORIES:  # the choices come from the vocabulary
+        assert f'<option value="{category}">' in page.text
+
+
+def test_the_routers_depend_on_deps_not_on_the_app_that_includes_them():
+    """app.py imports the routers; were a router to import app.py back, the import order would decide what
+    works. Importing every router in a fresh interpreter must leave orchestrator.app unloaded."""
+    code = (
+        "import sys, orchestrator.routers.tryon, orchestrator.routers.jobs, orchestrator.routers.health, "
+        "orchestrator.routers.web; print('orchestrator.app' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"

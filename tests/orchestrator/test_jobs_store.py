@@ -3,70 +3,31 @@ atomic, stale workers cannot write, and jobs of dead workers go back to the queu
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import sys
 import threading
 import time
-import uuid
 
-import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import text
 
-from orchestrator.jobs import FAILED, QUEUED, RUNNING, SUCCEEDED, JobStore, NewJob, StageState, new_job_id
+from orchestrator.jobs import FAILED, QUEUED, RUNNING, SUCCEEDED, Job, JobStore, StageState, new_job_id
+from vton.runtime.options import TryOnOptions
 
 STEPS = ("pose", "densepose", "parsing", "agnostic_mask", "warp", "diffusion")
 
 
-def _postgres_url() -> str | None:
-    return os.environ.get("VTON_TEST_POSTGRES_URL") or None
-
-
-@pytest.fixture(
-    params=[
-        "sqlite",
-        pytest.param(
-            "postgres",
-            marks=[
-                pytest.mark.postgres,
-                pytest.mark.skipif(not _postgres_url(), reason="VTON_TEST_POSTGRES_URL is not set"),
-            ],
-        ),
-    ]
-)
-def db_url(request, tmp_path) -> str:
-    """A database URL nobody else uses: a SQLite file, or a PostgreSQL schema of this test's own."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'jobs.db'}"
-        return
-    base = _postgres_url()
-    schema = f"vton_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(base)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    url = make_url(base).update_query_dict({"options": f"-csearch_path={schema}"})
-    yield url.render_as_string(hide_password=False)
-    with admin.begin() as conn:
-        conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-    admin.dispose()
-
-
 def _store(url: str) -> JobStore:
     store = JobStore(url)
-    store.create_schema()
+    store.upgrade_schema()
     return store
 
 
-def _new(category: str = "upper_body") -> NewJob:
+def _create(store: JobStore, category: str = "upper_body") -> Job:
     job_id = new_job_id()
-    return NewJob(
-        id=job_id,
-        category=category,
-        seed=7,
-        steps=None,
-        guidance_scale=2.5,
+    return store.create(
+        job_id,
+        TryOnOptions(category, seed=7, guidance_scale=2.5),
         person_key=f"jobs/{job_id}/inputs/person.png",
         garment_key=f"jobs/{job_id}/inputs/garment.jpg",
         request_id="req-1",
@@ -75,7 +36,7 @@ def _new(category: str = "upper_body") -> NewJob:
 
 def test_a_created_job_is_queued_and_survives_a_new_store(db_url):
     store = _store(db_url)
-    job = store.create(_new("dresses"), STEPS)
+    job = _create(store, "dresses")
     store.close()
 
     reopened = _store(db_url)  # a restarted orchestrator
@@ -91,9 +52,9 @@ def test_a_created_job_is_queued_and_survives_a_new_store(db_url):
 
 def test_claim_takes_the_oldest_job_once_and_then_nothing(db_url):
     store = _store(db_url)
-    first = store.create(_new(), STEPS)
+    first = _create(store)
     time.sleep(0.01)  # distinct created_at, so "oldest" is well defined
-    second = store.create(_new(), STEPS)
+    second = _create(store)
     a = store.claim()
     b = store.claim()
     assert (a.id, b.id) == (first.id, second.id)
@@ -105,7 +66,7 @@ def test_claim_takes_the_oldest_job_once_and_then_nothing(db_url):
 def test_two_claimers_never_get_the_same_job(db_url):
     """Several workers, each with its own connection pool, race for the same queue."""
     seed_store = _store(db_url)
-    ids = {seed_store.create(_new(), STEPS).id for _ in range(24)}
+    ids = {_create(seed_store).id for _ in range(24)}
     claimed: list[tuple[str, str]] = []
     lock = threading.Lock()
     barrier = threading.Barrier(4)
@@ -138,7 +99,7 @@ def test_two_claimers_never_get_the_same_job(db_url):
 
 def test_progress_is_recorded_and_a_failure_skips_the_stages_not_reached(db_url):
     store = _store(db_url)
-    job = store.create(_new(), STEPS)
+    job = _create(store)
     run = store.claim()
     backend = {
         "name": "blazepose-litert",
@@ -146,10 +107,12 @@ def test_progress_is_recorded_and_a_failure_skips_the_stages_not_reached(db_url)
         "kind": "embedded",
         "weights_license": "Apache-2.0",
     }
-    assert store.set_stage(run.id, run.claim_token, "pose", "succeeded", backend=backend, seconds=0.25)
+    assert store.set_stage(run.id, run.claim_token, "pose", StageState("succeeded", backend, 0.25))
     assert store.add_artifact(run.id, run.claim_token, "pose", f"jobs/{job.id}/artifacts/pose.json")
     assert store.add_artifact(run.id, run.claim_token, "pose", f"jobs/{job.id}/artifacts/pose-2.json")
-    assert store.set_stage(run.id, run.claim_token, "parsing", "failed", seconds=0.1, error="no person found")
+    assert store.set_stage(
+        run.id, run.claim_token, "parsing", StageState("failed", None, 0.1, "no person found")
+    )
     assert store.finish(run.id, run.claim_token, FAILED, error="no person found", error_code="no_person")
 
     done = store.get(job.id)
@@ -165,14 +128,14 @@ def test_progress_is_recorded_and_a_failure_skips_the_stages_not_reached(db_url)
 
 def test_a_worker_that_lost_its_claim_cannot_write(db_url):
     store = _store(db_url)
-    job = store.create(_new(), STEPS)
+    job = _create(store)
     stale = store.claim(owner="elsewhere:1:a")
     # its lease runs out: the job goes back and another worker takes it
     assert store.requeue_orphans(lease_s=0.0, owner_gone=lambda owner: False) == [job.id]
     fresh = store.claim(owner="elsewhere:2:b")
     assert fresh.id == job.id and fresh.attempts == 2 and fresh.claim_token != stale.claim_token
 
-    assert not store.set_stage(job.id, stale.claim_token, "pose", "succeeded", seconds=9.0)
+    assert not store.set_stage(job.id, stale.claim_token, "pose", StageState("succeeded", seconds=9.0))
     assert not store.add_artifact(job.id, stale.claim_token, "pose", "stale/key")
     assert not store.finish(job.id, stale.claim_token, SUCCEEDED, result_key="stale/result.png")
     now = store.get(job.id)
@@ -191,9 +154,9 @@ def _dead_pid() -> int:
 def test_recovery_requeues_jobs_of_dead_workers_and_keeps_live_ones(db_url):
     store = _store(db_url)
     host = socket.gethostname()
-    dead = store.create(_new(), STEPS)
-    remote = store.create(_new(), STEPS)
-    ours = store.create(_new(), STEPS)
+    dead = _create(store)
+    remote = _create(store)
+    ours = _create(store)
     store.claim(owner=f"{host}:{_dead_pid()}:gone")  # a restarted orchestrator on this machine
     store.claim(owner="another-host:1:live")  # a replica elsewhere, heartbeat fresh
     store.claim()  # this process's own worker
@@ -220,7 +183,7 @@ def test_recovery_requeues_jobs_of_dead_workers_and_keeps_live_ones(db_url):
 
 def test_a_job_that_keeps_killing_its_worker_fails_after_max_attempts(db_url):
     store = _store(db_url)
-    job = store.create(_new(), STEPS)
+    job = _create(store)
     for _ in range(2):
         store.claim(owner="crashy:1:x")
         assert store.requeue_orphans(lease_s=0.0, max_attempts=2) == [job.id]
@@ -233,9 +196,9 @@ def test_a_job_that_keeps_killing_its_worker_fails_after_max_attempts(db_url):
 
 def test_release_hands_a_job_back_without_counting_the_attempt(db_url):
     store = _store(db_url)
-    job = store.create(_new(), STEPS)
+    job = _create(store)
     run = store.claim()
-    store.set_stage(run.id, run.claim_token, "pose", "succeeded", seconds=0.5)
+    store.set_stage(run.id, run.claim_token, "pose", StageState("succeeded", seconds=0.5))
     assert store.release(run.id, run.claim_token)
     back = store.get(job.id)
     assert back.status == QUEUED and back.attempts == 0 and back.claim_token is None

@@ -69,6 +69,7 @@ def test_presigned_urls_are_signed_for_the_public_endpoint(storage: Storage, s3_
         public_endpoint=public,
         access_key=s3_server.access_key,
         secret_key=s3_server.secret_key,
+        url_ttl_s=600,
     )
     url = outside.presign("jobs/abc/result.png", ttl_s=60)
     assert url.startswith(public + "/")
@@ -77,13 +78,17 @@ def test_presigned_urls_are_signed_for_the_public_endpoint(storage: Storage, s3_
 
 def test_wrong_credentials_are_reported_not_swallowed(storage: Storage, s3_server: SeaweedS3):
     storage.ensure_bucket()
-    intruder = Storage(storage.bucket, endpoint=s3_server.endpoint, access_key="vtontest", secret_key="wrong")
+    intruder = Storage(
+        storage.bucket, endpoint=s3_server.endpoint, access_key="vtontest", secret_key="wrong", url_ttl_s=600
+    )
     with pytest.raises(StorageError, match="put"):
         intruder.put("jobs/x/person.png", b"data")
 
 
 def test_an_unreachable_server_fails_after_the_wait(tmp_path):
-    dead = Storage("vton", endpoint=f"http://127.0.0.1:{free_s3_port()}", access_key="a", secret_key="b")
+    dead = Storage(
+        "vton", endpoint=f"http://127.0.0.1:{free_s3_port()}", access_key="a", secret_key="b", url_ttl_s=600
+    )
     with pytest.raises(StorageError, match="head_bucket"):
         dead.ensure_bucket(wait_s=0.3, interval_s=0.1)
 
@@ -92,10 +97,14 @@ def test_objects_survive_a_restart_of_the_s3_server(tmp_path):
     """`vton up` stops and starts SeaweedFS on the same folder: the stored results must still be there."""
     data_dir = tmp_path / "s3"
     with SeaweedS3(data_dir, free_s3_port(), "vtonkey", "vtonsecret") as server:
-        store = Storage("vton", endpoint=server.endpoint, access_key="vtonkey", secret_key="vtonsecret")
+        store = Storage(
+            "vton", endpoint=server.endpoint, access_key="vtonkey", secret_key="vtonsecret", url_ttl_s=600
+        )
         assert store.ensure_bucket() is True
         store.put("jobs/a/result.png", b"kept")
     with SeaweedS3(data_dir, free_s3_port(), "vtonkey", "vtonsecret") as server:
-        store = Storage("vton", endpoint=server.endpoint, access_key="vtonkey", secret_key="vtonsecret")
+        store = Storage(
+            "vton", endpoint=server.endpoint, access_key="vtonkey", secret_key="vtonsecret", url_ttl_s=600
+        )
         assert store.ensure_bucket() is False
         assert store.get("jobs/a/result.png") == b"kept"
