@@ -188,6 +188,10 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--server", default=DEFAULT_SERVER)
     ev.add_argument("--out", default="out/eval", help="folder for the report and the contact sheet")
     ev.set_defaults(func=cmd_eval)
+
+    from training.data.cli import register as register_dataset
+
+    register_dataset(sub)
     return parser
 
 
