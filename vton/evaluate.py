@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from training.eval import contact_sheet, ssim
 from vton.client import ApiError, VtonClient
-from vton.evaluation import contact_sheet, ssim
 from vton.runtime import images
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")

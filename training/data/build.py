@@ -23,6 +23,7 @@ import numpy as np
 from training.data import dresscode, vitonhd
 from training.data.annotate import Annotation, Refused
 from training.data.formats import FormatError, read_image, resize, resize_nearest
+from training.data.progress import progress_bar
 from training.data.raw import RawSample
 from vton.runtime.vocab import CATEGORIES, Keypoint
 
@@ -330,7 +331,7 @@ class Builder:
         done = self._start()
         used_names = {o.name: o.person for o in done.values() if o.status == "written"}
         report = BuildReport(self.layout, self.split, str(self.out))
-        bar = _progress_bar(len(jobs), progress)
+        bar = progress_bar(len(jobs), progress, "photo", "dataset build")
         bar.update(sum(1 for j in jobs if str(j.person.relative_to(people_dir)) in done))
         try:
             for job in jobs:
@@ -425,22 +426,6 @@ def _raw(
         keypoints=a.keypoints,
         densepose=a.densepose,
     )
-
-
-class _NoBar:
-    def update(self, n: int) -> None: ...
-
-    def set_postfix(self, **kwargs) -> None: ...
-
-    def close(self) -> None: ...
-
-
-def _progress_bar(total: int, enabled: bool):
-    if not enabled:
-        return _NoBar()
-    from tqdm import tqdm
-
-    return tqdm(total=total, unit="photo", desc="dataset build")
 
 
 def build_dataset(

@@ -51,9 +51,22 @@ def mask_tensor(mask: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(mask > 0)).float()[None]
 
 
-def to_sample(raw: RawSample) -> TryOnSample:
+@dataclass
+class Derived:
+    agnostic_mask: np.ndarray  # uint8 [H, W], 255 = the region to repaint
+    masked_person: np.ndarray  # uint8 RGB [H, W, 3], grey inside the mask
+    pose_map: np.ndarray  # uint8 [18, H, W]
+
+
+def derive(raw: RawSample) -> Derived:
+    """What the networks take besides the files: LaDI-VTON's agnostic mask, masked person and pose map."""
     height, width = raw.size
     inpaint = agnostic_mask(raw.parse, raw.keypoints, raw.category)
+    return Derived(inpaint, masked_person(raw.person, inpaint), pose_map(raw.keypoints, width, height))
+
+
+def to_sample(raw: RawSample) -> TryOnSample:
+    derived = derive(raw)
     return TryOnSample(
         name=raw.name,
         garment_name=raw.garment_name,
@@ -63,8 +76,8 @@ def to_sample(raw: RawSample) -> TryOnSample:
         garment_mask=mask_tensor(raw.garment_mask),
         parse=torch.from_numpy(raw.parse.astype(np.int64)),
         keypoints=torch.from_numpy(raw.keypoints.astype(np.float32)),
-        pose_map=torch.from_numpy(pose_map(raw.keypoints, width, height)).float().div(255.0),
-        agnostic_mask=mask_tensor(inpaint),
-        masked_person=image_tensor(masked_person(raw.person, inpaint)),
+        pose_map=torch.from_numpy(derived.pose_map).float().div(255.0),
+        agnostic_mask=mask_tensor(derived.agnostic_mask),
+        masked_person=image_tensor(derived.masked_person),
         densepose=None if raw.densepose is None else torch.from_numpy(raw.densepose.astype(np.int64)),
     )
