@@ -73,14 +73,14 @@ class InProcessAnnotator:
         try:
             pose = self.pose.estimate(person)
         except NoPersonFound as exc:
-            raise Refused("no_person", f"no person found in the photo ({exc})") from None
+            raise Refused("no_person", "no person found in the photo") from exc
         if pose.people_detected > 1:
             raise several_people(pose.people_detected)
         try:
             parse = self.parser.parse(person)
             iuv = self.densepose.estimate(person).iuv
         except NoPersonFound as exc:
-            raise Refused("no_person", f"no person found in the photo ({exc})") from None
+            raise Refused("no_person", "no person found in the photo") from exc
         if parse.label_set != "lip":
             raise ValueError(
                 f"the parsing backend {self.parsing_info.name} gives {parse.label_set} labels; datasets take LIP"

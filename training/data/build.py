@@ -49,17 +49,11 @@ CATEGORY_ALIASES = {
 }
 
 # The joints a garment of each category covers: a photo missing one of them cuts the body off where the
-# garment goes (the pose backends leave out joints outside the frame).
+# garment goes (the pose backends leave out joints outside the frame). Lower-body garments ask for the knees,
+# not the ankles: shorts and skirts end above them, and shop photos of trousers often crop the feet.
 REQUIRED_JOINTS = {
     "upper_body": (Keypoint.NECK, Keypoint.R_SHOULDER, Keypoint.L_SHOULDER, Keypoint.R_HIP, Keypoint.L_HIP),
-    "lower_body": (
-        Keypoint.R_HIP,
-        Keypoint.L_HIP,
-        Keypoint.R_KNEE,
-        Keypoint.L_KNEE,
-        Keypoint.R_ANKLE,
-        Keypoint.L_ANKLE,
-    ),
+    "lower_body": (Keypoint.R_HIP, Keypoint.L_HIP, Keypoint.R_KNEE, Keypoint.L_KNEE),
     "dresses": (
         Keypoint.R_SHOULDER,
         Keypoint.L_SHOULDER,
@@ -264,13 +258,13 @@ def check_body(keypoints: np.ndarray, category: str) -> None:
     if missing:
         raise Refused(
             "cut_off_body",
-            f"cut-off body: no {', '.join(missing)} in the photo (a {category} garment covers them)",
+            f"cut-off body: no {', '.join(missing)} in the photo (the {category} garment covers them)",
         )
 
 
 def _safe_stem(path: Path) -> str:
-    # Pairs files are space-separated and Dress Code derives names by '_N' suffixes: keep names plain.
-    return re.sub(r"[^A-Za-z0-9.-]+", "-", path.stem).strip("-") or "photo"
+    # Pairs files are space-separated: keep names to plain characters (Dress Code splits at the last "_").
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", path.stem).strip("-") or "photo"
 
 
 def names_for(layout: str, person: Path) -> tuple[str, str]:
@@ -293,7 +287,7 @@ class Builder:
         self.state_dir = self.out / STATE_DIR
         self.state_file = self.state_dir / "state.jsonl"
 
-    def _start(self) -> dict[str, Outcome]:
+    def _start(self) -> list[Outcome]:
         """The outcomes of an earlier run of the same build (resume), after checking OUT_DIR is that build's."""
         self.state_dir.mkdir(parents=True, exist_ok=True)
         options_file = self.state_dir / "options.json"
@@ -307,14 +301,13 @@ class Builder:
                 )
         else:
             options_file.write_text(json.dumps(options))
-        done: dict[str, Outcome] = {}
+        done = []
         if self.state_file.is_file():
             for line in self.state_file.read_text().splitlines():
                 try:
-                    outcome = Outcome(**json.loads(line))
+                    done.append(Outcome(**json.loads(line)))
                 except (json.JSONDecodeError, TypeError):
-                    continue  # a line cut short by the interruption: that photo runs again
-                done[outcome.person] = outcome
+                    continue  # a line cut short by the interruption: that pair runs again
         return done
 
     def _record(self, outcome: Outcome) -> None:
@@ -325,21 +318,26 @@ class Builder:
         self,
         jobs: list[Job],
         people_dir: Path,
+        garments_dir: Path,
         progress: bool = True,
         on_done: Callable[[Outcome], None] | None = None,
     ) -> BuildReport:
-        done = self._start()
+        done = {(o.person, o.garment): o for o in self._start()}
         used_names = {o.name: o.person for o in done.values() if o.status == "written"}
         report = BuildReport(self.layout, self.split, str(self.out))
+
+        def key(job: Job) -> tuple[str, str | None]:
+            garment = None if job.garment is None else str(job.garment.relative_to(garments_dir))
+            return str(job.person.relative_to(people_dir)), garment
+
         bar = progress_bar(len(jobs), progress, "photo", "dataset build")
-        bar.update(sum(1 for j in jobs if str(j.person.relative_to(people_dir)) in done))
+        bar.update(sum(1 for job in jobs if key(job) in done))
         try:
             for job in jobs:
-                key = str(job.person.relative_to(people_dir))
-                if key in done:
-                    report.outcomes.append(done[key])
+                if key(job) in done:
+                    report.outcomes.append(done[key(job)])
                     continue
-                outcome = self._one(job, key, used_names)
+                outcome = self._one(job, *key(job), used_names)
                 self._record(outcome)
                 report.outcomes.append(outcome)
                 bar.update(1)
@@ -352,8 +350,7 @@ class Builder:
         self._finish(report)
         return report
 
-    def _one(self, job: Job, key: str, used_names: dict[str, str]) -> Outcome:
-        garment_key = None if job.garment is None else str(job.garment)
+    def _one(self, job: Job, key: str, garment_key: str | None, used_names: dict[str, str]) -> Outcome:
         outcome = Outcome(key, garment_key, job.category, "refused")
         try:
             if job.garment is None:
@@ -453,4 +450,4 @@ def build_dataset(
 
         annotator = PlatformAnnotator(server) if server else InProcessAnnotator(backends, device, precision)
     builder.annotator = annotator
-    return builder.run(jobs, people_dir, progress, on_done)
+    return builder.run(jobs, people_dir, garments_dir, progress, on_done)
