@@ -46,7 +46,7 @@ def _check_sample(sample: TryOnSample, height: int, width: int) -> None:
     assert sample.parse.shape == (height, width) and sample.parse.dtype == torch.int64
     assert sample.pose_map.shape == (18, height, width)
     assert sample.keypoints.shape == (18, 3)
-    assert -1 <= sample.person.min() and sample.person.max() <= 1
+    assert sample.person.min() >= -1 and sample.person.max() <= 1
     assert set(sample.garment_mask.unique().tolist()) <= {0.0, 1.0}
     assert int(sample.parse.max()) < len(Lip)
     found = sample.keypoints[:, 2] > 0
