@@ -56,10 +56,15 @@ class CheckReport:
             self.add(path, f"not a readable image ({what}): {exc}")
             return None
 
-    def same_size(self, path: Path, what: str, expected: tuple[int, int] | None) -> None:
+    def same_size(
+        self, path: Path, what: str, expected: tuple[int, int] | None, reference: str = "the person photo"
+    ) -> bool:
+        """Whether the image is readable and as large as `reference` (a problem is recorded when not)."""
         size = self.image_size(path, what)
         if size is not None and expected is not None and size != expected:
-            self.add(path, f"{what} is {size[0]}x{size[1]}, the person photo {expected[0]}x{expected[1]}")
+            self.add(path, f"{what} is {size[0]}x{size[1]}, {reference} {expected[0]}x{expected[1]}")
+            return False
+        return size is not None
 
     def label_map(self, path: Path, what: str, classes: int, expected: tuple[int, int] | None) -> None:
         size = self.image_size(path, what)

@@ -129,6 +129,7 @@ class CPVtonDataset(TryOnDataset):
                 garment = own_garment(person)
                 cloth_size = report.image_size(folder / "cloth" / garment, "the person's own garment photo")
                 mask = _mask_path(folder, garment)
-                report.same_size(mask, "garment mask", cloth_size)
-                if mask.is_file() and cloth_size is not None and not mask_values_ok(mask):
+                if report.same_size(
+                    mask, "garment mask", cloth_size, "the garment photo"
+                ) and not mask_values_ok(mask):
                     report.add(mask, "the garment mask is empty or covers the whole photo")

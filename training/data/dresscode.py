@@ -159,8 +159,9 @@ class DressCodeDataset(TryOnDataset):
                 size = report.image_size(folder / "images" / garment, "garment photo")
                 mask = folder / "masks" / f"{_id(garment)}_1.png"
                 if mask.is_file():
-                    report.same_size(mask, "garment mask", size)
-                    if size is not None and not mask_values_ok(mask):
+                    if report.same_size(
+                        mask, "garment mask", size, "the garment photo"
+                    ) and not mask_values_ok(mask):
                         report.add(mask, "the garment mask is empty or covers the whole photo")
 
 

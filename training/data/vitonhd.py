@@ -131,8 +131,9 @@ class VitonHDDataset(TryOnDataset):
             for garment in sorted(garments):
                 cloth_size = report.image_size(folder / "cloth" / garment, "garment photo")
                 mask = folder / "cloth-mask" / garment
-                report.same_size(mask, "garment mask", cloth_size)
-                if mask.is_file() and cloth_size is not None and not mask_values_ok(mask):
+                if report.same_size(
+                    mask, "garment mask", cloth_size, "the garment photo"
+                ) and not mask_values_ok(mask):
                     report.add(mask, "the garment mask is empty or covers the whole photo")
 
 

@@ -56,26 +56,26 @@ class LPIPS(nn.Module):
             {str(i): nn.Conv2d(cin, cout, k, s, p) for i, (cin, cout, k, s, p) in _ALEX_CONVS.items()}
         )
         self.lins = nn.ModuleList(nn.Conv2d(cout, 1, 1, bias=False) for _, cout, *_ in _ALEX_CONVS.values())
-        self.register_buffer("shift", torch.tensor(_SHIFT).view(1, 3, 1, 1))
-        self.register_buffer("scale", torch.tensor(_SCALE).view(1, 3, 1, 1))
+        # LPIPS's constants, not weights: kept out of the state dict the files fill.
+        self.register_buffer("shift", torch.tensor(_SHIFT).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("scale", torch.tensor(_SCALE).view(1, 3, 1, 1), persistent=False)
 
     @classmethod
     def from_files(cls, paths: list[Path]) -> LPIPS:
         """From torchvision's AlexNet and LPIPS's v0.1 linear layers (two files, or one holding both)."""
         state = _load_state(paths)
         model = cls()
-        mapped = {}
-        for index in _ALEX_CONVS:
-            for kind in ("weight", "bias"):
-                mapped[f"features.{index}.{kind}"] = state.get(f"features.{index}.{kind}")
-        for n in range(len(_ALEX_CONVS)):
-            mapped[f"lins.{n}.weight"] = state.get(f"lin{n}.model.1.weight")
-        absent = sorted(k for k, v in mapped.items() if v is None)
+        sources = {
+            f"features.{i}.{kind}": f"features.{i}.{kind}" for i in _ALEX_CONVS for kind in ("weight", "bias")
+        }
+        sources.update({f"lins.{n}.weight": f"lin{n}.model.1.weight" for n in range(len(_ALEX_CONVS))})
+        absent = [source for source in sources.values() if source not in state]
         if absent:
             raise WeightsMissing(
                 f"LPIPS needs torchvision's AlexNet (features.N.*) and LPIPS v0.1 alex.pth (linN.model.1.weight); "
-                f"{', '.join(paths_as_text(paths))} lack {', '.join(absent[:4])}{' ...' if len(absent) > 4 else ''}"
+                f"{', '.join(str(p) for p in paths)} lack {', '.join(absent[:4])}{' ...' if len(absent) > 4 else ''}"
             )
+        mapped = {name: state[source] for name, source in sources.items()}
         model.load_state_dict(mapped)
         return model.eval()
 
@@ -109,10 +109,6 @@ class LPIPS(nn.Module):
         return float(self(tensor(a), tensor(b))[0])
 
 
-def paths_as_text(paths: list[Path]) -> list[str]:
-    return [str(p) for p in paths]
-
-
 INCEPTION_SIZE = 299
 
 
@@ -135,7 +131,7 @@ class InceptionFeatures:
         batch = []
         for image in images:
             resized = Image.fromarray(image).resize((INCEPTION_SIZE, INCEPTION_SIZE), Image.BICUBIC)
-            batch.append(torch.from_numpy(np.asarray(resized)).permute(2, 0, 1).float())
+            batch.append(torch.from_numpy(np.array(resized)).permute(2, 0, 1).float())
         features = self.model(torch.stack(batch).to(self.device), return_features=True)
         return features.double().cpu().numpy()
 
@@ -154,7 +150,7 @@ def fid(real: np.ndarray, fake: np.ndarray) -> float:
     if len(real) < 2 or len(fake) < 2:
         raise ValueError("FID needs at least two images in each set")
     mu1, mu2 = real.mean(0), fake.mean(0)
-    s1, s2 = np.cov(real, rowvar=False), np.cov(fake, rowvar=False)
+    s1, s2 = np.atleast_2d(np.cov(real, rowvar=False)), np.atleast_2d(np.cov(fake, rowvar=False))
     root1 = _sqrt_psd(s1)
     cross = np.sqrt(np.clip(np.linalg.eigvalsh(root1 @ s2 @ root1), 0, None)).sum()
     return float(((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * cross)
