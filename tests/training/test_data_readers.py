@@ -4,8 +4,6 @@ Dress Code readers on small trees written here, the augmentations, and the layou
 from __future__ import annotations
 
 import json
-import os
-import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -23,21 +21,6 @@ from training.data.formats import read_openpose
 from training.data.raw import RawSample, image_array, to_sample
 from training.data.sample import TryOnSample, collate
 from vton.runtime.vocab import Keypoint, Lip
-
-REPO = Path(__file__).resolve().parents[2]
-SHARED = Path(os.environ.get("VTON_SHARED_DIR", REPO.parent / "shared"))
-VITON256 = SHARED / "datasets" / "viton256"
-
-
-@pytest.fixture(scope="module")
-def viton256(tmp_path_factory) -> Path:
-    archive = VITON256 / "test-mini.tar.gz"
-    if not archive.is_file():
-        pytest.skip(f"{archive} is not on this machine (the viton256 sample, research use)")
-    root = tmp_path_factory.mktemp("viton256")
-    with tarfile.open(archive) as tar:
-        tar.extractall(root, filter="data")
-    return root
 
 
 def _check_sample(sample: TryOnSample, height: int, width: int) -> None:

@@ -4,8 +4,6 @@ paired split (an oracle chain scores perfectly), and the in-process chain of emb
 from __future__ import annotations
 
 import json
-import os
-import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -18,20 +16,6 @@ from training.eval.evaluate import GARMENT_LABELS, Prediction, evaluate, load_me
 from training.eval.perceptual import LPIPS, fid, kid
 from vton.cli import main as vton
 from vton.runtime.errors import WeightsMissing
-
-REPO = Path(__file__).resolve().parents[2]
-VITON256 = Path(os.environ.get("VTON_SHARED_DIR", REPO.parent / "shared")) / "datasets" / "viton256"
-
-
-@pytest.fixture(scope="module")
-def viton256(tmp_path_factory) -> Path:
-    archive = VITON256 / "test-mini.tar.gz"
-    if not archive.is_file():
-        pytest.skip(f"{archive} is not on this machine (the viton256 sample, research use)")
-    root = tmp_path_factory.mktemp("viton256")
-    with tarfile.open(archive) as tar:
-        tar.extractall(root, filter="data")
-    return root
 
 
 def test_fid_is_the_squared_mean_shift_between_equal_covariances_and_zero_for_one_set():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import cv2
@@ -12,7 +13,7 @@ from PIL import Image
 from training.eval import contact_sheet, iou, l1, psnr, ssim
 from training.eval.metrics import MAX_PSNR, ssim_map
 
-DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
+DATA = Path(os.environ.get("VTON_SHARED_DIR", Path(__file__).resolve().parents[3] / "shared")) / "data"
 PAIRS = DATA / "pairs" / "vitonhd"
 needs_data = pytest.mark.skipif(not PAIRS.is_dir(), reason="../shared/data is not on this machine")
 

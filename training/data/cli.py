@@ -11,6 +11,17 @@ import sys
 STAGES_ANNOTATING = ("pose", "densepose", "parsing")
 
 
+def parse_backends(items: list[str] | None, stages: tuple[str, ...]) -> dict[str, str] | None:
+    """`--backend STAGE=NAME` options as {stage: name}; None when one names another stage or no backend."""
+    backends = {}
+    for item in items or []:
+        stage, _, name = item.partition("=")
+        if stage not in stages or not name:
+            return None
+        backends[stage] = name
+    return backends
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     """Add `dataset` with its `build` and `check` commands to the `vton` parser's subcommands."""
     dataset = sub.add_parser("dataset", help="build a training dataset from photos, or check one")
@@ -59,16 +70,13 @@ def cmd_build(args: argparse.Namespace) -> int:
     from training.data.build import BuildError, build_dataset
     from vton.runtime.errors import WeightsMissing
 
-    backends = {}
-    for item in args.backend or []:
-        stage, _, name = item.partition("=")
-        if stage not in STAGES_ANNOTATING or not name:
-            print(
-                f"vton dataset build: --backend takes STAGE=NAME with STAGE one of {', '.join(STAGES_ANNOTATING)}",
-                file=sys.stderr,
-            )
-            return 2
-        backends[stage] = name
+    backends = parse_backends(args.backend, STAGES_ANNOTATING)
+    if backends is None:
+        print(
+            f"vton dataset build: --backend takes STAGE=NAME with STAGE one of {', '.join(STAGES_ANNOTATING)}",
+            file=sys.stderr,
+        )
+        return 2
     try:
         report = build_dataset(
             args.people_dir,

@@ -54,19 +54,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from training.data.cli import parse_backends
     from training.data.dataset import DatasetError, open_dataset
     from training.data.formats import FormatError
     from training.eval.evaluate import InProcessChain, PlatformChain, evaluate, load_metrics
     from vton.client import ApiError
     from vton.runtime.errors import WeightsMissing
 
-    backends = {}
-    for item in args.backend or []:
-        stage, _, name = item.partition("=")
-        if stage not in ("warp", "diffusion") or not name:
-            print("vton eval: --backend takes warp=NAME or diffusion=NAME", file=sys.stderr)
-            return 2
-        backends[stage] = name
+    backends = parse_backends(args.backend, ("warp", "diffusion"))
+    if backends is None:
+        print("vton eval: --backend takes warp=NAME or diffusion=NAME", file=sys.stderr)
+        return 2
     try:
         dataset = open_dataset(args.data, args.split, "paired", args.size)
         metrics = load_metrics(args.lpips_weights, args.inception, args.device)
