@@ -55,6 +55,22 @@ def examples() -> Path:
 
 
 @pytest.fixture(scope="session")
+def viton256(tmp_path_factory) -> Path:
+    """The viton256 test sample (CP-VTON layout, research use), unpacked once; VTON_SHARED_DIR may point at
+    shared/ from a worktree that has none beside it."""
+    import tarfile
+
+    shared = Path(os.environ.get("VTON_SHARED_DIR", SHARED_DATA.parent))
+    archive = shared / "datasets" / "viton256" / "test-mini.tar.gz"
+    if not archive.is_file():
+        pytest.skip(f"{archive} is not on this machine (the viton256 sample)")
+    root = tmp_path_factory.mktemp("viton256")
+    with tarfile.open(archive) as tar:
+        tar.extractall(root, filter="data")
+    return root
+
+
+@pytest.fixture(scope="session")
 def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip("../shared/data is not on this machine")

@@ -118,7 +118,9 @@ def package_rule(module: str, target: str) -> str | None:
         if not within(target, "vton"):
             return "vton (what every image holds) imports no service, orchestrator, vton_cli or training"
     elif within(module, "training"):
-        if _is_servicer(target) or within(target, "orchestrator", "vton_cli"):
+        # `--server URL` builds and evaluations talk to a running platform through the typed HTTP client alone.
+        cli = within(target, "vton_cli") and not within(target, "vton_cli.client")
+        if _is_servicer(target) or within(target, "orchestrator") or cli:
             return "training imports networks, backends and the runtime, never a servicer, the orchestrator or the CLI"
     elif within(module, "vton_cli") and (_is_servicer(target) or within(target, "orchestrator")):
         return "the CLI starts services and the orchestrator as processes and talks to them; it never imports them"
@@ -218,6 +220,7 @@ def _one(module: str, target: str) -> dict[str, list[Import]]:
         ("training.warp", "services.warp.service", "never a servicer"),
         ("training.warp", "services.warp.__main__", "never a servicer"),
         ("training.warp", "orchestrator.storage", "never a servicer"),
+        ("training.warp", "vton_cli.platform", "never a servicer"),
         ("vton_cli.bench", "services.pose.service.build_server", "the CLI starts services"),
         ("vton_cli.cli", "orchestrator.app", "the CLI starts services"),
         ("services", "services.pose", "the services namespace package imports nothing"),
@@ -248,6 +251,7 @@ def test_a_planted_violation_is_reported(module: str, target: str, rule: str) ->
         ("training.warp", "services.warp.models.refinement_unet"),
         ("training.warp", "services.warp.backends.ladi_vton"),
         ("training.warp", "vton.runtime.weights"),
+        ("training.data.annotate", "vton_cli.client"),
         ("vton_cli.bench", "services.pose.backends"),
         ("vton_cli.cli", "vton.weights_cli"),
     ],

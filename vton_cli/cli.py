@@ -89,6 +89,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    if args.data:
+        from training.eval.cli import run
+
+        return run(args)
+    if not args.dataset:
+        print("vton eval: give DATASET (VITON-HD's test layout) or --data DIR", file=sys.stderr)
+        return 2
     from vton_cli.evaluate import main as eval_main
 
     return eval_main(args)
@@ -140,12 +147,21 @@ def build_parser() -> argparse.ArgumentParser:
     bench.set_defaults(func=cmd_bench)
 
     ev = sub.add_parser("eval", help="SSIM on paired samples and a contact sheet, through a running platform")
-    ev.add_argument("dataset", help="VITON-HD's test layout (image/, cloth/), or a folder of person photos")
+    ev.add_argument(
+        "dataset", nargs="?", help="VITON-HD's test layout (image/, cloth/), or a folder of person photos"
+    )
     ev.add_argument("--unpaired", help="a folder of garment photos to try on every person (no SSIM)")
     ev.add_argument("--category", default=Category.UPPER_BODY, choices=CATEGORIES)
     ev.add_argument("--server", default=DEFAULT_SERVER)
     ev.add_argument("--out", default="out/eval", help="folder for the report and the contact sheet")
     ev.set_defaults(func=cmd_eval)
+    from training.eval.cli import add_arguments as add_dataset_eval_arguments
+
+    add_dataset_eval_arguments(ev)
+
+    from training.data.cli import register as register_dataset
+
+    register_dataset(sub)
     return parser
 
 

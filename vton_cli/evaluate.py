@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vton.evaluation import contact_sheet, ssim
+from training.eval import contact_sheet, ssim
 from vton.runtime import images
 from vton_cli.client import ApiError, VtonClient
 

@@ -1,7 +1,8 @@
-"""`vton eval`'s metric and contact sheet, and the floor the embedded chain must clear on VITON-HD pairs."""
+"""`vton eval`'s metrics and contact sheet, and the floor the embedded chain must clear on VITON-HD pairs."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import cv2
@@ -9,9 +10,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vton.evaluation import EvalSummary, PairResult, contact_sheet, ssim, vitonhd_pairs
+from training.eval import contact_sheet, iou, l1, psnr, ssim
+from training.eval.metrics import MAX_PSNR, ssim_map
 
-DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
+DATA = Path(os.environ.get("VTON_SHARED_DIR", Path(__file__).resolve().parents[3] / "shared")) / "data"
 PAIRS = DATA / "pairs" / "vitonhd"
 needs_data = pytest.mark.skipif(not PAIRS.is_dir(), reason="../shared/data is not on this machine")
 
@@ -69,10 +71,41 @@ def test_ssim_refuses_images_of_different_sizes():
         ssim(np.zeros((20, 20), np.uint8), np.zeros((20, 21), np.uint8))
 
 
-def test_summary_averages_the_paired_results():
-    summary = EvalSummary([PairResult("a", 0.8), PairResult("b", 0.6), PairResult("c", None)])
-    assert summary.mean_ssim == pytest.approx(0.7)
-    assert summary.as_dict()["pairs"][2] == {"name": "c", "ssim": None}
+def test_region_ssim_averages_the_map_inside_the_region_only():
+    rng = np.random.default_rng(3)
+    a = rng.integers(0, 256, (48, 40, 3)).astype(np.uint8)
+    b = a.copy()
+    b[:, 20:] = rng.integers(0, 256, (48, 20, 3))  # the right half differs
+    left = np.zeros((48, 40), bool)
+    left[:, :12] = True  # windows of these pixels stay in the identical half
+    assert ssim(a, b, left) == pytest.approx(1.0)
+    right = ~left
+    expected = ssim_map(a, b)[5:-5, 5:-5][right[5:-5, 5:-5]].mean()
+    assert ssim(a, b, right) == pytest.approx(expected)
+    assert ssim(a, b, np.zeros((48, 40), bool)) is None
+
+
+def test_psnr_and_l1_have_their_closed_forms():
+    a = np.full((20, 20, 3), 100, np.uint8)
+    b = a.copy()
+    b[:10] = 110  # half the pixels off by 10: MSE 50, mean absolute error 5 / 255
+    assert psnr(a, b) == pytest.approx(10 * np.log10(255**2 / 50))
+    assert l1(a, b) == pytest.approx(5 / 255)
+    top = np.zeros((20, 20), bool)
+    top[:10] = True
+    assert psnr(a, b, top) == pytest.approx(10 * np.log10(255**2 / 100))
+    assert l1(a, b, ~top) == 0.0
+    assert psnr(a, a) == MAX_PSNR
+
+
+def test_iou_of_masks():
+    a = np.zeros((10, 10), bool)
+    b = np.zeros((10, 10), bool)
+    a[:, :6] = True
+    b[:, 4:] = True  # overlap 2 columns, union 10
+    assert iou(a, b) == pytest.approx(0.2)
+    assert iou(a, a) == 1.0
+    assert iou(np.zeros((4, 4), bool), np.zeros((4, 4), bool)) == 1.0
 
 
 def test_contact_sheet_puts_every_image_in_a_labelled_column_at_one_height():
@@ -100,20 +133,6 @@ def test_contact_sheet_without_real_photos_has_four_columns():
     paired = contact_sheet([[cell] * 5], cell_height=64)
     unpaired = contact_sheet([[cell] * 4], cell_height=64)
     assert unpaired.shape[1] < paired.shape[1]
-
-
-@needs_data
-def test_vitonhd_layout_gives_one_paired_sample_per_person_with_its_garment():
-    samples = vitonhd_pairs(PAIRS)
-    assert [s.name for s in samples] == ["00006_00", "00057_00", "00064_00", "14627_00"]
-    for sample in samples:
-        assert sample.garment == PAIRS / "cloth" / f"{sample.name}.jpg"
-        assert sample.real == sample.person == PAIRS / "image" / f"{sample.name}.jpg"
-
-
-def test_a_folder_without_the_layout_is_refused(tmp_path):
-    with pytest.raises(FileNotFoundError, match="image/ and cloth/"):
-        vitonhd_pairs(tmp_path)
 
 
 # --- the floor: the embedded chain beats returning the masked person unchanged -------------------------------
