@@ -121,27 +121,6 @@ def test_a_tryon_runs_through_the_full_backends_at_tiny_size(stubs, examples):
     assert np.array_equal(out[~mask], person_rgb[~mask])
 
 
-def test_a_resolution_the_checkpoints_do_not_have_is_invalid_argument(stubs, examples):
-    person = messages.png_image(images.read_rgb(str(examples / "avatars" / "2.png")))
-    blank = messages.png_image(np.zeros((1376, 768), np.uint8))
-    options = common_pb2.TryOnOptions(category=common_pb2.CATEGORY_UPPER_BODY, width=300, height=300)
-    pose = stubs["pose"].EstimatePose(pose_pb2.EstimatePoseRequest(image=person), timeout=60)
-    request = diffusion_pb2.TryOnRequest(
-        person=person,
-        masked_person=person,
-        agnostic_mask=blank,
-        pose_map=pose.pose_map,
-        warped_garment=person,
-        warped_mask=blank,
-        garment=person,
-        label_map=common_pb2.LabelMap(image=blank, label_set="lip"),
-        options=options,
-    )
-    with pytest.raises(grpc.RpcError) as err:
-        stubs["diffusion"].TryOn(request, timeout=60)
-    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "not 300x300" in err.value.details()
-
-
 def _diffusion_request(examples, **options) -> diffusion_pb2.TryOnRequest:
     person_rgb = images.read_rgb(str(examples / "avatars" / "2.png"))
     person = messages.png_image(person_rgb)
@@ -156,6 +135,13 @@ def _diffusion_request(examples, **options) -> diffusion_pb2.TryOnRequest:
         label_map=common_pb2.LabelMap(image=blank, label_set="lip"),
         options=common_pb2.TryOnOptions(category=common_pb2.CATEGORY_UPPER_BODY, **options),
     )
+
+
+def test_a_resolution_the_checkpoints_do_not_have_is_invalid_argument(stubs, examples):
+    request = _diffusion_request(examples, width=300, height=300)
+    with pytest.raises(grpc.RpcError) as err:
+        stubs["diffusion"].TryOn(request, timeout=60)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "not 300x300" in err.value.details()
 
 
 @pytest.mark.parametrize(
@@ -205,20 +191,7 @@ def test_an_expired_deadline_stops_the_denoising_between_steps(stubs, examples):
         labels = {"service": "diffusion", "method": "TryOn", "code": "DEADLINE_EXCEEDED"}
         return REGISTRY.get_sample_value("vton_grpc_requests_total", labels) or 0.0
 
-    person_rgb = images.read_rgb(str(examples / "avatars" / "2.png"))
-    person = messages.png_image(person_rgb)
-    blank = messages.png_image(np.zeros(person_rgb.shape[:2], np.uint8))
-    options = common_pb2.TryOnOptions(category=common_pb2.CATEGORY_UPPER_BODY, steps=200)
-    request = diffusion_pb2.TryOnRequest(
-        person=person,
-        masked_person=person,
-        agnostic_mask=blank,
-        warped_garment=person,
-        warped_mask=blank,
-        garment=person,
-        label_map=common_pb2.LabelMap(image=blank, label_set="lip"),
-        options=options,
-    )
+    request = _diffusion_request(examples, steps=200)
     before = stopped()
     with pytest.raises(grpc.RpcError) as err:
         stubs["diffusion"].TryOn(request, timeout=1.0)
