@@ -119,11 +119,7 @@ def checked_from_pretrained(
     """`model_class.from_pretrained(folder)` refusing what the library would fill with random values or drop:
     a missing, renamed, unexpected (other than those starting with `ignore`) or mis-shaped key."""
     model, info = model_class.from_pretrained(str(folder), output_loading_info=True, **kw)
-    unexpected = (
-        [k for k in info["unexpected_keys"] if not k.startswith(ignore)]
-        if ignore
-        else info["unexpected_keys"]
-    )
+    unexpected = [k for k in info["unexpected_keys"] if not k.startswith(ignore)]
     refuse_mismatch(folder / weights, what, info["missing_keys"], unexpected)
     problems = list(info.get("mismatched_keys") or []) + list(info.get("error_msgs") or [])
     if problems:
