@@ -17,9 +17,11 @@ class TryOnInputs:
     labels: np.ndarray  # uint8 [H, W], LIP label map
     category: str
     pose_map: np.ndarray | None = None  # uint8 [18, H, W]
+    keypoints: np.ndarray | None = None  # float32 [18, 3] (x, y, confidence), OpenPose COCO-18, person pixels
     seed: int = 0
     steps: int = 0  # 0 = the backend's default
     guidance_scale: float = 0.0  # 0 = the backend's default
+    scheduler: str = ""  # one of vton.runtime.options.SCHEDULERS; "" = the backend's default
     width: int = 0  # working resolution; 0 = the backend's default
     height: int = 0
     on_step: Callable[[], None] | None = None  # called between denoising steps; raises to stop the work

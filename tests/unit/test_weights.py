@@ -38,7 +38,7 @@ def test_require_names_the_missing_files_and_the_command(tmp_path):
 
 
 def test_auto_takes_the_best_backend_whose_weights_are_present(tmp_path, monkeypatch):
-    from services.warp.backends.ladi_vton import save_random
+    from services.warp.testing import save_random
 
     monkeypatch.setenv("VTON_MODELS_DIR", str(tmp_path))
     info, _ = select_backend(_registry("warp"), "auto")

@@ -35,6 +35,11 @@ class Capabilities:
             raise ValueError("a backend that is not thread-safe takes one call at a time (max_concurrency=1)")
 
 
+# A full backend whose calls change nothing another call uses: two at once overlap one's host work (decoding,
+# pre- and post-processing) with the other's GPU work; more would only add to the peak GPU memory.
+GPU_SHARED = Capabilities(thread_safe=True, max_concurrency=2)
+
+
 B = TypeVar("B")
 
 

@@ -2,7 +2,7 @@
 
 Each loader checks the weights before importing its module, so a missing file costs no heavy import."""
 
-from vton.runtime.backend import backend_spec, torch_dtype
+from vton.runtime.backend import GPU_SHARED, backend_spec, torch_dtype
 from vton.runtime.weights import require
 
 
@@ -25,7 +25,9 @@ def _composite(device: str, precision: str):
 
 
 BACKENDS = {
-    "ladi-vton-dresscode": backend_spec("ladi-vton-dresscode", "full", _ladi("dresscode")),
-    "ladi-vton-vitonhd": backend_spec("ladi-vton-vitonhd", "full", _ladi("vitonhd")),
+    "ladi-vton-dresscode": backend_spec(
+        "ladi-vton-dresscode", "full", _ladi("dresscode"), capabilities=GPU_SHARED
+    ),
+    "ladi-vton-vitonhd": backend_spec("ladi-vton-vitonhd", "full", _ladi("vitonhd"), capabilities=GPU_SHARED),
     "composite": backend_spec("composite", "embedded", _composite),
 }

@@ -2,7 +2,7 @@
 
 Each loader checks the weights before importing its module, so a missing file costs no heavy import."""
 
-from vton.runtime.backend import backend_spec, torch_dtype
+from vton.runtime.backend import GPU_SHARED, backend_spec, torch_dtype
 from vton.runtime.weights import require
 
 
@@ -26,8 +26,8 @@ def _geometric(device: str, precision: str):
 
 
 BACKENDS = {
-    "schp-lip": backend_spec("schp-lip", "full", _schp("lip")),
-    "schp-atr": backend_spec("schp-atr", "full", _schp("atr"), auto=False),
-    "schp-pascal": backend_spec("schp-pascal", "full", _schp("pascal"), auto=False),
+    "schp-lip": backend_spec("schp-lip", "full", _schp("lip"), capabilities=GPU_SHARED),
+    "schp-atr": backend_spec("schp-atr", "full", _schp("atr"), auto=False, capabilities=GPU_SHARED),
+    "schp-pascal": backend_spec("schp-pascal", "full", _schp("pascal"), auto=False, capabilities=GPU_SHARED),
     "geometric": backend_spec("geometric", "embedded", _geometric),
 }
