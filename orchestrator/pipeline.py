@@ -210,6 +210,7 @@ class TryOnPipeline:
             person=inputs.person,
             masked_person=agnostic.masked_person,
             agnostic_mask=agnostic.mask,
+            keypoints=pose.keypoints,
             pose_map=pose.pose_map,
             warped_garment=warped.warped_garment,
             warped_mask=warped.warped_mask,
