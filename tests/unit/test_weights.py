@@ -12,21 +12,31 @@ import pytest
 from vton.runtime import weights
 from vton.runtime.backend import select_backend
 from vton.runtime.errors import WeightsMissing
+from vton.runtime.vocab import STAGES
 
 REPO = Path(__file__).resolve().parents[2]
-STAGES = ("pose", "densepose", "parsing", "warp", "diffusion")
 
 
 def _registry(stage: str):
     return __import__(f"services.{stage}.backends", fromlist=["BACKENDS"]).BACKENDS
 
 
-def test_every_backend_of_every_stage_is_in_the_manifest_with_its_licence():
+def test_every_backend_of_every_stage_is_in_the_manifest_with_its_licence_and_version():
     manifest = weights.load_manifest()
     for stage in STAGES:
         for name, spec in _registry(stage).items():
             assert name in manifest, f"{stage} backend {name} is missing from the manifest"
+            assert spec.info.name == name, f"{stage} registers {spec.info.name!r} under {name!r}"
             assert manifest[name].license and spec.info.weights_license == manifest[name].license, name
+            assert manifest[name].version and spec.info.version == manifest[name].version, name
+            assert stage in manifest[name].stage, f"the manifest does not list {name} under {stage}"
+
+
+def test_a_manifest_entry_without_a_version_is_refused_naming_it(tmp_path):
+    broken = tmp_path / "manifest.yaml"
+    broken.write_text("backends:\n  tps:\n    stage: warp\n    license: MIT\n    description: no weights\n")
+    with pytest.raises(ValueError, match="backend 'tps' has no version"):
+        weights.load_manifest(broken)
 
 
 def test_require_names_the_missing_files_and_the_command(tmp_path):

@@ -2,7 +2,7 @@
 
 Each loader checks the weights before importing its module, so a missing file costs no heavy import."""
 
-from vton.runtime.backend import backend_spec, torch_dtype
+from vton.runtime.backend import Capabilities, backend_spec, torch_dtype
 from vton.runtime.weights import require
 
 
@@ -24,8 +24,12 @@ def _composite(device: str, precision: str):
     return CompositeBackend()
 
 
+# Plain numpy/OpenCV on each call's own arrays, no state shared between calls: as many at once as the server's
+# default worker threads (OpenCV releases the GIL, so they run in parallel).
+GEOMETRY = Capabilities(thread_safe=True, max_concurrency=4)
+
 BACKENDS = {
     "ladi-vton-dresscode": backend_spec("ladi-vton-dresscode", "full", _ladi("dresscode")),
     "ladi-vton-vitonhd": backend_spec("ladi-vton-vitonhd", "full", _ladi("vitonhd")),
-    "composite": backend_spec("composite", "embedded", _composite),
+    "composite": backend_spec("composite", "embedded", _composite, capabilities=GEOMETRY),
 }

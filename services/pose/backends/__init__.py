@@ -2,7 +2,7 @@
 
 Each loader checks the weights before importing its module, so a missing file costs no heavy import."""
 
-from vton.runtime.backend import backend_spec, torch_dtype
+from vton.runtime.backend import Capabilities, backend_spec, torch_dtype
 from vton.runtime.weights import require
 
 
@@ -20,7 +20,11 @@ def _blazepose(device: str, precision: str):
     return BlazePoseBackend.from_pretrained(folder)
 
 
+# BlazePose's LiteRT interpreters take one call at a time, each behind its own lock, and the rest of a call
+# works on its own arrays: two calls overlap (one in the detector, one in the landmarker), more only queue.
+BLAZEPOSE = Capabilities(thread_safe=True, max_concurrency=2)
+
 BACKENDS = {
     "openpose-body": backend_spec("openpose-body", "full", _openpose),
-    "blazepose-litert": backend_spec("blazepose-litert", "embedded", _blazepose),
+    "blazepose-litert": backend_spec("blazepose-litert", "embedded", _blazepose, capabilities=BLAZEPOSE),
 }

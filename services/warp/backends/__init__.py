@@ -2,7 +2,7 @@
 
 Each loader checks the weights before importing its module, so a missing file costs no heavy import."""
 
-from vton.runtime.backend import backend_spec, torch_dtype
+from vton.runtime.backend import Capabilities, backend_spec, torch_dtype
 from vton.runtime.weights import require
 
 
@@ -22,8 +22,12 @@ def _tps(device: str, precision: str):
     return KeypointTPSWarp()
 
 
+# Plain numpy/OpenCV on each call's own arrays, no state shared between calls: as many at once as the server's
+# default worker threads (OpenCV releases the GIL, so they run in parallel).
+GEOMETRY = Capabilities(thread_safe=True, max_concurrency=4)
+
 BACKENDS = {
     "ladi-vton-warp-dresscode": backend_spec("ladi-vton-warp-dresscode", "full", _ladi("dresscode")),
     "ladi-vton-warp-vitonhd": backend_spec("ladi-vton-warp-vitonhd", "full", _ladi("vitonhd")),
-    "keypoint-tps": backend_spec("keypoint-tps", "embedded", _tps),
+    "keypoint-tps": backend_spec("keypoint-tps", "embedded", _tps, capabilities=GEOMETRY),
 }
