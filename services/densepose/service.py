@@ -8,6 +8,7 @@ from services.densepose.backends import BACKENDS
 from services.densepose.types import DensePoseBackend
 from services.densepose.visualize import render_iuv
 from vton.runtime import messages, server
+from vton.runtime.vocab import Stage
 from vton.v1 import densepose_pb2, densepose_pb2_grpc
 
 FULL_NAME = densepose_pb2.DESCRIPTOR.services_by_name["DensePoseService"].full_name
@@ -29,7 +30,7 @@ class DensePoseServicer(densepose_pb2_grpc.DensePoseServiceServicer, server.Stag
 
 
 build_server = server.stage_builder(
-    "densepose",
+    Stage.DENSEPOSE,
     FULL_NAME,
     densepose_pb2_grpc.add_DensePoseServiceServicer_to_server,
     DensePoseServicer,

@@ -7,6 +7,7 @@ from services.diffusion.backends import BACKENDS
 from services.diffusion.types import TryOnInputs
 from vton.runtime import messages, server
 from vton.runtime.errors import InvalidInput
+from vton.runtime.vocab import Stage
 from vton.v1 import diffusion_pb2, diffusion_pb2_grpc
 
 FULL_NAME = diffusion_pb2.DESCRIPTOR.services_by_name["DiffusionService"].full_name
@@ -55,7 +56,7 @@ class DiffusionServicer(diffusion_pb2_grpc.DiffusionServiceServicer, server.Stag
 
 
 build_server = server.stage_builder(
-    "diffusion",
+    Stage.DIFFUSION,
     FULL_NAME,
     diffusion_pb2_grpc.add_DiffusionServiceServicer_to_server,
     DiffusionServicer,

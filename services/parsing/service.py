@@ -11,7 +11,7 @@ from services.parsing.types import ParsingBackend
 from vton.runtime import messages, server
 from vton.runtime.backend import BackendSpec, manifest_info
 from vton.runtime.errors import InvalidInput
-from vton.runtime.vocab import LabelSet
+from vton.runtime.vocab import LabelSet, Stage
 from vton.v1 import parsing_pb2, parsing_pb2_grpc
 
 FULL_NAME = parsing_pb2.DESCRIPTOR.services_by_name["ParsingService"].full_name
@@ -71,7 +71,7 @@ def without_lip(spec: BackendSpec[ParsingBackend]) -> str | None:
 
 
 build_server = server.stage_builder(
-    "parsing",
+    Stage.PARSING,
     FULL_NAME,
     parsing_pb2_grpc.add_ParsingServiceServicer_to_server,
     ParsingServicer,

@@ -8,6 +8,7 @@ from services.pose.backends import BACKENDS
 from services.pose.openpose_format import draw_skeleton, pose_map, to_openpose_json
 from services.pose.types import PoseBackend
 from vton.runtime import messages, server
+from vton.runtime.vocab import Stage
 from vton.v1 import pose_pb2, pose_pb2_grpc
 
 FULL_NAME = pose_pb2.DESCRIPTOR.services_by_name["PoseService"].full_name
@@ -32,5 +33,5 @@ class PoseServicer(pose_pb2_grpc.PoseServiceServicer, server.StageServicer[PoseB
 
 
 build_server = server.stage_builder(
-    "pose", FULL_NAME, pose_pb2_grpc.add_PoseServiceServicer_to_server, PoseServicer, BACKENDS
+    Stage.POSE, FULL_NAME, pose_pb2_grpc.add_PoseServiceServicer_to_server, PoseServicer, BACKENDS
 )

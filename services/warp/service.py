@@ -7,6 +7,7 @@ import grpc
 from services.warp.backends import BACKENDS
 from services.warp.types import WarpBackend, WarpInputs
 from vton.runtime import messages, server
+from vton.runtime.vocab import Stage
 from vton.v1 import common_pb2, warp_pb2, warp_pb2_grpc
 
 FULL_NAME = warp_pb2.DESCRIPTOR.services_by_name["WarpService"].full_name
@@ -54,5 +55,5 @@ class WarpServicer(warp_pb2_grpc.WarpServiceServicer, server.StageServicer[WarpB
 
 
 build_server = server.stage_builder(
-    "warp", FULL_NAME, warp_pb2_grpc.add_WarpServiceServicer_to_server, WarpServicer, BACKENDS
+    Stage.WARP, FULL_NAME, warp_pb2_grpc.add_WarpServiceServicer_to_server, WarpServicer, BACKENDS
 )
