@@ -24,9 +24,10 @@ def _composite(device: str, precision: str):
     return CompositeBackend()
 
 
-# Plain numpy/OpenCV on each call's own arrays, no state shared between calls: as many at once as the server's
-# default worker threads (OpenCV releases the GIL, so they run in parallel).
-GEOMETRY = Capabilities(thread_safe=True, max_concurrency=4)
+# Plain numpy/OpenCV on each call's own arrays, no state shared between calls. OpenCV already spreads one call
+# over the cores (on 2 cores a second or fourth call at once added no throughput), so more than 2 only stack up
+# full-size arrays in memory: they queue instead.
+GEOMETRY = Capabilities(thread_safe=True, max_concurrency=2)
 
 BACKENDS = {
     "ladi-vton-dresscode": backend_spec("ladi-vton-dresscode", "full", _ladi("dresscode")),

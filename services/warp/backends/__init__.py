@@ -22,9 +22,10 @@ def _tps(device: str, precision: str):
     return KeypointTPSWarp()
 
 
-# Plain numpy/OpenCV on each call's own arrays, no state shared between calls: as many at once as the server's
-# default worker threads (OpenCV releases the GIL, so they run in parallel).
-GEOMETRY = Capabilities(thread_safe=True, max_concurrency=4)
+# Plain numpy/OpenCV on each call's own arrays, no state shared between calls. OpenCV already spreads one call
+# over the cores (on 2 cores a second or fourth call at once added no throughput), so more than 2 only stack up
+# full-size arrays in memory: they queue instead.
+GEOMETRY = Capabilities(thread_safe=True, max_concurrency=2)
 
 BACKENDS = {
     "ladi-vton-warp-dresscode": backend_spec("ladi-vton-warp-dresscode", "full", _ladi("dresscode")),
