@@ -5,9 +5,6 @@ from __future__ import annotations
 import importlib
 import json
 import logging
-import os
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -313,30 +310,6 @@ def test_the_agnostic_mask_reports_its_version_and_licence_from_the_manifest(ana
         entry.version,
         entry.license,
     )
-
-
-@pytest.mark.parametrize("backend", ["schp-atr", "schp-pascal"])
-def test_parsing_refuses_at_start_a_backend_that_cannot_make_lip_labels(backend, tmp_path):
-    """Refused before any weights load (none are present here), with the reason and the backends that would do."""
-    env = {
-        **os.environ,
-        "VTON_MODELS_DIR": str(tmp_path),
-        "VTON_BACKEND": backend,
-        "VTON_GRPC_PORT": "0",
-        "VTON_METRICS_PORT": "0",
-    }
-    run = subprocess.run(
-        [sys.executable, "-m", "services.parsing"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=REPO,
-    )
-    assert run.returncode == 2
-    assert f"cannot serve with backend {backend!r}" in run.stderr
-    assert "need LIP labels; choose one of: auto, schp-lip, geometric" in run.stderr
-    assert "vton weights pull" not in run.stderr, "refused for its labels, not for missing weights"
 
 
 # ------------------------------------------------------------------------------ backend concurrency
