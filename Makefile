@@ -26,6 +26,7 @@ demo: install weights
 test: install weights
 	bash tools/install_deploy_tools.sh
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
 
 lint: install

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
+from services.diffusion.backend_protocol import TryOnBackend
 from services.diffusion.backends import BACKENDS
 from services.diffusion.types import TryOnInputs
 from vton.runtime import messages, server
-from vton.runtime.backend import BackendInfo
 from vton.runtime.options import validate_options
+from vton.runtime.vocab import Stage
 from vton.v1 import diffusion_pb2, diffusion_pb2_grpc
 
 FULL_NAME = diffusion_pb2.DESCRIPTOR.services_by_name["DiffusionService"].full_name
 
 
-class DiffusionServicer(diffusion_pb2_grpc.DiffusionServiceServicer):
-    def __init__(self, info: BackendInfo, backend) -> None:
-        self.info, self.backend = info, backend
-
+class DiffusionServicer(diffusion_pb2_grpc.DiffusionServiceServicer, server.StageServicer[TryOnBackend]):
     def TryOn(self, request, context) -> diffusion_pb2.TryOnResponse:
         raw = request.options
         options = validate_options(
@@ -50,14 +48,15 @@ class DiffusionServicer(diffusion_pb2_grpc.DiffusionServiceServicer):
             label_map=messages.spatial(inputs.labels),
             pose_map=messages.spatial(inputs.pose_map, channels_first=True),
         )
-        image = self.backend.try_on(inputs)
+        with self.slots.held():
+            image = self.backend.try_on(inputs)
         return diffusion_pb2.TryOnResponse(
             image=messages.png_image(image), backend=messages.backend_info(self.info)
         )
 
 
 build_server = server.stage_builder(
-    "diffusion",
+    Stage.DIFFUSION,
     FULL_NAME,
     diffusion_pb2_grpc.add_DiffusionServiceServicer_to_server,
     DiffusionServicer,

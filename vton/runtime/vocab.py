@@ -115,3 +115,19 @@ class Lip(IntEnum):
 # LIP's own spelling of each label, as SCHP's label list writes it.
 LIP_LABELS: tuple[str, ...] = tuple(label.name.lower().replace("_", "-") for label in Lip)
 NUM_LIP_LABELS = len(Lip)
+
+
+class LabelSet(StrEnum):
+    """The human-parsing label sets a parsing backend may produce (SCHP's three datasets).
+
+    The platform runs on LIP: the agnostic mask, warp and diffusion read LIP labels, so the parsing stage serves
+    only a backend that makes them.
+    """
+
+    LIP = "lip"
+    ATR = "atr"
+    PASCAL = "pascal"
+
+
+# DensePose's fine body parts: I is 0 for the background and 1..24 for the parts.
+NUM_DENSEPOSE_PARTS = 24

@@ -24,6 +24,7 @@ import tarfile
 import tempfile
 import urllib.request
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,6 +47,7 @@ class WeightFile:
 class BackendWeights:
     backend: str
     stage: str
+    version: str
     license: str
     description: str
     files: tuple[WeightFile, ...] = field(default_factory=tuple)
@@ -60,8 +62,13 @@ def load_manifest(path: Path = MANIFEST_PATH) -> dict[str, BackendWeights]:
     raw = yaml.safe_load(path.read_text())
     out: dict[str, BackendWeights] = {}
     for name, entry in raw["backends"].items():
+        absent = [key for key in ("stage", "version", "license", "description") if key not in entry]
+        if absent:
+            raise ValueError(f"{path}: backend {name!r} has no {', '.join(absent)}")
         files = tuple(WeightFile(**f) for f in entry.get("files", []))
-        out[name] = BackendWeights(name, entry["stage"], entry["license"], entry["description"], files)
+        out[name] = BackendWeights(
+            name, entry["stage"], str(entry["version"]), entry["license"], entry["description"], files
+        )
     return out
 
 
@@ -194,7 +201,9 @@ def fetch_file(f: WeightFile, workdir: Path) -> Path:
     raise ValueError(f"unknown weight source {f.source!r}")
 
 
-def pull(backend: str, root: Path | None = None, from_s3: str | None = None, log=print) -> Path:
+def pull(
+    backend: str, root: Path | None = None, from_s3: str | None = None, log: Callable[[str], object] = print
+) -> Path:
     """Fetch `backend`'s missing files into the models directory, checking each sha256."""
     entry = load_manifest()[backend]
     folder = backend_dir(backend, root)

@@ -2,7 +2,7 @@
 
 Each loader checks the weights before importing its module, so a missing file costs no heavy import."""
 
-from vton.runtime.backend import GPU_SHARED, backend_spec, torch_dtype
+from vton.runtime.backend import CPU_SHARED, GPU_SHARED, backend_spec, torch_dtype
 from vton.runtime.weights import require
 
 
@@ -33,5 +33,5 @@ BACKENDS = {
     "densepose-r50-fpn-torchscript": backend_spec(
         "densepose-r50-fpn-torchscript", "full", _torchscript, capabilities=GPU_SHARED
     ),
-    "geometric": backend_spec("geometric", "embedded", _geometric),
+    "geometric": backend_spec("geometric", "embedded", _geometric, capabilities=CPU_SHARED),
 }

@@ -2,7 +2,7 @@
 
 Each loader checks the weights before importing its module, so a missing file costs no heavy import."""
 
-from vton.runtime.backend import GPU_SHARED, backend_spec, torch_dtype
+from vton.runtime.backend import CPU_SHARED, GPU_SHARED, backend_spec, torch_dtype
 from vton.runtime.weights import require
 
 
@@ -29,5 +29,5 @@ BACKENDS = {
     "ladi-vton-warp-vitonhd": backend_spec(
         "ladi-vton-warp-vitonhd", "full", _ladi("vitonhd"), capabilities=GPU_SHARED
     ),
-    "keypoint-tps": backend_spec("keypoint-tps", "embedded", _tps),
+    "keypoint-tps": backend_spec("keypoint-tps", "embedded", _tps, capabilities=CPU_SHARED),
 }
