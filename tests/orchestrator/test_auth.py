@@ -15,8 +15,8 @@ import time
 import httpx
 import pytest
 import uvicorn
-from pydantic import SecretStr
 from fastapi.testclient import TestClient
+from pydantic import SecretStr
 from sqlalchemy import create_engine, text
 
 from orchestrator.app import create_app
