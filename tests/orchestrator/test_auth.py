@@ -233,3 +233,10 @@ def test_the_settings_take_the_webhook_lists_comma_separated(clean_env):
     clean_env.setenv("VTON_WEBHOOK_ALLOWED_NETWORKS", "10.0.0.0/33")
     with pytest.raises(Exception, match="not a network"):
         Settings()
+
+
+def test_the_web_page_asks_for_the_key_once_and_sends_it(settings):
+    with TestClient(create_app(settings)) as client:
+        page = client.get("/").text
+    assert 'id="api-key"' in page and 'id="save-key"' in page
+    assert "localStorage.setItem" in page and "Authorization: `Bearer ${localStorage.getItem(KEY)}`" in page
