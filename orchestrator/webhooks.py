@@ -4,6 +4,7 @@ A delivery is a row of the database (queued by the transaction that finishes the
 so it survives a restart of the orchestrator; each attempt is recorded on it (time, HTTP status or error,
 seconds) and shown in the job's JSON. The dispatcher threads claim due deliveries with a lease, as workers
 claim jobs, so several replicas deliver each callback once and a delivery whose replica died is taken over.
+A replica with VTON_WORKERS=0 (an API-only one) leaves deliveries to the replicas that run jobs.
 
 Every request carries
     X-Vton-Timestamp: <unix seconds>
@@ -239,7 +240,7 @@ class WebhookDispatcher:
             self._thread.join(self.timeout_s + 5)
             self._thread = None
         if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool.shutdown(wait=True)  # at most `concurrency` deliveries were claimed: all are running
             self._pool = None
 
     def _poll(self) -> None:
@@ -271,7 +272,8 @@ class WebhookDispatcher:
         number = len(delivery.attempts) + 1
         started_at, started = time.time(), time.monotonic()
         status_code, error = None, None
-        payload = self.payloads[delivery.kind](delivery)
+        build = self.payloads.get(delivery.kind)
+        payload = build(delivery) if build is not None else None
         if payload is None:
             error = f"the {delivery.kind} {delivery.subject_id} no longer exists"
         else:

@@ -26,7 +26,14 @@ from orchestrator.callback_urls import CallbackRefused
 from orchestrator.deps import AppContext, context, error_response
 from orchestrator.errors import ApiError
 from orchestrator.idempotency import HEADER as IDEMPOTENCY_HEADER
-from orchestrator.idempotency import Idempotency, IdempotencyTaken, checked_key, fingerprint, replayed
+from orchestrator.idempotency import (
+    Idempotency,
+    IdempotencyTaken,
+    PriorRequest,
+    checked_key,
+    fingerprint,
+    replayed,
+)
 from orchestrator.jobs import SUCCEEDED, Job, new_job_id
 from orchestrator.limits import check_queue_room
 from orchestrator.pipeline import image_format, input_key
@@ -121,8 +128,9 @@ async def create_tryon(
     media_type = _media_type(request)
     if media_type == "application/json":
         body = _validated(TryOnByReference, await _json_object(request))
+        options = checked_options(body)
         photos = _Photos(keys=await _referenced_photos(ctx, principal, body))
-        job, replay = await _submit(ctx, principal, body, photos, idempotency_key)
+        job, replay = await _submit(ctx, principal, body, options, photos, idempotency_key)
     elif media_type not in _FORM_TYPES:
         raise ApiError(
             415,
@@ -132,8 +140,9 @@ async def create_tryon(
     else:
         async with request.form(max_files=2, max_fields=16) as form:
             body = _validated(TryOnForm, {k: v for k, v in form.items() if v != ""})
+            options = checked_options(body)
             photos = _Photos(uploads=await _uploaded_photos(ctx, body))
-            job, replay = await _submit(ctx, principal, body, photos, idempotency_key)
+            job, replay = await _submit(ctx, principal, body, options, photos, idempotency_key)
 
     location = {"Location": job_path(job.id)}
     if replay:
@@ -141,22 +150,26 @@ async def create_tryon(
     if wait:
         finished = await _wait_finished(ctx, job.id, timeout or ctx.settings.wait_timeout_s)
         if finished is not None:
-            body = job_out(finished, ctx.storage.presign, ctx.deliveries.for_subject("job", job.id))
-            body = body.model_dump(mode="json")
+            delivery = ctx.deliveries.for_subject("job", job.id)
+            shown = job_out(finished, ctx.storage.presign, delivery).model_dump(mode="json")
             if finished.status == SUCCEEDED:
-                return JSONResponse(body, status_code=200, headers=location)
+                return JSONResponse(shown, status_code=200, headers=location)
             status = ERROR_HTTP_STATUS.get(finished.error_code or "", 500)
-            return error_response(status, finished.error or "the job failed", body, location)
+            return error_response(status, finished.error or "the job failed", shown, location)
     accepted = JobAccepted(id=job.id, status=job.status, links=LinksOut(self=job_path(job.id)))
     return JSONResponse(accepted.model_dump(mode="json"), status_code=202, headers=location)
 
 
 async def _submit(
-    ctx: AppContext, principal: Principal, body: TryOnOptionsIn, photos: _Photos, idempotency_key: str | None
+    ctx: AppContext,
+    principal: Principal,
+    body: TryOnOptionsIn,
+    options: TryOnOptions,
+    photos: _Photos,
+    idempotency_key: str | None,
 ) -> tuple[Job, bool]:
     """The job the request makes: (a new job, False), or (the job a first request with the same
     Idempotency-Key made, True)."""
-    options = checked_options(body)
     callback_url = await run_in_threadpool(_checked_callback, ctx, body.callback_url)
     idempotency = None
     if idempotency_key is not None:
@@ -183,7 +196,9 @@ async def _submit(
     return job, False
 
 
-async def _replayed(ctx: AppContext, principal: Principal, prior, idempotency: Idempotency) -> Job:
+async def _replayed(
+    ctx: AppContext, principal: Principal, prior: PriorRequest, idempotency: Idempotency
+) -> Job:
     job_id = replayed(prior, idempotency)
     job = await run_in_threadpool(ctx.store.get_for_tenant, job_id, principal.tenant_id)
     assert job is not None, "jobs are never deleted"
