@@ -10,6 +10,8 @@ import os
 import sys
 from pathlib import Path
 
+import httpx
+
 from vton import weights_cli
 from vton.runtime.vocab import CATEGORIES, STAGES, Category
 from vton_cli.client import DEFAULT_SERVER, ApiError, ApiKeyInfo, Job, VtonClient
@@ -54,6 +56,15 @@ def _print_progress(job: Job) -> None:
     print(f"[{job.status}] " + ", ".join(parts), flush=True)
 
 
+def _failed(command: str, server: str, exc: Exception) -> int:
+    """One line on stderr for an error the API answered or the network raised; the exit code 1."""
+    if isinstance(exc, ApiError):
+        print(f"vton {command}: {exc}", file=sys.stderr)
+    else:
+        print(f"vton {command}: cannot reach {server}: {exc}", file=sys.stderr)
+    return 1
+
+
 def cmd_tryon(args: argparse.Namespace) -> int:
     person, garment = Path(args.person), Path(args.garment)
     for path in (person, garment):
@@ -73,12 +84,8 @@ def cmd_tryon(args: argparse.Namespace) -> int:
                 return 1
             Path(args.output).parent.mkdir(parents=True, exist_ok=True)
             Path(args.output).write_bytes(client.download(job.result_url))
-    except ApiError as exc:
-        print(f"vton tryon: {exc}", file=sys.stderr)
-        return 1
-    except OSError as exc:
-        print(f"vton tryon: cannot reach {args.server}: {exc}", file=sys.stderr)
-        return 1
+    except (ApiError, httpx.HTTPError, OSError) as exc:
+        return _failed("tryon", args.server, exc)
     print(f"result written to {args.output}")
     return 0
 
@@ -103,18 +110,15 @@ def cmd_keys(args: argparse.Namespace) -> int:
                 if args.save:
                     print(f"  stored for the CLI in {save_keys(args.server, api_key=key.key)}")
             elif args.keys_command == "list":
+                keys = client.list_keys(args.tenant)
                 print(f"{'id':<14}{'tenant':<20}{'state':<30}{'last used':<21}name")
-                for key in client.list_keys(args.tenant):
+                for key in keys:
                     print(_key_line(key))
             else:
                 key = client.revoke_key(args.key_id)
                 print(f"API key {key.id} of tenant {key.tenant} revoked at {key.revoked_at[:19]}")
-    except ApiError as exc:
-        print(f"vton keys {args.keys_command}: {exc}", file=sys.stderr)
-        return 1
-    except OSError as exc:
-        print(f"vton keys {args.keys_command}: cannot reach {args.server}: {exc}", file=sys.stderr)
-        return 1
+    except (ApiError, httpx.HTTPError, OSError) as exc:
+        return _failed(f"keys {args.keys_command}", args.server, exc)
     return 0
 
 
