@@ -15,10 +15,10 @@ def main() -> int:
     configure("orchestrator")
     try:
         settings = load_settings()
+        app = create_app(settings)
     except SettingsError as exc:  # a start-up mistake: the message names each variable, no trace
         print(f"orchestrator: {exc}", file=sys.stderr)
         return 2
-    app = create_app(settings)
     # log_config=None: uvicorn keeps the JSON log handler configured above instead of installing its own.
     # timeout_graceful_shutdown: a client waiting on ?wait=true must not hold a SIGTERM up; its job is in the
     # database and is handed back to the queue by the shutdown of the workers.

@@ -22,15 +22,19 @@ from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from orchestrator.auth import Authenticator
 from orchestrator.deps import AppContext, error_response
 from orchestrator.errors import ApiError
 from orchestrator.jobs import JobStore
 from orchestrator.metrics import OrchestratorMetrics
 from orchestrator.pipeline import TryOnPipeline
-from orchestrator.routers import health, jobs, tryon, web
+from orchestrator.routers import health, jobs, keys, objects, tryon, web
+from orchestrator.schemas import job_payload
 from orchestrator.settings import Settings, load_settings
 from orchestrator.stages import StageClients
 from orchestrator.storage import StorageError, storage_from_settings
+from orchestrator.tenants import TenantStore
+from orchestrator.webhooks import DeliveryStore, webhook_dispatcher
 from orchestrator.worker import JobRunner
 from vton.runtime.logs import log_event, request_id_var
 
@@ -187,7 +191,24 @@ def build_context(settings: Settings) -> AppContext:
         max_attempts=settings.job_max_attempts,
     )
     metrics.watch_store(store.counts_by_status)
-    return AppContext(settings, store, storage, clients, pipeline, runner, metrics)
+    tenants = TenantStore(store.engine)
+    deliveries = DeliveryStore(store.engine)
+    webhooks = webhook_dispatcher(
+        settings, deliveries, tenants, {"job": job_payload(store, storage.presign, deliveries)}
+    )
+    return AppContext(
+        settings,
+        store,
+        storage,
+        clients,
+        pipeline,
+        runner,
+        metrics,
+        tenants,
+        Authenticator(settings, tenants),
+        deliveries,
+        webhooks,
+    )
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -203,6 +224,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             log.error("storage not ready at startup: %s", exc)
         if settings.workers > 0:
             await run_in_threadpool(ctx.runner.start)
+            ctx.webhooks.start()
         log_event(
             log,
             "orchestrator started",
@@ -215,6 +237,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             await run_in_threadpool(ctx.runner.stop)
+            await run_in_threadpool(ctx.webhooks.stop)
             ctx.clients.close()
             ctx.store.close()
 
@@ -240,6 +263,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.include_router(tryon.router)
     app.include_router(jobs.router)
+    app.include_router(objects.router)
+    app.include_router(keys.router)
+    app.include_router(keys.admin_router)
     app.include_router(health.router)
     app.include_router(web.router)
     return app

@@ -11,12 +11,15 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import JSONResponse
 
+from orchestrator.auth import Authenticator
 from orchestrator.jobs import JobStore
 from orchestrator.metrics import OrchestratorMetrics
 from orchestrator.pipeline import TryOnPipeline
 from orchestrator.settings import Settings
 from orchestrator.stages import StageClients
 from orchestrator.storage import Storage
+from orchestrator.tenants import TenantStore
+from orchestrator.webhooks import DeliveryStore, WebhookDispatcher
 from orchestrator.worker import JobRunner
 
 
@@ -29,6 +32,10 @@ class AppContext:
     pipeline: TryOnPipeline
     runner: JobRunner
     metrics: OrchestratorMetrics
+    tenants: TenantStore
+    auth: Authenticator
+    deliveries: DeliveryStore
+    webhooks: WebhookDispatcher
     bucket_ready: bool = False
 
     def ensure_bucket(self, wait_s: float = 0.0) -> None:

@@ -57,16 +57,16 @@ ARTIFACTS: tuple[str, ...] = tuple(name for files in STEP_ARTIFACTS.values() for
 IMAGE_FORMATS = {"png": "png", "jpeg": "jpg", "webp": "webp"}
 
 
-def input_key(job_id: str, name: str, image_format: str) -> str:
-    return f"jobs/{job_id}/inputs/{name}.{IMAGE_FORMATS[image_format]}"
+def input_key(job_prefix: str, name: str, image_format: str) -> str:
+    return f"{job_prefix}inputs/{name}.{IMAGE_FORMATS[image_format]}"
 
 
-def artifact_key(job_id: str, name: str) -> str:
-    return f"jobs/{job_id}/artifacts/{name}"
+def artifact_key(job_prefix: str, name: str) -> str:
+    return f"{job_prefix}artifacts/{name}"
 
 
-def result_key(job_id: str) -> str:
-    return f"jobs/{job_id}/result.png"
+def result_key(job_prefix: str) -> str:
+    return f"{job_prefix}result.png"
 
 
 def image_format(data: bytes) -> str:
@@ -228,7 +228,7 @@ class TryOnPipeline:
     def _store_result(self, job: Job, inputs: _Inputs, image: bytes, mask: bytes) -> str:
         if inputs.original is not None:
             image = paste_full_size(inputs.original, image, mask)
-        return self.storage.put(result_key(job.id), image, "image/png")
+        return self.storage.put(result_key(job.storage_prefix), image, "image/png")
 
 
 class _Calls:
@@ -284,7 +284,7 @@ class _Calls:
         for name, data_of in STEP_ARTIFACTS.get(step, {}).items():
             data = data_of(response)
             if data:
-                key = self.p.storage.put(artifact_key(self.job.id, name), data)
+                key = self.p.storage.put(artifact_key(self.job.storage_prefix, name), data)
                 self.progress.artifact(name.rsplit(".", 1)[0], key)
         succeeded = StageState(
             SUCCEEDED,

@@ -23,6 +23,7 @@ import httpx
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from vton.runtime.vocab import API_PORT, GRPC_PORTS, METRICS_PORTS, STAGES
+from vton_cli.credentials import first_api_key, platform_secrets, remember_platform
 from vton_cli.s3server import DEFAULT_S3_PORT, SeaweedS3
 
 
@@ -75,6 +76,7 @@ class Platform:
         self.s3: SeaweedS3 | None = None
         self.processes: dict[str, subprocess.Popen] = {}
         self.logs_dir = config.data_dir / "logs"
+        self.api_key: str | None = None  # the first API key, once the orchestrator is ready
 
     def __enter__(self) -> Platform:
         try:
@@ -116,10 +118,12 @@ class Platform:
             "AWS_SECRET_ACCESS_KEY": secret_key,
             "VTON_WORKERS": str(cfg.workers),
             **{f"VTON_{s.upper()}_ADDR": f"{cfg.host}:{cfg.grpc_port(s)}" for s in STAGES},
+            **platform_secrets(cfg.data_dir),
         }
         self._spawn("orchestrator", [sys.executable, "-m", "orchestrator"], env)
         self._wait_http("orchestrator", f"{cfg.api_url}/readyz", deadline)
         self.log(f"  api           {cfg.api_url}  (docs {cfg.api_url}/docs, metrics {cfg.api_url}/metrics)")
+        self.api_key = first_api_key(cfg.api_url, cfg.data_dir)
 
     def _spawn(self, name: str, cmd: list[str], env: dict[str, str]) -> None:
         logfile = (self.logs_dir / f"{name}.log").open("ab")
@@ -203,6 +207,8 @@ def run_up(config: PlatformConfig) -> int:
     print(f"vton: starting the platform (logs in {platform.logs_dir})", flush=True)
     try:
         with platform:
+            stored = remember_platform(config.api_url, config.data_dir, platform.api_key)
+            print(f"vton: API key {platform.api_key} (tenant default; stored for the CLI in {stored})")
             print(f"vton: ready. API on {config.api_url}. Ctrl-C stops it.", flush=True)
             died = platform.wait(stop)
             if died:
