@@ -123,6 +123,10 @@ def cmd_keys(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    if args.category:
+        from vton_cli.bench_category import main as bench_category_main
+
+        return bench_category_main(args)
     from vton_cli.bench import main as bench_main
 
     return bench_main(args)
@@ -205,6 +209,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--garment", help="a garment photo (default: an example photo)")
     bench.add_argument("--repeat", type=int, default=5)
     bench.add_argument("--out", default="bench", help="folder for the results (JSON and Markdown)")
+    bench.add_argument(
+        "--category",
+        action="store_true",
+        help="instead: the accuracy of the garment-category classifier on the labelled garment photos",
+    )
     bench.set_defaults(func=cmd_bench)
 
     ev = sub.add_parser("eval", help="SSIM on paired samples and a contact sheet, through a running platform")

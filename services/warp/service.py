@@ -7,7 +7,7 @@ import grpc
 from services.warp.backends import BACKENDS
 from services.warp.types import WarpBackend, WarpInputs
 from vton.runtime import messages, server
-from vton.runtime.vocab import Stage
+from vton.runtime.vocab import Category, Stage
 from vton.v1 import common_pb2, warp_pb2, warp_pb2_grpc
 
 FULL_NAME = warp_pb2.DESCRIPTOR.services_by_name["WarpService"].full_name
@@ -50,6 +50,22 @@ class WarpServicer(warp_pb2_grpc.WarpServiceServicer, server.StageServicer[WarpB
             garment_landmarks={
                 k: common_pb2.Keypoint(x=x, y=y, confidence=1.0) for k, (x, y) in out.landmarks.items()
             },
+            backend=messages.backend_info(self.info),
+        )
+
+    def ClassifyGarment(
+        self, request: warp_pb2.ClassifyGarmentRequest, context: grpc.ServicerContext
+    ) -> warp_pb2.ClassifyGarmentResponse:
+        garment = messages.rgb_from(request.garment, "garment")
+        with self.slots.held():
+            guess = self.backend.classify(garment)
+        return warp_pb2.ClassifyGarmentResponse(
+            category=messages.category_enum(guess.category),
+            confidence=guess.confidence,
+            scores=[
+                warp_pb2.CategoryScore(category=messages.category_enum(c), score=guess.scores[c])
+                for c in Category
+            ],
             backend=messages.backend_info(self.info),
         )
 

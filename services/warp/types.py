@@ -8,6 +8,8 @@ from typing import Protocol
 import numpy as np
 from numpy.typing import NDArray
 
+from vton.runtime.vocab import Category
+
 
 @dataclass
 class WarpInputs:
@@ -33,7 +35,30 @@ class WarpOutput:
     landmarks: dict[str, tuple[float, float]] = field(default_factory=dict)  # product-photo pixels
 
 
+@dataclass(frozen=True)
+class Silhouette:
+    """What the embedded classifier measures on a garment's mask (services/warp/category.py says how)."""
+
+    leg_split: float  # share of the height, from the hem up, split into two legs
+    waistband: float  # coverage of the top rows over the width just below them
+    elongation: float  # length for the garment's width
+
+
+@dataclass(frozen=True)
+class CategoryGuess:
+    """A garment's category inferred from its photo, how sure the backend is, and the score of every category."""
+
+    category: Category
+    confidence: float  # in [0, 1]: the chosen category's score
+    scores: dict[Category, float]  # every category, summing to 1
+    features: Silhouette | None = None  # what an embedded classifier measured, for reports
+
+
 class WarpBackend(Protocol):
     def warp(self, inputs: WarpInputs) -> WarpOutput:
         """The garment fitted onto the person, at the person's size."""
+        ...
+
+    def classify(self, garment: NDArray[np.uint8]) -> CategoryGuess:
+        """The category of the garment in a product photo (RGB [h, w, 3]), for a request that names none."""
         ...

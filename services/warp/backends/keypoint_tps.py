@@ -49,8 +49,9 @@ from services.warp.body import (
     point_along,
     polyline_length,
 )
+from services.warp.category import classify_garment
 from services.warp.garment import CATEGORIES, GarmentAnalysis, analyse_garment
-from services.warp.types import WarpInputs, WarpOutput
+from services.warp.types import CategoryGuess, WarpInputs, WarpOutput
 from vton.runtime.errors import InvalidInput
 
 # A garment laid flat is wider than the body it fits seen from the front: its flat width is half its
@@ -704,6 +705,9 @@ class KeypointTPSWarp:
     def __init__(self, grid_step: int = 8, regularization: float = 1e-3):
         self.grid_step = grid_step
         self.regularization = regularization
+
+    def classify(self, garment: np.ndarray) -> CategoryGuess:
+        return classify_garment(garment)  # the garment's silhouette (services/warp/category.py)
 
     def warp(self, inputs: WarpInputs) -> WarpOutput:
         if inputs.category not in CATEGORIES:

@@ -34,9 +34,10 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from services.warp.category import classify_garment
 from services.warp.garment import garment_mask as garment_mask_of
 from services.warp.models import ConvNetTPS, RefinementConfig, RefinementUNet, TPSConfig
-from services.warp.types import WarpInputs, WarpOutput
+from services.warp.types import CategoryGuess, WarpInputs, WarpOutput
 from vton.runtime.checkpoints import WeightsMismatch, load_strict
 from vton.runtime.errors import InvalidInput, WeightsMissing
 from vton.runtime.posemap import pose_heatmaps
@@ -98,6 +99,9 @@ class LadiVtonWarpBackend:
             refinement, checkpoint["refinement"], path, "the refinement U-Net (its `refinement` entry)"
         )
         return cls(tps, refinement, dataset, device, dtype)
+
+    def classify(self, garment: np.ndarray) -> CategoryGuess:
+        return classify_garment(garment)  # LaDI-VTON has no classifier: the embedded one, from the silhouette
 
     @torch.inference_mode()
     def warp(self, inputs: WarpInputs) -> WarpOutput:
