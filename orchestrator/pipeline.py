@@ -19,7 +19,7 @@ from google.protobuf.message import Message
 from orchestrator.jobs import RUNNING, SUCCEEDED, Job, StageState
 from orchestrator.stages import StageClients, StageError
 from orchestrator.working_size import paste_full_size, working_copy
-from vton.runtime import images, messages
+from vton.runtime import images, proto_vocab
 from vton.runtime.errors import InvalidInput
 from vton.runtime.options import TryOnOptions
 from vton.runtime.vocab import JOB_STEPS, Stage
@@ -88,7 +88,7 @@ def image_message(data: bytes) -> common_pb2.Image:
 def options_message(options: TryOnOptions) -> common_pb2.TryOnOptions:
     """The options every stage call carries; 0 and "" ask for the backend's default."""
     return common_pb2.TryOnOptions(
-        category=messages.category_enum(options.category),
+        category=proto_vocab.category_enum(options.category),
         seed=options.seed,
         steps=options.steps,
         guidance_scale=options.guidance_scale,

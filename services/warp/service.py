@@ -6,7 +6,7 @@ import grpc
 
 from services.warp.backends import BACKENDS
 from services.warp.types import WarpBackend, WarpInputs
-from vton.runtime import messages, server
+from vton.runtime import messages, proto_vocab, server
 from vton.runtime.vocab import Category, Stage
 from vton.v1 import common_pb2, warp_pb2, warp_pb2_grpc
 
@@ -60,10 +60,10 @@ class WarpServicer(warp_pb2_grpc.WarpServiceServicer, server.StageServicer[WarpB
         with self.slots.held():
             guess = self.backend.classify(garment)
         return warp_pb2.ClassifyGarmentResponse(
-            category=messages.category_enum(guess.category),
+            category=proto_vocab.category_enum(guess.category),
             confidence=guess.confidence,
             scores=[
-                warp_pb2.CategoryScore(category=messages.category_enum(c), score=guess.scores[c])
+                warp_pb2.CategoryScore(category=proto_vocab.category_enum(c), score=guess.scores[c])
                 for c in Category
             ],
             backend=messages.backend_info(self.info),

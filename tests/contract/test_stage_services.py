@@ -18,7 +18,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from services.pose.service import FULL_NAME as POSE_SERVICE
 from services.pose.service import PoseServicer
 from services.pose.types import PoseEstimate
-from vton.runtime import images, messages, server
+from vton.runtime import images, messages, proto_vocab, server
 from vton.runtime.backend import BackendInfo, BackendSpec, Capabilities
 from vton.runtime.vocab import NUM_KEYPOINTS, NUM_LIP_LABELS, STAGES, Category, Keypoint, Lip
 from vton.v1 import (
@@ -83,7 +83,7 @@ def garment(examples) -> common_pb2.Image:
 @pytest.fixture(scope="module")
 def analysis(channels, person):
     """Pose, DensePose and parsing of the example person, then its agnostic mask: what the orchestrator sends on."""
-    options = common_pb2.TryOnOptions(category=messages.category_enum(Category.UPPER_BODY), seed=1)
+    options = common_pb2.TryOnOptions(category=proto_vocab.category_enum(Category.UPPER_BODY), seed=1)
     pose = pose_pb2_grpc.PoseServiceStub(channels["pose"]).EstimatePose(
         pose_pb2.EstimatePoseRequest(image=person)
     )

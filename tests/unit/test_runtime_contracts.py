@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from vton.runtime import messages
+from vton.runtime import messages, proto_vocab
 from vton.runtime.backend import BackendInfo, BackendSpec, Capabilities
 from vton.runtime.config import StageSettings
 from vton.runtime.errors import InvalidInput, WeightsMissing
@@ -15,7 +15,7 @@ from vton.v1 import common_pb2
 
 @pytest.mark.parametrize("category", list(Category))
 def test_every_category_goes_through_the_proto_and_back(category: Category) -> None:
-    options = common_pb2.TryOnOptions(category=messages.category_enum(category.value))
+    options = common_pb2.TryOnOptions(category=proto_vocab.category_enum(category.value))
     assert options.category != common_pb2.CATEGORY_UNSPECIFIED
     assert messages.category_from(options) == category == category.value
 
@@ -29,7 +29,7 @@ def test_an_unset_or_unknown_category_is_invalid_input_naming_the_choices() -> N
     with pytest.raises(InvalidInput, match="options.category must be one of upper_body, lower_body, dresses"):
         messages.category_from(common_pb2.TryOnOptions())
     with pytest.raises(InvalidInput, match="unknown category 'hats'; choose one of: upper_body"):
-        messages.category_enum("hats")
+        proto_vocab.category_enum("hats")
 
 
 def test_a_stage_listens_on_its_vocabulary_ports_unless_told_otherwise(monkeypatch) -> None:

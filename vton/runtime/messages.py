@@ -10,16 +10,10 @@ import numpy as np
 from vton.runtime import images
 from vton.runtime.backend import BackendInfo
 from vton.runtime.errors import InvalidInput
-from vton.runtime.vocab import CATEGORIES, NUM_KEYPOINTS, Category, LabelSet
+from vton.runtime.proto_vocab import category_of
+from vton.runtime.vocab import NUM_KEYPOINTS, Category, LabelSet
 from vton.v1 import common_pb2
 
-# The proto's Category enum and the vocabulary's, mapped here once (a test checks that both hold the same).
-_CATEGORY_ENUMS: dict[Category, common_pb2.Category] = {
-    Category.UPPER_BODY: common_pb2.CATEGORY_UPPER_BODY,
-    Category.LOWER_BODY: common_pb2.CATEGORY_LOWER_BODY,
-    Category.DRESSES: common_pb2.CATEGORY_DRESSES,
-}
-_CATEGORIES = {value: category for category, value in _CATEGORY_ENUMS.items()}
 _DTYPES = {"uint8": np.uint8, "float16": np.float16, "float32": np.float32}
 
 
@@ -114,16 +108,7 @@ def labels_from(msg: common_pb2.LabelMap, what: str = "label_map") -> np.ndarray
 
 def category_from(options: common_pb2.TryOnOptions) -> Category:
     """The request's category; unset or unknown is InvalidInput naming the choices."""
-    if options.category not in _CATEGORIES:
-        raise InvalidInput(f"options.category must be one of {', '.join(CATEGORIES)}")
-    return _CATEGORIES[options.category]
-
-
-def category_enum(category: str) -> common_pb2.Category:
-    """The proto enum value of a category name (what a client puts in TryOnOptions.category)."""
-    if category not in CATEGORIES:
-        raise InvalidInput(f"unknown category {category!r}; choose one of: {', '.join(CATEGORIES)}")
-    return _CATEGORY_ENUMS[Category(category)]
+    return category_of(options.category, "options.category")
 
 
 def working_size(options: common_pb2.TryOnOptions, default: tuple[int, int] | None) -> tuple[int, int]:
