@@ -18,6 +18,13 @@ def _ladi(dataset: str):
     return load
 
 
+def _tryon_lite(device: str, precision: str):
+    folder = require("tryon-lite")
+    from services.diffusion.backends.tryon_lite import TryOnLiteBackend
+
+    return TryOnLiteBackend.from_pretrained(folder, device=device, dtype=torch_dtype(precision))
+
+
 def _composite(device: str, precision: str):
     from services.diffusion.backends.composite import CompositeBackend
 
@@ -27,5 +34,6 @@ def _composite(device: str, precision: str):
 BACKENDS = {
     "ladi-vton-dresscode": backend_spec("ladi-vton-dresscode", "full", _ladi("dresscode")),
     "ladi-vton-vitonhd": backend_spec("ladi-vton-vitonhd", "full", _ladi("vitonhd")),
+    "tryon-lite": backend_spec("tryon-lite", "full", _tryon_lite),
     "composite": backend_spec("composite", "embedded", _composite),
 }
