@@ -111,8 +111,9 @@ class ResBlock(nn.Module):
 
 
 class TryOnLite(nn.Module):
-    """The U-Net: a stem, one residual block and a stride-2 convolution per level down, nearest upsampling, the
-    skip concatenated and one residual block per level up, a head giving 3 colour channels and a mask logit."""
+    """The U-Net: a stem, one residual block and a stride-2 convolution per level down, one residual block at the
+    bottom, nearest upsampling, the skip concatenated and one residual block per level up, and a head giving 3
+    colour channels and a mask logit. The default sizes: 7.2M parameters, 14 GMAC at 256x192."""
 
     def __init__(self, config: TryOnLiteConfig | None = None):
         super().__init__()
@@ -123,7 +124,7 @@ class TryOnLite(nn.Module):
         self.downsamples = nn.ModuleList(
             nn.Conv2d(ch[i], ch[i + 1], 3, stride=2, padding=1) for i in range(len(ch) - 1)
         )
-        self.middle = nn.Sequential(ResBlock(ch[-1], ch[-1], g), ResBlock(ch[-1], ch[-1], g))
+        self.middle = ResBlock(ch[-1], ch[-1], g)
         self.up_convs = nn.ModuleList(
             nn.Conv2d(ch[i + 1], ch[i], 3, padding=1) for i in reversed(range(len(ch) - 1))
         )
