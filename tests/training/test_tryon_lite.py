@@ -244,8 +244,8 @@ def write_cpvton(root: Path, train: int, test: int, height: int = 256, width: in
 
 def test_the_shards_unpack_into_the_same_dataset_and_the_gpu_copy_yields_its_samples(tmp_path):
     original = write_cpvton(tmp_path / "cpvton", train=5, test=3)
-    shards = pack(original, tmp_path / "shards", max_mb=0.05, log=lambda *_: None)
-    assert len(shards) >= 2 and all(p.stat().st_size <= 50_000 for p in shards)
+    shards = pack(original, tmp_path / "shards", max_mb=0.02, log=lambda *_: None)
+    assert len(shards) >= 2 and all(p.stat().st_size <= 20_000 for p in shards)
     assert unpack(tmp_path / "shards", tmp_path / "data", log=lambda *_: None) == (len(shards), len(shards))
     assert unpack(tmp_path / "shards", tmp_path / "data", log=lambda *_: None) == (len(shards), len(shards))
     packed = tmp_path / "data" / "viton"
@@ -297,7 +297,7 @@ DRIVER = (
 
 
 def test_the_gpu_recipe_runs_call_after_call_from_shards_to_the_learned_chains_metrics(tmp_path):
-    original = write_cpvton(tmp_path / "cpvton", train=4, test=2)
+    original = write_cpvton(tmp_path / "cpvton", train=6, test=2)
     shards = pack(original, tmp_path / "all-shards", max_mb=0.02, log=lambda *_: None)
     assert len(shards) >= 2
     carried = tmp_path / "carried"

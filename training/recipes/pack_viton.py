@@ -176,7 +176,7 @@ def pack(
         size = path.stat().st_size
         if size > max_mb * MB:
             raise RuntimeError(
-                f"{path} is {size / MB:.1f} MB, over {max_mb} MB: pack again with a lower --max-mb"
+                f"{path} is {size / MB:.3f} MB, over {max_mb} MB: pack again with a lower --max-mb"
             )
         log(f"{path.name}: {len(group)} pairs, {size / MB:.1f} MB")
         paths.append(path)

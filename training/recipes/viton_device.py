@@ -60,6 +60,7 @@ from training.trainers.tryon_lite import TryOnLiteTrainer, warp_batch  # noqa: E
 WARP_BACKEND = "ladi-vton-warp-vitonhd"
 TPS_SHARE = 0.4  # of the warp's minutes, for the TPS network (the refinement U-Net is the slower one)
 EVAL_RESERVE_S = 150.0  # the learned chain's evaluation on 2,032 pairs, with margin
+WARMUP_STEPS = 200
 
 
 class Run:
@@ -101,7 +102,7 @@ class Run:
             steps=steps,
             batch_size=batch,
             learning_rate=learning_rate,
-            warmup_steps=min(200, steps),
+            warmup_steps=WARMUP_STEPS,  # the same in every chunk: the resumed schedule must not change
             mixed_precision=self.precision,
             seed=self.args.seed,
             checkpoint_every=10**9,  # each chunk checkpoints at its end
@@ -287,8 +288,8 @@ def main(argv: list[str] | None = None) -> int:
         "--out", default=os.environ.get("OUT", "out/viton"), help="what comes back (default $OUT)"
     )
     parser.add_argument("--budget-minutes", type=float, default=8.5, help="stop starting work after this")
-    parser.add_argument("--warp-minutes", type=float, default=7.0)
-    parser.add_argument("--tryon-minutes", type=float, default=10.0)
+    parser.add_argument("--warp-minutes", type=float, default=6.0)
+    parser.add_argument("--tryon-minutes", type=float, default=9.0)
     parser.add_argument("--warp-batch", type=int, default=32)
     parser.add_argument("--tryon-batch", type=int, default=32)
     parser.add_argument(
