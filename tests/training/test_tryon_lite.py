@@ -270,7 +270,7 @@ def test_the_shards_unpack_into_the_same_dataset_and_the_gpu_copy_yields_its_sam
     assert len(open_dataset(packed, "test", "unpaired", layout="cpvton")) == 3
 
     reader = open_dataset(packed, "train", "paired", layout="cpvton")
-    pairs = GpuPairs.load(reader, "cpu", workers=0, batch=2)
+    pairs = GpuPairs.load(reader, "cpu", threads=2)
     assert len(pairs) == 5
     for i in (0, 4):
         expected, got = reader[i], pairs[i]

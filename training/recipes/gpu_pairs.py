@@ -1,6 +1,6 @@
 """A dataset split held whole on the GPU, for runs where the CPU cannot feed the GPU fast enough.
 
-`GpuPairs.load(reader)` reads every pair once through the layout's own reader (CPU workers: the files, the
+`GpuPairs.load(reader)` reads every pair once through the layout's own reader (CPU threads: the files, the
 agnostic mask and the pose map by the platform's own functions) and keeps them as uint8 tensors on the device:
 about 1.3 MB a pair at 256x192, 19 GB for VITON's 14,221 train pairs. A batch is then a gather and a cast on the
 device. The samples are the reader's, field for field (no augmentation), plus the warped garment and its mask
@@ -10,10 +10,11 @@ once `set_warps` has cached them.
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from training.data.sample import TryOnSample
 from training.recipes.upstream import TryOnDataset, derive
@@ -22,27 +23,19 @@ from training.recipes.upstream import TryOnDataset, derive
 MASK_GREY = 128 / 127.5 - 1
 
 
-class _Arrays(Dataset):
-    """The reader's pair as uint8 arrays (what crosses from the CPU workers)."""
-
-    def __init__(self, reader: TryOnDataset):
-        self.reader = reader
-
-    def __len__(self) -> int:
-        return len(self.reader)
-
-    def __getitem__(self, index: int) -> dict[str, np.ndarray]:
-        raw = self.reader.raw(index)
-        derived = derive(raw)
-        return {
-            "person": raw.person,
-            "garment": raw.garment,
-            "garment_mask": raw.garment_mask.astype(np.uint8),
-            "parse": raw.parse,
-            "keypoints": raw.keypoints.astype(np.float32),
-            "agnostic_mask": (derived.agnostic_mask > 0).astype(np.uint8),
-            "pose_map": derived.pose_map,
-        }
+def _arrays(reader: TryOnDataset, index: int) -> dict[str, np.ndarray]:
+    """The reader's pair `index` as uint8 arrays, images channels first."""
+    raw = reader.raw(index)
+    derived = derive(raw)
+    return {
+        "person": raw.person.transpose(2, 0, 1),
+        "garment": raw.garment.transpose(2, 0, 1),
+        "garment_mask": raw.garment_mask.astype(np.uint8),
+        "parse": raw.parse,
+        "keypoints": raw.keypoints.astype(np.float32),
+        "agnostic_mask": (derived.agnostic_mask > 0).astype(np.uint8),
+        "pose_map": derived.pose_map,
+    }
 
 
 class GpuPairs(Dataset):
@@ -55,19 +48,24 @@ class GpuPairs(Dataset):
         self.names, self.garments, self.categories = names, garments, categories
 
     @classmethod
-    def load(
-        cls, reader: TryOnDataset, device: str | torch.device, workers: int | None = None, batch: int = 128
-    ) -> GpuPairs:
+    def load(cls, reader: TryOnDataset, device: str | torch.device, threads: int | None = None) -> GpuPairs:
+        """Every pair of `reader`, read by `threads` threads (the decoding and OpenCV let go of the GIL; threads
+        need no shared memory, which a GPU machine's /dev/shm may lack) into uint8 tensors on `device`."""
         device = torch.device(device)
-        workers = min(16, os.cpu_count() or 1) if workers is None else workers
-        loader = DataLoader(_Arrays(reader), batch_size=batch, num_workers=workers, shuffle=False)
-        parts: dict[str, list[torch.Tensor]] = {}
-        for arrays in loader:
+        threads = threads or min(16, os.cpu_count() or 1)
+        first = _arrays(reader, 0)
+        tensors = {
+            key: torch.empty((len(reader), *value.shape), dtype=torch.from_numpy(value).dtype, device=device)
+            for key, value in first.items()
+        }
+
+        def put(index: int) -> None:
+            arrays = first if index == 0 else _arrays(reader, index)
             for key, value in arrays.items():
-                if value.ndim == 4 and value.shape[-1] == 3:  # images [B, H, W, 3] -> [B, 3, H, W]
-                    value = value.permute(0, 3, 1, 2)
-                parts.setdefault(key, []).append(value.to(device).contiguous())
-        tensors = {key: torch.cat(values) for key, values in parts.items()}
+                tensors[key][index] = torch.from_numpy(np.ascontiguousarray(value)).to(device)
+
+        with ThreadPoolExecutor(threads) as pool:
+            list(pool.map(put, range(len(reader))))
         entries = reader.entries
         return cls(
             tensors,
