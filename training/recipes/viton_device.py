@@ -52,14 +52,14 @@ import torch  # noqa: E402
 
 from training.recipes.gpu_pairs import GpuPairs  # noqa: E402
 from training.recipes.pack_viton import ROOT, unpack  # noqa: E402
-from training.recipes.timed import CALIBRATION_STEPS, Phase, PlanFile, last_step, run_timed  # noqa: E402
+from training.recipes.timed import CALIBRATION_STEPS, RESERVE_S, Phase, PlanFile, last_step, run_timed  # noqa: E402
 from training.recipes.upstream import TrainConfig, WarpTrainer, open_dataset  # noqa: E402
 from training.recipes.viton_eval import evaluate_chain  # noqa: E402
 from training.trainers.tryon_lite import TryOnLiteTrainer, warp_batch  # noqa: E402
 
 WARP_BACKEND = "ladi-vton-warp-vitonhd"
 TPS_SHARE = 0.4  # of the warp's minutes, for the TPS network (the refinement U-Net is the slower one)
-EVAL_RESERVE_S = 150.0  # the learned chain's evaluation on 2,032 pairs, with margin
+EVAL_RESERVE_S = 240.0  # the learned chain's evaluation on 2,032 pairs (about 70 ms a pair), with margin
 WARMUP_STEPS = 200
 
 
@@ -145,7 +145,9 @@ class Run:
     def _timed(self, name: str, plan, build, out_dir: Path) -> bool:
         if plan.phase_at(last_step(out_dir)) is None:
             return True
-        limit = self.deadline - (EVAL_RESERVE_S if name == "tryon-lite" else 0.0)
+        limit = self.deadline
+        if name == "tryon-lite" and self._finishes_with_evaluation(plan, last_step(out_dir)):
+            limit -= EVAL_RESERVE_S  # the last chunk leaves the evaluation its time in this call
         finished = run_timed(
             plan,
             build,
@@ -160,6 +162,14 @@ class Run:
             f"{name}: step {last_step(out_dir)} of {plan.total_steps or '?'}, {plan.train_seconds / 60:.1f} min"
         )
         return finished
+
+    def _finishes_with_evaluation(self, plan, done: int) -> bool:
+        """Whether the rest of the plan and the evaluation fit in this call (else train to the deadline)."""
+        phase = plan.phases[-1]
+        if phase.steps is None or not phase.rate:
+            return False
+        left = self.deadline - time.monotonic()
+        return (plan.total_steps - done) / phase.rate + RESERVE_S + EVAL_RESERVE_S <= left
 
     def cache_warps(self) -> None:
         """Every train pair warped by the trained module, loaded through the warp backend's own loader."""
