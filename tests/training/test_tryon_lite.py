@@ -93,6 +93,19 @@ def test_tryon_lite_halves_its_loss_on_one_fixed_batch(synthetic, tmp_path):
     assert {"l1", "ssim", "mask"} <= set(result.losses[30])
 
 
+def test_init_official_continues_from_the_models_directorys_tryon_lite(tmp_path):
+    trained = TryOnLiteTrainer(config(1))
+    trained.setup(torch.device("cpu"), torch.float32)
+    trained.export(trained.trainable, tmp_path / "tryon-lite")
+    trainer = TryOnLiteTrainer(config(1, init="official", models_dir=str(tmp_path)))
+    trainer.setup(torch.device("cpu"), torch.float32)
+    for name, value in trained.trainable["generator"].state_dict().items():
+        assert torch.equal(trainer.trainable["generator"].state_dict()[name], value), name
+    other = TryOnLiteTrainer(config(1, init="official", models_dir=str(tmp_path), height=128, width=96))
+    with pytest.raises(ValueError, match="trained at 64x48; set height and width to it"):
+        other.setup(torch.device("cpu"), torch.float32)
+
+
 def test_ssim_map_is_one_for_equal_images_and_lower_for_noise():
     a = torch.rand(1, 3, 32, 24) * 2 - 1
     assert torch.allclose(ssim_map(a, a), torch.ones(1, 1, 32, 24), atol=1e-5)

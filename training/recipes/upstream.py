@@ -14,7 +14,6 @@ from training.eval.metrics import l1, ssim
 from training.loop import checkpoint_dirs, train
 from training.losses.vgg import perceptual_loss
 from training.trainers.base import ModuleTrainer
-from training.trainers.common import official_folder
 from training.trainers.warp import WarpOptions, WarpTrainer
 
 __all__ = [
@@ -29,7 +28,6 @@ __all__ = [
     "derive",
     "evaluate",
     "l1",
-    "official_folder",
     "open_dataset",
     "perceptual_loss",
     "resize",

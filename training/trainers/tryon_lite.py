@@ -27,7 +27,7 @@ from torch import nn
 
 from services.diffusion.models.tryon_lite import CONFIG_NAME, WEIGHTS_NAME, TryOnLite, TryOnLiteConfig, paste
 from training.data.sample import TryOnSample
-from training.recipes.upstream import ModuleTrainer, official_folder, perceptual_loss, trainer_options
+from training.recipes.upstream import ModuleTrainer, perceptual_loss, trainer_options
 
 SSIM_WINDOW, SSIM_SIGMA = 11, 1.5
 SSIM_C1, SSIM_C2 = 0.01**2, 0.03**2  # K1, K2 of the metric, for images in [0, 1]
@@ -76,7 +76,7 @@ class TryOnLiteTrainer(ModuleTrainer):
     def setup(self, device: torch.device, weight_dtype: torch.dtype) -> None:
         if self.config.init == "official":
             # No published weights: "official" continues from the tryon-lite folder of the models directory.
-            generator = TryOnLite.from_pretrained(official_folder(self.config.models_dir, self.backend))
+            generator = TryOnLite.from_pretrained(self.sources.folder(self.backend))
             if (generator.config.height, generator.config.width) != (self.config.height, self.config.width):
                 raise ValueError(
                     f"the tryon-lite weights were trained at {generator.config.height}x{generator.config.width}; "
