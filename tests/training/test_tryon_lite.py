@@ -111,6 +111,9 @@ def test_ssim_map_is_one_for_equal_images_and_lower_for_noise():
     assert torch.allclose(ssim_map(a, a), torch.ones(1, 1, 32, 24), atol=1e-5)
     noisy = (a + 0.3 * torch.randn_like(a)).clamp(-1, 1)
     assert ssim_map(a, noisy).mean() < 0.9
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # a bf16 run's loss: computed in float32 all the same
+        mixed = ssim_map(a, noisy)
+    assert mixed.dtype == torch.float32 and torch.allclose(mixed, ssim_map(a, noisy), atol=1e-6)
 
 
 def test_its_checkpoint_loads_through_the_backend_and_answers_a_tryon_over_grpc(

@@ -161,33 +161,30 @@ def ssim_map(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     def blur(x: torch.Tensor) -> torch.Tensor:
         return F.conv2d(F.pad(x, (pad,) * 4, mode="reflect"), kernel, groups=channels)
 
-    a, b = (a.float() + 1) / 2, (b.float() + 1) / 2
-    mu_a, mu_b = blur(a), blur(b)
-    var_a = blur(a * a) - mu_a**2
-    var_b = blur(b * b) - mu_b**2
-    cov = blur(a * b) - mu_a * mu_b
-    num = (2 * mu_a * mu_b + SSIM_C1) * (2 * cov + SSIM_C2)
-    den = (mu_a**2 + mu_b**2 + SSIM_C1) * (var_a + var_b + SSIM_C2)
-    return (num / den).mean(1, keepdim=True)
+    # Variances as differences of means cancel badly in bfloat16: float32 whatever the run's mixed precision.
+    with torch.autocast(a.device.type, enabled=False):
+        a, b = (a.float() + 1) / 2, (b.float() + 1) / 2
+        mu_a, mu_b = blur(a), blur(b)
+        var_a = blur(a * a) - mu_a**2
+        var_b = blur(b * b) - mu_b**2
+        cov = blur(a * b) - mu_a * mu_b
+        num = (2 * mu_a * mu_b + SSIM_C1) * (2 * cov + SSIM_C2)
+        den = (mu_a**2 + mu_b**2 + SSIM_C1) * (var_a + var_b + SSIM_C2)
+        return (num / den).mean(1, keepdim=True)
 
 
 @torch.no_grad()
 def warp_batch(backend, batch: TryOnSample) -> tuple[torch.Tensor, torch.Tensor]:
     """The warp stage's output for a batch at its own size, computed as `LadiVtonWarpBackend.warp` does for one
-    photo: the TPS grid, the garment sampled with border padding and its mask with zeros, then the refinement
-    U-Net, clamped. Returns (warped garment in [-1, 1], its mask in {0, 1})."""
+    photo, in its precision whatever the run's: the TPS grid, the garment sampled with border padding and its
+    mask with zeros, then the refinement U-Net, clamped. Returns (warped garment [-1, 1], its mask {0, 1})."""
     device = next(backend.refinement.parameters()).device
-    garment = batch.garment.to(device, torch.float32)
-    masked = batch.masked_person.to(device, torch.float32)
-    pose = batch.pose_map.to(device, torch.float32)
-    grid = backend.sampling_grid(garment, masked, pose)
-    warped = F.grid_sample(garment, grid, mode="bilinear", padding_mode="border", align_corners=False)
-    mask = F.grid_sample(
-        batch.garment_mask.to(device, torch.float32),
-        grid,
-        mode="bilinear",
-        padding_mode="zeros",
-        align_corners=False,
-    )
-    refined = backend.refine(masked, pose, warped)
-    return refined, (mask > 0.5).float()
+    with torch.autocast(device.type, enabled=False):
+        garment = batch.garment.to(device, torch.float32)
+        masked = batch.masked_person.to(device, torch.float32)
+        pose = batch.pose_map.to(device, torch.float32)
+        grid = backend.sampling_grid(garment, masked, pose)
+        warped = F.grid_sample(garment, grid, mode="bilinear", padding_mode="border", align_corners=False)
+        cloth_mask = batch.garment_mask.to(device, torch.float32)
+        mask = F.grid_sample(cloth_mask, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        return backend.refine(masked, pose, warped), (mask > 0.5).float()
