@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from services.diffusion.models.tryon_lite import TryOnLite
-from services.diffusion.types import TryOnInputs
+from services.diffusion.types import TryOnInputs, person_size
 from vton.runtime.errors import InvalidInput, WeightsMissing
 
 
@@ -49,14 +49,7 @@ class TryOnLiteBackend:
         return self.model.config.height, self.model.config.width
 
     def check(self, inputs: TryOnInputs) -> None:
-        person = inputs.person
-        if person.ndim != 3 or person.shape[2] != 3 or person.dtype != np.uint8:
-            raise InvalidInput("the person must be a uint8 RGB image [H, W, 3]")
-        h, w = person.shape[:2]
-        for name in ("agnostic_mask", "warped_garment", "warped_mask", "labels"):
-            arr = getattr(inputs, name)
-            if arr.shape[:2] != (h, w):
-                raise InvalidInput(f"{name} is {arr.shape[1]}x{arr.shape[0]} but the person is {w}x{h}")
+        h, w = person_size(inputs)
         if inputs.pose_map is not None and inputs.pose_map.shape != (18, h, w):
             raise InvalidInput(f"pose_map must be [18, {h}, {w}], got {list(inputs.pose_map.shape)}")
         category = self.model.config.category

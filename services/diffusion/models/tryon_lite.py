@@ -34,9 +34,15 @@ from vton.runtime.vocab import CATEGORIES
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"
-POSE_CHANNELS = 18
-# Channels every configuration takes: masked person 3, agnostic mask 1, warped garment 3, warped mask 1, pose 18.
-BASE_INPUT_CHANNELS = 3 + 1 + 3 + 1 + POSE_CHANNELS
+# The inputs every configuration takes, in the order they are stacked, with their channels.
+INPUT_CHANNELS = {
+    "masked_person": 3,
+    "agnostic_mask": 1,
+    "warped_garment": 3,
+    "warped_mask": 1,
+    "pose_map": 18,
+}
+BASE_INPUT_CHANNELS = sum(INPUT_CHANNELS.values())
 
 
 @dataclass(frozen=True)
@@ -145,7 +151,14 @@ class TryOnLite(nn.Module):
         pose_map: torch.Tensor,
         parse: torch.Tensor | None = None,
     ) -> TryOnLiteOutput:
-        x = self.inputs(masked_person, agnostic_mask, warped_garment, warped_mask, pose_map, parse)
+        parts = {
+            "masked_person": masked_person,
+            "agnostic_mask": agnostic_mask,
+            "warped_garment": warped_garment,
+            "warped_mask": warped_mask,
+            "pose_map": pose_map,
+        }
+        x = self.stack_inputs(parts, parse)
         h = self.stem(x)
         skips = []
         for block, down in zip(self.down_blocks, self.downsamples, strict=True):
@@ -162,35 +175,24 @@ class TryOnLite(nn.Module):
         warped = warped_garment.float()
         return TryOnLiteOutput(mask * warped + (1 - mask) * rendered, rendered, mask)
 
-    def inputs(
-        self,
-        masked_person: torch.Tensor,
-        agnostic_mask: torch.Tensor,
-        warped_garment: torch.Tensor,
-        warped_mask: torch.Tensor,
-        pose_map: torch.Tensor,
-        parse: torch.Tensor | None,
-    ) -> torch.Tensor:
+    def stack_inputs(self, parts: dict[str, torch.Tensor], parse: torch.Tensor | None) -> torch.Tensor:
         """The input tensor [B, in_channels, H, W], checking every part's shape against the config."""
         cfg = self.config
-        size = (cfg.height, cfg.width)
-        parts = {
-            "masked_person": (masked_person, 3),
-            "agnostic_mask": (agnostic_mask, 1),
-            "warped_garment": (warped_garment, 3),
-            "warped_mask": (warped_mask, 1),
-            "pose_map": (pose_map, POSE_CHANNELS),
-        }
-        for name, (tensor, channels) in parts.items():
-            if tensor.ndim != 4 or tensor.shape[1] != channels or tuple(tensor.shape[2:]) != size:
+        for name, channels in INPUT_CHANNELS.items():
+            tensor = parts[name]
+            if (
+                tensor.ndim != 4
+                or tensor.shape[1] != channels
+                or tuple(tensor.shape[2:]) != (cfg.height, cfg.width)
+            ):
                 raise ValueError(
                     f"{name} must be [B, {channels}, {cfg.height}, {cfg.width}], got {tuple(tensor.shape)}"
                 )
-        tensors = [t for t, _ in parts.values()]
+        tensors = [parts[name] for name in INPUT_CHANNELS]
         if cfg.parse_groups:
             if parse is None:
                 raise ValueError("this tryon-lite configuration takes the parse (parse_groups is set)")
-            tensors.append(parse_channels(parse, agnostic_mask, cfg.parse_groups))
+            tensors.append(parse_channels(parse, parts["agnostic_mask"], cfg.parse_groups))
         dtype = self.stem.weight.dtype
         return torch.cat([t.to(dtype) for t in tensors], 1)
 
