@@ -7,6 +7,7 @@ packed into shards as the real set is, in a Python that cannot import diffusers 
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
 import os
 import subprocess
@@ -18,24 +19,28 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from training.batches import to_device
-from training.config import TrainConfig
-from training.data.dataset import open_dataset
-from training.loop import train
-from training.trainers.common import garment_region, person_garment
 
 from services.diffusion.backends.tryon_lite import TryOnLiteBackend
 from services.warp.backends.ladi_vton import LadiVtonWarpBackend, save_random
 from services.warp.types import WarpInputs
 from training.data.sample import TryOnSample, collate
-from training.recipes.gpu_pairs import GpuPairs
 from training.recipes.pack_viton import pack, unpack
-from training.trainers.tryon_lite import TryOnLiteTrainer, ssim_map, warp_batch
 from vton.runtime import messages
 from vton.v1 import common_pb2, diffusion_pb2, diffusion_pb2_grpc
 
+# The shared loop and the dataset readers come with issue 11's branches (trainers, datasets); until both are
+# merged there is nothing to train with. Only their absence skips: a name they renamed fails the import below.
+for _module in ("training.loop", "training.data.dataset"):
+    if importlib.util.find_spec(_module) is None:
+        pytest.skip(f"{_module} is not in this tree yet (issue 11's branches)", allow_module_level=True)
+
+from training.recipes.gpu_pairs import GpuPairs  # noqa: E402
+from training.recipes.upstream import TrainConfig, open_dataset, train  # noqa: E402
+from training.trainers.tryon_lite import TryOnLiteTrainer, ssim_map, warp_batch  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[2]
 TINY_OPTIONS = {"channels": [8, 16, 32], "vgg_weight": 0.0}
+GARMENT = (5, 6, 7)  # LIP upper clothes, dress, coat
 
 
 class PerfectWarps(torch.utils.data.Dataset):
@@ -49,8 +54,8 @@ class PerfectWarps(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> TryOnSample:
         sample = self.base[index]
-        region = garment_region(sample.parse[None], [sample.category])[0]
-        warped = person_garment(sample.person, region)
+        region = torch.isin(sample.parse, torch.tensor(GARMENT))[None].float()
+        warped = sample.person * region + (1 - region)  # the garment's pixels on white, as a warp renders it
         return dataclasses.replace(sample, warped_garment=warped, warped_mask=region)
 
 
@@ -80,7 +85,7 @@ def fixed_loss(trainer: TryOnLiteTrainer, batch: TryOnSample) -> float:
 
 def test_tryon_lite_halves_its_loss_on_one_fixed_batch(synthetic, tmp_path):
     dataset = PerfectWarps(synthetic(2, 64, 48))
-    batch = to_device(collate([dataset[0], dataset[1]]), torch.device("cpu"))
+    batch = collate([dataset[0], dataset[1]])
     before_trainer = TryOnLiteTrainer(config(30))
     before_trainer.setup(torch.device("cpu"), torch.float32)
     before = fixed_loss(before_trainer, batch)
