@@ -10,6 +10,7 @@ Sources:
   hf:OWNER/REPO@REVISION#PATH           a file of a Hugging Face repository
   https://...                           a release URL
   export:BACKEND                        made from another backend's files by an export command (not downloadable)
+  train:MODULE                          written by `vton train MODULE` on the user's own data (not downloadable)
 """
 
 from __future__ import annotations
@@ -102,9 +103,15 @@ def require(backend: str, root: Path | None = None) -> Path:
     missing = missing_files(backend, root)
     folder = backend_dir(backend, root)
     if missing:
+        trained = [f.source[6:] for f in load_manifest()[backend].files if f.source.startswith("train:")]
+        how = (
+            f"train them with `vton train {trained[0]}` (docs/training.md), or pull them"
+            if trained
+            else "get them"
+        )
         raise WeightsMissing(
             f"backend {backend!r} needs {', '.join(missing)} in {folder}; "
-            f"get them with `vton weights pull {backend}` (on a connected machine, or --from s3://BUCKET/PREFIX)"
+            f"{how} with `vton weights pull {backend}` (on a connected machine, or --from s3://BUCKET/PREFIX)"
         )
     return folder
 
@@ -197,6 +204,11 @@ def fetch_file(f: WeightFile, workdir: Path) -> Path:
         raise WeightsMissing(
             f"{f.path} is not downloadable: export it from the {spec} files on a machine that can (see the "
             "manifest's comment), or pull it with --from s3://BUCKET/PREFIX"
+        )
+    if scheme == "train":
+        raise WeightsMissing(
+            f"{f.path} is not downloadable: train it with `vton train {spec}` (docs/training.md), or pull it with "
+            "--from s3://BUCKET/PREFIX"
         )
     raise ValueError(f"unknown weight source {f.source!r}")
 

@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from services.diffusion import shading
-from services.diffusion.types import TryOnInputs
+from services.diffusion.types import TryOnInputs, person_size
 from vton.runtime.errors import InvalidInput
 
 # LIP labels (written out: a stage never imports another stage's code).
@@ -121,13 +121,7 @@ class CompositeBackend:
 
     def try_on(self, inputs: TryOnInputs) -> np.ndarray:
         person = inputs.person
-        if person.ndim != 3 or person.shape[2] != 3 or person.dtype != np.uint8:
-            raise InvalidInput("the person must be a uint8 RGB image [H, W, 3]")
-        h, w = person.shape[:2]
-        for name in ("agnostic_mask", "warped_garment", "warped_mask", "labels"):
-            arr = getattr(inputs, name)
-            if arr.shape[:2] != (h, w):
-                raise InvalidInput(f"{name} is {arr.shape[1]}x{arr.shape[0]} but the person is {w}x{h}")
+        h, w = person_size(inputs)
         if inputs.category not in REPLACED:
             raise InvalidInput(f"unknown category {inputs.category!r}; expected one of {', '.join(REPLACED)}")
 
