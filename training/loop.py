@@ -81,7 +81,12 @@ def _weight_dtype(mixed_precision: str) -> torch.dtype:
 
 def _make_accelerator(config):
     from accelerate import Accelerator
+    from accelerate.state import AcceleratorState, GradientState
 
+    # Accelerate keeps its settings in process-wide singletons; a second run in the same process (tests, a
+    # notebook) may use another precision or accumulation. The distributed set-up itself (PartialState) stays.
+    AcceleratorState._reset_state(reset_partial_state=False)
+    GradientState._reset_state()
     try:
         return Accelerator(
             mixed_precision=config.mixed_precision,

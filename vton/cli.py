@@ -136,6 +136,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return eval_main(args)
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from training.cli import run
+
+    return run(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vton", description="Virtual try-on platform")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -188,6 +194,12 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--server", default=DEFAULT_SERVER)
     ev.add_argument("--out", default="out/eval", help="folder for the report and the contact sheet")
     ev.set_defaults(func=cmd_eval)
+
+    from training.cli import add_arguments as add_train_arguments
+
+    tr = sub.add_parser("train", help="train or fine-tune a module on a dataset; weights in the service's format")
+    add_train_arguments(tr)
+    tr.set_defaults(func=cmd_train)
     return parser
 
 
