@@ -1,6 +1,6 @@
 """One process of the distributed test (run by torchrun): trains the pose trainer and exports its weights.
 
-    torchrun --nproc_per_node N tests/training/distributed_worker.py MODELS_DIR OUT BATCH_SIZE STEPS
+torchrun --nproc_per_node N tests/training/distributed_worker.py MODELS_DIR OUT BATCH_SIZE STEPS
 """
 
 from __future__ import annotations

@@ -38,12 +38,16 @@ def test_a_resumed_run_continues_from_the_saved_step_with_the_same_losses(tiny_m
     # same batches give the same losses. Six samples, two per micro-batch, two micro-batches per step: the epochs
     # turn over mid-run, so the sample order is exercised too.
     dataset = synthetic(6, 64, 48)
-    whole = train(make_trainer("unet", _config(tiny_models, 4)), dataset, tmp_path / "whole", log=lambda *_: None)
+    whole = train(
+        make_trainer("unet", _config(tiny_models, 4)), dataset, tmp_path / "whole", log=lambda *_: None
+    )
 
     interrupted = tmp_path / "interrupted"
     first = train(make_trainer("unet", _config(tiny_models, 2)), dataset, interrupted, log=lambda *_: None)
     said = []
-    resumed = train(make_trainer("unet", _config(tiny_models, 4)), dataset, interrupted, resume=True, log=said.append)
+    resumed = train(
+        make_trainer("unet", _config(tiny_models, 4)), dataset, interrupted, resume=True, log=said.append
+    )
 
     assert first.losses == {s: whole.losses[s] for s in (1, 2)}
     assert resumed.first_step == 2 and sorted(resumed.losses) == [3, 4]
@@ -72,7 +76,9 @@ def test_a_run_writes_tensorboard_logs_checkpoints_and_a_summary(tiny_models, sy
     assert [p.name for p in checkpoint_dirs(tmp_path)] == ["step-0000004", "step-0000006"]
     summary = json.loads((tmp_path / SUMMARY).read_text())
     assert summary["step"] == 6 and summary["backend"] == "ladi-vton-vitonhd"
-    assert any("VGG perceptual loss skipped" in note for note in summary["notes"])  # no vgg_weights file given
+    assert any(
+        "VGG perceptual loss skipped" in note for note in summary["notes"]
+    )  # no vgg_weights file given
     sums = (tmp_path / "weights/ladi-vton-vitonhd/SHA256SUMS").read_text().split()
     assert sums[1] == "emasc_vitonhd.pth" and len(sums[0]) == 64
 
@@ -142,7 +148,9 @@ def test_the_tps_regularisers_are_the_reference_ones():
         assert torch.allclose(value, expected, atol=1e-6), name
     assert ours.rg > 0.02 and ours.rx > 0.08
 
-    network = ConvNetTPS(TPSConfig(height=128, width=96, ngf=4, max_channels=32, regression_channels=(8, 8, 8, 8)))
+    network = ConvNetTPS(
+        TPSConfig(height=128, width=96, ngf=4, max_channels=32, regression_channels=(8, 8, 8, 8))
+    )
     grid, control_points, regularisers = network(torch.rand(2, 3, 128, 96), torch.rand(2, 21, 128, 96), True)
     assert grid.shape == (2, 128, 96, 2) and len(regularisers) == 6
     assert torch.equal(regularisers.total(), tps_regularisers(control_points, 5).total())

@@ -50,11 +50,16 @@ def test_vton_train_names_what_is_wrong(dataset_folder, tmp_path, capsys):
     folder, _ = dataset_folder
     bad = tmp_path / "bad.yaml"
     bad.write_text("steps: 2\nlearning_rat: 0.1\n")
-    assert main(["train", "pose", "--data", str(folder), "--out", str(tmp_path / "a"), "--config", str(bad)]) == 2
+    assert (
+        main(["train", "pose", "--data", str(folder), "--out", str(tmp_path / "a"), "--config", str(bad)])
+        == 2
+    )
     assert "unknown setting(s) learning_rat" in capsys.readouterr().err
     assert main(["train", "pose", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "b")]) == 2
     assert "is not a folder" in capsys.readouterr().err
     missing = tmp_path / "empty-models"
     missing.mkdir()
-    code = main(["train", "pose", "--data", str(folder), "--out", str(tmp_path / "c"), "--models-dir", str(missing)])
+    code = main(
+        ["train", "pose", "--data", str(folder), "--out", str(tmp_path / "c"), "--models-dir", str(missing)]
+    )
     assert code == 2 and "vton weights pull openpose-body" in capsys.readouterr().err

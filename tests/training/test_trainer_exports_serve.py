@@ -162,7 +162,9 @@ def test_a_diffusion_module_export_is_served_by_the_diffusion_stage(
     _same_tensors(getattr(loaded.pipeline, attribute), network)
 
     sample = synthetic(1, 128, 96)[0]
-    stub = diffusion_pb2_grpc.DiffusionServiceStub(serve("diffusion", "ladi-vton-vitonhd", tmp_path / WEIGHTS))
+    stub = diffusion_pb2_grpc.DiffusionServiceStub(
+        serve("diffusion", "ladi-vton-vitonhd", tmp_path / WEIGHTS)
+    )
     person = _uint8(sample.person)
     mask = _mask(sample.agnostic_mask)
     reply = stub.TryOn(
