@@ -197,7 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from training.cli import add_arguments as add_train_arguments
 
-    tr = sub.add_parser("train", help="train or fine-tune a module on a dataset; weights in the service's format")
+    tr = sub.add_parser("train", help="train or fine-tune a module; weights in the service files")
     add_train_arguments(tr)
     tr.set_defaults(func=cmd_train)
     return parser
