@@ -22,6 +22,7 @@ from services.pose.backends.openpose import TINY_CONFIG as TINY_OPENPOSE
 from services.pose.backends.openpose import save_random as save_random_openpose
 from services.warp.backends.ladi_vton import TINY_REFINEMENT, TINY_TPS
 from services.warp.backends.ladi_vton import save_random as save_random_warp
+from training.config import TrainConfig
 from training.data.sample import TryOnSample
 from vton.runtime.vocab import Lip
 
@@ -135,3 +136,19 @@ def halved(losses: dict[int, dict[str, float]], key: str = "loss") -> tuple[floa
     last = min(losses[s][key] for s in steps[-3:])
     assert all(math.isfinite(losses[s][key]) for s in steps)
     return losses[steps[0]][key], last
+
+
+def tiny_config(models, steps: int, **changes) -> TrainConfig:
+    """A CPU run on the tiny networks of `models` at 64x48, batch 2, checkpoint and export at the end."""
+    settings = dict(
+        steps=steps,
+        batch_size=2,
+        learning_rate=1e-3,
+        mixed_precision="no",
+        device="cpu",
+        models_dir=str(models),
+        height=64,
+        width=48,
+        checkpoint_every=steps,
+    )
+    return TrainConfig(**{**settings, **changes})

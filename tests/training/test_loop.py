@@ -8,29 +8,16 @@ import pytest
 import torch
 
 from services.warp.models.tps_regression import ConvNetTPS, TPSConfig, tps_regularisers
+from tests.training.conftest import tiny_config
 from training.config import ConfigError, TrainConfig
 from training.loop import CHECKPOINTS, LOGS, SUMMARY, checkpoint_dirs, train
 from training.trainers import make_trainer
 
 
 def _config(tiny_models, steps: int, **changes) -> TrainConfig:
-    settings = dict(
-        steps=steps,
-        batch_size=2,
-        gradient_accumulation=2,
-        learning_rate=1e-3,
-        mixed_precision="no",
-        device="cpu",
-        models_dir=str(tiny_models),
-        height=64,
-        width=48,
-        checkpoint_every=2,
-        log_every=1,
-        sample_every=2,
-        ema_decay=0.9,
-    )
-    settings.update(changes)
-    return TrainConfig(**settings)
+    """Checkpoints every 2 steps, accumulation 2 and an EMA: what resuming must restore."""
+    settings = dict(gradient_accumulation=2, checkpoint_every=2, log_every=1, sample_every=2, ema_decay=0.9)
+    return tiny_config(tiny_models, steps, **{**settings, **changes})
 
 
 def test_a_resumed_run_continues_from_the_saved_step_with_the_same_losses(tiny_models, synthetic, tmp_path):

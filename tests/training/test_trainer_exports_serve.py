@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from training.config import TrainConfig
+from tests.training.conftest import tiny_config
 from training.loop import WEIGHTS, train
 from training.trainers import make_trainer
 from vton.runtime import messages
@@ -26,18 +26,7 @@ from vton.v1 import (
 
 
 def _train(module: str, tiny_models, synthetic, out, steps: int = 2, **options) -> tuple:
-    config = TrainConfig(
-        steps=steps,
-        batch_size=2,
-        learning_rate=1e-3,
-        mixed_precision="no",
-        device="cpu",
-        models_dir=str(tiny_models),
-        height=64,
-        width=48,
-        checkpoint_every=steps,
-        options=options,
-    )
+    config = tiny_config(tiny_models, steps, options=options)
     trainer = make_trainer(module, config)
     result = train(trainer, synthetic(2, 64, 48), out, log=lambda *_: None)
     return trainer, result

@@ -12,8 +12,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from tests.training.conftest import tiny_config
 from training.batches import to_device
-from training.config import TrainConfig
 from training.data.sample import collate
 from training.loop import train
 from training.trainers import make_trainer
@@ -42,18 +42,7 @@ def fixed_draw_loss(trainer, batch, step: int) -> float:
 @pytest.mark.parametrize("run", list(RUNS))
 def test_a_trainer_halves_its_loss_on_one_fixed_batch(run, tiny_models, synthetic, tmp_path):
     module, steps, learning_rate, options = RUNS[run]
-    config = TrainConfig(
-        steps=steps,
-        batch_size=2,
-        learning_rate=learning_rate,
-        mixed_precision="no",
-        device="cpu",
-        models_dir=str(tiny_models),
-        height=64,
-        width=48,
-        checkpoint_every=steps,
-        options=options,
-    )
+    config = tiny_config(tiny_models, steps, learning_rate=learning_rate, options=options)
     dataset = synthetic(2, 64, 48)
     batch = to_device(collate([dataset[0], dataset[1]]), torch.device("cpu"))
     phase_step = 0 if run != "warp-refinement" else steps

@@ -16,6 +16,7 @@ from torch import nn
 
 from training.config import TrainConfig
 from training.data.sample import TryOnSample
+from training.trainers.sources import OfficialFiles
 
 
 class ModuleTrainer(ABC):
@@ -31,6 +32,7 @@ class ModuleTrainer(ABC):
         self.trainable: dict[str, nn.Module] = {}
         self.notes: list[str] = []  # what the run should say once (a skipped loss, a frozen part)
         self.step = 0  # the optimizer step being computed, set by the loop (trainers with phases read it)
+        self.sources = OfficialFiles(config)  # where `init: official` networks come from
 
     @property
     @abstractmethod

@@ -1,9 +1,8 @@
 """What the EMASC, inversion-adapter and try-on-UNet trainers share: the diffusion backend's networks and the
 latent-diffusion training step's pieces (LaDI-VTON's src/train_*.py, after diffusers' train_text_to_image.py).
 
-The networks come from the diffusion backend's own loader (`LadiVtonBackend.from_pretrained` on the backend's
-folder, the files `vton weights pull ladi-vton-<dataset>` lays out), so training reads exactly what the service
-serves; they are loaded on the CPU and only the ones a trainer uses go to its device.
+The networks come from the diffusion backend's own loader (training/trainers/sources.py), so training reads
+exactly what the service serves; they are loaded on the CPU and only the ones a trainer uses go to its device.
 """
 
 from __future__ import annotations
@@ -15,16 +14,9 @@ import torch
 from diffusers import DDPMScheduler, UNet2DConditionModel
 
 from services.diffusion.models.text_encoding import encode_with_pseudo_words, tokenize, tryon_prompt
-from training.trainers.common import official_folder
+from training.trainers.base import ModuleTrainer
+from training.trainers.common import cpu_state_dict
 from vton.runtime.errors import WeightsMissing
-
-
-def diffusion_backend(config):
-    """(LadiVtonBackend on the CPU in float32, its folder) for the run's dataset."""
-    from services.diffusion.backends.ladi_vton import LadiVtonBackend
-
-    folder = official_folder(config.models_dir, f"ladi-vton-{config.dataset}")
-    return LadiVtonBackend.from_pretrained(folder, device="cpu", dataset=config.dataset), folder
 
 
 def frozen(module: torch.nn.Module, device: torch.device, dtype: torch.dtype) -> torch.nn.Module:
@@ -100,9 +92,11 @@ def load_sd2_inpainting_unet(folder: Path) -> UNet2DConditionModel:
     return unet
 
 
-def link_other_files(official: Path, folder: Path) -> None:
+def link_other_files(official: Path | None, folder: Path) -> None:
     """Complete an export folder with symbolic links to the official folder's other files, so it is a whole
     backend folder the service loads; the trained files themselves are real files (the ones to upload)."""
+    if official is None:  # random networks (benchmarks): there is nothing to link to
+        return
     for source in official.rglob("*"):
         if source.is_dir():
             continue
@@ -111,3 +105,33 @@ def link_other_files(official: Path, folder: Path) -> None:
             continue
         target.parent.mkdir(parents=True, exist_ok=True)
         os.symlink(source.resolve(), target)
+
+
+class DiffusionModuleTrainer(ModuleTrainer):
+    """A trainer of one of the diffusion backend's networks: its folder, its networks, its export."""
+
+    learning_rate = 1e-5  # LaDI-VTON's, for every diffusion module
+
+    @property
+    def backend(self) -> str:
+        return f"ladi-vton-{self.config.dataset}"
+
+    def load_pipeline(self, device: torch.device, weight_dtype: torch.dtype, frozen_names: tuple[str, ...]):
+        """The backend's pipeline with `frozen_names` moved to `device` and frozen; sets `pipeline`, `num_vstar`,
+        `scheduler` (the training noise schedule) and `official` (the folder the export links to)."""
+        backend = self.sources.diffusion()
+        self.official = self.sources.folder(self.backend)
+        self.pipeline = backend.pipeline
+        for name in frozen_names:
+            frozen(getattr(self.pipeline, name), device, weight_dtype)
+        self.num_vstar = self.pipeline.config.num_vstar
+        self.scheduler = noise_scheduler(backend.scheduler_config)
+        return self.pipeline
+
+    def export_state(self, module: torch.nn.Module, name: str, folder: Path) -> list[Path]:
+        """`module`'s state dict as `{name}_{dataset}.pth` (the release's plain state-dict file), the backend's other
+        files linked beside it."""
+        path = folder / f"{name}_{self.config.dataset}.pth"
+        torch.save(cpu_state_dict(module), path)
+        link_other_files(self.official, folder)
+        return [path]

@@ -21,9 +21,7 @@ from services.diffusion.models.emasc import EMASC, mask_features
 from training.config import trainer_options
 from training.data.sample import TryOnSample
 from training.losses.vgg import perceptual_loss
-from training.trainers.base import ModuleTrainer
-from training.trainers.common import cpu_state_dict
-from training.trainers.diffusion_parts import diffusion_backend, frozen, link_other_files
+from training.trainers.diffusion_parts import DiffusionModuleTrainer
 
 
 @dataclass(frozen=True)
@@ -31,23 +29,17 @@ class EmascOptions:
     vgg_weight: float = 0.5
 
 
-class EmascTrainer(ModuleTrainer):
+class EmascTrainer(DiffusionModuleTrainer):
     name = "emasc"
-    learning_rate = 1e-5
 
     def __init__(self, config):
         super().__init__(config)
         self.options = trainer_options(EmascOptions, config.options)
 
-    @property
-    def backend(self) -> str:
-        return f"ladi-vton-{self.config.dataset}"
-
     def setup(self, device: torch.device, weight_dtype: torch.dtype) -> None:
-        backend, self.official = diffusion_backend(self.config)
-        pipeline = backend.pipeline
+        pipeline = self.load_pipeline(device, weight_dtype, frozen_names=("vae",))
         self.int_layers = list(pipeline.config.emasc_int_layers)
-        self.vae = frozen(pipeline.vae, device, weight_dtype)
+        self.vae = pipeline.vae
         emasc = pipeline.emasc
         if self.config.init == "scratch":
             emasc = EMASC.from_config(emasc.config)  # same sizes, fresh weights
@@ -80,7 +72,4 @@ class EmascTrainer(ModuleTrainer):
         return [batch.person, batch.masked_person, self.reconstruct(batch).float().clamp(-1, 1)]
 
     def export(self, modules: dict[str, nn.Module], folder: Path) -> list[Path]:
-        path = folder / f"emasc_{self.config.dataset}.pth"
-        torch.save(cpu_state_dict(modules["emasc"]), path)
-        link_other_files(self.official, folder)
-        return [path]
+        return self.export_state(modules["emasc"], "emasc", folder)

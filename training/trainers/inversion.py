@@ -21,43 +21,29 @@ from torch import nn
 from services.diffusion.models.inversion_adapter import InversionAdapter
 from training.config import ConfigError
 from training.data.sample import TryOnSample
-from training.trainers.base import ModuleTrainer
-from training.trainers.common import cpu_state_dict
 from training.trainers.diffusion_parts import (
+    DiffusionModuleTrainer,
     add_noise,
-    diffusion_backend,
     frozen,
     garment_words,
     latents_of,
-    link_other_files,
-    load_sd2_inpainting_unet,
-    noise_scheduler,
     prompt_embeddings,
 )
 
 
-class InversionTrainer(ModuleTrainer):
+class InversionTrainer(DiffusionModuleTrainer):
     name = "inversion"
-    learning_rate = 1e-5
 
     def __init__(self, config):
         super().__init__(config)
         if config.options:
             raise ConfigError(f"the inversion trainer takes no options, got {', '.join(config.options)}")
 
-    @property
-    def backend(self) -> str:
-        return f"ladi-vton-{self.config.dataset}"
-
     def setup(self, device: torch.device, weight_dtype: torch.dtype) -> None:
-        backend, self.official = diffusion_backend(self.config)
-        pipeline = backend.pipeline
-        self.unet = frozen(load_sd2_inpainting_unet(self.official), device, weight_dtype)
-        for name in ("vae", "text_encoder", "vision_encoder"):
-            frozen(getattr(pipeline, name), device, weight_dtype)
-        self.pipeline = pipeline
-        self.num_vstar = pipeline.config.num_vstar
-        self.scheduler = noise_scheduler(backend.scheduler_config)
+        pipeline = self.load_pipeline(
+            device, weight_dtype, frozen_names=("vae", "text_encoder", "vision_encoder")
+        )
+        self.unet = frozen(self.sources.sd2_inpainting_unet(), device, weight_dtype)
         adapter = pipeline.inversion_adapter
         if self.config.init == "scratch":
             adapter = InversionAdapter.from_config(adapter.config)
@@ -78,7 +64,4 @@ class InversionTrainer(ModuleTrainer):
         return {"loss": mse, "mse": mse}
 
     def export(self, modules: dict[str, nn.Module], folder: Path) -> list[Path]:
-        path = folder / f"inversion_adapter_{self.config.dataset}.pth"
-        torch.save(cpu_state_dict(modules["adapter"]), path)
-        link_other_files(self.official, folder)
-        return [path]
+        return self.export_state(modules["adapter"], "inversion_adapter", folder)

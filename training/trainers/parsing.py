@@ -25,7 +25,7 @@ from training.config import trainer_options
 from training.data.sample import TryOnSample
 from training.losses.parsing import IGNORE, schp_losses
 from training.trainers.base import ModuleTrainer
-from training.trainers.common import cpu_state_dict, official_folder
+from training.trainers.common import cpu_state_dict
 
 DATASET = "lip"  # the platform's label set (vton.runtime.vocab.Lip)
 
@@ -88,11 +88,7 @@ class ParsingTrainer(ModuleTrainer):
             mirror_permutation(spec.num_classes, spec.mirror_pairs), device=device
         )
         if self.config.init == "official":
-            from services.parsing.backends.schp import SCHPBackend
-
-            model = SCHPBackend.from_pretrained(
-                official_folder(self.config.models_dir, self.backend), DATASET
-            ).model
+            model = self.sources.schp(DATASET)
         else:
             model = CE2P(CE2PConfig.from_json({**self.options.network, "num_classes": spec.num_classes}))
         self.trainable = {"parsing": model.float().to(device)}

@@ -28,7 +28,6 @@ from training.config import trainer_options
 from training.data.sample import TryOnSample
 from training.openpose_targets import heatmap_targets, paf_targets
 from training.trainers.base import ModuleTrainer
-from training.trainers.common import official_folder
 
 CHECKPOINT = "body_pose_model.pth"
 CONFIG_FILE = "vton_config.json"
@@ -82,11 +81,7 @@ class PoseTrainer(ModuleTrainer):
 
     def setup(self, device: torch.device, weight_dtype: torch.dtype) -> None:
         if self.config.init == "official":
-            from services.pose.backends.openpose import OpenPoseBackend
-
-            body = OpenPoseBackend.from_pretrained(
-                official_folder(self.config.models_dir, self.backend)
-            ).model
+            body = self.sources.openpose()
         else:
             body = BodyPoseModel(OpenPoseConfig.from_dict(self.options.network))
         self.trainable = {"pose": EveryStage(body.float()).to(device)}

@@ -25,20 +25,14 @@ from torch import nn
 from services.diffusion.models.ladi_unet import build_extended_unet, unet_input
 from training.config import trainer_options
 from training.data.sample import TryOnSample
-from training.trainers.base import ModuleTrainer
-from training.trainers.common import cpu_state_dict, official_folder
 from training.trainers.diffusion_parts import (
+    DiffusionModuleTrainer,
     add_noise,
-    diffusion_backend,
     frozen,
     garment_words,
     latents_of,
-    link_other_files,
-    load_sd2_inpainting_unet,
-    noise_scheduler,
     prompt_embeddings,
 )
-from training.trainers.warp import load_official as load_warping_module
 from training.trainers.warp import warp_garment
 
 
@@ -60,9 +54,8 @@ def widen_inpainting_unet(unet: nn.Module) -> nn.Module:
     return extended
 
 
-class UnetTrainer(ModuleTrainer):
+class UnetTrainer(DiffusionModuleTrainer):
     name = "unet"
-    learning_rate = 1e-5
 
     def __init__(self, config):
         super().__init__(config)
@@ -70,26 +63,15 @@ class UnetTrainer(ModuleTrainer):
         if not 0.0 <= self.options.uncond_fraction < 1.0:
             raise ValueError(f"uncond_fraction must be in [0, 1), not {self.options.uncond_fraction}")
 
-    @property
-    def backend(self) -> str:
-        return f"ladi-vton-{self.config.dataset}"
-
     def setup(self, device: torch.device, weight_dtype: torch.dtype) -> None:
-        backend, self.official = diffusion_backend(self.config)
-        pipeline = backend.pipeline
-        for name in ("vae", "text_encoder", "vision_encoder", "inversion_adapter"):
-            frozen(getattr(pipeline, name), device, weight_dtype)
-        self.pipeline = pipeline
-        self.num_vstar = pipeline.config.num_vstar
-        self.scheduler = noise_scheduler(backend.scheduler_config)
-        tps, refinement = load_warping_module(
-            official_folder(self.config.models_dir, f"ladi-vton-warp-{self.config.dataset}")
-        )
+        helpers = ("vae", "text_encoder", "vision_encoder", "inversion_adapter")
+        pipeline = self.load_pipeline(device, weight_dtype, frozen_names=helpers)
+        tps, refinement = self.sources.warping_module()
         self.tps = frozen(tps, device, torch.float32)  # the TPS system is solved in float32, as at inference
         self.refinement = frozen(refinement, device, weight_dtype)
         unet = pipeline.unet
         if self.config.init == "scratch":
-            unet = widen_inpainting_unet(load_sd2_inpainting_unet(self.official))
+            unet = widen_inpainting_unet(self.sources.sd2_inpainting_unet())
         if self.options.gradient_checkpointing:
             unet.enable_gradient_checkpointing()
         self.trainable = {"unet": unet.to(device, torch.float32)}
@@ -137,7 +119,4 @@ class UnetTrainer(ModuleTrainer):
         return [batch.person, batch.masked_person, batch.garment, self.warped_garment(batch)]
 
     def export(self, modules: dict[str, nn.Module], folder: Path) -> list[Path]:
-        path = folder / f"unet_{self.config.dataset}.pth"
-        torch.save(cpu_state_dict(modules["unet"]), path)
-        link_other_files(self.official, folder)
-        return [path]
+        return self.export_state(modules["unet"], "unet", folder)

@@ -28,7 +28,7 @@ from training.config import trainer_options
 from training.data.sample import TryOnSample
 from training.losses.vgg import perceptual_loss
 from training.trainers.base import ModuleTrainer
-from training.trainers.common import cpu_state_dict, garment_region, official_folder, person_garment
+from training.trainers.common import cpu_state_dict, garment_region, person_garment
 
 CONFIG_FILE = "vton_config.json"  # the warp backend's (services/warp/backends/ladi_vton.py) size file
 
@@ -64,7 +64,7 @@ class WarpTrainer(ModuleTrainer):
 
     def setup(self, device: torch.device, weight_dtype: torch.dtype) -> None:
         if self.config.init == "official":
-            tps, refinement = load_official(official_folder(self.config.models_dir, self.backend))
+            tps, refinement = self.sources.warping_module()
         else:
             tps = ConvNetTPS(TPSConfig.from_dict(self.options.tps))
             refinement = RefinementUNet(RefinementConfig.from_dict(self.options.refinement))
@@ -102,7 +102,8 @@ class WarpTrainer(ModuleTrainer):
         low_cloth = F.interpolate(cloth, size=low, mode="bilinear", antialias=True, align_corners=False)
         low_target = F.interpolate(target, size=low, mode="bilinear", antialias=True, align_corners=False)
         low_body = F.interpolate(body, size=low, mode="bilinear", antialias=True, align_corners=False)
-        grid, _, regularisers = tps(low_cloth.float(), low_body.float(), with_regularisers=True)
+        with torch.autocast(cloth.device.type, enabled=False):  # the TPS geometry in float32, as at inference
+            grid, _, regularisers = tps(low_cloth.float(), low_body.float(), with_regularisers=True)
         warped = F.grid_sample(low_cloth.float(), grid, padding_mode="border", align_corners=False)
         l1 = F.l1_loss(warped, low_target.float())
         const = regularisers.total()
@@ -163,11 +164,3 @@ def warp_garment(
             cloth.dtype
         )
     return refinement(torch.cat([masked_person, pose_map, warped], 1)), warped
-
-
-def load_official(folder: Path) -> tuple[ConvNetTPS, RefinementUNet]:
-    """The release's networks through the warp backend's own loader."""
-    from services.warp.backends.ladi_vton import LadiVtonWarpBackend
-
-    backend = LadiVtonWarpBackend.from_pretrained(folder)
-    return backend.tps, backend.refinement

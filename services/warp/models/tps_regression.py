@@ -244,7 +244,9 @@ def predict_grid(
     low = (tps.height, tps.width)
     low_cloth = F.interpolate(cloth, size=low, mode="bilinear", antialias=True, align_corners=False)
     low_body = F.interpolate(body, size=low, mode="bilinear", antialias=True, align_corners=False)
-    low_grid, *rest = tps(low_cloth.float(), low_body.float(), with_regularisers=with_regularisers)
+    # float32 even under mixed precision: the TPS solve's precision decides the geometry (as the backend runs it)
+    with torch.autocast(cloth.device.type, enabled=False):
+        low_grid, *rest = tps(low_cloth.float(), low_body.float(), with_regularisers=with_regularisers)
     if (height, width) != low:
         low_grid = F.interpolate(
             low_grid.permute(0, 3, 1, 2),
