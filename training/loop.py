@@ -152,7 +152,9 @@ def train(
             for name, m in trainer.trainable.items()
         }
     progress_state = _Progress()
-    accelerator.register_for_checkpointing(schedule, progress_state, *ema.values())
+    accelerator.register_for_checkpointing(
+        schedule, progress_state, *ema.values(), *trainer.checkpoint_state()
+    )
 
     if resume:
         accelerator.load_state(str(saved[-1]))

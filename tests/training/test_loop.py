@@ -142,3 +142,27 @@ def test_the_tps_regularisers_are_the_reference_ones():
     assert grid.shape == (2, 128, 96, 2) and len(regularisers) == 6
     assert torch.equal(regularisers.total(), tps_regularisers(control_points, 5).total())
     assert len(network(torch.rand(1, 3, 128, 96), torch.rand(1, 21, 128, 96))) == 2  # inference: unchanged
+
+
+def test_schp_self_correction_aggregates_refines_labels_and_resumes(tiny_models, synthetic, tmp_path):
+    options = {"input_size": 48, "self_correction_start": 2, "cycle_steps": 2, "bn_batches": 1}
+    dataset = synthetic(4, 64, 48)
+    whole_trainer = make_trainer("parsing", _config(tiny_models, 6, options=options, learning_rate=1e-2))
+    whole = train(whole_trainer, dataset, tmp_path / "whole", log=lambda *_: None)
+    # aggregations at steps 2 and 4, each completed by one batch of statistics: cycles 0, 0, 1, 1, 2, 2
+    assert [whole.losses[s]["self_correction_cycles"] for s in range(1, 7)] == [0, 0, 1, 1, 2, 2]
+    exported = torch.load(
+        tmp_path / "whole/weights/schp-lip/exp-schp-201908261155-lip.pth", weights_only=True
+    )
+    aggregated = whole_trainer.correction.model.state_dict()
+    assert all(torch.equal(exported["state_dict"][f"module.{k}"], v.cpu()) for k, v in aggregated.items())
+
+    interrupted = tmp_path / "interrupted"
+    first = make_trainer("parsing", _config(tiny_models, 3, options=options, learning_rate=1e-2))
+    train(first, dataset, interrupted, log=lambda *_: None)  # checkpoints at steps 2 and 3: mid-cycle
+    again = make_trainer("parsing", _config(tiny_models, 6, options=options, learning_rate=1e-2))
+    resumed = train(again, dataset, interrupted, resume=True, log=lambda *_: None)
+    assert resumed.first_step == 3
+    for step in (4, 5, 6):
+        for key, value in whole.losses[step].items():
+            assert resumed.losses[step][key] == pytest.approx(value, rel=1e-5, abs=1e-6), (step, key)

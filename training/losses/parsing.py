@@ -66,18 +66,49 @@ def weighted_edge_loss(edge_logits: torch.Tensor, edges: torch.Tensor, labels: t
     return F.cross_entropy(edge_logits, targets, weight=weights, ignore_index=IGNORE)
 
 
+def refined_targets(soft_logits: torch.Tensor, hard: torch.Tensor, cycle: int) -> torch.Tensor:
+    """SCHP's label refinement: softmax((1 - a) * the aggregated model's logits + a * one-hot labels), a = 1 / (cycle
+    + 1), at the labels' size ([B, C, H, W] probabilities; IGNORE pixels count as class 0 and are masked later)."""
+    scaled = F.interpolate(soft_logits.float(), size=hard.shape[-2:], mode="bilinear", align_corners=True)
+    one_hot = F.one_hot(hard.masked_fill(hard == IGNORE, 0), scaled.shape[1]).permute(0, 3, 1, 2).float()
+    alpha = 1.0 / (cycle + 1.0)
+    return ((1 - alpha) * scaled + alpha * one_hot).softmax(1)
+
+
+def kl_to(logits: torch.Tensor, target: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """SCHP's KLDivergenceLoss: KL(target || softmax(logits)) averaged over the valid pixels' class entries."""
+    keep = (labels != IGNORE).reshape(-1)
+    log_probabilities = logits.log_softmax(1).permute(0, 2, 3, 1).reshape(-1, logits.shape[1])[keep]
+    target = target.permute(0, 2, 3, 1).reshape(-1, logits.shape[1])[keep]
+    return F.kl_div(log_probabilities, target, reduction="mean")
+
+
 def schp_losses(
-    parsing: torch.Tensor, fusion: torch.Tensor, edge: torch.Tensor, labels: torch.Tensor
+    parsing: torch.Tensor,
+    fusion: torch.Tensor,
+    edge: torch.Tensor,
+    labels: torch.Tensor,
+    soft: tuple[torch.Tensor, torch.Tensor] | None = None,
+    cycle: int = 0,
 ) -> dict[str, torch.Tensor]:
-    """SCHP's loss (lambda_s = lambda_e = 1) for logits at any size against [B, H, W] labels."""
+    """SCHP's loss (lambda_s = lambda_e = 1) for logits at any size against [B, H, W] labels. With `soft` (the
+    aggregated model's fusion and edge logits, self-correction cycle `cycle` >= 1) the cross-entropies become KL
+    divergences to the refined labels, as SCHP's criterion does."""
     size = labels.shape[-2:]
     edges = edge_labels(labels)
     segmentation = 0
+    soft_parse = refined_targets(soft[0], labels, cycle) if soft is not None else None
     for logits in (parsing, fusion):
         scaled = F.interpolate(logits.float(), size=size, mode="bilinear", align_corners=True)
-        segmentation = segmentation + 0.5 * (
-            lovasz_softmax(scaled, labels) + F.cross_entropy(scaled, labels, ignore_index=IGNORE)
+        pixelwise = (
+            F.cross_entropy(scaled, labels, ignore_index=IGNORE)
+            if soft_parse is None
+            else kl_to(scaled, soft_parse, labels)
         )
+        segmentation = segmentation + 0.5 * (lovasz_softmax(scaled, labels) + pixelwise)
     edge_scaled = F.interpolate(edge.float(), size=size, mode="bilinear", align_corners=True)
-    edge_loss = weighted_edge_loss(edge_scaled, edges, labels)
+    if soft is None:
+        edge_loss = weighted_edge_loss(edge_scaled, edges, labels)
+    else:
+        edge_loss = kl_to(edge_scaled, refined_targets(soft[1], edges, cycle), labels)
     return {"loss": segmentation + edge_loss, "segmentation": segmentation, "edge": edge_loss}

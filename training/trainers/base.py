@@ -68,5 +68,9 @@ class ModuleTrainer(ABC):
         for module in self.trainable.values():
             module.train()
 
+    def checkpoint_state(self) -> list:
+        """Objects (with state_dict/load_state_dict) the trainer keeps beyond its networks, saved in checkpoints."""
+        return []
+
     def note(self, message: str) -> None:
         self.notes.append(message)

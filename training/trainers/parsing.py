@@ -5,12 +5,21 @@ SCHP's augmentations drawn per sample: scale x N(1, 0.25) clipped to [0.75, 1.25
 to +-60 deg on 60% of the samples, and a mirror (left/right labels swapped) on half of them; pixels outside the
 photo are black in the image and ignored in the labels. Loss: SCHP's (training/losses/parsing.py) on the parsing,
 fusion and edge logits. SGD with momentum 0.9 and weight decay 5e-4 as SCHP; lr 7e-3 is SCHP's from-ImageNet rate,
-so fine-tuning usually sets a lower one. Starts from the released `exp-schp-201908261155-lip.pth`. Export: that
+so fine-tuning usually sets a lower one.
+
+SCHP's self-correction, when `self_correction_start` is set: from that step on, every `cycle_steps` steps the
+trained weights are averaged into an aggregated model (weight 1 / (cycles + 1), SCHP's online model aggregation),
+whose batch-norm statistics are then re-estimated on the next `bn_batches` batches (cumulative averages, SCHP's
+`bn_re_estimate`); from its first completed cycle on, the labels are refined with its predictions (the
+cross-entropies become KL divergences to softmax((1 - a) * its logits + a * one-hot), a = 1 / (cycles + 1)), and the
+export is the aggregated model, which is what SCHP releases. SCHP's own schedule starts at 2/3 of the run with
+cycles of 1/15 of it. Starts from the released `exp-schp-201908261155-lip.pth`. Export: that
 file in its released layout ({"state_dict": {"module." + name: tensor}}) plus vton_config.json with the sizes.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 from dataclasses import dataclass, field
@@ -20,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from services.parsing.models.schp import CE2P, CE2PConfig, module_to_official_keys
+from services.parsing.models.schp import CE2P, ActivatedBatchNorm, CE2PConfig, module_to_official_keys
 from training.config import trainer_options
 from training.data.sample import TryOnSample
 from training.losses.parsing import IGNORE, schp_losses
@@ -38,6 +47,67 @@ class ParsingOptions:
     rotation_probability: float = 0.6
     flip_probability: float = 0.5
     network: dict = field(default_factory=dict)  # CE2PConfig sizes when starting from scratch
+    self_correction_start: int | None = (
+        None  # the step of the first model aggregation; None: no self-correction
+    )
+    cycle_steps: int = 1000
+    bn_batches: int = 50  # batches that re-estimate the aggregated model's batch-norm statistics
+
+
+class SelfCorrection:
+    """SCHP's aggregated model and where its cycle stands (saved in every checkpoint)."""
+
+    def __init__(self, model: CE2P, bn_batches: int):
+        self.model = copy.deepcopy(model).requires_grad_(False).eval()
+        self.bn_batches = bn_batches
+        self.cycles = 0  # completed cycles: aggregation and statistics both done
+        self.pending = 0  # batches left to re-estimate the statistics of the latest aggregation
+        self.seen = 0  # samples those statistics already average
+        self.aggregated_at = -1  # the step of the latest aggregation
+
+    def aggregate(self, trained: nn.Module, step: int) -> None:
+        alpha = 1.0 / (self.cycles + 1)
+        with torch.no_grad():
+            for average, current in zip(self.model.parameters(), trained.parameters(), strict=True):
+                average.mul_(1 - alpha).add_(current.detach(), alpha=alpha)
+        for norm in self._norms():
+            norm.running_mean.zero_()
+            norm.running_var.fill_(1)
+        self.pending, self.seen, self.aggregated_at = self.bn_batches, 0, step
+
+    def reestimate(self, image: torch.Tensor) -> None:
+        """One batch of the statistics' cumulative average (momentum b / (seen + b))."""
+        norms = self._norms()
+        momenta = [n.momentum for n in norms]
+        for norm in norms:
+            norm.momentum = len(image) / (self.seen + len(image))
+        self.model.train()
+        with torch.no_grad():
+            self.model(image)
+        self.model.eval()
+        for norm, momentum in zip(norms, momenta, strict=True):
+            norm.momentum = momentum
+        self.seen += len(image)
+        self.pending -= 1
+        if self.pending == 0:
+            self.cycles += 1
+
+    def _norms(self) -> list[ActivatedBatchNorm]:
+        return [m for m in self.model.modules() if isinstance(m, ActivatedBatchNorm)]
+
+    def state_dict(self) -> dict:
+        counters = {
+            "cycles": self.cycles,
+            "pending": self.pending,
+            "seen": self.seen,
+            "at": self.aggregated_at,
+        }
+        return {"model": self.model.state_dict(), **counters}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.cycles, self.pending, self.seen = int(state["cycles"]), int(state["pending"]), int(state["seen"])
+        self.aggregated_at = int(state["at"])
 
 
 def augmentation_grids(
@@ -92,6 +162,13 @@ class ParsingTrainer(ModuleTrainer):
         else:
             model = CE2P(CE2PConfig.from_json({**self.options.network, "num_classes": spec.num_classes}))
         self.trainable = {"parsing": model.float().to(device)}
+        self.correction = None
+        if self.options.self_correction_start is not None:
+            self.correction = SelfCorrection(self.trainable["parsing"], self.options.bn_batches)
+            self.note(
+                f"self-correction: aggregation at step {self.options.self_correction_start}, then every "
+                f"{self.options.cycle_steps} steps"
+            )
         self.mean = torch.tensor(BGR_MEAN, device=device).view(1, 3, 1, 1)
         self.std = torch.tensor(BGR_STD, device=device).view(1, 3, 1, 1)
 
@@ -120,10 +197,36 @@ class ParsingTrainer(ModuleTrainer):
         labels = labels.masked_fill(labels < 0, IGNORE)
         return (image - self.mean) / self.std, labels
 
+    def checkpoint_state(self) -> list:
+        return [self.correction] if self.correction is not None else []
+
     def loss(self, batch: TryOnSample) -> dict[str, torch.Tensor]:
         image, labels = self.network_batch(batch)
+        soft, cycles = self._self_correction(image)
         output = self.trainable["parsing"](image)
-        return schp_losses(output.parsing, output.fusion, output.edge, labels)
+        losses = schp_losses(output.parsing, output.fusion, output.edge, labels, soft, cycles)
+        if self.correction is not None:
+            losses["self_correction_cycles"] = torch.tensor(float(self.correction.cycles))
+        return losses
+
+    def _self_correction(self, image: torch.Tensor) -> tuple[tuple[torch.Tensor, torch.Tensor] | None, int]:
+        """Aggregate at a cycle's step, re-estimate statistics while pending; the refined-label logits once a cycle
+        is complete."""
+        correction = self.correction
+        if correction is None:
+            return None, 0
+        start, every = self.options.self_correction_start, self.options.cycle_steps
+        at_cycle = self.step >= start and (self.step - start) % every == 0
+        if at_cycle and correction.aggregated_at != self.step:
+            trained = self.trainable["parsing"]
+            correction.aggregate(getattr(trained, "module", trained), self.step)
+        if correction.pending:
+            correction.reestimate(image)
+        if correction.cycles == 0:
+            return None, 0
+        with torch.no_grad():
+            output = correction.model(image)
+        return (output.fusion, output.edge), correction.cycles
 
     def samples(self, batch: TryOnSample) -> list[torch.Tensor]:
         image, labels = self.network_batch(batch)
@@ -135,7 +238,8 @@ class ParsingTrainer(ModuleTrainer):
         return [shown, _grey_labels(labels), _grey_labels(predicted)]
 
     def export(self, modules: dict[str, nn.Module], folder: Path) -> list[Path]:
-        model = modules["parsing"]
+        corrected = self.correction is not None and self.correction.cycles > 0
+        model = self.correction.model if corrected else modules["parsing"]
         path = folder / self.checkpoint
         torch.save({"state_dict": module_to_official_keys(cpu_state_dict(model))}, path)
         config_path = folder / "vton_config.json"
