@@ -80,7 +80,8 @@ def kl_to(logits: torch.Tensor, target: torch.Tensor, labels: torch.Tensor) -> t
     keep = (labels != IGNORE).reshape(-1)
     log_probabilities = logits.log_softmax(1).permute(0, 2, 3, 1).reshape(-1, logits.shape[1])[keep]
     target = target.permute(0, 2, 3, 1).reshape(-1, logits.shape[1])[keep]
-    return F.kl_div(log_probabilities, target, reduction="mean")
+    # F.kl_div's elementwise "mean", written out (torch deprecates that reduction): mean of t * (log t - log p)
+    return (torch.xlogy(target, target) - target * log_probabilities).mean()
 
 
 def schp_losses(

@@ -107,6 +107,9 @@ def link_other_files(official: Path | None, folder: Path) -> None:
         os.symlink(source.resolve(), target)
 
 
+PIPELINE_NETWORKS = ("vae", "text_encoder", "vision_encoder", "inversion_adapter", "unet", "emasc")
+
+
 class DiffusionModuleTrainer(ModuleTrainer):
     """A trainer of one of the diffusion backend's networks: its folder, its networks, its export."""
 
@@ -116,14 +119,20 @@ class DiffusionModuleTrainer(ModuleTrainer):
     def backend(self) -> str:
         return f"ladi-vton-{self.config.dataset}"
 
-    def load_pipeline(self, device: torch.device, weight_dtype: torch.dtype, frozen_names: tuple[str, ...]):
-        """The backend's pipeline with `frozen_names` moved to `device` and frozen; sets `pipeline`, `num_vstar`,
-        `scheduler` (the training noise schedule) and `official` (the folder the export links to)."""
+    def load_pipeline(
+        self, device: torch.device, weight_dtype: torch.dtype, frozen_names: tuple[str, ...], trained: str
+    ):
+        """The backend's pipeline with `frozen_names` moved to `device` and frozen, the networks neither frozen nor
+        `trained` kept off it (on the CPU); sets `pipeline`, `num_vstar`, `scheduler` (the training noise schedule)
+        and `official` (the folder the export links to)."""
         backend = self.sources.diffusion()
         self.official = self.sources.folder(self.backend)
         self.pipeline = backend.pipeline
-        for name in frozen_names:
-            frozen(getattr(self.pipeline, name), device, weight_dtype)
+        for name in PIPELINE_NETWORKS:
+            if name in frozen_names:
+                frozen(getattr(self.pipeline, name), device, weight_dtype)
+            elif name != trained:
+                getattr(self.pipeline, name).to("cpu")
         self.num_vstar = self.pipeline.config.num_vstar
         self.scheduler = noise_scheduler(backend.scheduler_config)
         return self.pipeline

@@ -37,7 +37,7 @@ class EmascTrainer(DiffusionModuleTrainer):
         self.options = trainer_options(EmascOptions, config.options)
 
     def setup(self, device: torch.device, weight_dtype: torch.dtype) -> None:
-        pipeline = self.load_pipeline(device, weight_dtype, frozen_names=("vae",))
+        pipeline = self.load_pipeline(device, weight_dtype, frozen_names=("vae",), trained="emasc")
         self.int_layers = list(pipeline.config.emasc_int_layers)
         self.vae = pipeline.vae
         emasc = pipeline.emasc

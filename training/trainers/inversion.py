@@ -40,9 +40,8 @@ class InversionTrainer(DiffusionModuleTrainer):
             raise ConfigError(f"the inversion trainer takes no options, got {', '.join(config.options)}")
 
     def setup(self, device: torch.device, weight_dtype: torch.dtype) -> None:
-        pipeline = self.load_pipeline(
-            device, weight_dtype, frozen_names=("vae", "text_encoder", "vision_encoder")
-        )
+        helpers = ("vae", "text_encoder", "vision_encoder")
+        pipeline = self.load_pipeline(device, weight_dtype, frozen_names=helpers, trained="inversion_adapter")
         self.unet = frozen(self.sources.sd2_inpainting_unet(), device, weight_dtype)
         adapter = pipeline.inversion_adapter
         if self.config.init == "scratch":

@@ -65,7 +65,7 @@ class UnetTrainer(DiffusionModuleTrainer):
 
     def setup(self, device: torch.device, weight_dtype: torch.dtype) -> None:
         helpers = ("vae", "text_encoder", "vision_encoder", "inversion_adapter")
-        pipeline = self.load_pipeline(device, weight_dtype, frozen_names=helpers)
+        pipeline = self.load_pipeline(device, weight_dtype, frozen_names=helpers, trained="unet")
         tps, refinement = self.sources.warping_module()
         self.tps = frozen(tps, device, torch.float32)  # the TPS system is solved in float32, as at inference
         self.refinement = frozen(refinement, device, weight_dtype)
