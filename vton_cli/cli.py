@@ -132,6 +132,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return bench_main(args)
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from training.cli import run
+
+    return run(args)
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     if args.data:
         from training.eval.cli import run
@@ -232,6 +238,12 @@ def build_parser() -> argparse.ArgumentParser:
     from training.data.cli import register as register_dataset
 
     register_dataset(sub)
+
+    from training.cli import add_arguments as add_train_arguments
+
+    tr = sub.add_parser("train", help="train or fine-tune a module; weights in the service files")
+    add_train_arguments(tr)
+    tr.set_defaults(func=cmd_train)
     return parser
 
 

@@ -21,7 +21,8 @@ import torch
 from PIL import Image
 
 from services.diffusion.backends.tryon_lite import TryOnLiteBackend
-from services.warp.backends.ladi_vton import LadiVtonWarpBackend, save_random
+from services.warp.backends.ladi_vton import LadiVtonWarpBackend
+from services.warp.testing import save_random
 from services.warp.types import WarpInputs
 from training.data.sample import TryOnSample, collate
 from training.recipes.pack_viton import pack, unpack
