@@ -160,9 +160,7 @@ class CompositeBackend:
         limb = shading.limb_shading(body, 0.5 * ARM_RADIUS * scale)
         # The person's own light on the body: the folds and falloff the old garment showed, softened (a sleeve's
         # knit is not the arm's), on top of the rounded limb's shading.
-        limb *= shading.skin_shading(
-            person, replaced, skin, large_sigma=max(8.0, 0.04 * h), fine_sigma=0.01 * h, strength=0.5
-        )
+        limb *= shading.skin_shading(person, replaced, skin, strength=0.5)
         samples = np.isin(labels, SKIN) & skin_like & (~inside | skin)
         tone_map = shading.skin_tone_map(person, samples, tone, 0.06 * h)
         skin_rgb = shading.fill_skin(skin, tone_map, tone[1], limb, seed=inputs.seed)
@@ -175,10 +173,7 @@ class CompositeBackend:
         kept = np.isin(labels, KEPT[inputs.category]) & inside
         result[kept] = person[kept]
         # Layer 3: the garment, in the person's light.
-        # The fine scale grows with the photo: at a large size the old garment's knit would print on the new one.
-        extra = 0.0015 * h - 1.2
-        lit = cv2.GaussianBlur(person, (0, 0), extra) if extra > 0.3 else person
-        gain = shading.shading_gain(lit, replaced, garment, large_sigma=max(8.0, 0.04 * h))
+        gain = shading.shading_gain(person, replaced, garment)
         shaded = shading.apply_gain(inputs.warped_garment, gain)
         # The garment's edge is soft against skin and background inside the mask, hard against the mask's
         # border (handled below), so it never turns translucent there.
