@@ -21,6 +21,12 @@ from vton.runtime.errors import InvalidInput, NoPersonFound
 
 CATEGORIES = ("upper_body", "lower_body", "dresses")
 
+# The gap between trouser legs: background-coloured garment pixels (Lab distance to the border's median below
+# GAP_COLOUR) reached from within GAP_REACH of the photo's height of the crotch.
+GAP_COLOUR = 6.0
+GAP_REACH = 0.01
+# Flaps of background stuck to a garment's outline are at most this share of the photo's shorter side thick.
+FLAP_SIZE = 0.05
 # The mask is computed at most at this size (longest side): enough for the outline, and bounded in time.
 _WORK_SIDE = 768
 
@@ -157,8 +163,19 @@ def _separate(rgb: np.ndarray, nested: bool = False) -> np.ndarray:
     k = max(3, round(0.006 * min(sh, sw)) | 1)
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
     fg = cv2.morphologyEx(fg.astype(np.uint8), cv2.MORPH_OPEN, kernel).astype(bool)
+    fg &= ~_background_flaps(fg, dist < strong_thr, min(sh, sw))
     fg = _largest_component(fg)
     return _fill_holes(fg, dist < color_thr, max_open_hole=0.004)
+
+
+def _background_flaps(fg: np.ndarray, background_like: np.ndarray, side: int) -> np.ndarray:
+    """Thin flaps of the photo's background stuck to the outline (the flood stopped by a faint line on the
+    backdrop): what an opening FLAP_SIZE of the photo wide removes and has the background's colour. A thin part of
+    the garment (a strap, a string) differs from the background and stays."""
+    size = max(5, round(FLAP_SIZE * side) | 1)
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
+    opened = cv2.morphologyEx(fg.astype(np.uint8), cv2.MORPH_OPEN, kernel).astype(bool)
+    return fg & ~opened & background_like
 
 
 def _drop_shadow(
@@ -505,6 +522,62 @@ def _upper_landmarks(
     return marks, parts
 
 
+# The waistband of trousers or a skirt: the first row from the top whose run through the axis is this share of
+# the widest run in the garment's top WAISTBAND_BAND (a curved or tabbed top edge is narrower).
+WAISTBAND_FULL = 0.85
+WAISTBAND_BAND = 0.1
+# The crotch: the top of a concavity at least CROTCH_DEPTH of the garment's height deep, within CROTCH_OFF_AXIS
+# of the waist's width of the axis and CROTCH_BELOW of the height under its top; wide legs laid against each other
+# close the gap far below it (lower than CROTCH_ABOVE), and trousers have it at about CROTCH_PRIOR of their length.
+CROTCH_DEPTH = 0.25
+CROTCH_OFF_AXIS = 0.25
+CROTCH_BELOW = 0.15
+CROTCH_ABOVE = 0.5
+CROTCH_PRIOR = 0.35
+# Hems are read this share of the height above the lowest row (a rounded hem's last row is a few pixels).
+HEM_INSET = 0.01
+
+
+def _waistband(m: np.ndarray, top_y: int, height: int, cx: float) -> tuple[int, int, int]:
+    """(row, left x, right x) of the waistband's run through the axis."""
+    band = range(top_y, min(m.shape[0], top_y + max(2, int(WAISTBAND_BAND * height))))
+    runs = [(y, _run_containing(m[y], int(cx))) for y in band]
+    widest = max((r[1] - r[0] for _, r in runs if r is not None), default=0)
+    for y, run in runs:
+        if run is not None and run[1] - run[0] >= WAISTBAND_FULL * widest:
+            return y, run[0], run[1]
+    xs = np.flatnonzero(m.any(axis=0))
+    return top_y, int(xs.min()), int(xs.max())
+
+
+def _crotch(mask: np.ndarray, top_y: int, height: int, cx: float, waist_width: float) -> np.ndarray | None:
+    """The top of the deep concavity between the legs, open towards the bottom; None for a skirt."""
+    for point, depth in _convexity_defects(_main_contour(mask)):
+        if (
+            depth > CROTCH_DEPTH * height
+            and abs(point[0] - cx) < CROTCH_OFF_AXIS * waist_width
+            and point[1] > top_y + CROTCH_BELOW * height
+        ):
+            if point[1] >= top_y + CROTCH_ABOVE * height:
+                return np.array([point[0], top_y + CROTCH_PRIOR * height])
+            return point
+    return None
+
+
+def _leg_hems(m: np.ndarray, crotch_x: float, height: int, hem_row: int) -> dict[str, tuple[float, float]]:
+    """Each trouser leg's hem corners: the ends of the bottom row on its side of the crotch."""
+    marks = {}
+    for side, sel in (("right", slice(0, int(crotch_x))), ("left", slice(int(crotch_x), m.shape[1]))):
+        rows = np.flatnonzero(m[:, sel].any(axis=1))
+        row = int(rows.max() - HEM_INSET * height) if len(rows) else hem_row
+        xs_row = np.flatnonzero(m[row, sel]) + sel.start
+        if len(xs_row):
+            outer, inner = (xs_row[0], xs_row[-1]) if side == "right" else (xs_row[-1], xs_row[0])
+            marks[f"{side}_hem_outer"] = (float(outer), float(row))
+            marks[f"{side}_hem_inner"] = (float(inner), float(row))
+    return marks
+
+
 def _lower_landmarks(mask: np.ndarray) -> dict[str, tuple[float, float]]:
     """Waistband corners and centre, the crotch for trousers, and the hems (one per leg for trousers)."""
     m = mask > 0
@@ -512,38 +585,17 @@ def _lower_landmarks(mask: np.ndarray) -> dict[str, tuple[float, float]]:
     top_y, bottom_y = int(ys.min()), int(ys.max())
     height = bottom_y - top_y + 1
     cx = float(np.median(xs))
-    waist_row = int(top_y + 0.02 * height)
-    wl, wr = _run_containing(m[waist_row], int(cx)) or (int(xs.min()), int(xs.max()))
+    waist_row, wl, wr = _waistband(m, top_y, height, cx)
     marks: dict[str, tuple[float, float]] = {
         "right_waist": (float(wl), float(waist_row)),
         "left_waist": (float(wr), float(waist_row)),
         "waist_centre": (0.5 * (wl + wr), float(waist_row)),
     }
-    # The crotch is the top of the deep concavity between the legs, open towards the bottom.
-    crotch = None
-    for point, depth in _convexity_defects(_main_contour(mask)):
-        if (
-            depth > 0.25 * height
-            and abs(point[0] - cx) < 0.25 * (wr - wl)
-            and point[1] > top_y + 0.15 * height
-        ):
-            crotch = point
-            break
-    hem_row = int(bottom_y - 0.01 * height)
+    hem_row = int(bottom_y - HEM_INSET * height)
+    crotch = _crotch(mask, top_y, height, cx, wr - wl)
     if crotch is not None:
-        # Wide legs laid against each other close the gap far below the crotch; trousers have it at about a
-        # third of their length.
-        crotch_y = crotch[1] if crotch[1] < top_y + 0.5 * height else top_y + 0.35 * height
-        marks["crotch"] = (float(crotch[0]), float(crotch_y))
-        # One hem per leg: the runs of the bottom rows on either side of the crotch.
-        for side, sel in (("right", slice(0, int(crotch[0]))), ("left", slice(int(crotch[0]), m.shape[1]))):
-            rows = np.flatnonzero(m[:, sel].any(axis=1))
-            row = int(rows.max() - 0.01 * height) if len(rows) else hem_row
-            xs_row = np.flatnonzero(m[row, sel]) + sel.start
-            if len(xs_row):
-                outer, inner = (xs_row[0], xs_row[-1]) if side == "right" else (xs_row[-1], xs_row[0])
-                marks[f"{side}_hem_outer"] = (float(outer), float(row))
-                marks[f"{side}_hem_inner"] = (float(inner), float(row))
+        marks["crotch"] = (float(crotch[0]), float(crotch[1]))
+        marks.update(_leg_hems(m, float(crotch[0]), height, hem_row))
     else:
         run = _run_containing(m[hem_row], int(cx)) or (int(xs.min()), int(xs.max()))
         marks["right_hem"], marks["left_hem"] = (
@@ -625,4 +677,33 @@ def analyse_garment(image: np.ndarray, category: str, mask: np.ndarray | None = 
             f"the garment mask is {mask.shape[1]}x{mask.shape[0]} but the garment photo is "
             f"{image.shape[1]}x{image.shape[0]}"
         )
-    return analyse_mask(np.where(mask > 127, 255, 0).astype(np.uint8), category)
+    mask = np.where(mask > 127, 255, 0).astype(np.uint8)
+    if category == "lower_body":
+        mask = _open_leg_gap(image, mask)
+    return analyse_mask(mask, category)
+
+
+def _open_leg_gap(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Trousers' mask with the top of the gap between the legs given back to the background.
+
+    The legs' shadows on the backdrop close the gap below the crotch for the background's flood, so its top is
+    taken for garment (and would land on the body as a white wedge between the legs): the background-coloured
+    part of the mask that the gap's concavity reaches is removed.
+    """
+    marks = _lower_landmarks(mask)
+    if "crotch" not in marks:
+        return mask
+    lab = cv2.cvtColor(image.astype(np.float32) / 255.0, cv2.COLOR_RGB2LAB)
+    h, w = mask.shape
+    strip = _border_strip(h, w, max(2, round(0.01 * min(h, w))))
+    background = np.median(lab[strip], axis=0)
+    background_like = (mask > 0) & (np.linalg.norm(lab - background, axis=2) < GAP_COLOUR)
+    cx, cy = (int(round(v)) for v in marks["crotch"])
+    count, components = cv2.connectedComponents(background_like.astype(np.uint8), connectivity=8)
+    reach = max(3, round(GAP_REACH * h))
+    near = components[max(0, cy - reach) : cy + reach, max(0, cx - reach) : cx + reach]
+    gap = np.unique(near[near > 0])
+    return np.where(np.isin(components, gap), 0, mask).astype(np.uint8)
+
+
+

@@ -21,9 +21,10 @@ FLAT_FACTOR = 1.25
 # A garment counts as loose, and keeps its own width on the body, when its flat width is more than this many
 # times the body's width there (a fitted top lies about 1.3-1.5 times as wide as the chest it fits).
 LOOSE_FACTOR = 1.5
-# How much shorter a garment hangs on the body than it lies flat, against its width (measured on VITON-HD
-# pairs: 0.72-0.85 for trousers and skirts, whose product photos lie wider than they hang).
-DRAPE = 0.8
+
+
+# A strip's cross-section: (garment outer, garment inner, body outer, body inner) points.
+Section = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
 
 @dataclass
@@ -35,9 +36,9 @@ class Piece:
     target: list[tuple[float, float]]
     # Where on the person the part may land (its outline's targets in order); None: the targets' convex hull.
     outline: list[tuple[float, float]] | None = None
-    # A sleeve is drawn as a strip instead of by a spline: its cross-sections from the seam to the cuff, each
-    # (garment outer, garment inner, body outer, body inner); consecutive ones bound one piece of the strip.
-    sections: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] | None = None
+    # A sleeve or a trouser leg is drawn as a strip instead of by a spline: its cross-sections from its root to
+    # its end; consecutive ones bound one piece of the strip.
+    sections: list[Section] | None = None
 
     def add(self, source, target) -> None:
         self.source.append((float(source[0]), float(source[1])))
@@ -47,7 +48,8 @@ class Piece:
 class Similarity:
     """Scale + rotation + translation taking the garment's axes to the body's: x -> across, y -> down.
 
-    Lengths shrink by DRAPE against widths: a worn garment follows the chest's curve and gathers at the waist.
+    A garment laid flat shows its true length (and half its circumference): lengths scale like the widths it
+    was scaled by, times `drape` where a plan stretches it (a top's hem snapped to the trousers).
     """
 
     def __init__(
@@ -57,7 +59,7 @@ class Similarity:
         body_anchor,
         across: np.ndarray,
         down: np.ndarray,
-        drape: float = DRAPE,
+        drape: float = 1.0,
     ):
         self.scale, self.drape = scale, drape
         self.g = np.asarray(garment_anchor, np.float64)
@@ -125,7 +127,7 @@ def _splits(a: np.ndarray, c: np.ndarray, b: np.ndarray, d: np.ndarray) -> bool:
 def draw_strip(
     garment: np.ndarray,
     part: np.ndarray,
-    sections: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]],
+    sections: list[Section],
     out_size: tuple[int, int],
 ) -> tuple[np.ndarray, np.ndarray]:
     """Warp a garment part onto the body piece by piece between consecutive cross-sections: each quad is cut

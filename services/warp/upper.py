@@ -24,9 +24,6 @@ from vton.runtime.vocab import Keypoint, Lip
 # both as shares of the shoulder width.
 SHOULDER_OUT = 0.06
 SHOULDER_LIFT = 0.12
-# A top keeps its product photo's length against its shoulder width: shoulder seam to hem over seam to seam,
-# laid flat, is what it is worn (a flat-laid top's shoulder seams are its real width across the shoulders).
-TOP_DRAPE = 1.0
 # A top whose hem lands at most this share of the torso's length above the old top's hem reaches down to it: a
 # preview must not open a sliver of midriff for a garment that is meant to meet the trousers.
 HEM_SNAP = 0.15
@@ -104,13 +101,13 @@ def plan_upper(analysis: GarmentAnalysis, body: Body, dress: bool) -> list[Piece
         if extent is not None and 0.5 * prior_half < 0.5 * (extent[1] - extent[0]) < 1.6 * prior_half:
             chest_half = 0.5 * (extent[1] - extent[0])
         scale = chest_half * FLAT_FACTOR / max(g_armpit_half, 1.0)
-    drape = TOP_DRAPE
+    drape = 1.0
     if "right_hem" in g and not dress:
         g_hem_y = 0.5 * (g["right_hem"][1] + g["left_hem"][1])
-        natural = scale * TOP_DRAPE * (g_hem_y - anchor_g[1])
+        natural = scale * (g_hem_y - anchor_g[1])
         old = _old_top_bottom(body, anchor_b, length, sw)
         if natural > 0 and old is not None and natural < old < natural + HEM_SNAP * length:
-            drape = TOP_DRAPE * old / natural
+            drape = old / natural
     T = Similarity(scale, anchor_g, anchor_b, across, down, drape)
 
     piece = Piece("torso", [], [])

@@ -18,9 +18,9 @@ import numpy as np
 
 from services.warp import tps
 from services.warp.body import ARM_RADIUS, ARMS, HEAD, Body, extended
-from services.warp.garment import CATEGORIES, analyse_garment
+from services.warp.garment import CATEGORIES, GarmentAnalysis, analyse_garment
 from services.warp.lower import plan_lower
-from services.warp.placement import draw_strip
+from services.warp.placement import Piece, draw_strip
 from services.warp.types import WarpInputs, WarpOutput
 from services.warp.upper import plan_upper
 from vton.runtime.errors import InvalidInput
@@ -64,6 +64,17 @@ def _arm_reach(body: Body, sw: float) -> np.ndarray:
     return reach > 0
 
 
+# Pixels on the garment mask's rim are its photo's background blended in (a light halo): trimmed by this share of
+# the product photo's longer side before drawing.
+RIM_TRIM = 0.004
+# Specks of the photo's background that the mask joins to a sleeve's outline: an opening this share of the photo
+# wide drops them.
+SLEEVE_SPECK = 0.015
+# A patch of the warped garment apart from the rest and smaller than this share of it is a loose piece (a hem's
+# corner cut off by an arm, a waistband's tip above the top worn over it): dropped.
+LOOSE_PIECE = 0.03
+
+
 class KeypointTPSWarp:
     """Warp without weights: garment landmarks -> body keypoints and parse regions, by thin-plate splines."""
 
@@ -72,80 +83,17 @@ class KeypointTPSWarp:
         self.regularization = regularization
 
     def warp(self, inputs: WarpInputs) -> WarpOutput:
-        if inputs.category not in CATEGORIES:
-            raise InvalidInput(
-                f"unknown category {inputs.category!r}; expected one of {', '.join(CATEGORIES)}"
-            )
-        h, w = inputs.person.shape[:2]
-        for name in ("masked_person", "agnostic_mask", "labels"):
-            arr = getattr(inputs, name)
-            if arr.shape[:2] != (h, w):
-                raise InvalidInput(f"{name} is {arr.shape[1]}x{arr.shape[0]} but the person is {w}x{h}")
+        _check(inputs)
         analysis = analyse_garment(inputs.garment, inputs.category, inputs.garment_mask)
         body = Body(np.asarray(inputs.keypoints, np.float32), inputs.labels)
         if inputs.category == "lower_body":
             pieces = plan_lower(analysis, body)
         else:
             pieces = plan_upper(analysis, body, dress=inputs.category == "dresses")
-
-        sw = body.shoulder_width if body.has(Keypoint.R_SHOULDER, Keypoint.L_SHOULDER) else 0.25 * w
-        out = np.zeros((h, w, 3), np.uint8)
-        out_mask = np.zeros((h, w), bool)
-        labels = inputs.labels
-        arms = np.isin(labels, ARMS)
-        # The garment's colours spread over its photo's background, for the sleeves' strips (tps.warp does the
-        # same for the pieces it draws): its outermost pixels blend into that background.
-        core = cv2.erode(analysis.mask, np.ones((3, 3), np.uint8), iterations=2)
-        padded = tps.pad_colors(inputs.garment, core if core.any() else analysis.mask)
-        sleeved = any(piece.sections is not None for piece in pieces)
-        for piece in pieces:  # the torso first; sleeves are drawn over it
-            part = analysis.parts[piece.part]
-            if piece.part != "torso":
-                # Specks of the photo's background that the garment's mask joined to the sleeve's outline would
-                # land on the arm as white flecks: an opening a little wider than they are drops them.
-                k = max(3, int(0.015 * max(part.shape)) | 1)
-                part = cv2.morphologyEx(
-                    part, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
-                )
-                # Sleeves reach a few pixels into the torso, under which they close the seam.
-                grown = cv2.dilate(part, np.ones((7, 7), np.uint8))
-                part = np.where(analysis.mask > 0, grown, 0).astype(np.uint8)
-            if piece.sections is not None:
-                warped, landed = draw_strip(padded, part, piece.sections, (h, w))
-                out[landed] = warped[landed]
-                out_mask |= landed
-                continue
-            warped, mask = tps.warp(
-                inputs.garment,
-                part,
-                np.array(piece.source),
-                np.array(piece.target),
-                (h, w),
-                self.grid_step,
-                self.regularization,
-            )
-            if piece.outline is not None:
-                allowed = _polygon_region(piece.outline, (h, w), 0.04 * sw)
-            else:
-                allowed = _hull_region(piece.target, (h, w), 0.12 * sw)
-            landed = (mask > 0) & allowed
-            if piece.part == "torso" and inputs.category != "lower_body":
-                # An arm lying over the torso stays in front of the garment's body (not of its sleeves). Under
-                # a sleeved garment only where an arm can be, along the arm's keypoints: "arm" far from them is
-                # a skin-coloured garment the parser took for skin, and the new garment covers it.
-                landed &= ~(arms & _arm_reach(body, sw)) if sleeved else ~arms
-            out[landed] = warped[landed]
-            out_mask |= landed
-
-        # What is always in front of the garment: the head and hair; for trousers and skirts also the arms,
-        # hands, the top worn over them and the shoes.
-        in_front = np.isin(labels, HEAD + (Lip.GLOVE,))
-        if inputs.category == "lower_body":
-            in_front |= np.isin(
-                labels, ARMS + (Lip.UPPER_CLOTHES, Lip.COAT, Lip.DRESS, Lip.LEFT_SHOE, Lip.RIGHT_SHOE)
-            )
-        out_mask &= ~in_front
+        out, out_mask = self._draw(inputs, analysis, body, pieces)
+        out_mask &= ~_in_front(inputs.labels, inputs.category)
         out_mask &= inputs.agnostic_mask > 127
+        out_mask = _without_loose_pieces(out_mask)
         out[~out_mask] = 0
         return WarpOutput(
             warped_garment=out,
@@ -153,3 +101,88 @@ class KeypointTPSWarp:
             garment_mask=analysis.mask,
             landmarks=analysis.landmarks,
         )
+
+    def _draw(
+        self, inputs: WarpInputs, analysis: GarmentAnalysis, body: Body, pieces: list[Piece]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Every piece carried onto the person, the torso first and sleeves over it."""
+        h, w = inputs.person.shape[:2]
+        sw = body.shoulder_width if body.has(Keypoint.R_SHOULDER, Keypoint.L_SHOULDER) else 0.25 * w
+        out = np.zeros((h, w, 3), np.uint8)
+        out_mask = np.zeros((h, w), bool)
+        arms = np.isin(inputs.labels, ARMS)
+        # The garment's colours spread over its photo's background (tps.warp does the same for the pieces it
+        # draws): its outermost pixels blend into that background.
+        core = cv2.erode(analysis.mask, np.ones((3, 3), np.uint8), iterations=2)
+        padded = tps.pad_colors(inputs.garment, core if core.any() else analysis.mask)
+        sleeved = any(p.sections is not None and p.part != "torso" for p in pieces)
+        for piece in pieces:
+            part = _drawn_part(analysis, piece.part)
+            if piece.sections is not None:
+                warped, landed = draw_strip(padded, part, piece.sections, (h, w))
+            else:
+                warped, mask = tps.warp(
+                    inputs.garment,
+                    part,
+                    np.array(piece.source),
+                    np.array(piece.target),
+                    (h, w),
+                    self.grid_step,
+                    self.regularization,
+                )
+                if piece.outline is not None:
+                    allowed = _polygon_region(piece.outline, (h, w), 0.04 * sw)
+                else:
+                    allowed = _hull_region(piece.target, (h, w), 0.12 * sw)
+                landed = (mask > 0) & allowed
+            if piece.part == "torso" and inputs.category != "lower_body":
+                # An arm lying over the torso stays in front of the garment's body (not of its sleeves). Under
+                # a sleeved garment only where an arm can be, along the arm's keypoints: "arm" far from them is
+                # a skin-coloured garment the parser took for skin, and the new garment covers it.
+                landed &= ~(arms & _arm_reach(body, sw)) if sleeved else ~arms
+            out[landed] = warped[landed]
+            out_mask |= landed
+        return out, out_mask
+
+
+def _check(inputs: WarpInputs) -> None:
+    if inputs.category not in CATEGORIES:
+        raise InvalidInput(f"unknown category {inputs.category!r}; expected one of {', '.join(CATEGORIES)}")
+    h, w = inputs.person.shape[:2]
+    for name in ("masked_person", "agnostic_mask", "labels"):
+        arr = getattr(inputs, name)
+        if arr.shape[:2] != (h, w):
+            raise InvalidInput(f"{name} is {arr.shape[1]}x{arr.shape[0]} but the person is {w}x{h}")
+
+
+def _drawn_part(analysis: GarmentAnalysis, name: str) -> np.ndarray:
+    """A garment part's mask as it is drawn: its rim trimmed; a sleeve without the background's specks and grown
+    a few pixels into the torso, under which it closes the seam."""
+    part = analysis.parts[name]
+    trim = max(3, round(RIM_TRIM * max(part.shape)) | 1)
+    part = cv2.erode(part, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (trim, trim)))
+    if name == "torso":
+        return part
+    k = max(3, int(SLEEVE_SPECK * max(part.shape)) | 1)
+    part = cv2.morphologyEx(part, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
+    grown = cv2.dilate(part, np.ones((7, 7), np.uint8))
+    return np.where(analysis.mask > 0, grown, 0).astype(np.uint8)
+
+
+def _in_front(labels: np.ndarray, category: str) -> np.ndarray:
+    """What is always in front of the garment: the head and hair; for trousers and skirts also the arms, hands,
+    the top worn over them and the shoes."""
+    front = HEAD + (Lip.GLOVE,)
+    if category == "lower_body":
+        front += ARMS + (Lip.UPPER_CLOTHES, Lip.COAT, Lip.DRESS, Lip.LEFT_SHOE, Lip.RIGHT_SHOE)
+    return np.isin(labels, front)
+
+
+def _without_loose_pieces(mask: np.ndarray) -> np.ndarray:
+    """The warped garment without patches apart from the rest that are too small to be one of its parts."""
+    count, components, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    if count <= 2:
+        return mask
+    areas = stats[1:, cv2.CC_STAT_AREA]
+    keep = 1 + np.flatnonzero(areas >= LOOSE_PIECE * areas.sum())
+    return np.isin(components, keep)
