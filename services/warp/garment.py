@@ -704,6 +704,3 @@ def _open_leg_gap(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
     near = components[max(0, cy - reach) : cy + reach, max(0, cx - reach) : cx + reach]
     gap = np.unique(near[near > 0])
     return np.where(np.isin(components, gap), 0, mask).astype(np.uint8)
-
-
-

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from services.warp.body import ARM_RADIUS, ARMS, LEG_LABELS, TORSO_LABELS, Body, extended
+from services.warp.body import ARM_CHAINS, ARM_RADIUS, ARMS, LEG_LABELS, TORSO_LABELS, Body, extended
 from services.warp.garment import GarmentAnalysis
 from services.warp.placement import (
     FLAT_FACTOR,
@@ -66,123 +66,218 @@ def _old_top_bottom(body: Body, anchor: np.ndarray, length: float, sw: float) ->
     return float((np.median(bottoms) - anchor[1]) / max(body.down[1], 0.5))
 
 
+# The body's half width at the armpits against the shoulder width, where the label map does not say.
+CHEST_PRIOR = 0.47
+# The chest's row for a garment without sleeves, below the shoulders as a share of the torso.
+CHEST_ROW = 0.3
+# The chest measured on the label map is believed between these shares of the prior.
+CHEST_RANGE = (0.5, 1.6)
+# Below half the torso the prior widens towards the hips: their half width against the hip joints' distance.
+HIP_PRIOR = 0.8
+# Side points between the armpit and the hem, as shares of the way down.
+SIDE_POINTS = (0.33, 0.66)
+# Points on the seam from shoulder to armpit that the torso and a sleeve share.
+SEAM_POINTS = (0.33, 0.67)
+# A dress's hem ends at most this share of the shin below the ankles (on the shoes' tops).
+DRESS_HEM_BELOW_ANKLE = 0.15
+# A sleeve whose arm the pose has only to the elbow goes on straight by this share of the upper arm.
+FOREARM_GUESS = 0.85
+
+
 def plan_upper(analysis: GarmentAnalysis, body: Body, dress: bool) -> list[Piece]:
-    g = analysis.landmarks
+    """The torso by a spline through the garment's landmarks and the body's; a sleeve per arm as a strip."""
     body.require(Keypoint.R_SHOULDER, Keypoint.L_SHOULDER, what="shoulders")
-    sw = body.shoulder_width
-    down, across = body.down, body.across
-    length = body.torso_length
-    b_rs = body.point(Keypoint.R_SHOULDER) - across * SHOULDER_OUT * sw
-    b_ls = body.point(Keypoint.L_SHOULDER) + across * SHOULDER_OUT * sw
-    b_rs[1], b_ls[1] = _shoulder_top(body, b_rs, sw), _shoulder_top(body, b_ls, sw)
-    anchor_b = 0.5 * (b_rs + b_ls)
-    anchor_g = 0.5 * (np.array(g["right_shoulder"]) + np.array(g["left_shoulder"]))
-    sleeved = "right_sleeve_end" in g or "left_sleeve_end" in g
-    capsules = body.limb_capsules(
-        [
-            (Keypoint.R_SHOULDER, Keypoint.R_ELBOW, Keypoint.R_WRIST),
-            (Keypoint.L_SHOULDER, Keypoint.L_ELBOW, Keypoint.L_WRIST),
-        ],
-        ARM_RADIUS * sw,
-    )
-    torso = analysis.parts["torso"]
-    g_armpit_half = 0.5 * abs(g["left_armpit"][0] - g["right_armpit"][0])
-    # The body's half-width at the armpits: the label map's, else about the shoulder keypoints' half distance.
-    prior_half = 0.47 * sw
-    if sleeved:
+    placement = _TopPlacement(analysis, body, dress)
+    torso, targets = placement.torso_piece()
+    return [torso, *placement.sleeve_pieces(torso, targets)]
+
+
+class _TopPlacement:
+    """A top or a dress on one body: where its shoulders go, its scale and the similarity that places it."""
+
+    def __init__(self, analysis: GarmentAnalysis, body: Body, dress: bool):
+        self.analysis, self.body, self.dress = analysis, body, dress
+        g = analysis.landmarks
+        self.sw, self.length = body.shoulder_width, body.torso_length
+        across = body.across
+        self.b_rs = body.point(Keypoint.R_SHOULDER) - across * SHOULDER_OUT * self.sw
+        self.b_ls = body.point(Keypoint.L_SHOULDER) + across * SHOULDER_OUT * self.sw
+        self.b_rs[1], self.b_ls[1] = (
+            _shoulder_top(body, self.b_rs, self.sw),
+            _shoulder_top(body, self.b_ls, self.sw),
+        )
+        self.anchor_b = 0.5 * (self.b_rs + self.b_ls)
+        self.anchor_g = 0.5 * (np.array(g["right_shoulder"]) + np.array(g["left_shoulder"]))
+        self.sleeved = "right_sleeve_end" in g or "left_sleeve_end" in g
+        self.capsules = body.limb_capsules(list(ARM_CHAINS), ARM_RADIUS * self.sw)
+        self.prior_half = CHEST_PRIOR * self.sw
+        self.scale = self._dress_scale() if dress else self._top_scale()
+        self.T = Similarity(self.scale, self.anchor_g, self.anchor_b, across, body.down, self._drape())
+
+    # --- scale and length -----------------------------------------------------------------------------------
+    def _shoulder_scale(self) -> float:
+        """Seam to seam on the garment onto seam to seam on the body (a flat-laid top's true width)."""
+        g = self.analysis.landmarks
         g_width = abs(g["left_shoulder"][0] - g["right_shoulder"][0])
-        scale = float(np.linalg.norm(b_ls - b_rs)) / max(g_width, 1.0)
-    else:
-        # Straps or a strapless top: its width at the armpits against the body's chest.
-        armpit_y = anchor_b[1] + 0.3 * length
-        x_axis = axis_x(body, anchor_b, armpit_y)
-        extent = body.row_extent(armpit_y, x_axis, TORSO_LABELS, capsules)
-        chest_half = prior_half
-        if extent is not None and 0.5 * prior_half < 0.5 * (extent[1] - extent[0]) < 1.6 * prior_half:
+        return float(np.linalg.norm(self.b_ls - self.b_rs)) / max(g_width, 1.0)
+
+    def _chest_scale(self) -> float:
+        """The garment's width at the armpits (half a circumference, flat) onto the body's chest."""
+        g = self.analysis.landmarks
+        armpit_y = self.anchor_b[1] + CHEST_ROW * self.length
+        extent = self.body.row_extent(
+            armpit_y, axis_x(self.body, self.anchor_b, armpit_y), TORSO_LABELS, self.capsules
+        )
+        chest_half = self.prior_half
+        low, high = CHEST_RANGE
+        if (
+            extent is not None
+            and low * self.prior_half < 0.5 * (extent[1] - extent[0]) < high * self.prior_half
+        ):
             chest_half = 0.5 * (extent[1] - extent[0])
-        scale = chest_half * FLAT_FACTOR / max(g_armpit_half, 1.0)
-    drape = 1.0
-    if "right_hem" in g and not dress:
+        g_half = 0.5 * abs(g["left_armpit"][0] - g["right_armpit"][0])
+        return chest_half * FLAT_FACTOR / max(g_half, 1.0)
+
+    def _waist_scale(self) -> float | None:
+        """A dress's waist (its narrowest row, flat) onto the body's (about the hip joints' spread)."""
+        g = self.analysis.landmarks
+        if "left_waist" not in g or not self.body.has(Keypoint.R_HIP, Keypoint.L_HIP):
+            return None
+        hips = float(np.linalg.norm(self.body.point(Keypoint.L_HIP) - self.body.point(Keypoint.R_HIP)))
+        g_half = 0.5 * abs(g["left_waist"][0] - g["right_waist"][0])
+        return HIP_PRIOR * hips * FLAT_FACTOR / max(g_half, 1.0)
+
+    def _top_scale(self) -> float:
+        return self._shoulder_scale() if self.sleeved else self._chest_scale()
+
+    def _dress_scale(self) -> float:
+        """The median of what the shoulders (with sleeves), the chest and the waist say: a puff sleeve, straps or
+        a gathered waist each mislead one of them, and a dress's length shows the error."""
+        scales = [self._chest_scale()]
+        if self.sleeved:
+            scales.append(self._shoulder_scale())
+        waist = self._waist_scale()
+        if waist is not None:
+            scales.append(waist)
+        return float(np.median(scales))
+
+    def _drape(self) -> float:
+        """How much the garment's length is stretched: a top whose hem ends just above the old top's reaches
+        down to it (a preview must not open a sliver of midriff); a dress ends on the shoes at the longest."""
+        g = self.analysis.landmarks
+        if "right_hem" not in g:
+            return 1.0
         g_hem_y = 0.5 * (g["right_hem"][1] + g["left_hem"][1])
-        natural = scale * (g_hem_y - anchor_g[1])
-        old = _old_top_bottom(body, anchor_b, length, sw)
-        if natural > 0 and old is not None and natural < old < natural + HEM_SNAP * length:
-            drape = old / natural
-    T = Similarity(scale, anchor_g, anchor_b, across, down, drape)
+        natural = self.scale * (g_hem_y - self.anchor_g[1])
+        if natural <= 0:
+            return 1.0
+        if self.dress:
+            floor = self._floor_below_anchor()
+            return min(1.0, floor / natural) if floor is not None else 1.0
+        old = _old_top_bottom(self.body, self.anchor_b, self.length, self.sw)
+        if old is not None and natural < old < natural + HEM_SNAP * self.length:
+            return old / natural
+        return 1.0
 
-    piece = Piece("torso", [], [])
-    targets: dict[str, np.ndarray] = {}
-    # Neckline and collar: the garment's own shape, placed by the similarity.
-    for name in ("neckline", "right_collar", "left_collar"):
-        if name in g:
-            targets[name] = T(g[name])
-    if sleeved:
-        targets["right_shoulder"], targets["left_shoulder"] = b_rs, b_ls
-    else:
-        targets["right_shoulder"], targets["left_shoulder"] = T(g["right_shoulder"]), T(g["left_shoulder"])
+    def _floor_below_anchor(self) -> float | None:
+        """How far below the shoulders a dress may reach: the ankles and the shoes' tops, when the pose has them."""
+        ankles = []
+        for knee, ankle in ((Keypoint.R_KNEE, Keypoint.R_ANKLE), (Keypoint.L_KNEE, Keypoint.L_ANKLE)):
+            if self.body.has(knee, ankle):
+                shin = self.body.point(ankle) - self.body.point(knee)
+                ankles.append(self.body.point(ankle) + DRESS_HEM_BELOW_ANKLE * shin)
+        if not ankles:
+            return None
+        return float(np.mean([a[1] for a in ankles]) - self.anchor_b[1])
 
-    def side_target(g_point, side: int, labels, y_range=None) -> np.ndarray:
+    # --- the torso --------------------------------------------------------------------------------------------
+    def side_target(self, g_point, side: int, labels, y_range=None) -> np.ndarray:
         """The body's side at the height the similarity gives a garment point on its side."""
-        p = T(g_point)
+        p = self.T(g_point)
         y = float(p[1])
         if y_range is not None:
             y = float(np.clip(y, *y_range))
-        cx = axis_x(body, anchor_b, y)
-        g_half = scale * garment_half_at(torso, g_point[1])
+        cx = axis_x(self.body, self.anchor_b, y)
+        g_half = self.scale * garment_half_at(self.analysis.parts["torso"], g_point[1])
         # The prior widens from the chest towards the hips by the hips' own keypoint spread.
-        prior = prior_half
-        hip = body.mid_hip
-        if hip is not None and y > anchor_b[1] + 0.5 * length:
-            hip_half = 0.8 * float(np.linalg.norm(body.point(Keypoint.L_HIP) - body.point(Keypoint.R_HIP)))
-            t = float(np.clip((y - anchor_b[1] - 0.5 * length) / (0.5 * length), 0, 1))
-            prior = (1 - t) * prior_half + t * max(hip_half, prior_half)
-        x = side_x(body, y, cx, side, labels, capsules, prior, g_half)
+        prior = self.prior_half
+        hip = self.body.mid_hip
+        if hip is not None and y > self.anchor_b[1] + 0.5 * self.length:
+            hips = float(np.linalg.norm(self.body.point(Keypoint.L_HIP) - self.body.point(Keypoint.R_HIP)))
+            t = float(np.clip((y - self.anchor_b[1] - 0.5 * self.length) / (0.5 * self.length), 0, 1))
+            prior = (1 - t) * self.prior_half + t * max(HIP_PRIOR * hips, self.prior_half)
+        x = side_x(self.body, y, cx, side, labels, self.capsules, prior, g_half)
         return np.array([x, y])
 
-    armpit_range = (anchor_b[1] + ARMPIT_RANGE[0] * length, anchor_b[1] + ARMPIT_RANGE[1] * length)
-    for side, sign in (("right", -1), ("left", 1)):
-        targets[f"{side}_armpit"] = side_target(g[f"{side}_armpit"], sign, TORSO_LABELS, armpit_range)
-        if f"{side}_hem" in g:
-            labels = TORSO_LABELS + LEG_LABELS
-            targets[f"{side}_hem"] = side_target(g[f"{side}_hem"], sign, labels)
-        if dress and f"{side}_waist" in g:
-            targets[f"{side}_waist"] = side_target(g[f"{side}_waist"], sign, TORSO_LABELS)
-    for name, target in targets.items():
-        piece.add(g[name], target)
+    def skirt_target(self, g_point, side: int) -> np.ndarray:
+        """A dress's skirt hangs over the legs as it is cut: its side at its own (flat) width from the axis."""
+        p = self.T(g_point)
+        y = float(p[1])
+        g_half = garment_half_at(self.analysis.parts["torso"], g_point[1])
+        return np.array([axis_x(self.body, self.anchor_b, y) + side * g_half * self.scale / FLAT_FACTOR, y])
 
-    # Points down each side between the armpit and the hem, so the torso follows the body's outline.
-    if "right_hem" in g:
+    def torso_piece(self) -> tuple[Piece, dict[str, np.ndarray]]:
+        """The torso's spline: neckline and collar by the similarity, the shoulders on the body's (with sleeves),
+        armpits, waist and hem on the body's sides, points down the sides between them."""
+        g = self.analysis.landmarks
+        piece = Piece("torso", [], [])
+        targets: dict[str, np.ndarray] = {}
+        for name in ("neckline", "right_collar", "left_collar"):
+            if name in g:
+                targets[name] = self.T(g[name])
+        if self.sleeved:
+            targets["right_shoulder"], targets["left_shoulder"] = self.b_rs, self.b_ls
+        else:
+            targets["right_shoulder"] = self.T(g["right_shoulder"])
+            targets["left_shoulder"] = self.T(g["left_shoulder"])
+        armpits = tuple(self.anchor_b[1] + share * self.length for share in ARMPIT_RANGE)
         for side, sign in (("right", -1), ("left", 1)):
-            top_y, bottom_y = g[f"{side}_armpit"][1], g[f"{side}_hem"][1]
-            for t in (0.33, 0.66):
-                gp = garment_side_point(torso, lerp(top_y, bottom_y, t), sign)
-                if gp is not None:
-                    piece.add(gp, side_target(gp, sign, TORSO_LABELS + LEG_LABELS))
-        # The axis at the hem keeps the centre under the neck.
-        hem_mid = lerp(g["right_hem"], g["left_hem"], 0.5)
-        hem_target = lerp(targets["right_hem"], targets["left_hem"], 0.5)
-        piece.add(hem_mid, hem_target)
-    pieces = [piece]
+            targets[f"{side}_armpit"] = self.side_target(g[f"{side}_armpit"], sign, TORSO_LABELS, armpits)
+            if f"{side}_hem" in g:
+                targets[f"{side}_hem"] = self._lower_side(g[f"{side}_hem"], sign)
+            if self.dress and f"{side}_waist" in g:
+                targets[f"{side}_waist"] = self.side_target(g[f"{side}_waist"], sign, TORSO_LABELS)
+        for name, target in targets.items():
+            piece.add(g[name], target)
+        if "right_hem" in g:
+            torso = self.analysis.parts["torso"]
+            for side, sign in (("right", -1), ("left", 1)):
+                top = g[f"{side}_waist"][1] if self.dress and f"{side}_waist" in g else g[f"{side}_armpit"][1]
+                for t in SIDE_POINTS:
+                    gp = garment_side_point(torso, lerp(top, g[f"{side}_hem"][1], t), sign)
+                    if gp is not None:
+                        piece.add(gp, self._lower_side(gp, sign))
+            # The axis at the hem keeps the centre under the neck.
+            piece.add(
+                lerp(g["right_hem"], g["left_hem"], 0.5), lerp(targets["right_hem"], targets["left_hem"], 0.5)
+            )
+        return piece, targets
 
-    # Sleeves along the arms.
-    for side, arm_ids in (
-        ("right", (Keypoint.R_SHOULDER, Keypoint.R_ELBOW, Keypoint.R_WRIST)),
-        ("left", (Keypoint.L_SHOULDER, Keypoint.L_ELBOW, Keypoint.L_WRIST)),
-    ):
-        if f"{side}_sleeve_end" not in g or f"{side}_sleeve" not in analysis.parts:
-            continue
-        arm = body.limb(arm_ids)
-        sleeve = Piece(f"{side}_sleeve", [], [])
-        g_sh, g_ap = np.array(g[f"{side}_shoulder"]), np.array(g[f"{side}_armpit"])
-        b_sh, b_ap = targets[f"{side}_shoulder"], targets[f"{side}_armpit"]
-        # The seam from shoulder to armpit is shared with the torso, point for point, so that both sides of
-        # it land on the same line.
-        for t in (0.33, 0.67):
-            piece.add(lerp(g_sh, g_ap, t), lerp(b_sh, b_ap, t))
-        if len(arm) < 2:
-            # No elbow in the pose: the arm is taken to hang from the shoulder along the body's side.
-            arm = hanging_arm(body, arm_ids[0], -1 if side == "right" else 1)
-        b_root = np.array([b_ap[0], min(b_ap[1], anchor_b[1] + SLEEVE_ROOT_MAX * length)])
-        sleeve.sections = sleeve_sections(analysis, body, side, extended(arm, 0.85), b_sh, b_root, scale)
-        pieces.append(sleeve)
-    return pieces
+    def _lower_side(self, g_point, sign: int) -> np.ndarray:
+        """A side point below the armpits: a dress's skirt as it is cut, a top's on the body's side."""
+        if self.dress:
+            return self.skirt_target(g_point, sign)
+        return self.side_target(g_point, sign, TORSO_LABELS + LEG_LABELS)
+
+    # --- sleeves ----------------------------------------------------------------------------------------------
+    def sleeve_pieces(self, torso: Piece, targets: dict[str, np.ndarray]) -> list[Piece]:
+        """A strip per sleeve along its arm (hanging from the shoulder where the pose has no elbow), its seam
+        shared with the torso point for point so both sides of it land on the same line."""
+        g = self.analysis.landmarks
+        pieces = []
+        for side, chain in (("right", ARM_CHAINS[0]), ("left", ARM_CHAINS[1])):
+            if f"{side}_sleeve_end" not in g or f"{side}_sleeve" not in self.analysis.parts:
+                continue
+            g_sh, g_ap = np.array(g[f"{side}_shoulder"]), np.array(g[f"{side}_armpit"])
+            b_sh, b_ap = targets[f"{side}_shoulder"], targets[f"{side}_armpit"]
+            for t in SEAM_POINTS:
+                torso.add(lerp(g_sh, g_ap, t), lerp(b_sh, b_ap, t))
+            arm = self.body.limb(chain)
+            if len(arm) < 2:
+                arm = hanging_arm(self.body, chain[0], -1 if side == "right" else 1)
+            b_root = np.array([b_ap[0], min(b_ap[1], self.anchor_b[1] + SLEEVE_ROOT_MAX * self.length)])
+            sections = sleeve_sections(
+                self.analysis, self.body, side, extended(arm, FOREARM_GUESS), b_sh, b_root, self.scale
+            )
+            pieces.append(Piece(f"{side}_sleeve", [], [], sections=sections))
+        return pieces
