@@ -62,6 +62,8 @@ NOTCH_SHARE = 0.15  # pants: the gap between the legs reaches this share of the 
 ARM_REACH, LEG_REACH, HAND_REACH = 0.32, 0.4, 0.25
 ARM_PREFERENCE = 0.7
 LEG_ABOVE_HIPS = 0.1
+# Cloth beside an arm below the waist is weighed as sleeve or lower garment over a window this share wide.
+SLEEVE_COLOUR_WINDOW = 0.2
 # Skin whose distance to the top's colour model is below TOP_MARGIN times its distance to the skin model is the top.
 TOP_MARGIN = 1.0
 # The neck's zone: down to NECK_BELOW_SHOULDERS below the shoulders' line, NECK_HALF_WIDTH either side of the
@@ -598,6 +600,15 @@ class _Regions:
         if same and lower_label == Lip.SKIRT:
             labels[cloth] = Lip.DRESS
             return
+        if not same:
+            # Cloth beside a hanging arm below the waist is the sleeve only in the top's colours: in the lower
+            # garment's it is the skirt or the trousers the hand rests against.
+            # Judged over a window: a print's dark spots share the sleeve's black.
+            size = max(3, round(SLEEVE_COLOUR_WINDOW * u)) | 1
+            weight = cv2.blur(cloth.astype(np.float32), (size, size))
+            looks_upper = cv2.blur(np.where(cloth, p_upper, 0).astype(np.float32), (size, size))
+            looks_upper /= np.maximum(weight, 1e-6)
+            lower_part |= cloth & sleeve & (tilt_row >= waist) & (looks_upper < 0.35)
         # (Same colour with two legs: separates of one colour, or a jumpsuit, which LIP rarely sees.)
         labels[cloth & ~lower_part] = Lip.UPPER_CLOTHES
         labels[lower_part] = lower_label

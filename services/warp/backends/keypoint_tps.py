@@ -108,41 +108,63 @@ class KeypointTPSWarp:
         """Every piece carried onto the person, the torso first and sleeves over it."""
         h, w = inputs.person.shape[:2]
         sw = body.shoulder_width if body.has(Keypoint.R_SHOULDER, Keypoint.L_SHOULDER) else 0.25 * w
-        out = np.zeros((h, w, 3), np.uint8)
-        out_mask = np.zeros((h, w), bool)
-        arms = np.isin(inputs.labels, ARMS)
         # The garment's colours spread over its photo's background (tps.warp does the same for the pieces it
         # draws): its outermost pixels blend into that background.
         core = cv2.erode(analysis.mask, np.ones((3, 3), np.uint8), iterations=2)
         padded = tps.pad_colors(inputs.garment, core if core.any() else analysis.mask)
-        sleeved = any(p.sections is not None and p.part != "torso" for p in pieces)
-        for piece in pieces:
-            part = _drawn_part(analysis, piece.part)
-            if piece.sections is not None:
-                warped, landed = draw_strip(padded, part, piece.sections, (h, w))
-            else:
-                warped, mask = tps.warp(
-                    inputs.garment,
-                    part,
-                    np.array(piece.source),
-                    np.array(piece.target),
-                    (h, w),
-                    self.grid_step,
-                    self.regularization,
-                )
-                if piece.outline is not None:
-                    allowed = _polygon_region(piece.outline, (h, w), 0.04 * sw)
-                else:
-                    allowed = _hull_region(piece.target, (h, w), 0.12 * sw)
-                landed = (mask > 0) & allowed
+        drawn = [self._carried(inputs, analysis, piece, padded, sw) for piece in pieces]
+        sleeves = np.zeros((h, w), bool)
+        for piece, (_, landed) in zip(pieces, drawn, strict=True):
+            if piece.part != "torso":
+                sleeves |= landed
+        out = np.zeros((h, w, 3), np.uint8)
+        out_mask = np.zeros((h, w), bool)
+        for piece, (warped, landed) in zip(pieces, drawn, strict=True):
             if piece.part == "torso" and inputs.category != "lower_body":
-                # An arm lying over the torso stays in front of the garment's body (not of its sleeves). Under
-                # a sleeved garment only where an arm can be, along the arm's keypoints: "arm" far from them is
-                # a skin-coloured garment the parser took for skin, and the new garment covers it.
-                landed &= ~(arms & _arm_reach(body, sw)) if sleeved else ~arms
+                landed = landed & ~_arm_in_front(inputs.labels, body, sw, sleeves)
             out[landed] = warped[landed]
             out_mask |= landed
         return out, out_mask
+
+    def _carried(
+        self, inputs: WarpInputs, analysis: GarmentAnalysis, piece: Piece, padded: np.ndarray, sw: float
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(image, where it lands) of one piece on the person: a strip, or a spline cut to where it may land."""
+        h, w = inputs.person.shape[:2]
+        part = _drawn_part(analysis, piece.part)
+        if piece.sections is not None:
+            return draw_strip(padded, part, piece.sections, (h, w))
+        warped, mask = tps.warp(
+            inputs.garment,
+            part,
+            np.array(piece.source),
+            np.array(piece.target),
+            (h, w),
+            self.grid_step,
+            self.regularization,
+        )
+        if piece.outline is not None:
+            allowed = _polygon_region(piece.outline, (h, w), 0.04 * sw)
+        else:
+            allowed = _hull_region(piece.target, (h, w), 0.12 * sw)
+        return warped, (mask > 0) & allowed
+
+
+def _arm_in_front(labels: np.ndarray, body: Body, sw: float, sleeves: np.ndarray) -> np.ndarray:
+    """Where an arm lies over the torso and stays in front of the garment's body.
+
+    Without sleeves, every arm pixel. Under sleeves, only where an arm can be by the pose ("arm" far from the
+    keypoints is a skin-coloured garment the parser took for skin) and not next to a sleeve: an arm inside a
+    sleeve is covered by it, and a sleeve narrower than the arm must not open a gap of skin beside it.
+    """
+    arms = np.isin(labels, ARMS)
+    if not sleeves.any():
+        return arms
+    k = max(3, int(2 * ARM_RADIUS * sw) | 1)
+    beside_sleeves = cv2.dilate(
+        sleeves.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
+    )
+    return arms & _arm_reach(body, sw) & (beside_sleeves == 0)
 
 
 def _check(inputs: WarpInputs) -> None:
