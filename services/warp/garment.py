@@ -357,6 +357,209 @@ def _find_armpit(
 _ARMPIT_PRIOR = {False: (0.42, 0.12, 0.6), True: (0.5, 0.15, 0.8)}
 
 
+# The hem of a top: among the bottoms of the columns within HEM_COLUMNS of the garment's width either side of its
+# axis, this percentile (a curved, slit or wrapped hem still gives a row that crosses the whole torso).
+HEM_COLUMNS = 0.2
+HEM_PERCENTILE = 20
+# The torso's sides are median-filtered over this many rows (lace or fringe is no armpit).
+SIDE_SMOOTHING = 5
+# A dress's sides are walked up from its waist: the narrowest row between these shares of its height.
+DRESS_WAIST_BAND = (0.22, 0.5)
+# The torso's width: the median over this share of the span above the base row.
+TORSO_WIDTH_SPAN = 0.3
+# An armpit read off the outline is doubted when a sleeve hangs beside the torso below it: garment more than
+# HANGING_OUT of the torso's width beyond its side, over HANGING_SHARE of the garment, from HANGING_BELOW of the
+# span under the armpit down; then it is put at the prior (ARMPIT_PRIOR_SLACK lower when read too low).
+HANGING_OUT, HANGING_SHARE, HANGING_BELOW = 0.05, 0.005, 0.1
+ARMPIT_DOUBT = 0.08
+ARMPIT_PRIOR_SLACK = 0.03
+# With the armpit at its prior, garment more than SLEEVE_BEYOND of the torso's width beyond the side above it,
+# over SLEEVE_SHARE of the garment, is a sleeve.
+SLEEVE_BEYOND, SLEEVE_SHARE = 0.08, 0.01
+# The neckline is looked for within NECK_COLUMNS of the armpits' half distance of the axis, the collar corners
+# within COLLAR_COLUMNS of it; a sleeved shoulder's seam sits SEAM_OUT of that beyond the armpit's column.
+NECK_COLUMNS, COLLAR_COLUMNS, SEAM_OUT = 0.3, 0.7, 0.04
+# A sleeve smaller than CAP_SLEEVE_SHARE of the garment, or reaching less than CAP_SLEEVE_REACH of the span from
+# its root, is a cap sleeve; one narrower than STRAP_WIDTH of the torso's width is a strap or a tie. The cuff
+# is the sleeve's pixels within CUFF_BAND of the span from its farthest one.
+CAP_SLEEVE_SHARE, CAP_SLEEVE_REACH = 0.002, 0.1
+STRAP_WIDTH = 0.12
+CUFF_BAND = 0.03
+# The hem corners are read this share of the span above the hem.
+HEM_CORNER_INSET = 0.01
+
+
+@dataclass
+class _TorsoOutline:
+    """A top's torso in its product photo: the axis column, the rows of its top, hem and base (the hem, or a
+    dress's waist), the smoothed x of each side per row (NaN off the torso) and the torso's width."""
+
+    m: np.ndarray
+    cx: int
+    top_y: int
+    hem_y: int
+    base_y: int
+    left: np.ndarray
+    right: np.ndarray
+    torso_width: float
+
+    @property
+    def widths(self) -> np.ndarray:
+        return self.right - self.left
+
+    @property
+    def span(self) -> int:
+        return max(self.base_y - self.top_y, 1)
+
+
+def _torso_outline(m: np.ndarray, dress: bool) -> _TorsoOutline:
+    """The torso's outline: the run of garment through the axis on each row from the top to the hem."""
+    w = m.shape[1]
+    ys, xs = np.nonzero(m)
+    top_y, bottom_y = int(ys.min()), int(ys.max())
+    cx = int(np.median(xs))
+    reach = int(HEM_COLUMNS * (xs.max() - xs.min()))
+    near_axis = [c for c in range(cx - reach, cx + reach + 1) if 0 <= c < w and m[:, c].any()]
+    col_bottoms = [int(np.flatnonzero(m[:, c])[-1]) for c in near_axis] or [bottom_y]
+    hem_y = int(np.percentile(col_bottoms, HEM_PERCENTILE))
+    left, right = _torso_runs(m, cx, top_y, hem_y)
+    for edge in (left, right):
+        valid = ~np.isnan(edge)
+        if valid.sum() > SIDE_SMOOTHING:
+            filled = np.where(valid, edge, 0).astype(np.float32).reshape(-1, 1)
+            edge[valid] = cv2.medianBlur(filled, SIDE_SMOOTHING).ravel()[valid]
+    widths = right - left
+    base_y = int(hem_y - HEM_CORNER_INSET * (hem_y - top_y))
+    if dress:
+        lo, hi = (int(top_y + share * (hem_y - top_y)) for share in DRESS_WAIST_BAND)
+        band = widths[lo:hi]
+        if np.isfinite(band).any():
+            base_y = lo + int(np.nanargmin(band))
+    span = max(base_y - top_y, 1)
+    torso_width = float(np.nanmedian(widths[int(base_y - TORSO_WIDTH_SPAN * span) : base_y + 1]))
+    return _TorsoOutline(m, cx, top_y, hem_y, base_y, left, right, torso_width)
+
+
+def _armpit(o: _TorsoOutline, side: str, dress: bool) -> tuple[tuple[float, float], bool, np.ndarray]:
+    """One side's armpit, whether a sleeve leaves the torso there, and the side's line (the smoothed edge, drawn
+    straight up from the base where the outline does not show the armpit)."""
+    edge, outward = (o.left, -1) if side == "right" else (o.right, 1)
+    cols = np.arange(o.m.shape[1])[None, :]
+    prior, lowest, highest = _ARMPIT_PRIOR[dress]
+    found = _find_armpit(edge, outward, o.top_y, o.base_y, o.torso_width, o.widths)
+    base_x = edge[o.base_y] if not np.isnan(edge[o.base_y]) else o.cx + outward * 0.5 * o.torso_width
+    line = edge.copy()
+    ay, has_sleeve = found if found is not None else (o.base_y, False)
+    ratio = (ay - o.top_y) / o.span
+    below = o.m[min(o.base_y, int(ay + HANGING_BELOW * o.span)) : o.base_y + 1, :]
+    hanging = (
+        below & ((cols - base_x) * outward > HANGING_OUT * o.torso_width)
+    ).sum() > HANGING_SHARE * o.m.sum()
+    if found is None or ratio > highest or ratio < lowest or (ratio > prior + ARMPIT_DOUBT and hanging):
+        # The outline does not show the armpit: a sleeve that hangs against the torso opens its gap far below
+        # it, a neckline or front opening stops the walk. Put the armpit where garments have it, on the torso's
+        # side drawn straight up from the hem (or waist), and what lies beyond that is sleeve.
+        ay = int(
+            o.top_y
+            + (prior + ARMPIT_PRIOR_SLACK if found is not None and ratio > highest else prior) * o.span
+        )
+        line[ay : o.base_y + 1] = base_x
+        # Beyond the side by a share of the torso's own width at its base: sleeves hanging against the torso
+        # widen the rows above the base, and would hide a sleeve from a share of those.
+        base_width = o.widths[o.base_y] if np.isfinite(o.widths[o.base_y]) else o.torso_width
+        above = o.m[o.top_y : ay, :] & (
+            (cols - base_x) * outward > SLEEVE_BEYOND * min(o.torso_width, base_width)
+        )
+        has_sleeve = bool(above.sum() > SLEEVE_SHARE * o.m.sum())
+    ax = line[ay] if not np.isnan(line[ay]) else base_x
+    return (float(ax), float(ay)), has_sleeve, line
+
+
+def _neckline_and_collar(o: _TorsoOutline, half: float) -> dict[str, tuple[float, float]]:
+    """The neckline, the lowest point of the top outline near the axis, and the collar corners, where the
+    outline peaks on either side of it."""
+    w = o.m.shape[1]
+    top = _top_profile(o.m)
+    cols = np.arange(int(o.cx - NECK_COLUMNS * half), int(o.cx + NECK_COLUMNS * half) + 1)
+    cols = cols[(cols >= 0) & (cols < w)]
+    cols = cols[top[cols] >= 0]
+    neck_x = int(0.5 * (cols[np.argmax(top[cols])] + o.cx)) if len(cols) else o.cx
+    neck_y = float(top[neck_x]) if top[neck_x] >= 0 else float(o.top_y)
+    marks = {"neckline": (float(neck_x), neck_y)}
+    for side, sign in (("right", -1), ("left", 1)):
+        cols = np.arange(neck_x, int(neck_x + sign * COLLAR_COLUMNS * half), sign)
+        cols = cols[(cols >= 0) & (cols < w)]
+        cols = cols[top[cols] >= 0]
+        if len(cols):
+            c = int(cols[np.argmin(top[cols])])
+            marks[f"{side}_collar"] = (float(c), float(top[c]))
+    return marks
+
+
+def _shoulder(o: _TorsoOutline, marks: dict, side: str, sleeved: bool, half: float) -> tuple[float, float]:
+    """With a sleeve, the top outline just outside the armpit's column (the seam sits a little beyond the
+    torso's side); without, the top of the strap or shoulder between the armpit and the collar."""
+    w = o.m.shape[1]
+    top = _top_profile(o.m)
+    sign = -1 if side == "right" else 1
+    ax, _ = marks[f"{side}_armpit"]
+    if sleeved:
+        sx = int(np.clip(ax + sign * SEAM_OUT * half, 0, w - 1))
+    else:
+        neck_x = marks["neckline"][0]
+        lo, hi = sorted((int(ax), int(marks.get(f"{side}_collar", (neck_x, 0))[0])))
+        cols = np.arange(lo, hi + 1)
+        cols = cols[top[cols] >= 0]
+        sx = int(cols[np.argmin(top[cols])]) if len(cols) else int(ax)
+    col = np.flatnonzero(o.m[:, sx])
+    return float(sx), float(col[0]) if len(col) else float(o.top_y)
+
+
+def _sleeve(
+    o: _TorsoOutline, marks: dict, side: str, line: np.ndarray
+) -> tuple[np.ndarray, dict[str, tuple[float, float]]] | None:
+    """The sleeve: garment beyond the seam (the shoulder's column above the shoulder, the straight line from
+    shoulder to armpit, then the torso's side), in the piece that joins the shoulder; its end is the middle of
+    the cuff, the pixels farthest from its root. None for a cap sleeve, a strap or a tie."""
+    h, w = o.m.shape
+    sign = -1 if side == "right" else 1
+    ax, ay = marks[f"{side}_armpit"]
+    shx, shy = marks[f"{side}_shoulder"]
+    limit = np.full(h, shx)
+    rows = np.arange(int(shy), int(ay))
+    if len(rows):
+        limit[rows] = shx + (rows - shy) / max(ay - shy, 1.0) * (ax - shx)
+    rows = np.arange(int(ay), o.hem_y + 1)
+    limit[rows] = np.where(np.isnan(line[rows]), ax, line[rows])
+    limit[o.hem_y + 1 :] = limit[o.hem_y]
+    region = o.m & ((np.arange(w)[None, :] - limit[:, None]) * sign > 0)
+    n, cc = cv2.connectedComponents(region.astype(np.uint8), connectivity=8)
+    if n <= 1:
+        return None
+    ry, rx = np.nonzero(cc)
+    root = np.array([0.5 * (shx + ax), 0.5 * (shy + ay)])
+    nearest = int(np.argmin(np.hypot(rx - root[0], ry - root[1])))
+    sleeve = cc == cc[ry[nearest], rx[nearest]]
+    sy, sx = np.nonzero(sleeve)
+    # Distance from the sleeve's root, the segment from shoulder to armpit: the cuff is farthest from it, for a
+    # long sleeve hanging down as for a short one sticking out.
+    d = _distance_to_segment(sx, sy, (shx, shy), (ax, ay))
+    if len(sx) < CAP_SLEEVE_SHARE * o.m.sum() or d.max() < CAP_SLEEVE_REACH * o.span:
+        return None
+    if len(sx) / d.max() < STRAP_WIDTH * o.torso_width:
+        return None
+    near = d > d.max() - CUFF_BAND * o.span
+    end = (float(sx[near].mean()), float(sy[near].mean()))
+    axis = np.array([end[0] - root[0], end[1] - root[1]])
+    axis /= np.linalg.norm(axis) + 1e-9
+    across = (sx[near] - end[0]) * -axis[1] + (sy[near] - end[1]) * axis[0]
+    a = (float(sx[near][np.argmin(across)]), float(sy[near][np.argmin(across)]))
+    b = (float(sx[near][np.argmax(across)]), float(sy[near][np.argmax(across)]))
+    # The cuff's outer corner is the one on the shoulder's side of the sleeve (farther from the armpit).
+    outer, inner = (a, b) if np.hypot(a[0] - ax, a[1] - ay) > np.hypot(b[0] - ax, b[1] - ay) else (b, a)
+    return sleeve, {f"{side}_sleeve_end": end, f"{side}_cuff_outer": outer, f"{side}_cuff_inner": inner}
+
+
 def _upper_landmarks(
     mask: np.ndarray, dress: bool = False
 ) -> tuple[dict[str, tuple[float, float]], dict[str, np.ndarray]]:
@@ -367,155 +570,27 @@ def _upper_landmarks(
     sleeve may hang lower beside it), its sides lead up to the armpits, and what lies outside them is sleeve.
     A dress's sides are walked up from its waist, the narrowest row of its upper half, not from the hem.
     """
-    m = mask > 0
-    h, w = m.shape
-    ys, xs = np.nonzero(m)
-    top_y, bottom_y = int(ys.min()), int(ys.max())
-    cx = int(np.median(xs))
-    # The hem: the lowest garment row of the columns near the axis (robust to a slit or a rounded hem).
-    # The hem: the bottoms of the columns around the axis (a fifth of the garment's width each side), the
-    # higher of them, so that a curved, slit or wrapped hem still gives a row that crosses the whole torso.
-    span_x = int(xs.max() - xs.min())
-    near_axis = [c for c in range(cx - span_x // 5, cx + span_x // 5 + 1) if 0 <= c < w and m[:, c].any()]
-    col_bottoms = [int(np.flatnonzero(m[:, c])[-1]) for c in near_axis] or [bottom_y]
-    hem_y = int(np.percentile(col_bottoms, 20))
-    left, right = _torso_runs(m, cx, top_y, hem_y)
-    # Median-smooth the sides so that lace or fringe does not read as an armpit.
-    for edge in (left, right):
-        valid = ~np.isnan(edge)
-        if valid.sum() > 5:
-            filled = np.where(valid, edge, 0).astype(np.float32).reshape(-1, 1)
-            edge[valid] = cv2.medianBlur(filled, 5).ravel()[valid]
-    widths = right - left
-    base_y = int(hem_y - 0.01 * (hem_y - top_y))
-    if dress:
-        lo, hi = int(top_y + 0.22 * (hem_y - top_y)), int(top_y + 0.5 * (hem_y - top_y))
-        band = widths[lo:hi]
-        if np.isfinite(band).any():
-            base_y = lo + int(np.nanargmin(band))
-    span = max(base_y - top_y, 1)
-    torso_width = float(np.nanmedian(widths[int(base_y - 0.3 * span) : base_y + 1]))
-    prior, lowest, highest = _ARMPIT_PRIOR[dress]
-
+    o = _torso_outline(mask > 0, dress)
     marks: dict[str, tuple[float, float]] = {}
     sleeved: dict[str, bool] = {}
     side_lines: dict[str, np.ndarray] = {}
-    cols = np.arange(w)[None, :]
-    for side, edge, outward in (("right", left, -1), ("left", right, 1)):
-        found = _find_armpit(edge, outward, top_y, base_y, torso_width, widths)
-        base_x = edge[base_y] if not np.isnan(edge[base_y]) else cx + outward * 0.5 * torso_width
-        line = edge.copy()
-        ay, has_sleeve = found if found is not None else (base_y, False)
-        ratio = (ay - top_y) / span
-        below = m[min(base_y, int(ay + 0.1 * span)) : base_y + 1, :]
-        hanging = (below & ((cols - base_x) * outward > 0.05 * torso_width)).sum() > 0.005 * m.sum()
-        if found is None or ratio > highest or ratio < lowest or (ratio > prior + 0.08 and hanging):
-            # The outline does not show the armpit: a sleeve that hangs against the torso opens its gap far
-            # below it, a neckline or front opening stops the walk. Put the armpit where garments have it, on
-            # the torso's side drawn straight up from the hem (or waist), and what lies beyond that is sleeve.
-            ay = int(top_y + (prior + 0.03 if found is not None and ratio > highest else prior) * span)
-            line[ay : base_y + 1] = base_x
-            # Beyond the side by a share of the torso's own width at its base: sleeves hanging against the torso
-            # widen the rows above the base, and would hide a sleeve from a share of those.
-            base_width = widths[base_y] if np.isfinite(widths[base_y]) else torso_width
-            above = m[top_y:ay, :] & ((cols - base_x) * outward > 0.08 * min(torso_width, base_width))
-            has_sleeve = bool(above.sum() > 0.01 * m.sum())
-        ax = line[ay] if not np.isnan(line[ay]) else base_x
-        marks[f"{side}_armpit"] = (float(ax), float(ay))
-        sleeved[side] = has_sleeve
-        side_lines[side] = line
-    hem_row = int(hem_y - 0.01 * (hem_y - top_y))
-
-    # Neckline: the lowest point of the top outline near the axis; collar corners: where the outline peaks on
-    # either side of it.
-    top = _top_profile(m)
+    for side in ("right", "left"):
+        marks[f"{side}_armpit"], sleeved[side], side_lines[side] = _armpit(o, side, dress)
     half = 0.5 * (marks["left_armpit"][0] - marks["right_armpit"][0])
-    cols = np.arange(int(cx - 0.3 * half), int(cx + 0.3 * half) + 1)
-    cols = cols[(cols >= 0) & (cols < w)]
-    cols = cols[top[cols] >= 0]
-    neck_x = int(0.5 * (cols[np.argmax(top[cols])] + cx)) if len(cols) else cx
-    neck_y = float(top[neck_x]) if top[neck_x] >= 0 else float(top_y)
-    marks["neckline"] = (float(neck_x), neck_y)
-    for side, sign in (("right", -1), ("left", 1)):
-        cols = np.arange(neck_x, int(neck_x + sign * 0.7 * half), sign)
-        cols = cols[(cols >= 0) & (cols < w)]
-        cols = cols[top[cols] >= 0]
-        if len(cols):
-            c = int(cols[np.argmin(top[cols])])
-            marks[f"{side}_collar"] = (float(c), float(top[c]))
-
-    # Shoulders: with a sleeve, the top outline just outside the armpit's column (the shoulder seam sits a
-    # little beyond the torso's side); without, the top of the strap or shoulder between armpit and collar.
-    for side, sign in (("right", -1), ("left", 1)):
-        ax, ay = marks[f"{side}_armpit"]
-        if sleeved[side]:
-            sx = int(np.clip(ax + sign * 0.04 * half, 0, w - 1))
-        else:
-            lo, hi = sorted((int(ax), int(marks.get(f"{side}_collar", (neck_x, 0))[0])))
-            cols = np.arange(lo, hi + 1)
-            cols = cols[top[cols] >= 0]
-            sx = int(cols[np.argmin(top[cols])]) if len(cols) else int(ax)
-        col = np.flatnonzero(m[:, sx])
-        marks[f"{side}_shoulder"] = (float(sx), float(col[0]) if len(col) else float(top_y))
-
-    # Sleeves: garment beyond the seam from shoulder to armpit and on down the torso's side, in the piece that
-    # joins the shoulder; the sleeve end is the middle of the cuff, the pixels farthest from the sleeve's root.
+    marks.update(_neckline_and_collar(o, half))
+    for side in ("right", "left"):
+        marks[f"{side}_shoulder"] = _shoulder(o, marks, side, sleeved[side], half)
     parts: dict[str, np.ndarray] = {}
-    for side, sign in (("right", -1), ("left", 1)):
-        if not sleeved[side]:
-            continue
-        ax, ay = marks[f"{side}_armpit"]
-        shx, shy = marks[f"{side}_shoulder"]
-        # The seam: the shoulder's column above the shoulder, the straight line from shoulder to armpit, then
-        # the torso's side line below the armpit.
-        limit = np.full(h, shx)
-        line = side_lines[side]
-        rows = np.arange(int(shy), int(ay))
-        if len(rows):
-            limit[rows] = shx + (rows - shy) / max(ay - shy, 1.0) * (ax - shx)
-        rows = np.arange(int(ay), hem_y + 1)
-        limit[rows] = np.where(np.isnan(line[rows]), ax, line[rows])
-        limit[hem_y + 1 :] = limit[hem_y]
-        region = m & ((np.arange(w)[None, :] - limit[:, None]) * sign > 0)
-        n, cc = cv2.connectedComponents(region.astype(np.uint8), connectivity=8)
-        if n <= 1:
-            continue
-        ry, rx = np.nonzero(cc)
-        root = np.array([0.5 * (shx + ax), 0.5 * (shy + ay)])
-        nearest = int(np.argmin(np.hypot(rx - root[0], ry - root[1])))
-        sleeve = cc == cc[ry[nearest], rx[nearest]]
-        sy, sx = np.nonzero(sleeve)
-        # Distance from the sleeve's root, the segment from shoulder to armpit: the cuff is farthest from it,
-        # for a long sleeve hanging down as for a short one sticking out.
-        d = _distance_to_segment(sx, sy, (shx, shy), (ax, ay))
-        if len(sx) < 0.002 * m.sum() or d.max() < 0.1 * span:
-            sleeved[side] = False  # a cap sleeve: nothing to place along the arm
-            continue
-        if len(sx) / d.max() < 0.12 * torso_width:
-            sleeved[side] = (
-                False  # a strap or tie hanging from the side, not a sleeve: it stays with the torso
-            )
-            continue
-        near = d > d.max() - 0.03 * span
-        end = (float(sx[near].mean()), float(sy[near].mean()))
-        marks[f"{side}_sleeve_end"] = end
-        root = 0.5 * np.array([shx + ax, shy + ay])
-        axis = np.array([end[0] - root[0], end[1] - root[1]])
-        axis /= np.linalg.norm(axis) + 1e-9
-        across = (sx[near] - end[0]) * -axis[1] + (sy[near] - end[1]) * axis[0]
-        a = (float(sx[near][np.argmin(across)]), float(sy[near][np.argmin(across)]))
-        b = (float(sx[near][np.argmax(across)]), float(sy[near][np.argmax(across)]))
-        # The cuff's outer corner is the one on the shoulder's side of the sleeve (farther from the armpit).
-        da = np.hypot(a[0] - ax, a[1] - ay)
-        db = np.hypot(b[0] - ax, b[1] - ay)
-        marks[f"{side}_cuff_outer"], marks[f"{side}_cuff_inner"] = (a, b) if da > db else (b, a)
-        parts[f"{side}_sleeve"] = sleeve
-
-    # Hem corners: the torso's run a little above the hem row.
-    if not np.isnan(left[hem_row]):
-        marks["right_hem"] = (float(left[hem_row]), float(hem_row))
-        marks["left_hem"] = (float(right[hem_row]), float(hem_row))
-    torso = m.copy()
+    for side in ("right", "left"):
+        found = _sleeve(o, marks, side, side_lines[side]) if sleeved[side] else None
+        if found is not None:
+            parts[f"{side}_sleeve"], sleeve_marks = found
+            marks.update(sleeve_marks)
+    hem_row = int(o.hem_y - HEM_CORNER_INSET * (o.hem_y - o.top_y))
+    if not np.isnan(o.left[hem_row]):
+        marks["right_hem"] = (float(o.left[hem_row]), float(hem_row))
+        marks["left_hem"] = (float(o.right[hem_row]), float(hem_row))
+    torso = o.m.copy()
     for sleeve in parts.values():
         torso &= ~sleeve
     parts["torso"] = torso
