@@ -11,7 +11,7 @@ import numpy as np
 
 from services.warp.body import ARM_RADIUS, ARMS, Body, arc_position, point_along, polyline_length
 from services.warp.garment import GarmentAnalysis
-from services.warp.placement import lerp
+from services.warp.placement import Section, lerp
 from vton.runtime.vocab import Lip
 
 # A sleeve is a tube: laid flat it is about 1.4 times as wide as the arm in it seen from the front.
@@ -93,6 +93,105 @@ def _sleeve_run(part: np.ndarray, outer: np.ndarray, inner: np.ndarray) -> tuple
     return outer + ts[lo] * d, outer + ts[hi] * d
 
 
+# The shoulder and armpit's arcs reach this share of the shoulder width past the arm's end; a long sleeve's elbow
+# section is made when the cuff lies more than ELBOW_MARGIN of it beyond the elbow.
+ARM_END_MARGIN = 0.05
+ELBOW_MARGIN = 0.1
+# A sleeve's half width at its root and its cuff's least half width, against ARM_RADIUS times the shoulder width.
+ROOT_HALF, CUFF_HALF_MIN = 1.3, 0.95
+
+
+class _SleeveFrame:
+    """One sleeve in its product photo and along the arm: where its sections lie in both.
+
+    Garment fractions run from the shoulder seam (0) to the cuff (1); the body's arcs along the arm follow from
+    them, the outer edge from the shoulder and the inner from the armpit. A long sleeve is split at its elbow:
+    the elbow's section lies across the person's elbow, the upper half follows the upper arm and the lower half
+    the forearm.
+    """
+
+    def __init__(self, analysis: GarmentAnalysis, body: Body, side: str, arm, b_sh, b_ap, scale: float):
+        g = analysis.landmarks
+        self.arm, self.scale = arm, scale
+        self.sw = body.shoulder_width
+        self.b_sh, self.b_ap = np.asarray(b_sh, np.float64), np.asarray(b_ap, np.float64)
+        self.g_sh, self.g_ap = np.array(g[f"{side}_shoulder"]), np.array(g[f"{side}_armpit"])
+        self.g_out_end, self.g_in_end = np.array(g[f"{side}_cuff_outer"]), np.array(g[f"{side}_cuff_inner"])
+        self.mask = analysis.parts[f"{side}_sleeve"]
+        self.g_root, self.g_end = 0.5 * (self.g_sh + self.g_ap), 0.5 * (self.g_out_end + self.g_in_end)
+        g_axis = (self.g_end - self.g_root) / max(float(np.linalg.norm(self.g_end - self.g_root)), 1e-6)
+        self.g_normal = np.array([-g_axis[1], g_axis[0]])
+        if np.dot(self.g_normal, self.g_sh - self.g_ap) < 0:
+            self.g_normal = -self.g_normal
+        g_length = float(np.linalg.norm(self.g_out_end - self.g_sh))
+        reach = polyline_length(arm) + ARM_END_MARGIN * self.sw
+        self.s_out, self.s_in = arc_position(arm, self.b_sh), arc_position(arm, self.b_ap)
+        self.cuff_arc = min(reach, self.s_out + scale * g_length)
+        self.inner_end = max(self.cuff_arc, self.s_in + ARM_END_MARGIN * self.sw)
+        self.elbow_arc = float(np.linalg.norm(arm[1] - arm[0]))
+        self.g_elbow = None
+        if self.cuff_arc > self.elbow_arc + ELBOW_MARGIN * self.sw and self.elbow_arc > self.s_out:
+            g_elbow = (self.elbow_arc - self.s_out) / max(scale * g_length, 1.0)
+            self.g_elbow = float(np.clip(g_elbow, *SLEEVE_ELBOW_RANGE))
+        self.root_half = ROOT_HALF * ARM_RADIUS * self.sw
+        cuff_width = scale * float(np.linalg.norm(self.g_out_end - self.g_in_end)) / SLEEVE_FLAT_FACTOR
+        self.cuff_half = max(0.5 * cuff_width, CUFF_HALF_MIN * ARM_RADIUS * self.sw)
+        # One handedness for the whole arm, chosen so that the first section's outer side is the shoulder's:
+        # the normal then turns with the arm and never flips from one section to the next.
+        _, d0 = point_along(arm, self.s_out)
+        self.hand = 1.0 if np.dot(np.array([-d0[1], d0[0]]), self.b_sh - self.b_ap) >= 0 else -1.0
+
+    def fractions(self) -> list[float]:
+        if self.g_elbow is None:
+            return [0.0, 0.5, 1.0]
+        return [0.0, 0.5 * self.g_elbow, self.g_elbow, 0.5 * (self.g_elbow + 1.0), 1.0]
+
+    def body_arcs(self, f: float) -> tuple[float, float]:
+        """Arcs along the arm of the outer and the inner edge at garment fraction f."""
+        if self.g_elbow is None:
+            return self.s_out + f * (self.cuff_arc - self.s_out), self.s_in + f * (self.inner_end - self.s_in)
+        elbow_in = max(self.elbow_arc, self.s_in)
+        if f <= self.g_elbow:
+            u = f / self.g_elbow
+            return lerp(self.s_out, self.elbow_arc, u), lerp(self.s_in, elbow_in, u)
+        u = (f - self.g_elbow) / (1.0 - self.g_elbow)
+        return lerp(self.elbow_arc, self.cuff_arc, u), lerp(elbow_in, self.inner_end, u)
+
+    def normal_at(self, arc: float) -> tuple[np.ndarray, np.ndarray]:
+        """The arm's point at `arc` and its normal to the outer side; across the elbow the bisector's."""
+        arm = self.arm
+        centre, direction = point_along(arm, arc)
+        if self.g_elbow is not None and abs(arc - self.elbow_arc) < 1e-3 and len(arm) > 2:
+            up = (arm[1] - arm[0]) / max(float(np.linalg.norm(arm[1] - arm[0])), 1e-6)
+            fore = (arm[2] - arm[1]) / max(float(np.linalg.norm(arm[2] - arm[1])), 1e-6)
+            direction = up + fore
+            direction /= max(float(np.linalg.norm(direction)), 1e-6)
+        return centre, self.hand * np.array([-direction[1], direction[0]])
+
+    def garment_section(self, f: float) -> tuple[np.ndarray, np.ndarray]:
+        """(outer, inner) across the sleeve at fraction f of the product photo.
+
+        Across the sleeve's axis (root to cuff), as wide as the straight section from the seam's ends to the
+        cuff's corners, cut to the sleeve's own run: a sleeve laid flat hanging down has its seam along it, and
+        sections turning with the seam would run along the sleeve instead of across. The cuff's section lies a
+        little inside the sleeve's end, where its run spans the whole sleeve.
+        """
+        g_outer, g_inner = lerp(self.g_sh, self.g_out_end, f), lerp(self.g_ap, self.g_in_end, f)
+        centre = self.g_root + min(f, CUFF_INSET) * (self.g_end - self.g_root)
+        half = 0.5 * float(np.linalg.norm(g_outer - g_inner))
+        return _sleeve_run(self.mask, centre + self.g_normal * half, centre - self.g_normal * half)
+
+    def body_section(self, body: Body, f: float) -> tuple[np.ndarray, np.ndarray]:
+        """(outer, inner) across the arm at fraction f: as wide as what the person wears there, within the
+        sleeve's own width from its root to its cuff."""
+        a_out, a_in = self.body_arcs(f)
+        prior = float(lerp(self.root_half, self.cuff_half, f))
+        c_out, n_out = self.normal_at(a_out)
+        c_in, n_in = self.normal_at(a_in)
+        half = _arm_half_width(body, 0.5 * (c_out + c_in), n_out, prior)
+        return c_out + n_out * half, c_in - n_in * half
+
+
 def sleeve_sections(
     analysis: GarmentAnalysis,
     body: Body,
@@ -101,86 +200,14 @@ def sleeve_sections(
     b_sh: np.ndarray,
     b_ap: np.ndarray,
     scale: float,
-) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
-    """The sleeve's cross-sections, product photo and body, from the seam (shoulder to armpit) to the cuff.
-
-    A long sleeve is split at its elbow, about half way along it, and the elbow's section lies across the
-    person's elbow: the upper half then follows the upper arm and the lower half the forearm, and the two
-    halves share that section, so the sleeve stays one piece however the arm bends.
-    """
-    g = analysis.landmarks
-    sw = body.shoulder_width
-    g_sh, g_ap = np.array(g[f"{side}_shoulder"]), np.array(g[f"{side}_armpit"])
-    g_out_end, g_in_end = np.array(g[f"{side}_cuff_outer"]), np.array(g[f"{side}_cuff_inner"])
-    g_length = float(np.linalg.norm(g_out_end - g_sh))
-    sleeve_mask = analysis.parts[f"{side}_sleeve"]
-    g_root, g_end = 0.5 * (g_sh + g_ap), 0.5 * (g_out_end + g_in_end)
-    g_axis = (g_end - g_root) / max(float(np.linalg.norm(g_end - g_root)), 1e-6)
-    g_normal = np.array([-g_axis[1], g_axis[0]])
-    if np.dot(g_normal, g_sh - g_ap) < 0:
-        g_normal = -g_normal
-
-    reach = polyline_length(arm) + 0.05 * sw
-    s_out, s_in = arc_position(arm, b_sh), arc_position(arm, b_ap)
-    cuff_arc = min(reach, s_out + scale * g_length)
-    inner_end = max(cuff_arc, s_in + 0.05 * sw)
-    elbow_arc = float(np.linalg.norm(arm[1] - arm[0]))
-    # Garment fractions (shoulder seam 0, cuff 1) of the sections; the body's arcs follow from them.
-    fractions = [0.0, 0.5, 1.0]
-    g_elbow = None
-    if cuff_arc > elbow_arc + 0.1 * sw and elbow_arc > s_out:
-        g_elbow = float(np.clip((elbow_arc - s_out) / max(scale * g_length, 1.0), *SLEEVE_ELBOW_RANGE))
-        fractions = [0.0, 0.5 * g_elbow, g_elbow, 0.5 * (g_elbow + 1.0), 1.0]
-
-    def body_arcs(f: float) -> tuple[float, float]:
-        if g_elbow is None:
-            return s_out + f * (cuff_arc - s_out), s_in + f * (inner_end - s_in)
-        if f <= g_elbow:
-            u = f / g_elbow
-            return lerp(s_out, elbow_arc, u), lerp(s_in, max(elbow_arc, s_in), u)
-        u = (f - g_elbow) / (1.0 - g_elbow)
-        return lerp(elbow_arc, cuff_arc, u), lerp(max(elbow_arc, s_in), inner_end, u)
-
-    root_half = 1.3 * ARM_RADIUS * sw
-    cuff_width = scale * float(np.linalg.norm(g_out_end - g_in_end)) / SLEEVE_FLAT_FACTOR
-    cuff_half = max(0.5 * cuff_width, 0.95 * ARM_RADIUS * sw)
-    # One handedness for the whole arm, chosen so that the first section's outer side is the shoulder's: the
-    # normal then turns with the arm and never flips from one section to the next.
-    _, d0 = point_along(arm, s_out)
-    hand = 1.0 if np.dot(np.array([-d0[1], d0[0]]), b_sh - b_ap) >= 0 else -1.0
-
-    def normal_at(arc: float) -> tuple[np.ndarray, np.ndarray]:
-        centre, direction = point_along(arm, arc)
-        if g_elbow is not None and abs(arc - elbow_arc) < 1e-3 and len(arm) > 2:
-            # Across the elbow: the bisector of the upper arm's and the forearm's directions.
-            up = (arm[1] - arm[0]) / max(float(np.linalg.norm(arm[1] - arm[0])), 1e-6)
-            fore = (arm[2] - arm[1]) / max(float(np.linalg.norm(arm[2] - arm[1])), 1e-6)
-            direction = up + fore
-            direction /= max(float(np.linalg.norm(direction)), 1e-6)
-        return centre, hand * np.array([-direction[1], direction[0]])
-
-    sections = [(g_sh, g_ap, np.asarray(b_sh, np.float64), np.asarray(b_ap, np.float64))]
-    for f in fractions[1:]:
-        # The sleeve's edges, straight from the seam's ends to the cuff's corners: a flat sleeve's outline
-        # bulges little, and what it does bulge the sections' margin takes in (measured cross-sections run
-        # into the torso where a hanging sleeve touches it).
-        g_outer, g_inner = lerp(g_sh, g_out_end, f), lerp(g_ap, g_in_end, f)
-        if f > 0.0:
-            # Across the sleeve's axis (root to cuff), as wide as the straight section: a sleeve laid flat
-            # hanging down has its seam along it, and sections between the seam and the cuff would turn
-            # with it and run along the sleeve instead of across.
-            # (The cuff's section a little inside the sleeve's end, where its run spans the whole sleeve; the
-            # cuff's corners read off the outline sit where its pixels lie farthest from the root, which on a
-            # wide short sleeve is one corner of its end, not across it.)
-            centre = g_root + min(f, CUFF_INSET) * (g_end - g_root)
-            half = 0.5 * float(np.linalg.norm(g_outer - g_inner))
-            g_outer, g_inner = _sleeve_run(sleeve_mask, centre + g_normal * half, centre - g_normal * half)
-        a_out, a_in = body_arcs(f)
-        prior = float(lerp(root_half, cuff_half, f))
-        c_out, n_out = normal_at(a_out)
-        c_in, n_in = normal_at(a_in)
-        half = _arm_half_width(body, 0.5 * (c_out + c_in), n_out, prior)
-        sections.append((g_outer, g_inner, c_out + n_out * half, c_in - n_in * half))
+) -> list[Section]:
+    """The sleeve's cross-sections, product photo and body, from the seam (shoulder to armpit) to the cuff,
+    each widened by SECTION_MARGIN so the sleeve's bulges beyond the straight strip still land. Split at the
+    elbow, the two halves share the elbow's section, so the sleeve stays one piece however the arm bends."""
+    frame = _SleeveFrame(analysis, body, side, arm, b_sh, b_ap, scale)
+    sections = [(frame.g_sh, frame.g_ap, frame.b_sh, frame.b_ap)]
+    for f in frame.fractions()[1:]:
+        sections.append((*frame.garment_section(f), *frame.body_section(body, f)))
     widened = []
     for g_o, g_i, b_o, b_i in sections:
         g_d, b_d = SECTION_MARGIN * (g_o - g_i), SECTION_MARGIN * (b_o - b_i)
