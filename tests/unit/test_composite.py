@@ -16,6 +16,7 @@ from services.warp.backends.keypoint_tps import KeypointTPSWarp
 from services.warp.garment import garment_mask
 from services.warp.types import WarpInputs
 from vton.runtime.errors import InvalidInput
+from vton.runtime.vocab import Lip
 
 DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 ANNOTATED = DATA / "annotated" / "vitonhd"
@@ -28,7 +29,6 @@ GARMENTS = {
     "cami": ANNOTATED / "cloth" / "09933_00.jpg",
     "lee": DATA / "pairs" / "vitonhd" / "cloth" / "00057_00.jpg",
 }
-FACE, LEFT_ARM, RIGHT_ARM = 13, 14, 15
 
 
 def _coco18(path: Path) -> np.ndarray:
@@ -128,7 +128,7 @@ def test_skin_uncovered_by_a_sleeveless_top_takes_the_persons_skin_tone():
     # 07445 wears long maroon sleeves; the cami leaves the arms bare.
     result, inputs = _try_on("07445_00", _product("cami"))
     person, kp = inputs.person, _coco18(ANNOTATED / "openpose-json" / "07445_00_keypoints.json")
-    face = (inputs.labels == FACE) & (inputs.agnostic_mask == 0)
+    face = (inputs.labels == Lip.FACE) & (inputs.agnostic_mask == 0)
     skin = np.median(_lab(person)[face], axis=0)
     for shoulder, elbow in ((2, 3), (5, 6)):
         mid = kp[shoulder, :2] + 0.6 * (kp[elbow, :2] - kp[shoulder, :2])

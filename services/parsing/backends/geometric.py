@@ -43,8 +43,9 @@ from services.parsing.colour import (
     to_lab,
 )
 from services.parsing.types import ParseEstimate
+from vton.runtime.blazepose import BlazePose, Landmark
 from vton.runtime.errors import NoPersonFound
-from vton.runtime.vocab import Lip
+from vton.runtime.vocab import Keypoint, Lip
 
 WORK_HEIGHT = 512
 GUIDE_RADIUS = 4  # at the working size
@@ -72,18 +73,27 @@ TOP_MARGIN = 1.0
 NECK_BELOW_SHOULDERS, NECK_HALF_WIDTH = 0.6, 0.6
 HEAD_ABOVE_SHOULDERS, HEAD_HALF_WIDTH = 0.25, 0.5
 
-# BlazePose landmark indices (MediaPipe's 33-point order; "l" is the person's left).
-_LM = dict(
-    nose=0, l_eye=2, r_eye=5, l_ear=7, r_ear=8, mouth_l=9, mouth_r=10, l_shoulder=11, r_shoulder=12,
-    l_elbow=13, r_elbow=14, l_wrist=15, r_wrist=16, l_pinky=17, r_pinky=18, l_index=19, r_index=20,
-    l_thumb=21, r_thumb=22, l_hip=23, r_hip=24, l_knee=25, r_knee=26, l_ankle=27, r_ankle=28,
-    l_heel=29, r_heel=30, l_toe=31, r_toe=32,
-)  # fmt: skip
-# OpenPose COCO-18 indices.
-_COCO = dict(
-    nose=0, r_shoulder=2, r_elbow=3, r_wrist=4, l_shoulder=5, l_elbow=6, l_wrist=7, r_hip=8, r_knee=9,
-    r_ankle=10, l_hip=11, l_knee=12, l_ankle=13, r_eye=14, l_eye=15, r_ear=16, l_ear=17,
-)  # fmt: skip
+# The skeleton's point names ("l" is the person's left) and where BlazePose's landmarks and OpenPose's COCO-18
+# keypoints have them.
+_LANDMARKS = {
+    "nose": Landmark.NOSE, "l_eye": Landmark.L_EYE, "r_eye": Landmark.R_EYE, "l_ear": Landmark.L_EAR,
+    "r_ear": Landmark.R_EAR, "mouth_l": Landmark.L_MOUTH, "mouth_r": Landmark.R_MOUTH,
+    "l_shoulder": Landmark.L_SHOULDER, "r_shoulder": Landmark.R_SHOULDER, "l_elbow": Landmark.L_ELBOW,
+    "r_elbow": Landmark.R_ELBOW, "l_wrist": Landmark.L_WRIST, "r_wrist": Landmark.R_WRIST,
+    "l_pinky": Landmark.L_PINKY, "r_pinky": Landmark.R_PINKY, "l_index": Landmark.L_INDEX,
+    "r_index": Landmark.R_INDEX, "l_thumb": Landmark.L_THUMB, "r_thumb": Landmark.R_THUMB,
+    "l_hip": Landmark.L_HIP, "r_hip": Landmark.R_HIP, "l_knee": Landmark.L_KNEE, "r_knee": Landmark.R_KNEE,
+    "l_ankle": Landmark.L_ANKLE, "r_ankle": Landmark.R_ANKLE, "l_heel": Landmark.L_HEEL,
+    "r_heel": Landmark.R_HEEL, "l_toe": Landmark.L_TOE, "r_toe": Landmark.R_TOE,
+}  # fmt: skip
+_KEYPOINTS = {
+    "nose": Keypoint.NOSE, "r_shoulder": Keypoint.R_SHOULDER, "r_elbow": Keypoint.R_ELBOW,
+    "r_wrist": Keypoint.R_WRIST, "l_shoulder": Keypoint.L_SHOULDER, "l_elbow": Keypoint.L_ELBOW,
+    "l_wrist": Keypoint.L_WRIST, "r_hip": Keypoint.R_HIP, "r_knee": Keypoint.R_KNEE,
+    "r_ankle": Keypoint.R_ANKLE, "l_hip": Keypoint.L_HIP, "l_knee": Keypoint.L_KNEE,
+    "l_ankle": Keypoint.L_ANKLE, "r_eye": Keypoint.R_EYE, "l_eye": Keypoint.L_EYE, "r_ear": Keypoint.R_EAR,
+    "l_ear": Keypoint.L_EAR,
+}  # fmt: skip
 MIN_VISIBILITY = 0.2
 
 
@@ -106,7 +116,7 @@ class Skeleton:
             x, y = landmarks[:, 0], landmarks[:, 1]
             outside = (x < 0) | (y < 0) | (x >= width) | (y >= height)
             landmarks[outside, 3] = np.maximum(landmarks[outside, 3], 0.5)
-        pts = {name: landmarks[i, [0, 1, 3]] for name, i in _LM.items()}
+        pts = {name: landmarks[i, [0, 1, 3]] for name, i in _LANDMARKS.items()}
         for side in "lr":
             fingers = np.stack([pts[f"{side}_{f}"] for f in ("pinky", "index", "thumb")])
             pts[f"{side}_hand"] = np.array([*fingers[:, :2].mean(0), fingers[:, 2].min()], np.float32)
@@ -115,7 +125,7 @@ class Skeleton:
     @classmethod
     def from_keypoints(cls, keypoints: np.ndarray) -> Skeleton:
         """OpenPose COCO-18 keypoints; hands and feet are extrapolated from the forearm and the shin."""
-        pts = {name: keypoints[i].astype(np.float32).copy() for name, i in _COCO.items()}
+        pts = {name: keypoints[i].astype(np.float32).copy() for name, i in _KEYPOINTS.items()}
         for side in "lr":
             # OpenPose drops joints the frame cuts off; continue the leg down the torso's axis (a thigh is
             # about as long as the torso, a shin as the thigh) so the lower garment still has a bone.
@@ -706,13 +716,11 @@ class GeometricParser:
 
     label_set = "lip"
 
-    def __init__(self, pose):
+    def __init__(self, pose: BlazePose):
         self.pose = pose
 
     @classmethod
     def from_pretrained(cls, folder: Path, landmark_model: str = "full") -> GeometricParser:
-        from vton.runtime.blazepose import BlazePose
-
         return cls(BlazePose.from_pretrained(Path(folder), landmark_model=landmark_model))
 
     def parse(self, image: np.ndarray) -> ParseEstimate:
