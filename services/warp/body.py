@@ -20,16 +20,6 @@ HEAD = (Lip.HAT, Lip.HAIR, Lip.SUNGLASSES, Lip.FACE)
 # What the torso's outline is made of at some height (label 10 is VITON-HD's neck, LIP's jumpsuit: both torso).
 TORSO_LABELS = (Lip.UPPER_CLOTHES, Lip.DRESS, Lip.COAT, Lip.JUMPSUITS, Lip.SCARF, Lip.PANTS, Lip.SKIRT)
 LEG_LABELS = (Lip.PANTS, Lip.SKIRT, Lip.DRESS, Lip.LEFT_LEG, Lip.RIGHT_LEG, Lip.SOCKS)
-# The keypoints of each limb from its root, the person's right first.
-ARM_CHAINS = (
-    (Keypoint.R_SHOULDER, Keypoint.R_ELBOW, Keypoint.R_WRIST),
-    (Keypoint.L_SHOULDER, Keypoint.L_ELBOW, Keypoint.L_WRIST),
-)
-LEG_CHAINS = (
-    (Keypoint.R_HIP, Keypoint.R_KNEE, Keypoint.R_ANKLE),
-    (Keypoint.L_HIP, Keypoint.L_KNEE, Keypoint.L_ANKLE),
-)
-
 # Half the width of an arm as a share of the shoulder width, for the limb capsules.
 ARM_RADIUS = 0.13
 

@@ -14,9 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from services.warp.body import (
-    ARM_CHAINS,
     ARM_RADIUS,
-    LEG_CHAINS,
     LEG_LABELS,
     TORSO_LABELS,
     Body,
@@ -36,7 +34,7 @@ from services.warp.placement import (
     lerp,
     side_x,
 )
-from vton.runtime.vocab import Keypoint, Lip
+from vton.runtime.vocab import ARM_CHAINS, LEG_CHAINS, Keypoint, Lip
 
 # Where the waistband sits above the hip joints when the label map does not show it, and how far above them it
 # is looked for, as shares of the torso's length (neck to hips).

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from services.warp.body import ARM_CHAINS, ARM_RADIUS, ARMS, LEG_LABELS, TORSO_LABELS, Body, extended
+from services.warp.body import ARM_RADIUS, ARMS, LEG_LABELS, TORSO_LABELS, Body, extended
 from services.warp.garment import GarmentAnalysis
 from services.warp.placement import (
     FLAT_FACTOR,
@@ -18,7 +18,7 @@ from services.warp.placement import (
     side_x,
 )
 from services.warp.sleeves import hanging_arm, sleeve_sections
-from vton.runtime.vocab import Keypoint, Lip
+from vton.runtime.vocab import ARM_CHAINS, Keypoint, Lip
 
 # The shoulder seam sits outside the shoulder joint (the keypoint) and above it, on the shoulder's surface;
 # both as shares of the shoulder width.

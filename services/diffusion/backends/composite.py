@@ -21,7 +21,7 @@ import numpy as np
 from services.diffusion import shading
 from services.diffusion.types import TryOnInputs
 from vton.runtime.errors import InvalidInput
-from vton.runtime.vocab import NUM_KEYPOINTS, Category, Keypoint, Lip
+from vton.runtime.vocab import ARM_CHAINS, LEG_CHAINS, NUM_KEYPOINTS, Category, Keypoint, Lip
 
 SKIN = (Lip.FACE, Lip.LEFT_ARM, Lip.RIGHT_ARM, Lip.LEFT_LEG, Lip.RIGHT_LEG)
 # The garments a category replaces: the body lies under them.
@@ -37,15 +37,6 @@ KEPT = {
     Category.LOWER_BODY: _ALWAYS_KEPT + (Lip.UPPER_CLOTHES, Lip.COAT),
     Category.DRESSES: _ALWAYS_KEPT,
 }
-# The limbs whose capsules mark where arms (and, for lower body, legs) are.
-ARM_LIMBS = (
-    (Keypoint.R_SHOULDER, Keypoint.R_ELBOW, Keypoint.R_WRIST),
-    (Keypoint.L_SHOULDER, Keypoint.L_ELBOW, Keypoint.L_WRIST),
-)
-LEG_LIMBS = (
-    (Keypoint.R_HIP, Keypoint.R_KNEE, Keypoint.R_ANKLE),
-    (Keypoint.L_HIP, Keypoint.L_KNEE, Keypoint.L_ANKLE),
-)
 ARM_RADIUS = 0.13  # of the shoulder width
 LEG_RADIUS = 0.2
 
@@ -229,7 +220,7 @@ class CompositeBackend:
         if kp is not None:
             body |= self._arms(labels, kp, replaced, scale)
             if inputs.category != "upper_body":
-                body |= _limb_capsules(labels.shape, kp, LEG_LIMBS, LEG_RADIUS * scale) & replaced
+                body |= _limb_capsules(labels.shape, kp, LEG_CHAINS, LEG_RADIUS * scale) & replaced
         body |= replaced & self._torso(kp, labels.shape, scale)
         return body & inside
 
@@ -239,7 +230,7 @@ class CompositeBackend:
         (measured across the arm where the sleeve stands free), cut to the old sleeve and the arm labels."""
         arm_like = replaced | np.isin(labels, (Lip.LEFT_ARM, Lip.RIGHT_ARM))
         out = np.zeros(labels.shape, bool)
-        for limb in ARM_LIMBS:
+        for limb in ARM_CHAINS:
             pts = []
             for i in limb:
                 if kp[i, 2] <= 0:

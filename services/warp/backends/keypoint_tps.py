@@ -24,7 +24,7 @@ from services.warp.placement import Piece, draw_strip
 from services.warp.types import WarpInputs, WarpOutput
 from services.warp.upper import plan_upper
 from vton.runtime.errors import InvalidInput
-from vton.runtime.vocab import Keypoint, Lip
+from vton.runtime.vocab import ARM_CHAINS, Keypoint, Lip
 
 
 def _hull_region(points: list[tuple[float, float]], shape: tuple[int, int], margin: float) -> np.ndarray:
@@ -50,10 +50,7 @@ def _arm_reach(body: Body, sw: float) -> np.ndarray:
     h, w = body.labels.shape
     reach = np.zeros((h, w), np.uint8)
     radius = max(2, int(round(1.6 * ARM_RADIUS * sw)))
-    for ids in (
-        (Keypoint.R_SHOULDER, Keypoint.R_ELBOW, Keypoint.R_WRIST),
-        (Keypoint.L_SHOULDER, Keypoint.L_ELBOW, Keypoint.L_WRIST),
-    ):
+    for ids in ARM_CHAINS:
         arm = body.limb(ids)
         if len(arm) < 2:
             return np.ones((h, w), bool)
