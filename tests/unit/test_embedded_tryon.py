@@ -233,7 +233,11 @@ def test_trousers_onto_a_person_in_a_skirt_cover_both_legs(person, skirt):
     for hip, knee in ((Keypoint.R_HIP, Keypoint.R_KNEE), (Keypoint.L_HIP, Keypoint.L_KNEE)):
         # The knee is below the frame: the thigh runs on to the frame's edge.
         a = t.keypoints[hip, :2].astype(np.float64)
-        b = t.keypoints[knee, :2].astype(np.float64) if t.keypoints[knee, 2] > 0 else np.array([a[0], h - 1.0])
+        b = (
+            t.keypoints[knee, :2].astype(np.float64)
+            if t.keypoints[knee, 2] > 0
+            else np.array([a[0], h - 1.0])
+        )
         t_leg = TryOn(
             t.person, t.garment, t.keypoints.copy(), t.labels, t.warped_garment, t.warped_mask, t.result
         )
