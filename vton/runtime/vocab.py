@@ -86,6 +86,16 @@ LIMBS: tuple[tuple[Keypoint, Keypoint], ...] = (
     (Keypoint.L_EYE, Keypoint.L_EAR),
 )
 
+# Each arm's and leg's keypoints from its root, the person's right first.
+ARM_CHAINS: tuple[tuple[Keypoint, ...], ...] = (
+    (Keypoint.R_SHOULDER, Keypoint.R_ELBOW, Keypoint.R_WRIST),
+    (Keypoint.L_SHOULDER, Keypoint.L_ELBOW, Keypoint.L_WRIST),
+)
+LEG_CHAINS: tuple[tuple[Keypoint, ...], ...] = (
+    (Keypoint.R_HIP, Keypoint.R_KNEE, Keypoint.R_ANKLE),
+    (Keypoint.L_HIP, Keypoint.L_KNEE, Keypoint.L_ANKLE),
+)
+
 
 class Lip(IntEnum):
     """LIP's 20 human-parsing labels (SCHP's LIP model): what every parsing backend returns."""
