@@ -36,8 +36,15 @@ log = logging.getLogger("vton.orchestrator.api")
 _WAIT_POLL_S = 0.2
 
 _ERRORS = {
-    400: {"model": ErrorOut, "description": "Not an image, an empty file"},
-    413: {"model": ErrorOut, "description": "A file over the upload limit or an image over 40 megapixels"},
+    400: {
+        "model": ErrorOut,
+        "description": "Not a PNG, JPEG or WebP image, an empty, truncated or damaged file, a side under 32 "
+        "pixels or a picture more than 10 times longer than wide (the error names the size sent)",
+    },
+    413: {
+        "model": ErrorOut,
+        "description": "A file over the upload limit, or an image whose header declares over 40 megapixels",
+    },
     422: {
         "model": ErrorOut,
         "description": "An option out of range or unknown (the detail names the field and the value sent), "
@@ -64,9 +71,9 @@ async def create_tryon(
     ctx: AppContext = Depends(context),
 ) -> JSONResponse:
     options = checked_options(form)
-    max_bytes = ctx.settings.max_upload_bytes
-    person_bytes = await checked_image(form.person, "person", max_bytes)
-    garment_bytes = await checked_image(form.garment, "garment", max_bytes)
+    limits = ctx.settings.max_upload_bytes, ctx.settings.max_working_pixels
+    person_bytes = await checked_image(form.person, "person", *limits)
+    garment_bytes = await checked_image(form.garment, "garment", *limits)
     try:
         job = await run_in_threadpool(_accept, ctx, options, person_bytes, garment_bytes)
     except SQLAlchemyError as exc:
