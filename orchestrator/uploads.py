@@ -6,7 +6,10 @@ Every refusal is an ApiError naming the field and what the client sent.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import secrets
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from fastapi import UploadFile
@@ -20,9 +23,21 @@ from vton.runtime.options import OptionError, TryOnOptions, validate_options
 
 # A seed the client leaves out is drawn from this range.
 _RANDOM_SEEDS = 2**31
+# Nice value of the decoding threads: on a busy CPU the event loop's thread (probes, small requests) goes first.
+_DECODE_NICENESS = 10
+
+
+def _yield_to_the_event_loop() -> None:
+    # Linux applies a thread id's priority to that thread alone; elsewhere decodes keep the default priority.
+    with contextlib.suppress(OSError, AttributeError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), _DECODE_NICENESS)
+
+
 # Uploads are decoded here, off the event loop. Two at once bound the memory decodes take: at most
 # 2 x 40 MP x 4 channels x 2 bytes (16-bit RGBA), 640 MB; the others wait without holding the loop.
-_DECODER = ThreadPoolExecutor(max_workers=2, thread_name_prefix="decode")
+_DECODER = ThreadPoolExecutor(
+    max_workers=2, thread_name_prefix="decode", initializer=_yield_to_the_event_loop
+)
 
 
 def checked_options(form: TryOnForm) -> TryOnOptions:

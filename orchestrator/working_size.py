@@ -32,8 +32,8 @@ def check_workable(width: int, height: int, max_pixels: int) -> None:
     scaled = working_dimensions(width, height, max_pixels)
     if min(scaled) < images.MIN_SIDE:
         raise InvalidInput(
-            f"the image is {width}x{height}; scaled to the working size of {max_pixels / 1e6:g} megapixels "
-            f"it would be {scaled[0]}x{scaled[1]}, and each side must be at least {images.MIN_SIDE} pixels"
+            f"the image is {width}x{height}; scaled to the working size (at most {max_pixels} pixels) it would "
+            f"be {scaled[0]}x{scaled[1]}, and each side must be at least {images.MIN_SIDE} pixels"
         )
 
 

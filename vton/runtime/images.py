@@ -28,8 +28,8 @@ MIN_SIDE = 32
 # pose and parsing networks, which see a square, find nothing.
 MAX_ASPECT_RATIO = 10
 # Structures (PNG chunks, JPEG segments, RIFF chunks) walked while reading a header: real files have tens, and
-# the bound keeps the walk over a hostile file of millions of empty chunks to a few milliseconds.
-MAX_HEADER_STRUCTURES = 4096
+# the bound keeps the walk over a hostile file of millions of empty chunks to about a millisecond.
+MAX_HEADER_STRUCTURES = 1024
 # Rows composited at a time: the arithmetic's temporaries stay a few MB whatever the image's size.
 _BAND_ROWS = 512
 
@@ -257,16 +257,16 @@ def _jpeg_header(data: bytes) -> ImageHeader:
         length = _be(data, pos + 2, 2)
         if length < 2:
             raise InvalidInput("the JPEG is damaged: a segment declares a length under 2 bytes")
-        segment = data[pos + 4 : pos + 2 + length]
+        body = pos + 4  # segments are read in place: an ICC profile's 64 kB are never copied
         if marker in _JPEG_SOF:
-            if len(segment) < 5:
+            if body + 5 > len(data):
                 break
-            width, height = _be(segment, 3, 2), _be(segment, 1, 2)
+            width, height = _be(data, body + 3, 2), _be(data, body + 1, 2)
             if height == 0:
                 raise InvalidInput("the JPEG leaves its height to a DNL marker, which is not supported")
             return ImageHeader("jpeg", width, height, orientation or 1)
-        if marker == 0xE1 and orientation is None and segment.startswith(b"Exif\0\0"):
-            orientation = _exif_orientation(segment[6:])
+        if marker == 0xE1 and orientation is None and data.startswith(b"Exif\0\0", body):
+            orientation = _exif_orientation(data[body + 6 : pos + 2 + length])
         pos += 2 + length
     else:
         raise InvalidInput(
