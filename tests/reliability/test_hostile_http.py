@@ -25,10 +25,10 @@ from tests.reliability.hostile_corpus import (
     jpeg,
     photo,
     png,
+    stage_servers,
     webp_bomb,
 )
 from vton.runtime import images
-from vton.runtime.vocab import STAGES
 
 # The event loop may keep a /healthz probe waiting this long at most, whatever the uploads.
 LOOP_BUDGET_S = 0.1
@@ -152,19 +152,8 @@ def test_bombs_that_decode_to_tens_of_megapixels_four_at_a_time_never_block_the_
 
 @pytest.fixture(scope="module")
 def stages():
-    """The five stage services with their `auto` backends, in this process."""
-    import importlib
-
-    servers, addresses = [], {}
-    try:
-        for stage in STAGES:
-            server, port, _health = importlib.import_module(f"services.{stage}.service").build_server(port=0)
-            servers.append(server)
-            addresses[stage] = f"127.0.0.1:{port}"
+    with stage_servers() as addresses:
         yield addresses
-    finally:
-        for server in servers:
-            server.stop(0)
 
 
 @pytest.fixture(scope="module")
