@@ -39,7 +39,7 @@ class TryOnForm(BaseModel):
 
     person: UploadFile = Field(description="Photo of the person (PNG, JPEG or WebP, at most 40 megapixels)")
     garment: UploadFile = Field(description="Product photo of the garment (PNG, JPEG or WebP)")
-    category: str = Field(description=" | ".join(CATEGORIES))
+    category: str = Field(description=" | ".join(CATEGORIES), json_schema_extra={"enum": list(CATEGORIES)})
     seed: int | None = Field(None, description=f"Random seed, 0..{MAX_SEED}; chosen at random when absent")
     # 0 is no number of steps: a client asks for the backend's default by leaving the field out.
     steps: int | None = Field(

@@ -63,7 +63,7 @@ _ERRORS = {
     summary="Start a try-on job",
 )
 async def create_tryon(
-    form: Annotated[TryOnForm, Form()],
+    form: Annotated[TryOnForm, Form(media_type="multipart/form-data")],
     wait: bool = Query(
         False, description="Answer when the job has finished (200 with the job) instead of 202"
     ),

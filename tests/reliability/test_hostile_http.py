@@ -87,6 +87,10 @@ def test_every_hostile_file_gets_its_answer_while_the_api_keeps_answering(api):
     with HealthProbe(api.url) as probe:
         problems = _send_all(api, files, concurrency=2)
     assert problems == [], "\n".join(problems)
+    print(
+        f"\n{len(files) * 2} hostile uploads (each file as person and as garment); /healthz worst "
+        f"{probe.worst * 1000:.0f} ms over {len(probe.latencies)} probes"
+    )
     probe.check(LOOP_BUDGET_S)
 
 
@@ -143,11 +147,11 @@ def test_bombs_that_decode_to_tens_of_megapixels_four_at_a_time_never_block_the_
     with HealthProbe(api.url) as probe:
         problems = _send_all(api, files * 2, concurrency=4)
     assert problems == [], "\n".join(problems)
-    probe.check(LOOP_BUDGET_S)
     print(
         f"\n{len(files) * 4} bomb uploads; /healthz worst {probe.worst * 1000:.0f} ms over "
         f"{len(probe.latencies)} probes; orchestrator RSS {rss_before / 1e6:.0f} -> {api.rss_bytes / 1e6:.0f} MB"
     )
+    probe.check(LOOP_BUDGET_S)
 
 
 @pytest.fixture(scope="module")
