@@ -20,7 +20,6 @@ from orchestrator.jobs import RUNNING, SUCCEEDED, Job, StageState
 from orchestrator.stages import StageClients, StageError
 from orchestrator.working_size import paste_full_size, working_copy
 from vton.runtime import images, proto_vocab
-from vton.runtime.errors import InvalidInput
 from vton.runtime.options import TryOnOptions
 from vton.runtime.vocab import JOB_STEPS, Stage
 from vton.v1 import common_pb2, densepose_pb2, diffusion_pb2, parsing_pb2, pose_pb2, warp_pb2
@@ -70,14 +69,8 @@ def result_key(job_prefix: str) -> str:
 
 
 def image_format(data: bytes) -> str:
-    """ "png", "jpeg" or "webp" from the magic bytes (the header checks have already passed)."""
-    if data[:8] == b"\x89PNG\r\n\x1a\n":
-        return "png"
-    if data[:2] == b"\xff\xd8":
-        return "jpeg"
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "webp"
-    raise InvalidInput("the file is not an image: expected PNG, JPEG or WebP")
+    """ "png", "jpeg" or "webp", read from the header."""
+    return images.read_header(data).format
 
 
 def image_message(data: bytes) -> common_pb2.Image:
@@ -157,11 +150,12 @@ class TryOnPipeline:
     def _load_inputs(self, job: Job) -> _Inputs:
         person = self.storage.get(job.person_key)
         garment = self.storage.get(job.garment_key)
-        # A large photo goes through the stages at a working size (the artifacts are at that size).
+        # A large photo goes through the stages at a working size (the artifacts are at that size); so does a
+        # large garment photo, whose details past a couple of megapixels no stage uses.
         working = working_copy(person, self.max_working_pixels)
         return _Inputs(
             person=image_message(working or person),
-            garment=image_message(garment),
+            garment=image_message(working_copy(garment, self.max_working_pixels) or garment),
             options=options_message(job.options),
             original=person if working is not None else None,
         )

@@ -40,7 +40,7 @@ class TryOnOptionsIn(BaseModel):
     """The options of a try-on request, as the client sent them. Their limits are checked by the platform's one
     validator (vton.runtime.options), the same the stages apply."""
 
-    category: str = Field(description=" | ".join(CATEGORIES))
+    category: str = Field(description=" | ".join(CATEGORIES), json_schema_extra={"enum": list(CATEGORIES)})
     seed: int | None = Field(None, description=f"Random seed, 0..{MAX_SEED}; chosen at random when absent")
     # 0 is no number of steps: a client asks for the backend's default by leaving the field out.
     steps: int | None = Field(

@@ -95,7 +95,10 @@ async def put_object(
         )
     max_bytes = ctx.settings.max_upload_bytes
     data = await checked_image(
-        UploadFile(io.BytesIO(await _body(request, max_bytes)), filename=key), "object", max_bytes
+        UploadFile(io.BytesIO(await _body(request, max_bytes)), filename=key),
+        "object",
+        max_bytes,
+        ctx.settings.max_working_pixels,
     )
     found = image_format(data)
     suffix = key.rsplit(".", 1)[-1].lower() if "." in key else ""

@@ -63,10 +63,15 @@ _WAIT_POLL_S = 0.2
 _ERRORS = {
     400: {
         "model": ErrorOut,
-        "description": "Not an image, an empty file; (JSON) an object of another bucket, a URL, a malformed key",
+        "description": "Not a PNG, JPEG or WebP image, an empty, truncated or damaged file, a side under 32 "
+        "pixels or a picture more than 10 times longer than wide (the error names the size sent); (JSON) an object "
+        "of another bucket, a URL, a malformed key",
     },
     404: {"model": ErrorOut, "description": "(JSON) no such object among yours"},
-    413: {"model": ErrorOut, "description": "A file over the upload limit or an image over 40 megapixels"},
+    413: {
+        "model": ErrorOut,
+        "description": "A file over the upload limit, or an image whose header declares over 40 megapixels",
+    },
     422: {
         "model": ErrorOut,
         "description": "An option out of range or unknown (the detail names the field and the value sent), "
@@ -228,10 +233,10 @@ def _validated(model: type[_Body], data: dict) -> _Body:
 
 
 async def _uploaded_photos(ctx: AppContext, form: TryOnForm) -> dict[str, bytes]:
-    max_bytes = ctx.settings.max_upload_bytes
+    limits = ctx.settings.max_upload_bytes, ctx.settings.max_working_pixels
     return {
-        "person": await checked_image(form.person, "person", max_bytes),
-        "garment": await checked_image(form.garment, "garment", max_bytes),
+        "person": await checked_image(form.person, "person", *limits),
+        "garment": await checked_image(form.garment, "garment", *limits),
     }
 
 
@@ -257,7 +262,8 @@ async def _referenced_photos(ctx: AppContext, principal: Principal, body: TryOnB
                 {"field": what, "limit_bytes": max_bytes},
             )
         data = await run_in_threadpool(ctx.storage.get, key)
-        await checked_image(UploadFile(io.BytesIO(data), filename=key), what, max_bytes)  # as an upload
+        upload = UploadFile(io.BytesIO(data), filename=key)
+        await checked_image(upload, what, max_bytes, ctx.settings.max_working_pixels)  # as an upload
         keys[what] = key
     return keys
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -24,21 +24,17 @@ def png_image(arr: np.ndarray) -> common_pb2.Image:
 
 
 def rgb_from(msg: common_pb2.Image, what: str) -> np.ndarray:
-    if not msg.data:
-        raise InvalidInput(f"{what}: the image is empty")
-    try:
-        arr = images.decode_rgb(msg.data)
-    except InvalidInput as exc:
-        raise InvalidInput(f"{what}: {exc}") from None
-    _check_declared_size(msg, arr, what)
-    return arr
+    """The image as the user sees it (upright, 8-bit RGB, transparency on white), or InvalidInput naming `what`."""
+    return _decoded(msg, what, images.decode_rgb)
 
 
 def gray_from(msg: common_pb2.Image, what: str) -> np.ndarray:
-    if not msg.data:
-        raise InvalidInput(f"{what}: the image is empty")
+    return _decoded(msg, what, images.decode_gray)
+
+
+def _decoded(msg: common_pb2.Image, what: str, decode: Callable[[bytes], np.ndarray]) -> np.ndarray:
     try:
-        arr = images.decode_gray(msg.data)
+        arr = decode(msg.data)
     except InvalidInput as exc:
         raise InvalidInput(f"{what}: {exc}") from None
     _check_declared_size(msg, arr, what)
@@ -52,7 +48,8 @@ def optional_gray(msg: common_pb2.Image, what: str) -> np.ndarray | None:
 def _check_declared_size(msg: common_pb2.Image, arr: np.ndarray, what: str) -> None:
     if (msg.width or msg.height) and (msg.width, msg.height) != (arr.shape[1], arr.shape[0]):
         raise InvalidInput(
-            f"{what}: declared size {msg.width}x{msg.height} differs from the image's {arr.shape[1]}x{arr.shape[0]}"
+            f"{what}: declared size {msg.width}x{msg.height} differs from the image's {arr.shape[1]}x{arr.shape[0]} "
+            "(as shown, its EXIF orientation applied)"
         )
 
 
