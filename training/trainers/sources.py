@@ -61,7 +61,7 @@ class PublishedRandom:
         return None  # nothing to link an export to
 
     def diffusion(self):
-        from services.diffusion.backends.ladi_vton import build_full_size_random
+        from services.diffusion.testing import build_full_size_random
 
         return build_full_size_random(device=self.device, dtype=torch.float32)
 
