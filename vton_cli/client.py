@@ -145,9 +145,16 @@ class VtonClient:
         seed: int | None = None,
         steps: int | None = None,
         guidance_scale: float | None = None,
+        scheduler: str | None = None,
     ) -> Job:
         data = {"category": category}
-        for key, value in (("seed", seed), ("steps", steps), ("guidance_scale", guidance_scale)):
+        options = (
+            ("seed", seed),
+            ("steps", steps),
+            ("guidance_scale", guidance_scale),
+            ("scheduler", scheduler),
+        )
+        for key, value in options:
             if value is not None:
                 data[key] = str(value)
         files = {
