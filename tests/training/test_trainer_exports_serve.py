@@ -1,5 +1,6 @@
 """What a trainer exports is what its stage serves: the files load through the backend's own loader with the trained
-tensors, and the stage's gRPC server started on the export folder (VTON_MODELS_DIR=OUT/weights) answers a call."""
+tensors, and the stage's gRPC server started on the export folder (VTON_MODELS_DIR=OUT/weights) answers a call,
+saying in its backend info that the weights are self-trained (the export's provenance.json)."""
 
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ from vton.v1 import (
 def _train(module: str, tiny_models, synthetic, out, steps: int = 2, **options) -> tuple:
     config = tiny_config(tiny_models, steps, options=options)
     trainer = make_trainer(module, config)
-    result = train(trainer, synthetic(2, 64, 48), out, log=lambda *_: None)
+    result = train(trainer, synthetic(2, 64, 48), out, log=lambda *_: None, data="synthetic")
     return trainer, result
 
 
@@ -71,7 +72,12 @@ def test_the_warp_export_is_served_by_the_warp_stage(tiny_models, synthetic, tmp
 
     trainer, result = _train("warp", tiny_models, synthetic, tmp_path, tps_steps=1)
     folder = tmp_path / WEIGHTS / "ladi-vton-warp-vitonhd"
-    assert {p.name for p in result.exported} == {"warping_vitonhd.pth", "vton_config.json", "SHA256SUMS"}
+    assert {p.name for p in result.exported} == {
+        "warping_vitonhd.pth",
+        "vton_config.json",
+        "provenance.json",
+        "SHA256SUMS",
+    }
     loaded = LadiVtonWarpBackend.from_pretrained(folder)
     _same_tensors(loaded.tps, trainer.trainable["tps"])
     _same_tensors(loaded.refinement, trainer.trainable["refinement"])
@@ -92,6 +98,9 @@ def test_the_warp_export_is_served_by_the_warp_stage(tiny_models, synthetic, tmp
         timeout=120,
     )
     assert reply.backend.name == "ladi-vton-warp-vitonhd"
+    assert reply.backend.weights_license == (
+        "self-trained (fine-tuned on synthetic; from ladi-vton-warp-vitonhd: CC-BY-NC-4.0)"
+    )
     assert (reply.warped_garment.height, reply.warped_garment.width) == (128, 96)
 
 
@@ -145,7 +154,7 @@ def test_a_diffusion_module_export_is_served_by_the_diffusion_stage(
     folder = tmp_path / WEIGHTS / "ladi-vton-vitonhd"
     trained = folder / trained_file
     assert trained.is_file() and not trained.is_symlink()
-    assert [p.name for p in result.exported] == [trained_file, "SHA256SUMS"]
+    assert [p.name for p in result.exported] == [trained_file, "provenance.json", "SHA256SUMS"]
     loaded = LadiVtonBackend.from_pretrained(folder)
     (network,) = trainer.trainable.values()
     _same_tensors(getattr(loaded.pipeline, attribute), network)
@@ -171,4 +180,8 @@ def test_a_diffusion_module_export_is_served_by_the_diffusion_stage(
         timeout=300,
     )
     assert reply.backend.name == "ladi-vton-vitonhd"
+    # the other files of the folder are the published ones: their licence still applies
+    assert reply.backend.weights_license == (
+        "self-trained (fine-tuned on synthetic; from ladi-vton-vitonhd: CC-BY-NC-4.0)"
+    )
     assert (reply.image.height, reply.image.width) == person.shape[:2]

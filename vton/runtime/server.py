@@ -16,6 +16,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from concurrent import futures
+from dataclasses import replace
 from typing import Any, Generic, TypeVar
 
 import grpc
@@ -219,9 +220,8 @@ def stage_builder(
         usable = {name: spec for name, spec in backends.items() if why_not(spec) is None}
         info, impl = select_backend(usable, backend, device, precision)
         metrics.BACKEND.labels(stage, info.name, info.kind, info.version).set(1)
-        return build_server(
-            stage, full_name, register, servicer(usable[info.name], impl), host, port, max_workers
-        )
+        spec = replace(usable[info.name], info=info)  # info: the licence of the files it loaded
+        return build_server(stage, full_name, register, servicer(spec, impl), host, port, max_workers)
 
     return build
 
