@@ -15,7 +15,8 @@ import torch
 from services.diffusion.backends.tryon_lite import TryOnLiteBackend
 from services.diffusion.models.tryon_lite import TryOnLite, TryOnLiteConfig
 from services.diffusion.types import TryOnInputs
-from services.warp.backends.ladi_vton import DEFAULT_SIZE, LadiVtonWarpBackend
+from services.warp.backends.ladi_vton import DEFAULT_SIZE, LadiVtonWarpBackend, checkpoint_name
+from services.warp.models import ConvNetTPS, RefinementConfig, RefinementUNet, TPSConfig
 from services.warp.testing import save_random
 from services.warp.types import WarpInputs
 from tests.training.conftest import tiny_config
@@ -62,8 +63,28 @@ def test_the_warp_backend_serves_a_trained_module_at_the_size_it_trained_at(tiny
 
 
 def test_a_warping_module_that_records_no_size_runs_at_the_releases(tmp_path):
-    save_random(tmp_path)  # the release's layout: no working size in vton_config.json
+    save_random(tmp_path)  # tiny networks whose vton_config.json records their sizes but no working size
     assert LadiVtonWarpBackend.from_pretrained(tmp_path).size == DEFAULT_SIZE == (512, 384)
+
+
+def test_the_official_warping_module_runs_at_its_published_size(tmp_path, synthetic):
+    """The release's own layout: `warping_vitonhd.pth` alone (published network sizes, no vton_config.json)."""
+    tps, refinement = ConvNetTPS(TPSConfig()), RefinementUNet(RefinementConfig())
+    checkpoint = {"tps": tps.state_dict(), "refinement": refinement.state_dict()}
+    torch.save(checkpoint, tmp_path / checkpoint_name("vitonhd"))
+    backend = LadiVtonWarpBackend.from_pretrained(tmp_path)
+    assert backend.size == (512, 384)
+
+    class Seen(Exception):
+        """Raised with the size the refinement U-Net is given, sparing the CPU its run at full size."""
+
+    def stop(module, args):
+        raise Seen(tuple(args[0].shape[-2:]))
+
+    backend.refinement.register_forward_pre_hook(stop)
+    with pytest.raises(Seen) as seen:
+        backend.warp(_warp_inputs(synthetic(1, 64, 48)[0]))
+    assert seen.value.args == ((512, 384),)
 
 
 def _tryon_inputs(height: int = 0, width: int = 0) -> TryOnInputs:
