@@ -245,7 +245,7 @@ class IncomingWatcher:
         after = None
         while True:
             page = self.storage.list(watched, limit=_PAGE, after=after)
-            candidates = [o for o in page if _is_garment_key(o.key[len(watched) :])]
+            candidates = [o for o in page if _is_photo_key(o.key[len(watched) :])]
             sizes = {o.key: o.size for o in candidates}
             for key in self.store.unseen(tenant_id, list(sizes)):
                 models = models or self._models(tenant_id, config)
@@ -270,7 +270,7 @@ class IncomingWatcher:
         photos, after = [], None
         while True:
             page = self.storage.list(prefix, limit=_PAGE, after=after)
-            photos += [(o.key[len(prefix) :], o.key) for o in page if _is_garment_key(o.key[len(prefix) :])]
+            photos += [(o.key[len(prefix) :], o.key) for o in page if _is_photo_key(o.key[len(prefix) :])]
             if len(page) < _PAGE:
                 break
             after = page[-1].key
@@ -356,10 +356,18 @@ class _QueueFull(Exception):
     """The queue has no room for a garment's jobs now: it stays unseen until a later scan."""
 
 
-def _is_garment_key(relative: str) -> bool:
-    """Photos only: folder markers, hidden files (.DS_Store) and other files are not garments."""
+def _is_photo_key(relative: str) -> bool:
+    """Photos only: folder markers, hidden files (.DS_Store) and other files are not garments or models; nor is a
+    key that is not a plain relative path (written past the API): results are named after these keys."""
     name = relative.rsplit("/", 1)[-1]
-    return bool(name) and not name.startswith(".") and name.lower().endswith(_IMAGE_SUFFIXES)
+    if not name or name.startswith(".") or not name.lower().endswith(_IMAGE_SUFFIXES):
+        return False
+    try:
+        check_relative_key(relative)
+    except TenantError:
+        log.warning("ignoring %r: not a plain relative key", relative)
+        return False
+    return True
 
 
 def _to_config(row: IncomingRow) -> IncomingConfig:

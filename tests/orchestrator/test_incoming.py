@@ -47,6 +47,8 @@ def test_each_new_garment_becomes_one_batch_over_the_model_photos(api_client, se
         _put(c, "incoming/garments/new/shirt.png", _png(11))  # no category folder: inferred
         storage.put("tenants/shop-a/incoming/garments/notes.txt", b"not a photo, not a garment")
         storage.put("tenants/shop-a/incoming/garments/.DS_Store", b"\0")
+        # written past the API: results are named after the key, so one the API would refuse is left alone
+        storage.put("tenants/shop-a/incoming/garments/odd/x#1.png", _png(12))
         made = _scan(c)
         again = _scan(c)  # the next poll finds nothing new
         shown = c.get("/v1/incoming").json()
