@@ -75,6 +75,61 @@ class Job:
 
 
 @dataclass
+class BatchJob:
+    id: str
+    person: int  # index into Batch.people
+    garment: int  # index into Batch.garments
+    status: str
+    result_url: str | None = None
+    error: str | None = None
+
+
+@dataclass
+class Batch:
+    """A catalog batch: its people and garments (name, key, url; a garment's category), every job, the manifest."""
+
+    id: str
+    status: str  # queued | running | finished
+    total: int
+    counts: dict[str, int]
+    people: list[dict]
+    garments: list[dict]
+    jobs: list[BatchJob]
+    manifest_url: str | None = None
+    manifest_csv_url: str | None = None
+    error: str | None = None
+    raw: dict = field(default_factory=dict)
+
+    @property
+    def finished(self) -> bool:
+        return self.status == "finished"
+
+    @property
+    def ended(self) -> int:
+        """Jobs that have ended (succeeded or failed)."""
+        return self.counts.get("succeeded", 0) + self.counts.get("failed", 0)
+
+    @classmethod
+    def from_json(cls, data: dict) -> Batch:
+        return cls(
+            id=data["id"],
+            status=data["status"],
+            total=data["total"],
+            counts=dict(data.get("counts") or {}),
+            people=list(data.get("people") or []),
+            garments=list(data.get("garments") or []),
+            jobs=[
+                BatchJob(j["id"], j["person"], j["garment"], j["status"], j.get("result_url"), j.get("error"))
+                for j in data.get("jobs") or []
+            ],
+            manifest_url=data.get("manifest_url"),
+            manifest_csv_url=data.get("manifest_csv_url"),
+            error=data.get("error"),
+            raw=data,
+        )
+
+
+@dataclass
 class ApiKeyInfo:
     id: str
     tenant: str
@@ -141,13 +196,19 @@ class VtonClient:
         self,
         person: Path,
         garment: Path,
-        category: str,
+        category: str | None,
         seed: int | None = None,
         steps: int | None = None,
         guidance_scale: float | None = None,
     ) -> Job:
-        data = {"category": category}
-        for key, value in (("seed", seed), ("steps", steps), ("guidance_scale", guidance_scale)):
+        """A try-on of two photos; category None: inferred from the garment photo."""
+        data = {}
+        for key, value in (
+            ("category", category),
+            ("seed", seed),
+            ("steps", steps),
+            ("guidance_scale", guidance_scale),
+        ):
             if value is not None:
                 data[key] = str(value)
         files = {
@@ -188,6 +249,49 @@ class VtonClient:
         body = {"person": person, "garment": garment, "category": category}
         body |= {name: value for name, value in options.items() if value is not None}
         return Job.from_json(self._check(self.http.post("/v1/tryon", json=body)))
+
+    def submit_batch(
+        self,
+        people: list[Path],
+        garments: list[Path],
+        categories: list[str | None] | None = None,
+        **options,
+    ) -> str:
+        """Upload a batch: every garment on every person. `categories` has one entry per garment (None: the
+        batch's `category` option, else inferred from the photo). Returns the batch id."""
+        files = [("people", (p.name, p.read_bytes())) for p in people]
+        files += [("garments", (g.name, g.read_bytes())) for g in garments]
+        data: dict[str, str | list[str]] = {k: str(v) for k, v in options.items() if v is not None}
+        if categories and any(categories):
+            data["categories"] = [c or "" for c in categories]
+        return self._check(self.http.post("/v1/batches", data=data, files=files))["id"]
+
+    def batch(self, batch_id: str) -> Batch:
+        return Batch.from_json(self._check(self.http.get(f"/v1/batches/{batch_id}")))
+
+    def wait_batch(
+        self,
+        batch_id: str,
+        on_update: Callable[[Batch], None] | None = None,
+        timeout: float = 3600,
+        poll: float = 0.5,
+    ) -> Batch:
+        """Poll the batch until it is finished (its manifest written), calling `on_update` on every change."""
+        deadline = time.monotonic() + timeout
+        last = None
+        while True:
+            batch = self.batch(batch_id)
+            state = (batch.status, tuple(sorted(batch.counts.items())))
+            if on_update and state != last:
+                on_update(batch)
+            last = state
+            if batch.finished:
+                return batch
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"batch {batch_id} did not finish within {timeout:.0f} s ({batch.ended}/{batch.total} ended)"
+                )
+            time.sleep(poll)
 
     def put_object(self, key: str, path: Path) -> dict:
         """Store a photo at `tenants/<tenant>/<key>`; its description (key, uri, size, url)."""
