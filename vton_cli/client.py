@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 
@@ -154,6 +155,33 @@ class ApiKeyInfo:
         )
 
 
+_Polled = TypeVar("_Polled", Job, Batch)
+
+
+def _poll(
+    fetch: Callable[[], _Polled],
+    state: Callable[[_Polled], object],
+    on_update: Callable[[_Polled], None] | None,
+    timeout: float,
+    poll: float,
+    late: Callable[[_Polled], str],
+) -> _Polled:
+    """`fetch()` until what it gets is finished, calling `on_update` whenever `state` of it changes; TimeoutError
+    (saying `late(last)`) after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while True:
+        current = fetch()
+        if on_update and state(current) != last:
+            on_update(current)
+        last = state(current)
+        if current.finished:
+            return current
+        if time.monotonic() > deadline:
+            raise TimeoutError(late(current))
+        time.sleep(poll)
+
+
 class VtonClient:
     def __init__(
         self,
@@ -228,21 +256,14 @@ class VtonClient:
         poll: float = 0.25,
     ) -> Job:
         """Poll the job until it finishes, calling `on_update` whenever its state changes."""
-        deadline = time.monotonic() + timeout
-        last = None
-        while True:
-            job = self.job(job_id)
-            state = (job.status, [(s.name, s.status) for s in job.stages])
-            if on_update and state != last:
-                on_update(job)
-            last = state
-            if job.finished:
-                return job
-            if time.monotonic() > deadline:
-                raise TimeoutError(
-                    f"job {job_id} did not finish within {timeout:.0f} s (last status {job.status})"
-                )
-            time.sleep(poll)
+        return _poll(
+            lambda: self.job(job_id),
+            lambda job: (job.status, [(s.name, s.status) for s in job.stages]),
+            on_update,
+            timeout,
+            poll,
+            lambda job: f"job {job_id} did not finish within {timeout:.0f} s (last status {job.status})",
+        )
 
     def submit_objects(self, person: str, garment: str, category: str, **options) -> Job:
         """A try-on of two of the tenant's objects (`s3://...` or keys below its prefix), nothing uploaded."""
@@ -277,21 +298,16 @@ class VtonClient:
         poll: float = 0.5,
     ) -> Batch:
         """Poll the batch until it is finished (its manifest written), calling `on_update` on every change."""
-        deadline = time.monotonic() + timeout
-        last = None
-        while True:
-            batch = self.batch(batch_id)
-            state = (batch.status, tuple(sorted(batch.counts.items())))
-            if on_update and state != last:
-                on_update(batch)
-            last = state
-            if batch.finished:
-                return batch
-            if time.monotonic() > deadline:
-                raise TimeoutError(
-                    f"batch {batch_id} did not finish within {timeout:.0f} s ({batch.ended}/{batch.total} ended)"
-                )
-            time.sleep(poll)
+        return _poll(
+            lambda: self.batch(batch_id),
+            lambda batch: (batch.status, sorted(batch.counts.items())),
+            on_update,
+            timeout,
+            poll,
+            lambda batch: (
+                f"batch {batch_id} did not finish within {timeout:.0f} s ({batch.ended}/{batch.total} ended)"
+            ),
+        )
 
     def put_object(self, key: str, path: Path) -> dict:
         """Store a photo at `tenants/<tenant>/<key>`; its description (key, uri, size, url)."""

@@ -1,8 +1,9 @@
-"""Fixtures of the orchestrator's tests: a real SeaweedFS S3 server, buckets, settings, PostgreSQL by URL, and
-API clients that hold a key of their own tenant."""
+"""Fixtures of the orchestrator's tests: a real SeaweedFS S3 server, buckets, settings, PostgreSQL by URL, the real
+stage services in this process, and API clients that hold a key of their own tenant."""
 
 from __future__ import annotations
 
+import importlib
 import os
 import secrets
 import uuid
@@ -112,6 +113,23 @@ def new_key() -> Callable[..., str]:
 @pytest.fixture
 def admin_headers() -> dict[str, str]:
     return dict(ADMIN_HEADERS)
+
+
+@pytest.fixture(scope="module")
+def real_stages() -> Iterator[dict[str, str]]:
+    """The five stage services with their `auto` backends (the embedded ones on a fresh machine), in this process:
+    stage -> address."""
+    servers, addresses = [], {}
+    try:
+        for stage in STAGES:
+            service = importlib.import_module(f"services.{stage}.service")
+            server, port, _health = service.build_server(backend="auto", port=0)
+            servers.append(server)
+            addresses[stage] = f"127.0.0.1:{port}"
+        yield addresses
+    finally:
+        for server in servers:
+            server.stop(0)
 
 
 def postgres_url() -> str | None:

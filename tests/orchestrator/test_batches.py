@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import importlib
 import io
 import json
 import threading
@@ -99,22 +98,6 @@ class CountingProxy:
         self.server.stop(0)
         for channel in self.channels.values():
             channel.close()
-
-
-@pytest.fixture(scope="module")
-def real_stages():
-    """The five stage services with their `auto` backends (the embedded ones on a fresh machine)."""
-    servers, addresses = [], {}
-    try:
-        for stage in STAGES:
-            service = importlib.import_module(f"services.{stage}.service")
-            server, port, _health = service.build_server(backend="auto", port=0)
-            servers.append(server)
-            addresses[stage] = f"127.0.0.1:{port}"
-        yield addresses
-    finally:
-        for server in servers:
-            server.stop(0)
 
 
 @pytest.fixture
