@@ -296,7 +296,7 @@ async def _submit(
     idempotency = None
     if idempotency_key is not None:
         fields = body.model_dump(mode="json", exclude={"people", "garments"} if photos else None)
-        # the uploads by their place in the request: a retry with other file names' order differs
+        # each upload by its place in the request (people[0], ...): a retry matches whatever its file names
         places = [(f"people[{i}]", key) for i, (_, key) in enumerate(plan.people)]
         places += [(f"garments[{i}]", key) for i, (_, key, _) in enumerate(plan.garments)]
         files = {place: photos[key] for place, key in places if key in photos}
