@@ -23,7 +23,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from orchestrator.auth import Authenticator
-from orchestrator.batches import BatchSteps, BatchStore
+from orchestrator.batch_steps import BatchSteps
+from orchestrator.batches import BatchStore
 from orchestrator.catalog_poller import CatalogPoller
 from orchestrator.deps import AppContext, error_response
 from orchestrator.errors import ApiError
