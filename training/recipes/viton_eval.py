@@ -89,7 +89,13 @@ def _mean(values: list[float | None]) -> float | None:
 
 
 def evaluate_chain(
-    root: Path, warp: str, diffusion: str, out: Path, device: str = "cpu", limit: int | None = None
+    root: Path,
+    warp: str,
+    diffusion: str,
+    out: Path,
+    device: str = "cpu",
+    limit: int | None = None,
+    progress: bool = False,
 ) -> dict:
     """Evaluate warp + diffusion on the paired test split of the CP-VTON folder `root` (all pairs, or `limit`)
     and draw the unpaired sheet; writes the evaluation's reports under `out` and returns the summary."""
@@ -99,7 +105,7 @@ def evaluate_chain(
     chain.warp = AtDatasetSize(chain.warp, paired.height, paired.width)
     scored = WarpScored(chain)
     started = time.monotonic()
-    report = evaluate(paired, scored, out / "paired", limit=limit, progress=False)
+    report = evaluate(paired, scored, out / "paired", limit=limit, progress=progress)
     seconds = time.monotonic() - started
     evaluate(
         open_dataset(root, "test", "unpaired", layout="cpvton"), chain, out / "unpaired", limit=SHEET_PAIRS
@@ -183,7 +189,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "embedded":
         if args.shards:
             unpack(args.shards, args.data)
-        summary = evaluate_chain(args.data / ROOT, "keypoint-tps", "composite", args.out, "cpu", args.limit)
+        summary = evaluate_chain(
+            args.data / ROOT, "keypoint-tps", "composite", args.out, "cpu", args.limit, progress=True
+        )
         (args.out / "embedded-chain.json").write_text(json.dumps(summary, indent=2) + "\n")
         print(json.dumps(summary, indent=2))
     else:
