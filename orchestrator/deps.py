@@ -12,6 +12,9 @@ from fastapi import Request
 from fastapi.responses import JSONResponse
 
 from orchestrator.auth import Authenticator
+from orchestrator.batches import BatchStore
+from orchestrator.catalog_poller import CatalogPoller
+from orchestrator.incoming import IncomingStore
 from orchestrator.jobs import JobStore
 from orchestrator.metrics import OrchestratorMetrics
 from orchestrator.pipeline import TryOnPipeline
@@ -36,6 +39,9 @@ class AppContext:
     auth: Authenticator
     deliveries: DeliveryStore
     webhooks: WebhookDispatcher
+    batches: BatchStore
+    incoming: IncomingStore
+    catalog: CatalogPoller
     bucket_ready: bool = False
 
     def ensure_bucket(self, wait_s: float = 0.0) -> None:

@@ -75,6 +75,7 @@ class Platform:
         self.log = log
         self.s3: SeaweedS3 | None = None
         self.processes: dict[str, subprocess.Popen] = {}
+        self._launches: dict[str, tuple[list[str], dict[str, str]]] = {}  # name -> (command, environment)
         self.logs_dir = config.data_dir / "logs"
         self.api_key: str | None = None  # the first API key, once the orchestrator is ready
 
@@ -125,7 +126,21 @@ class Platform:
         self.log(f"  api           {cfg.api_url}  (docs {cfg.api_url}/docs, metrics {cfg.api_url}/metrics)")
         self.api_key = first_api_key(cfg.api_url, cfg.data_dir)
 
+    def restart(self, name: str, timeout: float = 120) -> None:
+        """Stop one process (SIGTERM, as an operator's restart does) and start it again as it was started,
+        waiting until it serves again."""
+        proc = self.processes[name]
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout)
+        self._spawn(name, *self._launches[name])
+        deadline = time.monotonic() + timeout
+        if name == "orchestrator":
+            self._wait_http(name, f"{self.config.api_url}/readyz", deadline)
+        else:
+            self._wait_grpc(name, f"{self.config.host}:{self.config.grpc_port(name)}", deadline)
+
     def _spawn(self, name: str, cmd: list[str], env: dict[str, str]) -> None:
+        self._launches[name] = (cmd, env)
         logfile = (self.logs_dir / f"{name}.log").open("ab")
         self.processes[name] = subprocess.Popen(
             cmd, env={**os.environ, **env}, stdout=logfile, stderr=subprocess.STDOUT, start_new_session=True

@@ -65,12 +65,13 @@ def photos(tmp_path: Path) -> tuple[str, str]:
     return str(person), str(garment)
 
 
-def _tryon(server: str, photos: tuple[str, str], *options: str) -> tuple[int, str]:
+def _tryon(
+    server: str, photos: tuple[str, str], *options: str, category: str | None = "upper_body"
+) -> tuple[int, str]:
     err = io.StringIO()
+    chosen = ["--category", category] if category else []
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
-        code = cli.main(
-            ["tryon", *photos, "--category", "upper_body", "-o", "out.png", "--server", server, *options]
-        )
+        code = cli.main(["tryon", *photos, *chosen, "-o", "out.png", "--server", server, *options])
     return code, err.getvalue()
 
 
@@ -109,3 +110,11 @@ def test_options_left_out_are_not_sent(recorder, photos):
     server, forms = recorder
     _tryon(server, photos)
     assert forms == [{"category": "upper_body"}], "the server chooses the seed and the backend its defaults"
+
+
+def test_without_a_category_the_options_are_checked_and_the_api_infers_it(recorder, photos):
+    server, forms = recorder
+    code, err = _tryon(server, photos, "--steps", "500", category=None)
+    assert code == 2 and "--steps: steps 500 is out of range" in err and forms == []
+    code, err = _tryon(server, photos, "--scheduler", "ddim", category=None)
+    assert code == 1 and forms == [{"scheduler": "ddim"}], "no category sent: the API infers it"
