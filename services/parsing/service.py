@@ -14,7 +14,6 @@ from vton.runtime.errors import InvalidInput
 from vton.runtime.vocab import LabelSet, Stage
 from vton.v1 import parsing_pb2, parsing_pb2_grpc
 
-FULL_NAME = parsing_pb2.DESCRIPTOR.services_by_name["ParsingService"].full_name
 AGNOSTIC = manifest_info("lip-agnostic-mask", "embedded")
 
 
@@ -72,7 +71,6 @@ def without_lip(spec: BackendSpec[ParsingBackend]) -> str | None:
 
 build_server = server.stage_builder(
     Stage.PARSING,
-    FULL_NAME,
     parsing_pb2_grpc.add_ParsingServiceServicer_to_server,
     ParsingServicer,
     BACKENDS,

@@ -10,8 +10,6 @@ from vton.runtime import messages, proto_vocab, server
 from vton.runtime.vocab import Category, Stage
 from vton.v1 import common_pb2, warp_pb2, warp_pb2_grpc
 
-FULL_NAME = warp_pb2.DESCRIPTOR.services_by_name["WarpService"].full_name
-
 
 class WarpServicer(warp_pb2_grpc.WarpServiceServicer, server.StageServicer[WarpBackend]):
     def WarpGarment(
@@ -71,5 +69,5 @@ class WarpServicer(warp_pb2_grpc.WarpServiceServicer, server.StageServicer[WarpB
 
 
 build_server = server.stage_builder(
-    Stage.WARP, FULL_NAME, warp_pb2_grpc.add_WarpServiceServicer_to_server, WarpServicer, BACKENDS
+    Stage.WARP, warp_pb2_grpc.add_WarpServiceServicer_to_server, WarpServicer, BACKENDS
 )

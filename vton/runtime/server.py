@@ -26,6 +26,7 @@ from vton.runtime import metrics
 from vton.runtime.backend import BackendInfo, BackendSpec, Capabilities, select_backend
 from vton.runtime.errors import InvalidInput, NoPersonFound
 from vton.runtime.logs import REQUEST_ID_METADATA, log_event, request_id_var
+from vton.runtime.vocab import SERVICE_NAMES
 
 # A 1024x768 request carries a few encoded images and an 18-channel pose map: 64 MiB leaves ample room.
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
@@ -191,13 +192,13 @@ def build_server(
 
 def stage_builder(
     stage: str,
-    full_name: str,
     register: Callable[[Any, grpc.Server], None],
     servicer: Callable[[BackendSpec[B], B], object],
     backends: Mapping[str, BackendSpec[B]],
     refuse: Callable[[BackendSpec[B]], str | None] | None = None,
 ) -> Callable[..., tuple[grpc.Server, int, health.HealthServicer]]:
-    """The `build_server` of a stage: load the chosen backend, wrap it in the stage's servicer, start serving.
+    """The `build_server` of a stage: load the chosen backend, wrap it in the stage's servicer, start serving
+    (under the stage's service name of the vocabulary).
 
     `refuse(spec)` says why the stage cannot serve with a backend (from its declared capabilities), or None: such
     a backend is refused at start, before its weights load, and `auto` passes it by.
@@ -220,7 +221,7 @@ def stage_builder(
         info, impl = select_backend(usable, backend, device, precision)
         metrics.BACKEND.labels(stage, info.name, info.kind, info.version).set(1)
         return build_server(
-            stage, full_name, register, servicer(usable[info.name], impl), host, port, max_workers
+            stage, SERVICE_NAMES[stage], register, servicer(usable[info.name], impl), host, port, max_workers
         )
 
     return build
