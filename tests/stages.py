@@ -100,27 +100,24 @@ class TryOnChain:
         )
 
     def warp_request(self) -> warp_pb2.WarpGarmentRequest:
-        return warp_pb2.WarpGarmentRequest(
-            garment=self.garment,
-            person=self.person,
-            masked_person=self.agnostic.masked_person,
-            agnostic_mask=self.agnostic.mask,
-            keypoints=self.pose.keypoints,
-            pose_map=self.pose.pose_map,
-            label_map=self.parse.label_map,
-            options=self.options,
-        )
+        return warp_pb2.WarpGarmentRequest(**self._analysed())
 
     def try_on_request(self) -> diffusion_pb2.TryOnRequest:
         return diffusion_pb2.TryOnRequest(
+            **self._analysed(),
+            warped_garment=self.warped.warped_garment,
+            warped_mask=self.warped.warped_mask,
+        )
+
+    def _analysed(self) -> dict[str, Any]:
+        """What the warp and the try-on requests both carry: the inputs and the analysis of the person."""
+        return dict(
+            garment=self.garment,
             person=self.person,
             masked_person=self.agnostic.masked_person,
             agnostic_mask=self.agnostic.mask,
             keypoints=self.pose.keypoints,
             pose_map=self.pose.pose_map,
-            warped_garment=self.warped.warped_garment,
-            warped_mask=self.warped.warped_mask,
-            garment=self.garment,
             label_map=self.parse.label_map,
             options=self.options,
         )
