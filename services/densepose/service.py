@@ -17,8 +17,7 @@ class DensePoseServicer(densepose_pb2_grpc.DensePoseServiceServicer, server.Stag
         self, request: densepose_pb2.EstimateDensePoseRequest, context: grpc.ServicerContext
     ) -> densepose_pb2.EstimateDensePoseResponse:
         image = messages.rgb_from(request.image, "image")
-        with self.slots.held():
-            estimate = self.backend.estimate(image)
+        estimate = self.in_slot(self.backend.estimate, image)
         return densepose_pb2.EstimateDensePoseResponse(
             iuv=messages.tensor(estimate.iuv.astype("float32")),
             visualization=messages.png_image(render_iuv(image, estimate.iuv)),

@@ -46,8 +46,7 @@ class DiffusionServicer(diffusion_pb2_grpc.DiffusionServiceServicer, server.Stag
             label_map=messages.spatial(inputs.labels),
             pose_map=messages.spatial(inputs.pose_map, channels_first=True),
         )
-        with self.slots.held():
-            image = self.backend.try_on(inputs)
+        image = self.in_slot(self.backend.try_on, inputs)
         return diffusion_pb2.TryOnResponse(
             image=messages.png_image(image), backend=messages.backend_info(self.info)
         )

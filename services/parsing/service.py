@@ -28,8 +28,7 @@ class ParsingServicer(parsing_pb2_grpc.ParsingServiceServicer, server.StageServi
                 f"label_set {request.label_set!r} is not served by backend {self.info.name}; "
                 f"it makes {', '.join(served)}"
             )
-        with self.slots.held():
-            estimate = self.backend.parse(image)
+        estimate = self.in_slot(self.backend.parse, image)
         return parsing_pb2.ParseResponse(
             label_map=messages.label_map(estimate.labels, estimate.label_set),
             visualization=messages.png_image(colorize(estimate.labels)),

@@ -18,8 +18,7 @@ class PoseServicer(pose_pb2_grpc.PoseServiceServicer, server.StageServicer[PoseB
     ) -> pose_pb2.EstimatePoseResponse:
         image = messages.rgb_from(request.image, "image")
         height, width = image.shape[:2]
-        with self.slots.held():
-            estimate = self.backend.estimate(image)
+        estimate = self.in_slot(self.backend.estimate, image)
         return pose_pb2.EstimatePoseResponse(
             keypoints=messages.keypoints(estimate.keypoints),
             openpose_json=to_openpose_json(estimate.keypoints),

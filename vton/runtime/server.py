@@ -16,7 +16,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from concurrent import futures
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, ParamSpec, TypeVar
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -74,13 +74,15 @@ class BackendSlots:
 
 
 B = TypeVar("B")
+R = TypeVar("R")
+P = ParamSpec("P")
 
 
 class StageServicer(Generic[B]):
     """What every stage's servicer holds: its backend, what the backend declared, and the slots its calls take.
 
-    A servicer calls its backend inside `with self.slots.held():`; work that does not touch the backend (decoding,
-    checks, drawing) stays outside, so it overlaps with other calls.
+    A servicer calls its backend through `in_slot`; work that does not touch the backend (decoding, checks,
+    drawing) stays outside, so it overlaps with other calls.
     """
 
     def __init__(self, spec: BackendSpec[B], backend: B) -> None:
@@ -88,6 +90,11 @@ class StageServicer(Generic[B]):
         self.capabilities: Capabilities = spec.capabilities
         self.backend = backend
         self.slots = BackendSlots(spec.capabilities.max_concurrency)
+
+    def in_slot(self, method: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+        """`method(*args, **kwargs)`, one of the backend's, inside a backend slot (see BackendSlots)."""
+        with self.slots.held():
+            return method(*args, **kwargs)
 
 
 class _StageInterceptor(grpc.ServerInterceptor):

@@ -102,10 +102,9 @@ def build_config(folder: Path, device: str, min_score: float):
 class DensePoseDetectron2(R50FPNBackend):
     """detectron2's DefaultPredictor with the DensePose R50-FPN s1x model; IUV of the largest person."""
 
-    @classmethod
-    def load(cls, folder: Path, device: torch.device, min_score: float) -> Any:
+    def load(self, folder: Path) -> Any:
         _, default_predictor, _ = import_densepose()
-        cfg = build_config(folder, str(device), min_score)
+        cfg = build_config(folder, str(self.device), self.min_score)
         # the predictor would load the weights itself, logging and ignoring what does not fit: load them here
         without_weights = cfg.clone()
         without_weights.defrost()

@@ -77,28 +77,22 @@ class R50FPNBackend:
 
     def __init__(
         self,
-        network: Any,
-        device: str | torch.device = "cpu",
-        dtype: torch.dtype = torch.float32,
-        min_score: float = MIN_SCORE,
-    ):
-        self.network = network
-        self.device = torch.device(device)
-        self.dtype = dtype
-        self.min_score = min_score
-
-    @classmethod
-    def from_pretrained(
-        cls,
         folder: Path,
         device: str | torch.device = "cpu",
         dtype: torch.dtype = torch.float32,
         min_score: float = MIN_SCORE,
-    ) -> Self:
-        return cls(cls.load(Path(folder), torch.device(device), min_score), device, dtype, min_score)
+    ):
+        self.device = torch.device(device)
+        self.dtype = dtype
+        self.min_score = min_score
+        self.network = self.load(Path(folder))  # last: loading may depend on the settings above
 
     @classmethod
-    def load(cls, folder: Path, device: torch.device, min_score: float) -> Any:
+    def from_pretrained(cls, folder: Path, **settings: Any) -> Self:
+        """The name every backend is loaded by; `settings` are the constructor's."""
+        return cls(folder, **settings)
+
+    def load(self, folder: Path) -> Any:
         """The network from the backend's folder; WeightsMissing naming what is missing or unusable."""
         raise NotImplementedError
 

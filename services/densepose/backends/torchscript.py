@@ -60,8 +60,7 @@ def boxes_to_photo(boxes: torch.Tensor, input_hw: tuple[int, int], photo_hw: tup
 class DensePoseTorchScript(R50FPNBackend):
     """DensePose R50-FPN chart estimates from the TorchScript export described in this module's docstring."""
 
-    @classmethod
-    def load(cls, folder: Path, device: torch.device, min_score: float) -> torch.jit.ScriptModule:
+    def load(self, folder: Path) -> torch.jit.ScriptModule:
         path = folder / EXPORT_FILE
         if not path.is_file():
             raise WeightsMissing(
@@ -86,10 +85,10 @@ class DensePoseTorchScript(R50FPNBackend):
                 "it was exported for"
             ) from exc
         exported_on = next((p.device for p in module.parameters()), None)
-        if exported_on is not None and exported_on.type != device.type:
+        device = self.device.type
+        if exported_on is not None and exported_on.type != device:
             raise WeightsMissing(
-                f"{path} was exported for {exported_on.type}, not {device.type}: export it again "
-                f"with `--device {device.type}`"
+                f"{path} was exported for {exported_on.type}, not {device}: export it again with `--device {device}`"
             )
         return module.eval()
 
