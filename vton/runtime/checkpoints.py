@@ -17,7 +17,6 @@ from vton.runtime.errors import WeightsMissing
 
 if TYPE_CHECKING:
     import torch
-    from _typeshed import DataclassInstance
 
 SHOWN_KEYS = 8  # a file of another network misses hundreds of keys: the first few say enough
 
@@ -64,12 +63,12 @@ class NetworkConfig:
     it, and turns JSON's lists back into the tuples the fields hold."""
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(cast("DataclassInstance", self))  # a subclass is a dataclass
+        return dataclasses.asdict(cast(Any, self))  # Any: the subclass, not this mixin, is the dataclass
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Self:
         values = {key: _tuples(value) for key, value in data.items() if not key.startswith("_")}
-        fields = dataclasses.fields(cast("type[DataclassInstance]", cls))
+        fields = dataclasses.fields(cast(Any, cls))
         unknown = sorted(set(values) - {f.name for f in fields})
         if unknown:
             raise ValueError(f"unknown {cls.__name__} field(s): {', '.join(unknown)}")
