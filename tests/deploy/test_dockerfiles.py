@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import ast
 import re
-import shutil
 import subprocess
 import sys
 import zipfile
@@ -23,10 +22,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
-TOOLS_BIN = ROOT / ".tools" / "bin"
-STAGE_PORTS = {"pose": 50051, "densepose": 50052, "parsing": 50053, "warp": 50054, "diffusion": 50055}
-DOCKERFILES = {stage: ROOT / "services" / stage / "Dockerfile" for stage in STAGE_PORTS} | {
+from tests.deploy.tools import ROOT, run, tool
+from vton.runtime.vocab import API_PORT, GRPC_PORTS, STAGES
+
+DOCKERFILES = {stage: ROOT / "services" / stage / "Dockerfile" for stage in STAGES} | {
     "orchestrator": ROOT / "orchestrator" / "Dockerfile"
 }
 TRAINING_DOCKERFILE = ROOT / "training" / "Dockerfile"
@@ -84,16 +83,6 @@ ORCHESTRATOR_EXTRAS = {
     "python-multipart": "FastAPI parses the multipart try-on upload with it, loaded by name",
     "psycopg": "SQLAlchemy loads the PostgreSQL driver named by the postgresql+psycopg:// URL",
 }
-
-
-def tool(name: str) -> str:
-    for candidate in (TOOLS_BIN / name, Path(sys.executable).parent / name):
-        if candidate.is_file():
-            return str(candidate)
-    found = shutil.which(name)
-    if found is None:
-        pytest.fail(f"{name} is not installed: run `bash tools/install_deploy_tools.sh`")
-    return found
 
 
 # ---------------------------------------------------------------------------------------------- parsing
@@ -226,12 +215,7 @@ def imported_top_level_modules(roots: list[Path], internal: set[str] = INTERNAL)
 
 @pytest.mark.parametrize("image", list(ALL_DOCKERFILES))
 def test_hadolint_passes_with_the_project_config(image: str) -> None:
-    result = subprocess.run(
-        [tool("hadolint"), "--config", str(ROOT / ".hadolint.yaml"), str(ALL_DOCKERFILES[image])],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = run(tool("hadolint"), "--config", str(ROOT / ".hadolint.yaml"), str(ALL_DOCKERFILES[image]))
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -239,12 +223,7 @@ def test_hadolint_config_fails_on_warnings(tmp_path: Path) -> None:
     """The config is strict: an unpinned, root, untrusted-registry Dockerfile is refused, not just reported."""
     bad = tmp_path / "Dockerfile"
     bad.write_text("FROM quay.io/someone/python:latest\nRUN pip install requests\nUSER root\n")
-    result = subprocess.run(
-        [tool("hadolint"), "--config", str(ROOT / ".hadolint.yaml"), str(bad)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = run(tool("hadolint"), "--config", str(ROOT / ".hadolint.yaml"), str(bad))
     assert result.returncode != 0
     for rule in ("DL3026", "DL3013", "DL3002"):
         assert rule in result.stdout, rule
@@ -285,11 +264,11 @@ def test_multi_stage_build_ends_as_a_non_root_user_with_a_health_check(service: 
     module = "orchestrator" if service == "orchestrator" else f"services.{service}"
     assert entrypoint == f'["python", "-m", "{module}"]'
     exposed = " ".join(final.args("EXPOSE")).split()
-    port = 8080 if service == "orchestrator" else STAGE_PORTS[service]
+    port = API_PORT if service == "orchestrator" else GRPC_PORTS[service]
     assert str(port) in exposed
 
 
-@pytest.mark.parametrize("stage", list(STAGE_PORTS))
+@pytest.mark.parametrize("stage", STAGES)
 def test_gpu_stages_run_on_cuda_with_the_cuda_build_of_torch(stage: str) -> None:
     dockerfile = parse_dockerfile(DOCKERFILES[stage])
     for build_stage in dockerfile.stages:
@@ -301,7 +280,7 @@ def test_gpu_stages_run_on_cuda_with_the_cuda_build_of_torch(stage: str) -> None
         "torch comes from the CUDA index, not requirements.txt"
     )
     env = " ".join(dockerfile.final.args("ENV"))
-    assert "VTON_DEVICE=cuda" in env and f"VTON_GRPC_PORT={STAGE_PORTS[stage]}" in env
+    assert "VTON_DEVICE=cuda" in env and f"VTON_GRPC_PORT={GRPC_PORTS[stage]}" in env
     assert "VTON_GRPC_HOST=0.0.0.0" in env, "reachable from outside the container, not loopback alone"
 
 

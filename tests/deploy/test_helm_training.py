@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from tests.deploy.test_helm import CHART, RENDER_KUBE_VERSION, run, tool
+from tests.deploy.test_helm import CHART, RENDER_KUBE_VERSION
+from tests.deploy.tools import run, tool
 
 ENABLED = [
     "--set", "training.enabled=true",

@@ -9,21 +9,13 @@ import numpy as np
 import pytest
 import torch
 
+from tests.stages import serve as serve_stage
+from tests.stages import stub
 from tests.training.conftest import tiny_config
 from training.loop import WEIGHTS, train
 from training.trainers import make_trainer
 from vton.runtime import messages
-from vton.v1 import (
-    common_pb2,
-    diffusion_pb2,
-    diffusion_pb2_grpc,
-    parsing_pb2,
-    parsing_pb2_grpc,
-    pose_pb2,
-    pose_pb2_grpc,
-    warp_pb2,
-    warp_pb2_grpc,
-)
+from vton.v1 import common_pb2, diffusion_pb2, parsing_pb2, pose_pb2, warp_pb2
 
 
 def _train(module: str, tiny_models, synthetic, out, steps: int = 2, **options) -> tuple:
@@ -42,17 +34,13 @@ def _mask(mask: torch.Tensor) -> np.ndarray:
 
 
 @pytest.fixture
-def serve(monkeypatch):
-    """Start STAGE's gRPC server with BACKEND from the models directory ROOT; stopped after the test."""
+def serve():
+    """Start STAGE's gRPC server with BACKEND from the models directory ROOT: its stub; stopped after the test."""
     started = []
 
     def start(stage: str, backend: str, root):
-        monkeypatch.setenv("VTON_MODELS_DIR", str(root))
-        module = __import__(f"services.{stage}.service", fromlist=["build_server"])
-        server, port, _ = module.build_server(backend=backend, port=0)
-        channel = grpc.insecure_channel(f"127.0.0.1:{port}")
-        started.append((server, channel))
-        return channel
+        started.append(serve_stage(stage, backend, models=root))
+        return stub(stage, started[-1][1])
 
     yield start
     for server, channel in started:
@@ -83,8 +71,8 @@ def test_the_warp_export_is_served_by_the_warp_stage(tiny_models, synthetic, tmp
     _same_tensors(loaded.refinement, trainer.trainable["refinement"])
 
     sample = synthetic(1, 128, 96)[0]
-    stub = warp_pb2_grpc.WarpServiceStub(serve("warp", "ladi-vton-warp-vitonhd", tmp_path / WEIGHTS))
-    reply = stub.WarpGarment(
+    warp = serve("warp", "ladi-vton-warp-vitonhd", tmp_path / WEIGHTS)
+    reply = warp.WarpGarment(
         warp_pb2.WarpGarmentRequest(
             garment=messages.png_image(_uint8(sample.garment)),
             garment_mask=messages.png_image(_mask(sample.garment_mask)),
@@ -112,9 +100,9 @@ def test_the_pose_export_is_served_by_the_pose_stage(tiny_models, synthetic, tmp
     _same_tensors(loaded.model, trainer.trainable["pose"].body)
 
     person = messages.png_image(_uint8(synthetic(1, 128, 96)[0].person))
-    stub = pose_pb2_grpc.PoseServiceStub(serve("pose", "openpose-body", tmp_path / WEIGHTS))
+    pose = serve("pose", "openpose-body", tmp_path / WEIGHTS)
     try:
-        reply = stub.EstimatePose(pose_pb2.EstimatePoseRequest(image=person), timeout=120)
+        reply = pose.EstimatePose(pose_pb2.EstimatePoseRequest(image=person), timeout=120)
         assert reply.backend.name == "openpose-body" and len(reply.keypoints) == 18
     except grpc.RpcError as err:  # a barely trained tiny network may find nobody: the stage says so
         assert err.code() == grpc.StatusCode.FAILED_PRECONDITION and "no person" in err.details()
@@ -128,9 +116,9 @@ def test_the_parsing_export_is_served_by_the_parsing_stage(tiny_models, syntheti
     _same_tensors(loaded.model, trainer.trainable["parsing"])
 
     person = messages.png_image(_uint8(synthetic(1, 128, 96)[0].person))
-    stub = parsing_pb2_grpc.ParsingServiceStub(serve("parsing", "schp-lip", tmp_path / WEIGHTS))
+    parsing = serve("parsing", "schp-lip", tmp_path / WEIGHTS)
     try:
-        reply = stub.Parse(parsing_pb2.ParseRequest(image=person), timeout=120)
+        reply = parsing.Parse(parsing_pb2.ParseRequest(image=person), timeout=120)
         assert reply.backend.name == "schp-lip"
         assert (reply.label_map.image.height, reply.label_map.image.width) == (128, 96)
     except grpc.RpcError as err:
@@ -160,12 +148,10 @@ def test_a_diffusion_module_export_is_served_by_the_diffusion_stage(
     _same_tensors(getattr(loaded.pipeline, attribute), network)
 
     sample = synthetic(1, 128, 96)[0]
-    stub = diffusion_pb2_grpc.DiffusionServiceStub(
-        serve("diffusion", "ladi-vton-vitonhd", tmp_path / WEIGHTS)
-    )
+    diffusion = serve("diffusion", "ladi-vton-vitonhd", tmp_path / WEIGHTS)
     person = _uint8(sample.person)
     mask = _mask(sample.agnostic_mask)
-    reply = stub.TryOn(
+    reply = diffusion.TryOn(
         diffusion_pb2.TryOnRequest(
             person=messages.png_image(person),
             masked_person=messages.png_image(_uint8(sample.masked_person)),

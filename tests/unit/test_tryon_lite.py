@@ -88,7 +88,7 @@ def test_a_config_that_cannot_work_is_refused_naming_the_field(fields, needle):
 
 
 def test_an_unknown_config_field_is_named():
-    with pytest.raises(ValueError, match="unknown tryon-lite config field.*colour"):
+    with pytest.raises(ValueError, match="unknown TryOnLiteConfig field.*colour"):
         TryOnLiteConfig.from_dict({"height": 64, "colour": 3})
 
 

@@ -38,9 +38,11 @@ from PIL import Image
 from services.warp.category import classify_garment
 from services.warp.garment import garment_mask as garment_mask_of
 from services.warp.models import ConvNetTPS, RefinementConfig, RefinementUNet, TPSConfig
+from services.warp.models.tps_regression import predict_grid
 from services.warp.types import CategoryGuess, WarpInputs, WarpOutput
 from vton.runtime.checkpoints import WeightsMismatch, load_strict
 from vton.runtime.errors import InvalidInput, WeightsMissing
+from vton.runtime.images import require_rgb
 from vton.runtime.posemap import pose_heatmaps
 from vton.runtime.vocab import CATEGORIES
 
@@ -144,21 +146,8 @@ class LadiVtonWarpBackend:
         self, cloth: torch.Tensor, im_mask: torch.Tensor, pose_map: torch.Tensor
     ) -> torch.Tensor:
         """[B, H, W, 2] grid_sample grid at the inputs' resolution, predicted by the TPS network at its own size."""
-        height, width = cloth.shape[-2:]
-        low = (self.tps.height, self.tps.width)
-        low_cloth = F.interpolate(cloth, size=low, mode="bilinear", antialias=True, align_corners=False)
-        low_body = F.interpolate(
-            torch.cat([im_mask, pose_map], 1), size=low, mode="bilinear", antialias=True, align_corners=False
-        )
-        low_grid, _ = self.tps(low_cloth.float(), low_body.float())
-        grid = F.interpolate(
-            low_grid.permute(0, 3, 1, 2),
-            size=(height, width),
-            mode="bilinear",
-            antialias=True,
-            align_corners=False,
-        )
-        return grid.permute(0, 2, 3, 1)
+        grid, _ = predict_grid(self.tps, cloth, torch.cat([im_mask, pose_map], 1))
+        return grid
 
     def refine(self, im_mask: torch.Tensor, pose_map: torch.Tensor, warped: torch.Tensor) -> torch.Tensor:
         """The refinement U-Net on [im_mask, pose map, TPS-warped garment], clamped to [-1, 1] (float32)."""
@@ -182,11 +171,8 @@ def _usable_size(height: int, width: int, what: str) -> tuple[int, int]:
 
 def _check_inputs(inputs: WarpInputs) -> tuple[int, int]:
     """(person height, width) after checking that the arrays fit together."""
-    for name in ("garment", "person"):
-        arr = getattr(inputs, name)
-        if not isinstance(arr, np.ndarray) or arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[2] != 3:
-            raise InvalidInput(f"{name} must be a uint8 RGB image [H, W, 3]")
-    h, w = inputs.person.shape[:2]
+    require_rgb(inputs.garment, "garment")
+    h, w = require_rgb(inputs.person, "person").shape[:2]
     if inputs.agnostic_mask.shape != (h, w):
         raise InvalidInput(f"agnostic_mask is {inputs.agnostic_mask.shape}, the person is {(h, w)}")
     if inputs.category not in CATEGORIES:
