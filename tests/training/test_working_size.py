@@ -20,6 +20,7 @@ from services.warp.models import ConvNetTPS, RefinementConfig, RefinementUNet, T
 from services.warp.testing import save_random
 from services.warp.types import WarpInputs
 from tests.training.conftest import tiny_config
+from tests.unit.test_tryon_lite import tryon_inputs
 from training.loop import WEIGHTS, train
 from training.trainers import make_trainer
 from vton.runtime.errors import InvalidInput
@@ -88,23 +89,7 @@ def test_the_official_warping_module_runs_at_its_published_size(tmp_path, synthe
 
 
 def _tryon_inputs(height: int = 0, width: int = 0) -> TryOnInputs:
-    rng = np.random.default_rng(0)
-    h, w = 160, 120
-    mask = np.zeros((h, w), np.uint8)
-    mask[40:120, 30:90] = 255
-    person = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
-    return TryOnInputs(
-        person=person,
-        masked_person=np.where(mask[..., None] > 0, 128, person).astype(np.uint8),
-        agnostic_mask=mask,
-        warped_garment=rng.integers(0, 256, (h, w, 3), dtype=np.uint8),
-        warped_mask=mask,
-        garment=rng.integers(0, 256, (h, w, 3), dtype=np.uint8),
-        labels=np.full((h, w), 5, np.uint8),
-        category="upper_body",
-        height=height,
-        width=width,
-    )
+    return dataclasses.replace(tryon_inputs(), height=height, width=width)
 
 
 def test_tryon_lite_runs_at_its_trained_size_unless_the_request_names_another(tmp_path):
