@@ -19,7 +19,7 @@ import numpy as np
 from services.warp import tps
 from services.warp.body import ARM_RADIUS, ARMS, HEAD, Body, extended
 from services.warp.category import classify_garment
-from services.warp.garment import CATEGORIES, GarmentAnalysis, analyse_garment
+from services.warp.garment import CATEGORIES, GarmentAnalysis, analyse_garment, without_background_rim
 from services.warp.lower import plan_lower
 from services.warp.placement import Piece, draw_strip
 from services.warp.types import CategoryGuess, WarpInputs, WarpOutput
@@ -109,11 +109,13 @@ class KeypointTPSWarp:
         """Every piece carried onto the person, the torso first and sleeves over it."""
         h, w = inputs.person.shape[:2]
         sw = body.shoulder_width if body.has(Keypoint.R_SHOULDER, Keypoint.L_SHOULDER) else 0.25 * w
-        # The garment's colours spread over its photo's background (tps.warp does the same for the pieces it
-        # draws): its outermost pixels blend into that background.
+        # The photo's background caught on the garment's outline is repainted in the garment's colours, which
+        # are then spread over that background (tps.warp does the same for the pieces it draws): its outermost
+        # pixels blend into it.
+        clean = without_background_rim(inputs.garment, analysis.mask)
         core = cv2.erode(analysis.mask, np.ones((3, 3), np.uint8), iterations=2)
-        padded = tps.pad_colors(inputs.garment, core if core.any() else analysis.mask)
-        drawn = [self._carried(inputs, analysis, piece, padded, sw) for piece in pieces]
+        padded = tps.pad_colors(clean, core if core.any() else analysis.mask)
+        drawn = [self._carried(clean, analysis, piece, padded, (h, w), sw) for piece in pieces]
         sleeves = np.zeros((h, w), bool)
         for piece, (_, landed) in zip(pieces, drawn, strict=True):
             if piece.part != "torso":
@@ -128,15 +130,21 @@ class KeypointTPSWarp:
         return out, out_mask
 
     def _carried(
-        self, inputs: WarpInputs, analysis: GarmentAnalysis, piece: Piece, padded: np.ndarray, sw: float
+        self,
+        garment: np.ndarray,
+        analysis: GarmentAnalysis,
+        piece: Piece,
+        padded: np.ndarray,
+        size: tuple[int, int],
+        sw: float,
     ) -> tuple[np.ndarray, np.ndarray]:
         """(image, where it lands) of one piece on the person: a strip, or a spline cut to where it may land."""
-        h, w = inputs.person.shape[:2]
+        h, w = size
         part = _drawn_part(analysis, piece.part)
         if piece.sections is not None:
             return draw_strip(padded, part, piece.sections, (h, w))
         warped, mask = tps.warp(
-            inputs.garment,
+            garment,
             part,
             np.array(piece.source),
             np.array(piece.target),
