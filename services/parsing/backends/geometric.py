@@ -552,9 +552,9 @@ class _Regions:
         # A trouser leg's hem lies on the shoe at the ankle: there, cloth of the trousers' colours is trousers.
         sample = self._thighs(cloth, 0.3, 0.75)
         trousers = Gaussian.fit(self.features[sample], floor=6.0, trim=0.8) if sample.sum() > 50 else None
-        like_trousers = (
-            trousers.distance(self.features) < SKIN_THRESHOLD if trousers is not None else np.zeros_like(cloth)
-        )
+        like_trousers = np.zeros_like(cloth)
+        if trousers is not None:
+            like_trousers = trousers.distance(self.features) < SKIN_THRESHOLD
         for side, label in (("l", Lip.LEFT_SHOE), ("r", Lip.RIGHT_SHOE)):
             if not sk.ok(f"{side}_ankle"):
                 continue
@@ -701,7 +701,9 @@ class _Regions:
             upper = cloth & ~lower
             along_upper = cv2.dilate(upper.astype(np.uint8), kernel) > 0
             along_lower = cv2.dilate(lower.astype(np.uint8), kernel) > 0
-            lower = (lower & ~(region & along_upper & (margin > 0))) | (region & upper & along_lower & (margin < 0))
+            to_upper = region & lower & along_upper & (margin > 0)
+            to_lower = region & upper & along_lower & (margin < 0)
+            lower = (lower & ~to_upper) | to_lower
         return lower
 
     def _thighs(self, cloth: np.ndarray, start: float, stop: float) -> np.ndarray:
