@@ -71,6 +71,8 @@ SLEEVE_SPECK = 0.015
 # A patch of the warped garment apart from the rest and smaller than this share of it is a loose piece (a hem's
 # corner cut off by an arm, a waistband's tip above the top worn over it): dropped.
 LOOSE_PIECE = 0.03
+# Cracks between the drawn pieces up to this share of the person photo's height wide are closed.
+CRACK = 0.006
 
 
 class KeypointTPSWarp:
@@ -91,7 +93,7 @@ class KeypointTPSWarp:
             pieces = plan_lower(analysis, body)
         else:
             pieces = plan_upper(analysis, body, dress=inputs.category == "dresses")
-        out, out_mask = self._draw(inputs, analysis, body, pieces)
+        out, out_mask = _without_cracks(*self._draw(inputs, analysis, body, pieces))
         out_mask &= ~_in_front(inputs.labels, inputs.category)
         out_mask &= inputs.agnostic_mask > 127
         out_mask = _without_loose_pieces(out_mask)
@@ -207,6 +209,23 @@ def _in_front(labels: np.ndarray, category: str) -> np.ndarray:
     if category == "lower_body":
         front += ARMS + (Lip.UPPER_CLOTHES, Lip.COAT, Lip.DRESS, Lip.LEFT_SHOE, Lip.RIGHT_SHOE)
     return np.isin(labels, front)
+
+
+def _without_cracks(image: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The warped garment with the thin cracks between its pieces closed (a sleeve's seam that does not quite
+    meet the torso's): filled in the colours on either side, so no skin or backdrop shows through as a line."""
+    h = mask.shape[0]
+    k = max(3, round(CRACK * h) | 1)
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
+    crack = (cv2.morphologyEx(mask.astype(np.uint8), cv2.MORPH_CLOSE, kernel) > 0) & ~mask
+    if not crack.any():
+        return image, mask
+    weight = cv2.GaussianBlur(mask.astype(np.float32), (0, 0), k / 2)
+    spread = cv2.GaussianBlur(image.astype(np.float32) * mask[..., None], (0, 0), k / 2)
+    spread /= np.maximum(weight, 1e-6)[..., None]
+    out = image.copy()
+    out[crack] = np.clip(spread[crack] + 0.5, 0, 255).astype(np.uint8)
+    return out, mask | crack
 
 
 def _without_loose_pieces(mask: np.ndarray) -> np.ndarray:
