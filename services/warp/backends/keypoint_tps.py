@@ -93,7 +93,7 @@ class KeypointTPSWarp:
             pieces = plan_lower(analysis, body)
         else:
             pieces = plan_upper(analysis, body, dress=inputs.category == "dresses")
-        out, out_mask = _without_cracks(*self._draw(inputs, analysis, body, pieces))
+        out, out_mask = self._draw(inputs, analysis, body, pieces)
         out_mask &= ~_in_front(inputs.labels, inputs.category)
         out_mask &= inputs.agnostic_mask > 127
         out_mask = _without_loose_pieces(out_mask)
@@ -124,11 +124,13 @@ class KeypointTPSWarp:
                 sleeves |= landed
         out = np.zeros((h, w, 3), np.uint8)
         out_mask = np.zeros((h, w), bool)
-        for piece, (warped, landed) in zip(pieces, drawn, strict=True):
-            if piece.part == "torso" and inputs.category != "lower_body":
-                landed = landed & ~_arm_in_front(inputs.labels, body, sw, sleeves)
+        for warped, landed in drawn:
             out[landed] = warped[landed]
             out_mask |= landed
+        out, out_mask = _without_cracks(out, out_mask)
+        if inputs.category != "lower_body":
+            # An arm in front of the torso hides it (a sleeve drawn over the arm stays).
+            out_mask &= ~(_arm_in_front(inputs.labels, body, sw, sleeves) & ~sleeves)
         return out, out_mask
 
     def _carried(
