@@ -554,7 +554,10 @@ class _Regions:
         trousers = Gaussian.fit(self.features[sample], floor=6.0, trim=0.8) if sample.sum() > 50 else None
         like_trousers = np.zeros_like(cloth)
         if trousers is not None:
-            like_trousers = trousers.distance(self.features) < SKIN_THRESHOLD
+            # Joined to the thighs' cloth down the leg: white shorts say nothing of white shoes below bare legs.
+            like_trousers = _components_touching(
+                cloth & (trousers.distance(self.features) < SKIN_THRESHOLD), sample
+            )
         for side, label in (("l", Lip.LEFT_SHOE), ("r", Lip.RIGHT_SHOE)):
             if not sk.ok(f"{side}_ankle"):
                 continue
