@@ -28,6 +28,8 @@ GAP_REACH = 0.01
 # Or, on trousers that differ from the backdrop, pixels less than GAP_SHADOW times as far from the backdrop's
 # colour as from the trousers' median.
 GAP_SHADOW = 1.0
+# What is taken back lies within this share of the photo's size of the crotch (across, and above it).
+GAP_WINDOW = 0.05
 # Flaps of background stuck to a garment's outline are at most this share of the photo's shorter side thick.
 FLAP_SIZE = 0.05
 # The mask is computed at most at this size (longest side): enough for the outline, and bounded in time.
@@ -855,4 +857,9 @@ def _open_leg_gap(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
     reach = max(3, round(GAP_REACH * h))
     near = components[max(0, cy - reach) : cy + reach, max(0, cx - reach) : cx + reach]
     gap = np.unique(near[near > 0])
-    return np.where(np.isin(components, gap), 0, mask).astype(np.uint8)
+    # Only what opens onto the gap below, and only about the crotch: a print's light patches stay.
+    outside = cv2.dilate((~inside).astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    gap = gap[[bool((outside & (components == i)).any()) for i in gap]] if len(gap) else gap
+    ys, xs = np.mgrid[0:h, 0:w]
+    about = (np.abs(xs - cx) < GAP_WINDOW * w) & (ys > cy - GAP_WINDOW * h)
+    return np.where(np.isin(components, gap) & about, 0, mask).astype(np.uint8)

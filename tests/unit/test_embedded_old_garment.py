@@ -35,11 +35,14 @@ def colour_left(t: TryOn, colour: np.ndarray, hue: float, lightness: float) -> f
 
 
 def backdrop_in_garment(t: TryOn) -> float:
-    """Share of the warped garment's pixels far lighter than the garment itself (its lightness median + 35): the
-    product photo's white backdrop carried onto the person as bands along a leg or a line between the legs."""
+    """Share of the warped garment's pixels of its product photo's backdrop colour (within 12 Lab units of the
+    photo's border): the backdrop carried onto the person as bands along a leg or a line between the legs."""
+    photo = lab(t.garment)
+    border = np.concatenate([photo[:8].reshape(-1, 3), photo[-8:].reshape(-1, 3)])
+    backdrop = np.median(border, axis=0)
     placed = t.warped_mask > 0
-    lightness = lab(t.warped_garment)[..., 0]
-    return float((placed & (lightness > np.median(lightness[placed]) + 35)).sum() / placed.sum())
+    near = np.linalg.norm(lab(t.warped_garment) - backdrop, axis=2) < 12
+    return float((placed & near).sum() / placed.sum())
 
 
 def test_a_jackets_panels_below_a_shorter_tops_hem_are_gone(examples):
@@ -66,27 +69,44 @@ def test_a_jackets_panels_below_a_shorter_tops_hem_are_gone(examples):
 def test_narrower_leggings_leave_no_old_jeans_and_no_backdrop_bands(examples):
     """Black leggings onto the woman in light jeans under a short denim jacket: the jeans' waistband between
     the jacket's fronts and their sides at the hips stayed (6.1 % of the jeans' colour), and the leggings came
-    with white bands of their photo's backdrop along the legs' outer edges (6.8 % of the warped leggings)."""
+    with white bands of their photo's backdrop along the legs' outer edges (3.5 % of the warped leggings)."""
     t = try_on(
         examples_path("avatars/2.png"), examples_path("clothes/pants/2_front.jpg"), Category.LOWER_BODY
     )
     jeans = np.median(lab(t.person)[np.isin(t.labels, (Lip.PANTS, Lip.SKIRT))], axis=0)
     assert jeans[2] < -5  # light blue
     assert colour_left(t, jeans, hue=6, lightness=15) < 0.02
-    assert backdrop_in_garment(t) < 0.005
+    assert backdrop_in_garment(t) < 0.002
 
 
 @pytest.mark.parametrize(
     ("person", "garment"),
-    [("avatars/3.png", "clothes/pants/3_front.jpg"), ("avatars/1.png", "clothes/pants/1_front.jpg")],
-    ids=["black-jeans", "blue-jeans"],
+    [
+        ("avatars/3.png", "clothes/pants/3_front.jpg"),
+        ("avatars/1.png", "clothes/pants/1_front.jpg"),
+        ("avatars/4.png", "clothes/pants/1_front.jpg"),
+    ],
+    ids=["black-jeans", "blue-jeans", "blue-jeans-legs-together"],
 )
 def test_no_line_of_the_product_photos_backdrop_between_the_legs(examples, person, garment):
     """Jeans onto a person in trousers: the gap between the product photo's legs, shadowed at its top, was
     taken for jeans and drawn down the middle as a thin white line, and the outline's light halo along the legs
-    (1.4 % and 4.9 % of the warped jeans)."""
+    (0.4 %, 2.4 % and 1.8 % of the warped jeans were the product photo's backdrop). Where the two legs touch,
+    the slits they enclose are closed (no backdrop between them)."""
     t = try_on(examples_path(person), examples_path(garment), Category.LOWER_BODY)
-    assert backdrop_in_garment(t) < 0.003
+    assert backdrop_in_garment(t) < 0.002
+    placed = t.warped_mask > 0
+    count, parts, stats, _ = cv2.connectedComponentsWithStats((~placed).astype(np.uint8), connectivity=4)
+    h, w = placed.shape
+    enclosed = [
+        stats[i, cv2.CC_STAT_AREA]
+        for i in range(1, count)
+        if stats[i, 0] > 0
+        and stats[i, 1] > 0
+        and stats[i, 0] + stats[i, 2] < w
+        and stats[i, 1] + stats[i, 3] < h
+    ]
+    assert sum(enclosed) < 0.001 * placed.sum()
 
 
 def border_profile(t: TryOn) -> tuple[float, float]:

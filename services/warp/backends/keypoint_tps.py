@@ -73,6 +73,8 @@ SLEEVE_SPECK = 0.015
 LOOSE_PIECE = 0.03
 # Cracks between the drawn pieces up to this share of the person photo's height wide are closed.
 CRACK = 0.006
+# Holes a pair of trousers encloses up to this share of its area are closed.
+HOLE = 0.05
 
 
 class KeypointTPSWarp:
@@ -128,7 +130,9 @@ class KeypointTPSWarp:
             out[landed] = warped[landed]
             out_mask |= landed
         out, out_mask = _without_cracks(out, out_mask)
-        if inputs.category != "lower_body":
+        if inputs.category == "lower_body":
+            out, out_mask = _without_holes(out, out_mask)
+        else:
             # An arm in front of the torso hides it (a sleeve drawn over the arm stays).
             out_mask &= ~(_arm_in_front(inputs.labels, body, sw, sleeves) & ~sleeves)
         return out, out_mask
@@ -213,21 +217,41 @@ def _in_front(labels: np.ndarray, category: str) -> np.ndarray:
     return np.isin(labels, front)
 
 
+def _filled(
+    image: np.ndarray, mask: np.ndarray, gaps: np.ndarray, sigma: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """The garment with `gaps` drawn in the colours around them (a normalised blur of the garment's)."""
+    if not gaps.any():
+        return image, mask
+    weight = cv2.GaussianBlur(mask.astype(np.float32), (0, 0), sigma)
+    spread = cv2.GaussianBlur(image.astype(np.float32) * mask[..., None], (0, 0), sigma)
+    spread /= np.maximum(weight, 1e-6)[..., None]
+    out = image.copy()
+    out[gaps] = np.clip(spread[gaps] + 0.5, 0, 255).astype(np.uint8)
+    return out, mask | gaps
+
+
 def _without_cracks(image: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The warped garment with the thin cracks between its pieces closed (a sleeve's seam that does not quite
     meet the torso's): filled in the colours on either side, so no skin or backdrop shows through as a line."""
-    h = mask.shape[0]
-    k = max(3, round(CRACK * h) | 1)
+    k = max(3, round(CRACK * mask.shape[0]) | 1)
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
     crack = (cv2.morphologyEx(mask.astype(np.uint8), cv2.MORPH_CLOSE, kernel) > 0) & ~mask
-    if not crack.any():
-        return image, mask
-    weight = cv2.GaussianBlur(mask.astype(np.float32), (0, 0), k / 2)
-    spread = cv2.GaussianBlur(image.astype(np.float32) * mask[..., None], (0, 0), k / 2)
-    spread /= np.maximum(weight, 1e-6)[..., None]
-    out = image.copy()
-    out[crack] = np.clip(spread[crack] + 0.5, 0, 255).astype(np.uint8)
-    return out, mask | crack
+    return _filled(image, mask, crack, k / 2)
+
+
+def _without_holes(image: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Trousers without the small holes their two legs enclose where the legs touch (each leg's strip follows its
+    own leg, and between them the backdrop would show as white slits): filled in the colours around them."""
+    count, parts, stats, _ = cv2.connectedComponentsWithStats((~mask).astype(np.uint8), connectivity=4)
+    h, w = mask.shape
+    holes = np.zeros_like(mask)
+    for i in range(1, count):
+        x, y, bw, bh, area = stats[i]
+        enclosed = x > 0 and y > 0 and x + bw < w and y + bh < h
+        if enclosed and area < HOLE * mask.sum():
+            holes |= parts == i
+    return _filled(image, mask, holes, max(3.0, CRACK * h))
 
 
 def _without_loose_pieces(mask: np.ndarray) -> np.ndarray:
