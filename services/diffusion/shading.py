@@ -253,23 +253,38 @@ def limb_shading(region: np.ndarray, radius: float) -> np.ndarray:
     return (0.82 + 0.18 * np.sqrt(t)).astype(np.float32)
 
 
-def fill_background(person: np.ndarray, known: np.ndarray, work_height: int = 256) -> np.ndarray:
-    """The person photo with everything outside `known` filled from the known pixels around it (cv2.inpaint on
-    a reduced copy: the filled parts are smooth studio background), float RGB at full size. Known pixels keep
-    their values exactly."""
+def cylinder_shading(across: np.ndarray, edge: float) -> np.ndarray:
+    """Light across a limb seen from the front, from its cylinder coordinate (0 on the bone, 1 at the outline):
+    `edge` of it at the outline, rising like a lit cylinder's towards the middle, 1 on average over the width."""
+    rise = (1.0 - edge) / (np.pi / 4.0)
+    return (edge + rise * np.sqrt(np.clip(1.0 - np.asarray(across) ** 2, 0.0, 1.0))).astype(np.float32)
+
+
+def fill_background(
+    person: np.ndarray, known: np.ndarray, hidden: np.ndarray | None = None, work_height: int = 256
+) -> np.ndarray:
+    """The person photo with what `hidden` covers filled from the `known` pixels around it (cv2.inpaint on a
+    reduced copy: the filled parts are smooth studio background), float RGB at full size. Known pixels keep
+    their values exactly; what is neither known nor hidden (the person outside the region) keeps the photo's.
+
+    Known pixels next to the person are often half person and are not used; those along the hidden region's
+    edge are, to its very edge: a studio backdrop brightens towards the person (a glow), and a fill from further
+    out would be darker than the ring around it, the old outline showing as a pale halo."""
     h, w = person.shape[:2]
+    hidden = ~known if hidden is None else hidden & ~known
     scale = min(1.0, work_height / h)
     size = (max(8, round(w * scale)), max(8, round(h * scale)))
     small = cv2.resize(person, size, interpolation=cv2.INTER_AREA)
-    small_known = cv2.resize(known.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST) > 0
-    # Pixels next to the unknown region are often half person: take only solid known pixels as the source.
-    small_known = cv2.erode(small_known.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    small_person = cv2.resize((~known & ~hidden).astype(np.uint8), size, interpolation=cv2.INTER_AREA) > 0
+    small_hidden = cv2.resize(hidden.astype(np.uint8), size, interpolation=cv2.INTER_AREA) > 0
+    small_known = ~small_person & ~small_hidden
+    small_known &= cv2.dilate(small_person.astype(np.uint8), np.ones((3, 3), np.uint8)) == 0
     if not small_known.any():
         fill = np.full_like(small, int(np.median(person.reshape(-1, 3), axis=0).mean()))
     else:
-        fill = cv2.inpaint(small, (~small_known).astype(np.uint8), 5, cv2.INPAINT_TELEA)
+        fill = cv2.inpaint(small, (~small_known).astype(np.uint8), 3, cv2.INPAINT_TELEA)
     full = cv2.resize(fill, (w, h), interpolation=cv2.INTER_LINEAR).astype(np.float32)
-    full[known] = person[known]
+    full[~hidden] = person[~hidden]
     return full
 
 

@@ -26,6 +26,11 @@ CATEGORIES = ("upper_body", "lower_body", "dresses")
 # GAP_COLOUR) reached from within GAP_REACH of the photo's height of the crotch.
 GAP_COLOUR = 6.0
 GAP_REACH = 0.01
+# Or, on trousers that differ from the backdrop, pixels less than GAP_SHADOW times as far from the backdrop's
+# colour as from the trousers' median.
+GAP_SHADOW = 1.0
+# What is taken back lies within this share of the photo's size of the crotch (across, and above it).
+GAP_WINDOW = 0.05
 # Flaps of background stuck to a garment's outline are at most this share of the photo's shorter side thick.
 FLAP_SIZE = 0.05
 # The mask is computed at most at this size (longest side): enough for the outline, and bounded in time.
@@ -704,6 +709,63 @@ def _dress_waist_row(mask: np.ndarray, marks: dict[str, tuple[float, float]]) ->
     return float(start + int(np.argmin(widths))) if widths else float(top_y + 0.4 * (bottom_y - top_y))
 
 
+# The garment mask's outline may hold a few pixels of the photo's background (a light halo, a shadow the flood
+# took for garment, the outline's antialiasing): within RIM_DEPTH of the photo's longer side from the outline,
+# pixels whose colour (Lab) is less than RIM_BLEND times as far from the background as from the garment just inside
+# them (a blend at least 40 % background), and those on the outline itself, count as that background. Only judged where the garment itself differs
+# from the background by RIM_CONTRAST: a white garment on white keeps its outline.
+RIM_DEPTH = 0.015
+RIM_BLEND = 1.5
+RIM_CONTRAST = 15.0
+# The outline's own pixels (this many from the edge) are always half background: taken from further in too.
+RIM_EDGE = 2.0
+
+
+def without_background_rim(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The product photo with the background caught on the garment mask's outline repainted in the garment's
+    colours from just inside it, so no light band or dark shadow of the photo lands on the person (a white seam
+    between trouser legs, a pale edge along a sleeve)."""
+    inside = mask > 0
+    if not inside.any():
+        return image
+    h, w = inside.shape
+    depth = max(2.0, RIM_DEPTH * max(h, w))
+    lab = cv2.cvtColor(image.astype(np.float32) / 255.0, cv2.COLOR_RGB2LAB)
+    strip = _border_strip(h, w, max(2, round(0.01 * min(h, w)))) & ~inside
+    if not strip.any():
+        return image
+    background = np.median(lab[strip], axis=0)
+    dist = cv2.distanceTransform(np.pad(inside, 1).astype(np.uint8), cv2.DIST_L2, 3)[1:-1, 1:-1]
+    deep = inside & (dist > depth)
+    if not deep.any():
+        return image
+    # The garment's colour just inside each rim pixel: a normalised blur of the deep pixels wide enough to reach
+    # the outline.
+    sigma = depth
+    weight = cv2.GaussianBlur(deep.astype(np.float32), (0, 0), sigma)
+    interior_lab = (
+        cv2.GaussianBlur(lab * deep[..., None], (0, 0), sigma) / np.maximum(weight, 1e-12)[..., None]
+    )
+    near = inside & (dist <= depth) & (weight > 1e-6)
+    to_background = np.linalg.norm(lab - background, axis=2)
+    to_interior = np.linalg.norm(lab - interior_lab, axis=2)
+    contrast = np.linalg.norm(interior_lab - background, axis=2) > RIM_CONTRAST
+    rim = near & contrast & ((to_background < RIM_BLEND * to_interior) | (dist <= RIM_EDGE))
+    # Only what is joined to the outline through such pixels: a light print further in stays.
+    _, components = cv2.connectedComponents((rim | ~inside).astype(np.uint8), connectivity=8)
+    outside = np.unique(components[~inside])
+    rim &= np.isin(components, outside[outside > 0])
+    if not rim.any():
+        return image
+    rgb = image.astype(np.float32)
+    interior_rgb = (
+        cv2.GaussianBlur(rgb * deep[..., None], (0, 0), sigma) / np.maximum(weight, 1e-12)[..., None]
+    )
+    out = image.copy()
+    out[rim] = np.clip(interior_rgb[rim] + 0.5, 0, 255).astype(np.uint8)
+    return out
+
+
 @dataclass
 class GarmentAnalysis:
     """A product photo's garment: its mask, landmarks and parts (uint8 0/255 masks, together the garment)."""
@@ -781,10 +843,22 @@ def _open_leg_gap(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
     h, w = mask.shape
     strip = _border_strip(h, w, max(2, round(0.01 * min(h, w))))
     background = np.median(lab[strip], axis=0)
-    background_like = (mask > 0) & (np.linalg.norm(lab - background, axis=2) < GAP_COLOUR)
+    inside = mask > 0
+    to_background = np.linalg.norm(lab - background, axis=2)
+    background_like = inside & (to_background < GAP_COLOUR)
+    # The gap's top lies in the legs' shadow, greyer than the backdrop: on trousers that stand out from the
+    # backdrop, what is much nearer the backdrop's colour than the trousers' is the gap too.
+    fabric = np.median(lab[inside], axis=0)
+    if np.linalg.norm(fabric - background) > RIM_CONTRAST:
+        background_like |= inside & (to_background < GAP_SHADOW * np.linalg.norm(lab - fabric, axis=2))
     cx, cy = (int(round(v)) for v in marks["crotch"])
     count, components = cv2.connectedComponents(background_like.astype(np.uint8), connectivity=8)
     reach = max(3, round(GAP_REACH * h))
     near = components[max(0, cy - reach) : cy + reach, max(0, cx - reach) : cx + reach]
     gap = np.unique(near[near > 0])
-    return np.where(np.isin(components, gap), 0, mask).astype(np.uint8)
+    # Only what opens onto the gap below, and only about the crotch: a print's light patches stay.
+    outside = cv2.dilate((~inside).astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    gap = gap[[bool((outside & (components == i)).any()) for i in gap]] if len(gap) else gap
+    ys, xs = np.mgrid[0:h, 0:w]
+    about = (np.abs(xs - cx) < GAP_WINDOW * w) & (ys > cy - GAP_WINDOW * h)
+    return np.where(np.isin(components, gap) & about, 0, mask).astype(np.uint8)

@@ -50,6 +50,7 @@ class TryOn:
     warped_garment: np.ndarray
     warped_mask: np.ndarray
     result: np.ndarray
+    mask: np.ndarray | None = None  # the inpainting (agnostic) mask
 
 
 @cache
@@ -70,7 +71,7 @@ def try_on(pose: BlazePose, person_path: Path, garment_path: Path, category: Cat
         person, masked, mask, warped.warped_garment, warped.warped_mask, garment, labels, category, poses
     )
     result = CompositeBackend().try_on(inputs)
-    return TryOn(person, garment, keypoints, labels, warped.warped_garment, warped.warped_mask, result)
+    return TryOn(person, garment, keypoints, labels, warped.warped_garment, warped.warped_mask, result, mask)
 
 
 def pieces(mask: np.ndarray) -> int:

@@ -65,6 +65,19 @@ ARM_PREFERENCE = 0.7
 LEG_ABOVE_HIPS = 0.1
 # Cloth beside an arm below the waist is weighed as sleeve or lower garment over a window this share wide.
 SLEEVE_COLOUR_WINDOW = 0.2
+# Near the waist (from WAIST_BAND_ABOVE shoulder widths above the waist's row down to the knees), cloth whose
+# share of upper-garment colours over a window is below WAIST_COLOUR (above 1 - WAIST_COLOUR), joined to the lower
+# (upper) garment, is that garment.
+WAIST_BAND_ABOVE = 0.4
+WAIST_COLOUR = 0.3
+WAIST_CLUSTERS = 4  # colours per garment sample
+WAIST_WINDOW = 0.1  # the window's side, of the shoulder width
+# Lab units (lightness at half weight) nearer one garment's colours: that garment's, alone.
+WAIST_MARGIN = 10.0
+WAIST_EDGE = 2  # pixels along the outline between them decided by colour alone
+# Cloth of the trousers' colours down to this many shoulder widths below the ankle is their hem on the shoe.
+HEM_ON_SHOE = 0.1
+SHOE_PIECE = 0.2  # a part of a shoe's region smaller than this share of its largest is a speck
 # Skin whose distance to the top's colour model is below TOP_MARGIN times its distance to the skin model is the top.
 TOP_MARGIN = 1.0
 # The neck's zone: down to NECK_BELOW_SHOULDERS below the shoulders' line, NECK_HALF_WIDTH either side of the
@@ -531,6 +544,15 @@ class _Regions:
 
     def _shoes(self, cloth: np.ndarray) -> None:
         sk, u = self.sk, self.unit
+        # A trouser leg's hem lies on the shoe at the ankle: there, cloth of the trousers' colours is trousers.
+        sample = self._thighs(cloth, 0.3, 0.75)
+        trousers = Gaussian.fit(self.features[sample], floor=6.0, trim=0.8) if sample.sum() > 50 else None
+        like_trousers = np.zeros_like(cloth)
+        if trousers is not None:
+            # Joined to the thighs' cloth down the leg: white shorts say nothing of white shoes below bare legs.
+            like_trousers = _components_touching(
+                cloth & (trousers.distance(self.features) < SKIN_THRESHOLD), sample
+            )
         for side, label in (("l", Lip.LEFT_SHOE), ("r", Lip.RIGHT_SHOE)):
             if not sk.ok(f"{side}_ankle"):
                 continue
@@ -538,6 +560,13 @@ class _Regions:
             other = self.bones["r_foot" if side == "l" else "l_foot"]
             region = cloth & (self.bones[f"{side}_foot"] < 0.22 * u) & (self.bones[f"{side}_foot"] <= other)
             region &= self.ys > ankle_y - 0.05 * u
+            region &= ~(like_trousers & (self.ys < ankle_y + HEM_ON_SHOE * u))
+            # A shoe is one piece: specks of a shadowed ankle that failed the skin test are not shoe (a speck of a
+            # kept label inside the leg would leave a hole in the new trousers).
+            count, parts, stats, _ = cv2.connectedComponentsWithStats(region.astype(np.uint8), connectivity=8)
+            if count > 2:
+                areas = stats[1:, cv2.CC_STAT_AREA]
+                region = np.isin(parts, 1 + np.flatnonzero(areas >= SHOE_PIECE * areas.max()))
             self.labels[region] = label
 
     def _garments(self, cloth: np.ndarray) -> None:
@@ -606,17 +635,74 @@ class _Regions:
             labels[cloth] = Lip.DRESS
             return
         if not same:
-            # Cloth beside a hanging arm below the waist is the sleeve only in the top's colours: in the lower
-            # garment's it is the skirt or the trousers the hand rests against.
             # Judged over a window: a print's dark spots share the sleeve's black.
             size = max(3, round(SLEEVE_COLOUR_WINDOW * u)) | 1
             weight = cv2.blur(cloth.astype(np.float32), (size, size))
             looks_upper = cv2.blur(np.where(cloth, p_upper, 0).astype(np.float32), (size, size))
             looks_upper /= np.maximum(weight, 1e-6)
+            # Cloth beside a hanging arm below the waist is the sleeve only in the top's colours: in the lower
+            # garment's it is the skirt or the trousers the hand rests against.
             lower_part |= cloth & sleeve & (tilt_row >= waist) & (looks_upper < 0.35)
+            lower_part = self._waist_by_colour(cloth, lower_part, upper_sample, lower_sample, tilt_row, waist)
         # (Same colour with two legs: separates of one colour, or a jumpsuit, which LIP rarely sees.)
         labels[cloth & ~lower_part] = Lip.UPPER_CLOTHES
         labels[lower_part] = lower_label
+
+    def _waist_by_colour(
+        self,
+        cloth: np.ndarray,
+        lower: np.ndarray,
+        upper_sample: np.ndarray,
+        lower_sample: np.ndarray,
+        tilt_row: np.ndarray,
+        waist: int,
+    ) -> np.ndarray:
+        """The lower garment where one row cannot split the outfit: a jacket's hem hangs over the trousers at
+        the hips while the trousers show above it between its open fronts. Near the waist, cloth whose colour
+        says the other garment, and that is joined to that garment, is that garment.
+
+        The colour is told by the nearest of a few colours of each garment's sample (lightness at half weight: a
+        navy jacket and charcoal trousers differ in hue more than in light), the share of nearer-to-the-top
+        pixels over a small window deciding."""
+        weights = np.array([0.5, 1.0, 1.0], np.float32)
+        features = self.lab * weights
+        upper_centres = kmeans(features[upper_sample], WAIST_CLUSTERS)
+        lower_centres = kmeans(features[lower_sample], WAIST_CLUSTERS)
+        if not len(upper_centres) or not len(lower_centres):
+            return lower
+        region = cloth & (tilt_row > waist - WAIST_BAND_ABOVE * self.unit) & (tilt_row < self._knee_row())
+
+        def nearest(centres: np.ndarray) -> np.ndarray:
+            return np.sqrt(((features[region][:, None, :] - centres[None]) ** 2).sum(-1)).min(axis=1)
+
+        # > 0: nearer the top's colours.
+        margin = np.zeros((self.h, self.w), np.float32)
+        margin[region] = nearest(lower_centres) - nearest(upper_centres)
+        size = max(3, round(WAIST_WINDOW * self.unit)) | 1
+        weight = cv2.blur(region.astype(np.float32), (size, size))
+        looks_upper = cv2.blur((margin > 0).astype(np.float32), (size, size)) / np.maximum(weight, 1e-6)
+
+        def clearly(mask: np.ndarray) -> np.ndarray:
+            """Pixels clearly of one garment's colours, without single specks: a strip of trousers too narrow for
+            the window between a jacket's edge and the hand."""
+            return cv2.morphologyEx(mask.astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8)) > 0
+
+        upper = cloth & ~lower
+        to_upper = region & lower & ((looks_upper > 1.0 - WAIST_COLOUR) | clearly(margin > WAIST_MARGIN))
+        to_lower = region & upper & ((looks_upper < WAIST_COLOUR) | clearly(margin < -WAIST_MARGIN))
+        to_upper = _components_touching(to_upper | upper, upper) & to_upper
+        to_lower = _components_touching(to_lower | lower, lower) & to_lower
+        lower = (lower & ~to_upper) | to_lower
+        # The outline between them: a pixel or two of either garment's edge along the other, told pixel by pixel.
+        kernel = np.ones((3, 3), np.uint8)
+        for _ in range(WAIST_EDGE):
+            upper = cloth & ~lower
+            along_upper = cv2.dilate(upper.astype(np.uint8), kernel) > 0
+            along_lower = cv2.dilate(lower.astype(np.uint8), kernel) > 0
+            to_upper = region & lower & along_upper & (margin > 0)
+            to_lower = region & upper & along_lower & (margin < 0)
+            lower = (lower & ~to_upper) | to_lower
+        return lower
 
     def _thighs(self, cloth: np.ndarray, start: float, stop: float) -> np.ndarray:
         """Cloth pixels along both thighs, between two shares of the hip-to-knee bone."""

@@ -19,7 +19,7 @@ import numpy as np
 from services.warp import tps
 from services.warp.body import ARM_RADIUS, ARMS, HEAD, Body, extended
 from services.warp.category import classify_garment
-from services.warp.garment import CATEGORIES, GarmentAnalysis, analyse_garment
+from services.warp.garment import CATEGORIES, GarmentAnalysis, analyse_garment, without_background_rim
 from services.warp.lower import plan_lower
 from services.warp.placement import Piece, draw_strip
 from services.warp.types import CategoryGuess, WarpInputs, WarpOutput
@@ -71,6 +71,10 @@ SLEEVE_SPECK = 0.015
 # A patch of the warped garment apart from the rest and smaller than this share of it is a loose piece (a hem's
 # corner cut off by an arm, a waistband's tip above the top worn over it): dropped.
 LOOSE_PIECE = 0.03
+# Cracks between the drawn pieces up to this share of the person photo's height wide are closed.
+CRACK = 0.006
+# Holes a pair of trousers encloses up to this share of its area are closed.
+HOLE = 0.05
 
 
 class KeypointTPSWarp:
@@ -109,36 +113,48 @@ class KeypointTPSWarp:
         """Every piece carried onto the person, the torso first and sleeves over it."""
         h, w = inputs.person.shape[:2]
         sw = body.shoulder_width if body.has(Keypoint.R_SHOULDER, Keypoint.L_SHOULDER) else 0.25 * w
-        # The garment's colours spread over its photo's background (tps.warp does the same for the pieces it
-        # draws): its outermost pixels blend into that background.
+        # The photo's background caught on the garment's outline is repainted in the garment's colours, which
+        # are then spread over that background (tps.warp does the same for the pieces it draws): its outermost
+        # pixels blend into it.
+        clean = without_background_rim(inputs.garment, analysis.mask)
         core = cv2.erode(analysis.mask, np.ones((3, 3), np.uint8), iterations=2)
-        padded = tps.pad_colors(inputs.garment, core if core.any() else analysis.mask)
-        drawn = [self._carried(inputs, analysis, piece, padded, sw) for piece in pieces]
+        padded = tps.pad_colors(clean, core if core.any() else analysis.mask)
+        drawn = [self._carried(clean, analysis, piece, padded, (h, w), sw) for piece in pieces]
         sleeves = np.zeros((h, w), bool)
         for piece, (_, landed) in zip(pieces, drawn, strict=True):
             if piece.part != "torso":
                 sleeves |= landed
         out = np.zeros((h, w, 3), np.uint8)
         out_mask = np.zeros((h, w), bool)
-        for piece, (warped, landed) in zip(pieces, drawn, strict=True):
-            if piece.part == "torso" and inputs.category != "lower_body":
-                landed = landed & ~_arm_in_front(inputs.labels, body, sw, sleeves)
+        for warped, landed in drawn:
             out[landed] = warped[landed]
             out_mask |= landed
+        out, out_mask = _without_cracks(out, out_mask)
+        if inputs.category == "lower_body":
+            out, out_mask = _without_holes(out, out_mask)
+        else:
+            # An arm in front of the torso hides it (a sleeve drawn over the arm stays).
+            out_mask &= ~(_arm_in_front(inputs.labels, body, sw, sleeves) & ~sleeves)
         return out, out_mask
 
     def _carried(
-        self, inputs: WarpInputs, analysis: GarmentAnalysis, piece: Piece, padded: np.ndarray, sw: float
+        self,
+        garment: np.ndarray,
+        analysis: GarmentAnalysis,
+        piece: Piece,
+        padded: np.ndarray,
+        size: tuple[int, int],
+        sw: float,
     ) -> tuple[np.ndarray, np.ndarray]:
         """(image, where it lands) of one piece on the person: a strip, or a spline cut to where it may land."""
-        h, w = inputs.person.shape[:2]
+        h, w = size
         part = _drawn_part(analysis, piece.part)
         if piece.sections is not None:
             return draw_strip(padded, part, piece.sections, (h, w))
         maps = tps.inverse_maps(
             np.array(piece.source), np.array(piece.target), (h, w), self.grid_step, self.regularization
         )
-        warped, mask = tps.warp(inputs.garment, part, maps)
+        warped, mask = tps.warp(garment, part, maps)
         if piece.outline is not None:
             allowed = _polygon_region(piece.outline, (h, w), 0.04 * sw)
         else:
@@ -194,6 +210,43 @@ def _in_front(labels: np.ndarray, category: str) -> np.ndarray:
     if category == "lower_body":
         front += ARMS + (Lip.UPPER_CLOTHES, Lip.COAT, Lip.DRESS, Lip.LEFT_SHOE, Lip.RIGHT_SHOE)
     return np.isin(labels, front)
+
+
+def _filled(
+    image: np.ndarray, mask: np.ndarray, gaps: np.ndarray, sigma: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """The garment with `gaps` drawn in the colours around them (a normalised blur of the garment's)."""
+    if not gaps.any():
+        return image, mask
+    weight = cv2.GaussianBlur(mask.astype(np.float32), (0, 0), sigma)
+    spread = cv2.GaussianBlur(image.astype(np.float32) * mask[..., None], (0, 0), sigma)
+    spread /= np.maximum(weight, 1e-6)[..., None]
+    out = image.copy()
+    out[gaps] = np.clip(spread[gaps] + 0.5, 0, 255).astype(np.uint8)
+    return out, mask | gaps
+
+
+def _without_cracks(image: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The warped garment with the thin cracks between its pieces closed (a sleeve's seam that does not quite
+    meet the torso's): filled in the colours on either side, so no skin or backdrop shows through as a line."""
+    k = max(3, round(CRACK * mask.shape[0]) | 1)
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
+    crack = (cv2.morphologyEx(mask.astype(np.uint8), cv2.MORPH_CLOSE, kernel) > 0) & ~mask
+    return _filled(image, mask, crack, k / 2)
+
+
+def _without_holes(image: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Trousers without the small holes their two legs enclose where the legs touch (each leg's strip follows its
+    own leg, and between them the backdrop would show as white slits): filled in the colours around them."""
+    count, parts, stats, _ = cv2.connectedComponentsWithStats((~mask).astype(np.uint8), connectivity=4)
+    h, w = mask.shape
+    holes = np.zeros_like(mask)
+    for i in range(1, count):
+        x, y, bw, bh, area = stats[i]
+        enclosed = x > 0 and y > 0 and x + bw < w and y + bh < h
+        if enclosed and area < HOLE * mask.sum():
+            holes |= parts == i
+    return _filled(image, mask, holes, max(3.0, CRACK * h))
 
 
 def _without_loose_pieces(mask: np.ndarray) -> np.ndarray:
