@@ -13,10 +13,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from training.data.check import CheckReport, mask_values_ok
+from training.data.check import CheckReport
 from training.data.dataset import Entry, TryOnDataset
 from training.data.formats import (
-    FormatError,
     lip_from_cpvton,
     read_image,
     read_indices,
@@ -73,13 +72,7 @@ class CPVtonDataset(TryOnDataset):
             pairs = read_pairs(pairs_path)
         else:
             pairs = [(p.name, own_garment(p.name)) for p in sorted((folder / "image").glob("*_0.jpg"))]
-        entries = []
-        for person, garment in pairs:
-            garment = own_garment(person) if self.pairing == "paired" else garment
-            entries.append(
-                Entry(person, garment, CATEGORY, folder / "image" / person, folder / "cloth" / garment)
-            )
-        return entries
+        return self.split_entries(pairs, CATEGORY, own_garment)
 
     def load(self, entry: Entry) -> RawSample:
         width, height = self.width, self.height
@@ -114,12 +107,7 @@ class CPVtonDataset(TryOnDataset):
                 report.add(root / f"{split}_pairs.txt", f"missing (pairs file of the {split} split)")
                 people = sorted(p.name for p in (folder / "image").glob("*_0.jpg"))
             else:
-                try:
-                    pairs = read_pairs(pairs_path)
-                except FormatError as exc:
-                    report.add(pairs_path, str(exc).removeprefix(f"{pairs_path}: "))
-                    pairs = []
-                people = sorted({person for person, _ in pairs})
+                people = sorted({person for person, _ in report.read(pairs_path, read_pairs) or []})
             report.pairs += len(people)
             for person in people:
                 stem = Path(person).stem
@@ -128,8 +116,4 @@ class CPVtonDataset(TryOnDataset):
                 report.openpose(folder / "pose" / f"{stem}_keypoints.json")
                 garment = own_garment(person)
                 cloth_size = report.image_size(folder / "cloth" / garment, "the person's own garment photo")
-                mask = _mask_path(folder, garment)
-                if report.same_size(
-                    mask, "garment mask", cloth_size, "the garment photo"
-                ) and not mask_values_ok(mask):
-                    report.add(mask, "the garment mask is empty or covers the whole photo")
+                report.garment_mask(_mask_path(folder, garment), cloth_size)

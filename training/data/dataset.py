@@ -7,6 +7,7 @@ as a RawSample at the working size; this base class augments it (when asked) and
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -88,6 +89,20 @@ class TryOnDataset(Dataset):
 
     def load(self, entry: Entry) -> RawSample:
         raise NotImplementedError
+
+    def split_entries(
+        self, pairs: list[tuple[str, str]], category: str, own_garment: Callable[[str], str]
+    ) -> list[Entry]:
+        """The pairs of a split folder with `image/` and `cloth/` (VITON-HD's and CP-VTON's): paired, each
+        person with the garment it wears (`own_garment(person)`); unpaired, with the garment its pair names."""
+        folder = self.root / self.split
+        entries = []
+        for person, garment in pairs:
+            garment = own_garment(person) if self.pairing == "paired" else garment
+            entries.append(
+                Entry(person, garment, category, folder / "image" / person, folder / "cloth" / garment)
+            )
+        return entries
 
     # --- the Dataset ----------------------------------------------------------------------------------------
     def __len__(self) -> int:

@@ -20,7 +20,7 @@ import numpy as np
 from services.parsing.labels import DRESSCODE_LABELS
 from services.pose.openpose_format import draw_skeleton
 from services.warp.garment import garment_mask
-from training.data.check import CheckReport, mask_values_ok
+from training.data.check import CheckReport
 from training.data.dataset import DatasetError, Entry, TryOnDataset
 from training.data.formats import (
     DRESSCODE_PALETTE_FLAT,
@@ -159,9 +159,8 @@ class DressCodeDataset(TryOnDataset):
                 size = report.image_size(folder / "images" / garment, "garment photo")
                 mask = folder / "masks" / f"{_id(garment)}_1.png"
                 # The mask is optional here (the reader computes it when absent); a present one must be right.
-                present = mask.is_file() and report.same_size(mask, "garment mask", size, "the garment photo")
-                if present and not mask_values_ok(mask):
-                    report.add(mask, "the garment mask is empty or covers the whole photo")
+                if mask.is_file():
+                    report.garment_mask(mask, size)
 
 
 def write_sample(root: Path, raw: RawSample) -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from services.parsing.labels import vitonhd_to_lip
-from training.data.check import CheckReport, mask_values_ok
+from training.data.check import CheckReport
 from training.data.dataset import Entry, TryOnDataset
 from training.data.formats import (
     LIP_PALETTE_FLAT,
@@ -70,15 +70,7 @@ class VitonHDDataset(TryOnDataset):
         else:
             people = sorted(p.name for p in self._folder("image").glob("*.jpg"))
             pairs = [(p, p) for p in people]
-        entries = []
-        for person, garment in pairs:
-            garment = person if self.pairing == "paired" else garment
-            entries.append(
-                Entry(
-                    person, garment, CATEGORY, self._folder("image") / person, self._folder("cloth") / garment
-                )
-            )
-        return entries
+        return self.split_entries(pairs, CATEGORY, lambda person: person)
 
     def load(self, entry: Entry) -> RawSample:
         width, height = self.width, self.height
@@ -130,11 +122,7 @@ class VitonHDDataset(TryOnDataset):
                     report.same_size(dense, "DensePose picture", size)
             for garment in sorted(garments):
                 cloth_size = report.image_size(folder / "cloth" / garment, "garment photo")
-                mask = folder / "cloth-mask" / garment
-                if report.same_size(
-                    mask, "garment mask", cloth_size, "the garment photo"
-                ) and not mask_values_ok(mask):
-                    report.add(mask, "the garment mask is empty or covers the whole photo")
+                report.garment_mask(folder / "cloth-mask" / garment, cloth_size)
 
 
 def write_sample(root: Path, split: str, raw: RawSample) -> None:
