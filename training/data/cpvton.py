@@ -22,8 +22,6 @@ from training.data.formats import (
     read_mask,
     read_openpose,
     read_pairs,
-    resize,
-    resize_nearest,
     scale_keypoints,
 )
 from training.data.raw import RawSample
@@ -80,17 +78,13 @@ class CPVtonDataset(TryOnDataset):
         person = read_image(entry.person)
         h0, w0 = person.shape[:2]
         stem = Path(entry.name).stem
-        return RawSample(
-            name=entry.name,
-            garment_name=entry.garment_name,
-            category=CATEGORY,
-            person=resize(person, width, height),
-            garment=resize(read_image(entry.garment), width, height),
-            garment_mask=resize_nearest(read_mask(_mask_path(folder, entry.garment_name)), width, height),
-            parse=resize_nearest(
-                lip_from_cpvton(read_indices(folder / "image-parse" / f"{stem}.png")), width, height
-            ),
-            keypoints=scale_keypoints(
+        return self.working_size_sample(
+            entry,
+            person,
+            read_image(entry.garment),
+            read_mask(_mask_path(folder, entry.garment_name)),
+            lip_from_cpvton(read_indices(folder / "image-parse" / f"{stem}.png")),
+            scale_keypoints(
                 read_openpose(folder / "pose" / f"{stem}_keypoints.json"), width / w0, height / h0
             ),
         )

@@ -17,6 +17,7 @@ import torch
 from torch.utils.data import Dataset
 
 from training.data.augment import Augmentation, augment
+from training.data.formats import resize, resize_nearest
 from training.data.raw import RawSample, to_sample
 from training.data.sample import TryOnSample
 
@@ -103,6 +104,32 @@ class TryOnDataset(Dataset):
                 Entry(person, garment, category, folder / "image" / person, folder / "cloth" / garment)
             )
         return entries
+
+    def working_size_sample(
+        self,
+        entry: Entry,
+        person: np.ndarray,
+        garment: np.ndarray,
+        garment_mask: np.ndarray,
+        parse: np.ndarray,
+        keypoints: np.ndarray,
+        densepose: np.ndarray | None = None,
+    ) -> RawSample:
+        """`entry`'s sample from its files' arrays at their own size, resized to the working size (photos
+        smoothly, the mask and the labels to the nearest pixel, so no label is blended into another);
+        `keypoints` and `densepose` are given at the working size already."""
+        width, height = self.width, self.height
+        return RawSample(
+            name=entry.name,
+            garment_name=entry.garment_name,
+            category=entry.category,
+            person=resize(person, width, height),
+            garment=resize(garment, width, height),
+            garment_mask=resize_nearest(garment_mask, width, height),
+            parse=resize_nearest(parse, width, height),
+            keypoints=keypoints,
+            densepose=densepose,
+        )
 
     # --- the Dataset ----------------------------------------------------------------------------------------
     def __len__(self) -> int:

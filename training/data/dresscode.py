@@ -33,7 +33,6 @@ from training.data.formats import (
     read_indices,
     read_mask,
     read_pairs,
-    resize,
     resize_nearest,
     write_dresscode_dense,
     write_indices,
@@ -95,18 +94,14 @@ class DressCodeDataset(TryOnDataset):
             densepose = resize_nearest(
                 read_dresscode_dense(dense_path, folder / "dense" / f"{person_id}_5_uv.npz"), width, height
             )
-        return RawSample(
-            name=entry.name,
-            garment_name=entry.garment_name,
-            category=entry.category,
-            person=resize(read_image(entry.person), width, height),
-            garment=resize(garment, width, height),
-            garment_mask=resize_nearest(mask, width, height),
-            parse=resize_nearest(
-                lip_from_dresscode(read_indices(folder / "label_maps" / f"{person_id}_4.png")), width, height
-            ),
-            keypoints=read_dresscode_keypoints(folder / "keypoints" / f"{person_id}_2.json", (width, height)),
-            densepose=densepose,
+        return self.working_size_sample(
+            entry,
+            read_image(entry.person),
+            garment,
+            mask,
+            lip_from_dresscode(read_indices(folder / "label_maps" / f"{person_id}_4.png")),
+            read_dresscode_keypoints(folder / "keypoints" / f"{person_id}_2.json", (width, height)),
+            densepose,
         )
 
     @classmethod

@@ -31,7 +31,6 @@ from training.data.formats import (
     read_openpose,
     read_pairs,
     rendering_from_parts,
-    resize,
     resize_nearest,
     scale_keypoints,
     write_indices,
@@ -85,18 +84,14 @@ class VitonHDDataset(TryOnDataset):
             # The picture gives the parts back; U and V are not in it and stay 0.
             parts = resize_nearest(parts_from_rendering(read_image(dense_path)), width, height)
             densepose = np.stack([parts, np.zeros_like(parts), np.zeros_like(parts)])
-        return RawSample(
-            name=entry.name,
-            garment_name=entry.garment_name,
-            category=CATEGORY,
-            person=resize(person, width, height),
-            garment=resize(read_image(entry.garment), width, height),
-            garment_mask=resize_nearest(
-                read_mask(self._folder("cloth-mask") / entry.garment_name), width, height
-            ),
-            parse=resize_nearest(parse, width, height),
-            keypoints=scale_keypoints(keypoints, width / w0, height / h0),
-            densepose=densepose,
+        return self.working_size_sample(
+            entry,
+            person,
+            read_image(entry.garment),
+            read_mask(self._folder("cloth-mask") / entry.garment_name),
+            parse,
+            scale_keypoints(keypoints, width / w0, height / h0),
+            densepose,
         )
 
     @classmethod
