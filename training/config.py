@@ -75,14 +75,7 @@ class TrainConfig:
 
     @classmethod
     def from_mapping(cls, data: dict) -> TrainConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-        try:
-            return cls(**data)
-        except TypeError as exc:
-            raise ConfigError(str(exc)) from exc
+        return _dataclass_from(cls, data, "unknown setting(s) {}; known: {}")
 
     @classmethod
     def from_file(cls, path: str | Path) -> TrainConfig:
@@ -109,13 +102,17 @@ class TrainConfig:
 
 def trainer_options(cls, options: dict):
     """The trainer's options dataclass `cls` from the config's `options:` block, unknown keys refused."""
+    return _dataclass_from(cls, options, "unknown option(s) {}; this trainer knows: {}")
+
+
+def _dataclass_from(cls, data: dict, unknown_message: str):
+    """The dataclass `cls` from `data`; keys it lacks are refused with `unknown_message` (filled with them and
+    the known ones), and a wrong value with the ConfigError its constructor's TypeError gives."""
     known = {f.name for f in fields(cls)}
-    unknown = sorted(set(options) - known)
+    unknown = sorted(set(data) - known)
     if unknown:
-        raise ConfigError(
-            f"unknown option(s) {', '.join(unknown)}; this trainer knows: {', '.join(sorted(known))}"
-        )
+        raise ConfigError(unknown_message.format(", ".join(unknown), ", ".join(sorted(known))))
     try:
-        return cls(**options)
+        return cls(**data)
     except TypeError as exc:
         raise ConfigError(str(exc)) from exc

@@ -155,14 +155,15 @@ def halved(losses: dict[int, dict[str, float]], key: str = "loss") -> tuple[floa
 
 
 def tiny_config(models, steps: int, **changes) -> TrainConfig:
-    """A CPU run on the tiny networks of `models` at 64x48, batch 2, checkpoint and export at the end."""
+    """A CPU run on the tiny networks of `models` (None: no models folder) at 64x48, batch 2, checkpoint and
+    export at the end."""
     settings = dict(
         steps=steps,
         batch_size=2,
         learning_rate=1e-3,
         mixed_precision="no",
         device="cpu",
-        models_dir=str(models),
+        models_dir=None if models is None else str(models),
         height=64,
         width=48,
         checkpoint_every=steps,

@@ -23,6 +23,7 @@ from services.diffusion.backends.tryon_lite import TryOnLiteBackend
 from services.warp.backends.ladi_vton import LadiVtonWarpBackend
 from services.warp.testing import save_random
 from services.warp.types import WarpInputs
+from tests.training.conftest import tiny_config
 from training.config import TrainConfig
 from training.data.dataset import open_dataset
 from training.data.sample import TryOnSample, collate
@@ -55,19 +56,10 @@ class PerfectWarps(torch.utils.data.Dataset):
 
 
 def config(steps: int, **changes) -> TrainConfig:
-    values = dict(
-        steps=steps,
-        batch_size=2,
-        learning_rate=3e-3,
-        mixed_precision="no",
-        device="cpu",
-        height=64,
-        width=48,
-        init="scratch",
-        checkpoint_every=steps,
-        options=TINY_OPTIONS,
+    """tiny_config's run from scratch, with the tiny generator and a faster learning rate."""
+    return tiny_config(
+        None, steps, **{"learning_rate": 3e-3, "init": "scratch", "options": TINY_OPTIONS, **changes}
     )
-    return TrainConfig(**{**values, **changes})
 
 
 def fixed_loss(trainer: TryOnLiteTrainer, batch: TryOnSample) -> float:

@@ -71,8 +71,8 @@ def augment(raw: RawSample, rng: np.random.Generator, config: Augmentation = Aug
         out = _move_person(out, person_matrix)
     garment_matrix = _random_affine(rng, config, out.garment.shape[:2])
     if garment_matrix is not None:
-        out.garment = _warp_image(out.garment, garment_matrix)
-        out.garment_mask = _warp_values(out.garment_mask.astype(np.uint8), garment_matrix) > 0
+        out.garment = _warp(out.garment, garment_matrix)
+        out.garment_mask = _warp(out.garment_mask.astype(np.uint8), garment_matrix, values=True) > 0
     hsv_shift = rng.uniform(-1, 1, 3) * np.array(config.hsv) if rng.random() < config.colour else None
     contrast = 1 + rng.uniform(-config.contrast, config.contrast) if rng.random() < config.colour else None
     if hsv_shift is not None or contrast is not None:
@@ -122,27 +122,17 @@ def _border_colour(image: np.ndarray) -> tuple[float, ...]:
     return tuple(float(c) for c in border.mean(0))
 
 
-def _warp_image(image: np.ndarray, matrix: np.ndarray) -> np.ndarray:
-    height, width = image.shape[:2]
+def _warp(array: np.ndarray, matrix: np.ndarray, values: bool = False) -> np.ndarray:
+    """A photo is resampled linearly and filled with its border's colour; a map of values (labels, a mask)
+    is resampled to the nearest pixel, so no value is blended into one that does not exist, and filled with 0."""
+    height, width = array.shape[:2]
     return cv2.warpAffine(
-        image,
+        array,
         matrix,
         (width, height),
-        flags=cv2.INTER_LINEAR,
+        flags=cv2.INTER_NEAREST if values else cv2.INTER_LINEAR,
         borderMode=cv2.BORDER_CONSTANT,
-        borderValue=_border_colour(image),
-    )
-
-
-def _warp_values(values: np.ndarray, matrix: np.ndarray) -> np.ndarray:
-    height, width = values.shape[:2]
-    return cv2.warpAffine(
-        values,
-        matrix,
-        (width, height),
-        flags=cv2.INTER_NEAREST,
-        borderMode=cv2.BORDER_CONSTANT,
-        borderValue=0,
+        borderValue=0 if values else _border_colour(array),
     )
 
 
@@ -160,11 +150,11 @@ def _move_person(raw: RawSample, matrix: np.ndarray) -> RawSample:
     keypoints[~(found & inside)] = 0
     densepose = None
     if raw.densepose is not None:
-        densepose = np.stack([_warp_values(channel, matrix) for channel in raw.densepose])
+        densepose = np.stack([_warp(channel, matrix, values=True) for channel in raw.densepose])
     return replace(
         raw,
-        person=_warp_image(raw.person, matrix),
-        parse=_warp_values(raw.parse, matrix),
+        person=_warp(raw.person, matrix),
+        parse=_warp(raw.parse, matrix, values=True),
         keypoints=keypoints,
         densepose=densepose,
     )

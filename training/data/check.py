@@ -6,13 +6,17 @@ the layout and gathers every problem, so one run reports them all instead of sto
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 from PIL import Image
 
 from training.data.formats import FormatError, read_indices, read_openpose, read_pairs
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,21 @@ class CheckReport:
             shown = str(path)
         self.problems.append(Problem(shown, message))
 
+    def read(self, path: Path, reader: Callable[[Path], T]) -> T | None:
+        """What `reader` makes of the file, or None with its FormatError recorded as the file's problem."""
+        try:
+            return reader(path)
+        except FormatError as exc:
+            self.add(path, str(exc).removeprefix(f"{path}: "))
+            return None
+
+    def garment_mask(self, path: Path, garment_size: tuple[int, int] | None) -> None:
+        """The garment's mask: readable, as large as the garment photo, and neither empty nor full."""
+        if self.same_size(path, "garment mask", garment_size, "the garment photo") and not mask_values_ok(
+            path
+        ):
+            self.add(path, "the garment mask is empty or covers the whole photo")
+
     def image_size(self, path: Path, what: str) -> tuple[int, int] | None:
         """(width, height) of an image file, or None with a problem recorded when it is absent or unreadable."""
         if not path.is_file():
@@ -70,10 +89,8 @@ class CheckReport:
         size = self.image_size(path, what)
         if size is None:
             return
-        try:
-            labels = read_indices(path)
-        except FormatError as exc:
-            self.add(path, str(exc).removeprefix(f"{path}: "))
+        labels = self.read(path, read_indices)
+        if labels is None:
             return
         if expected is not None and size != expected:
             self.add(path, f"{what} is {size[0]}x{size[1]}, the person photo {expected[0]}x{expected[1]}")
@@ -87,10 +104,8 @@ class CheckReport:
         if not path.is_file():
             self.add(path, "missing (OpenPose keypoints JSON)")
             return
-        try:
-            keypoints = read_openpose(path)
-        except FormatError as exc:
-            self.add(path, str(exc).removeprefix(f"{path}: "))
+        keypoints = self.read(path, read_openpose)
+        if keypoints is None:
             return
         if not (keypoints[:, 2] > 0).any():
             self.add(path, "no person in the keypoints file (people is empty or every confidence is 0)")
@@ -99,10 +114,8 @@ class CheckReport:
         if not path.is_file():
             self.add(path, "missing (pairs file: one 'PERSON GARMENT' a line)")
             return None
-        try:
-            pairs = read_pairs(path)
-        except FormatError as exc:
-            self.add(path, str(exc).removeprefix(f"{path}: "))
+        pairs = self.read(path, read_pairs)
+        if pairs is None:
             return None
         if not pairs:
             self.add(path, "the pairs file is empty")

@@ -22,6 +22,14 @@ def parse_backends(items: list[str] | None, stages: tuple[str, ...]) -> dict[str
     return backends
 
 
+def add_backend_arguments(parser: argparse._ActionsContainer, backend_help: str, device_help: str) -> None:
+    """`--backend STAGE=NAME` (repeatable, read by parse_backends), `--device` and `--precision`: how the
+    stages' backends run in this process."""
+    parser.add_argument("--backend", action="append", metavar="STAGE=NAME", help=backend_help)
+    parser.add_argument("--device", default="cpu", help=device_help)
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16"])
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     """Add `dataset` with its `build` and `check` commands to the `vton` parser's subcommands."""
     dataset = sub.add_parser("dataset", help="build a training dataset from photos, or check one")
@@ -51,14 +59,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     build.add_argument(
         "--server", metavar="URL", help="annotate through a running platform instead of in this process"
     )
-    build.add_argument(
-        "--backend",
-        action="append",
-        metavar="STAGE=NAME",
-        help="a stage's backend in this process (default auto)",
+    add_backend_arguments(
+        build,
+        "a stage's backend in this process (default auto)",
+        "torch device for the full backends (cpu, cuda)",
     )
-    build.add_argument("--device", default="cpu", help="torch device for the full backends (cpu, cuda)")
-    build.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16"])
     build.set_defaults(func=cmd_build)
 
     check = commands.add_parser("check", help="validate a dataset in VITON-HD, Dress Code or CP-VTON layout")

@@ -13,18 +13,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from training.data.check import CheckReport, mask_values_ok
+from training.data.check import CheckReport
 from training.data.dataset import Entry, TryOnDataset
 from training.data.formats import (
-    FormatError,
     lip_from_cpvton,
     read_image,
     read_indices,
     read_mask,
     read_openpose,
     read_pairs,
-    resize,
-    resize_nearest,
     scale_keypoints,
 )
 from training.data.raw import RawSample
@@ -73,13 +70,7 @@ class CPVtonDataset(TryOnDataset):
             pairs = read_pairs(pairs_path)
         else:
             pairs = [(p.name, own_garment(p.name)) for p in sorted((folder / "image").glob("*_0.jpg"))]
-        entries = []
-        for person, garment in pairs:
-            garment = own_garment(person) if self.pairing == "paired" else garment
-            entries.append(
-                Entry(person, garment, CATEGORY, folder / "image" / person, folder / "cloth" / garment)
-            )
-        return entries
+        return self.split_entries(pairs, CATEGORY, own_garment)
 
     def load(self, entry: Entry) -> RawSample:
         width, height = self.width, self.height
@@ -87,17 +78,13 @@ class CPVtonDataset(TryOnDataset):
         person = read_image(entry.person)
         h0, w0 = person.shape[:2]
         stem = Path(entry.name).stem
-        return RawSample(
-            name=entry.name,
-            garment_name=entry.garment_name,
-            category=CATEGORY,
-            person=resize(person, width, height),
-            garment=resize(read_image(entry.garment), width, height),
-            garment_mask=resize_nearest(read_mask(_mask_path(folder, entry.garment_name)), width, height),
-            parse=resize_nearest(
-                lip_from_cpvton(read_indices(folder / "image-parse" / f"{stem}.png")), width, height
-            ),
-            keypoints=scale_keypoints(
+        return self.working_size_sample(
+            entry,
+            person,
+            read_image(entry.garment),
+            read_mask(_mask_path(folder, entry.garment_name)),
+            lip_from_cpvton(read_indices(folder / "image-parse" / f"{stem}.png")),
+            scale_keypoints(
                 read_openpose(folder / "pose" / f"{stem}_keypoints.json"), width / w0, height / h0
             ),
         )
@@ -114,12 +101,7 @@ class CPVtonDataset(TryOnDataset):
                 report.add(root / f"{split}_pairs.txt", f"missing (pairs file of the {split} split)")
                 people = sorted(p.name for p in (folder / "image").glob("*_0.jpg"))
             else:
-                try:
-                    pairs = read_pairs(pairs_path)
-                except FormatError as exc:
-                    report.add(pairs_path, str(exc).removeprefix(f"{pairs_path}: "))
-                    pairs = []
-                people = sorted({person for person, _ in pairs})
+                people = sorted({person for person, _ in report.read(pairs_path, read_pairs) or []})
             report.pairs += len(people)
             for person in people:
                 stem = Path(person).stem
@@ -128,8 +110,4 @@ class CPVtonDataset(TryOnDataset):
                 report.openpose(folder / "pose" / f"{stem}_keypoints.json")
                 garment = own_garment(person)
                 cloth_size = report.image_size(folder / "cloth" / garment, "the person's own garment photo")
-                mask = _mask_path(folder, garment)
-                if report.same_size(
-                    mask, "garment mask", cloth_size, "the garment photo"
-                ) and not mask_values_ok(mask):
-                    report.add(mask, "the garment mask is empty or covers the whole photo")
+                report.garment_mask(_mask_path(folder, garment), cloth_size)

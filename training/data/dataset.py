@@ -7,6 +7,7 @@ as a RawSample at the working size; this base class augments it (when asked) and
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -16,6 +17,7 @@ import torch
 from torch.utils.data import Dataset
 
 from training.data.augment import Augmentation, augment
+from training.data.formats import resize, resize_nearest
 from training.data.raw import RawSample, to_sample
 from training.data.sample import TryOnSample
 
@@ -88,6 +90,46 @@ class TryOnDataset(Dataset):
 
     def load(self, entry: Entry) -> RawSample:
         raise NotImplementedError
+
+    def split_entries(
+        self, pairs: list[tuple[str, str]], category: str, own_garment: Callable[[str], str]
+    ) -> list[Entry]:
+        """The pairs of a split folder with `image/` and `cloth/` (VITON-HD's and CP-VTON's): paired, each
+        person with the garment it wears (`own_garment(person)`); unpaired, with the garment its pair names."""
+        folder = self.root / self.split
+        entries = []
+        for person, garment in pairs:
+            garment = own_garment(person) if self.pairing == "paired" else garment
+            entries.append(
+                Entry(person, garment, category, folder / "image" / person, folder / "cloth" / garment)
+            )
+        return entries
+
+    def working_size_sample(
+        self,
+        entry: Entry,
+        person: np.ndarray,
+        garment: np.ndarray,
+        garment_mask: np.ndarray,
+        parse: np.ndarray,
+        keypoints: np.ndarray,
+        densepose: np.ndarray | None = None,
+    ) -> RawSample:
+        """`entry`'s sample from its files' arrays at their own size, resized to the working size (photos
+        smoothly, the mask and the labels to the nearest pixel, so no label is blended into another);
+        `keypoints` and `densepose` are given at the working size already."""
+        width, height = self.width, self.height
+        return RawSample(
+            name=entry.name,
+            garment_name=entry.garment_name,
+            category=entry.category,
+            person=resize(person, width, height),
+            garment=resize(garment, width, height),
+            garment_mask=resize_nearest(garment_mask, width, height),
+            parse=resize_nearest(parse, width, height),
+            keypoints=keypoints,
+            densepose=densepose,
+        )
 
     # --- the Dataset ----------------------------------------------------------------------------------------
     def __len__(self) -> int:

@@ -20,7 +20,7 @@ import numpy as np
 from services.parsing.labels import DRESSCODE_LABELS
 from services.pose.openpose_format import draw_skeleton
 from services.warp.garment import garment_mask
-from training.data.check import CheckReport, mask_values_ok
+from training.data.check import CheckReport
 from training.data.dataset import DatasetError, Entry, TryOnDataset
 from training.data.formats import (
     DRESSCODE_PALETTE_FLAT,
@@ -33,7 +33,6 @@ from training.data.formats import (
     read_indices,
     read_mask,
     read_pairs,
-    resize,
     resize_nearest,
     write_dresscode_dense,
     write_indices,
@@ -95,18 +94,14 @@ class DressCodeDataset(TryOnDataset):
             densepose = resize_nearest(
                 read_dresscode_dense(dense_path, folder / "dense" / f"{person_id}_5_uv.npz"), width, height
             )
-        return RawSample(
-            name=entry.name,
-            garment_name=entry.garment_name,
-            category=entry.category,
-            person=resize(read_image(entry.person), width, height),
-            garment=resize(garment, width, height),
-            garment_mask=resize_nearest(mask, width, height),
-            parse=resize_nearest(
-                lip_from_dresscode(read_indices(folder / "label_maps" / f"{person_id}_4.png")), width, height
-            ),
-            keypoints=read_dresscode_keypoints(folder / "keypoints" / f"{person_id}_2.json", (width, height)),
-            densepose=densepose,
+        return self.working_size_sample(
+            entry,
+            read_image(entry.person),
+            garment,
+            mask,
+            lip_from_dresscode(read_indices(folder / "label_maps" / f"{person_id}_4.png")),
+            read_dresscode_keypoints(folder / "keypoints" / f"{person_id}_2.json", (width, height)),
+            densepose,
         )
 
     @classmethod
@@ -159,9 +154,8 @@ class DressCodeDataset(TryOnDataset):
                 size = report.image_size(folder / "images" / garment, "garment photo")
                 mask = folder / "masks" / f"{_id(garment)}_1.png"
                 # The mask is optional here (the reader computes it when absent); a present one must be right.
-                present = mask.is_file() and report.same_size(mask, "garment mask", size, "the garment photo")
-                if present and not mask_values_ok(mask):
-                    report.add(mask, "the garment mask is empty or covers the whole photo")
+                if mask.is_file():
+                    report.garment_mask(mask, size)
 
 
 def write_sample(root: Path, raw: RawSample) -> None:

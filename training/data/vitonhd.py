@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from services.parsing.labels import vitonhd_to_lip
-from training.data.check import CheckReport, mask_values_ok
+from training.data.check import CheckReport
 from training.data.dataset import Entry, TryOnDataset
 from training.data.formats import (
     LIP_PALETTE_FLAT,
@@ -31,7 +31,6 @@ from training.data.formats import (
     read_openpose,
     read_pairs,
     rendering_from_parts,
-    resize,
     resize_nearest,
     scale_keypoints,
     write_indices,
@@ -70,15 +69,7 @@ class VitonHDDataset(TryOnDataset):
         else:
             people = sorted(p.name for p in self._folder("image").glob("*.jpg"))
             pairs = [(p, p) for p in people]
-        entries = []
-        for person, garment in pairs:
-            garment = person if self.pairing == "paired" else garment
-            entries.append(
-                Entry(
-                    person, garment, CATEGORY, self._folder("image") / person, self._folder("cloth") / garment
-                )
-            )
-        return entries
+        return self.split_entries(pairs, CATEGORY, lambda person: person)
 
     def load(self, entry: Entry) -> RawSample:
         width, height = self.width, self.height
@@ -93,18 +84,14 @@ class VitonHDDataset(TryOnDataset):
             # The picture gives the parts back; U and V are not in it and stay 0.
             parts = resize_nearest(parts_from_rendering(read_image(dense_path)), width, height)
             densepose = np.stack([parts, np.zeros_like(parts), np.zeros_like(parts)])
-        return RawSample(
-            name=entry.name,
-            garment_name=entry.garment_name,
-            category=CATEGORY,
-            person=resize(person, width, height),
-            garment=resize(read_image(entry.garment), width, height),
-            garment_mask=resize_nearest(
-                read_mask(self._folder("cloth-mask") / entry.garment_name), width, height
-            ),
-            parse=resize_nearest(parse, width, height),
-            keypoints=scale_keypoints(keypoints, width / w0, height / h0),
-            densepose=densepose,
+        return self.working_size_sample(
+            entry,
+            person,
+            read_image(entry.garment),
+            read_mask(self._folder("cloth-mask") / entry.garment_name),
+            parse,
+            scale_keypoints(keypoints, width / w0, height / h0),
+            densepose,
         )
 
     @classmethod
@@ -130,11 +117,7 @@ class VitonHDDataset(TryOnDataset):
                     report.same_size(dense, "DensePose picture", size)
             for garment in sorted(garments):
                 cloth_size = report.image_size(folder / "cloth" / garment, "garment photo")
-                mask = folder / "cloth-mask" / garment
-                if report.same_size(
-                    mask, "garment mask", cloth_size, "the garment photo"
-                ) and not mask_values_ok(mask):
-                    report.add(mask, "the garment mask is empty or covers the whole photo")
+                report.garment_mask(folder / "cloth-mask" / garment, cloth_size)
 
 
 def write_sample(root: Path, split: str, raw: RawSample) -> None:

@@ -8,6 +8,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from training.data.cli import add_backend_arguments
+
 
 def _size(text: str) -> tuple[int, int]:
     height, sep, width = text.lower().partition("x")
@@ -38,16 +40,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--in-process", action="store_true", help="run the warp and diffusion backends here, no platform"
     )
-    group.add_argument(
-        "--backend",
-        action="append",
-        metavar="STAGE=NAME",
-        help="with --in-process: warp=NAME, diffusion=NAME",
+    add_backend_arguments(
+        group,
+        "with --in-process: warp=NAME, diffusion=NAME",
+        "torch device with --in-process and for the metric networks",
     )
-    group.add_argument(
-        "--device", default="cpu", help="torch device with --in-process and for the metric networks"
-    )
-    group.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16"])
     group.add_argument(
         "--steps", type=int, default=0, help="with --in-process: denoising steps (0: the backend's)"
     )

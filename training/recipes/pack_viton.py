@@ -31,6 +31,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from training.data.cpvton import own_garment
+from training.data.formats import read_pairs
+
 ROOT = "viton"
 MB = 1_000_000
 SAMPLE_UNITS = 300  # pairs gzipped in memory to learn how much the shards' gzip saves on this data
@@ -48,22 +51,6 @@ class Unit:
     @property
     def size(self) -> int:
         return sum(len(data) for data in self.files.values())
-
-
-def read_pairs(path: Path) -> list[tuple[str, str]]:
-    pairs = []
-    for number, line in enumerate(path.read_text().splitlines(), 1):
-        parts = line.split()
-        if not parts:
-            continue
-        if len(parts) != 2:
-            raise ValueError(f"{path}:{number}: expected `PERSON GARMENT`, got {line!r}")
-        pairs.append((parts[0], parts[1]))
-    return pairs
-
-
-def own_garment(person: str) -> str:
-    return person.replace("_0.", "_1.")
 
 
 def one_bit_png(mask_path: Path) -> bytes:

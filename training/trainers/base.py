@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from training.config import TrainConfig
+from training.config import ConfigError, TrainConfig, trainer_options
 from training.data.sample import TryOnSample
 from training.trainers.sources import OfficialFiles
 
@@ -24,9 +24,14 @@ class ModuleTrainer(ABC):
     learning_rate: float  # the paper's, when the config sets none
     adam_betas: tuple[float, float] = (0.9, 0.999)
     weight_decay: float = 1e-2
+    options_class: type | None = None  # the dataclass of the config's `options:` block; None: it takes none
 
     def __init__(self, config: TrainConfig):
         self.config = config
+        if self.options_class is not None:
+            self.options = trainer_options(self.options_class, config.options)
+        elif config.options:
+            raise ConfigError(f"the {self.name} trainer takes no options, got {', '.join(config.options)}")
         # The networks the optimizer updates, by name; the loop replaces each with its prepared (device,
         # mixed-precision, DDP) wrapper, so `loss` must reach them through this dict.
         self.trainable: dict[str, nn.Module] = {}

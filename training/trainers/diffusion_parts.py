@@ -8,12 +8,15 @@ exactly what the service serves; they are loaded on the CPU and only the ones a 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from diffusers import DDPMScheduler, UNet2DConditionModel
 
 from services.diffusion.models.text_encoding import encode_with_pseudo_words, tokenize, tryon_prompt
+from training.data.sample import TryOnSample
 from training.trainers.base import ModuleTrainer
 from training.trainers.common import cpu_state_dict
 from vton.runtime.errors import WeightsMissing
@@ -46,6 +49,24 @@ def latents_of(vae, image: torch.Tensor) -> torch.Tensor:
     with torch.no_grad():
         dist, _ = vae.encode_with_features(image.to(vae.dtype))
         return dist.sample() * vae.config.scaling_factor
+
+
+@dataclass(frozen=True)
+class NoisedInpainting:
+    """A batch as the inpainting U-Net's training step takes it, in latent space."""
+
+    noisy: torch.Tensor  # the person's latents, noised at `timesteps`
+    noise: torch.Tensor  # what the U-Net is to predict (epsilon)
+    timesteps: torch.Tensor
+    mask: torch.Tensor  # the agnostic mask at the latents' size, in their dtype
+    masked_latents: torch.Tensor  # the masked person's latents
+
+
+def noised_inpainting(vae, scheduler: DDPMScheduler, batch: TryOnSample) -> NoisedInpainting:
+    latents = latents_of(vae, batch.person)
+    noisy, noise, timesteps = add_noise(scheduler, latents)
+    mask = F.interpolate(batch.agnostic_mask, size=latents.shape[-2:]).to(noisy.dtype)
+    return NoisedInpainting(noisy, noise, timesteps, mask, latents_of(vae, batch.masked_person))
 
 
 def garment_words(pipeline, garment: torch.Tensor) -> torch.Tensor:

@@ -18,7 +18,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from services.diffusion.models.emasc import EMASC, mask_features
-from training.config import trainer_options
 from training.data.sample import TryOnSample
 from training.losses.vgg import perceptual_loss
 from training.trainers.diffusion_parts import DiffusionModuleTrainer
@@ -31,10 +30,7 @@ class EmascOptions:
 
 class EmascTrainer(DiffusionModuleTrainer):
     name = "emasc"
-
-    def __init__(self, config):
-        super().__init__(config)
-        self.options = trainer_options(EmascOptions, config.options)
+    options_class = EmascOptions
 
     def setup(self, device: torch.device, weight_dtype: torch.dtype) -> None:
         pipeline = self.load_pipeline(device, weight_dtype, frozen_names=("vae",), trained="emasc")

@@ -19,25 +19,18 @@ import torch.nn.functional as F
 from torch import nn
 
 from services.diffusion.models.inversion_adapter import InversionAdapter
-from training.config import ConfigError
 from training.data.sample import TryOnSample
 from training.trainers.diffusion_parts import (
     DiffusionModuleTrainer,
-    add_noise,
     frozen,
     garment_words,
-    latents_of,
+    noised_inpainting,
     prompt_embeddings,
 )
 
 
 class InversionTrainer(DiffusionModuleTrainer):
     name = "inversion"
-
-    def __init__(self, config):
-        super().__init__(config)
-        if config.options:
-            raise ConfigError(f"the inversion trainer takes no options, got {', '.join(config.options)}")
 
     def setup(self, device: torch.device, weight_dtype: torch.dtype) -> None:
         helpers = ("vae", "text_encoder", "vision_encoder")
@@ -49,17 +42,15 @@ class InversionTrainer(DiffusionModuleTrainer):
         self.trainable = {"adapter": adapter.to(device, torch.float32)}
 
     def loss(self, batch: TryOnSample) -> dict[str, torch.Tensor]:
-        vae = self.pipeline.vae
-        latents = latents_of(vae, batch.person)
-        noisy, noise, timesteps = add_noise(self.scheduler, latents)
-        mask = F.interpolate(batch.agnostic_mask, size=latents.shape[-2:])
-        masked_latents = latents_of(vae, batch.masked_person)
+        step = noised_inpainting(self.pipeline.vae, self.scheduler, batch)
         features = garment_words(self.pipeline, batch.garment)
-        words = self.trainable["adapter"](features).reshape(latents.shape[0], self.num_vstar, -1)
+        words = self.trainable["adapter"](features).reshape(step.noisy.shape[0], self.num_vstar, -1)
         states = prompt_embeddings(self.pipeline, batch.category, words)
-        model_in = torch.cat([noisy, mask.to(noisy.dtype), masked_latents], 1)
-        prediction = self.unet(model_in.to(self.unet.dtype), timesteps, states.to(self.unet.dtype)).sample
-        mse = F.mse_loss(prediction.float(), noise.float())
+        model_in = torch.cat([step.noisy, step.mask, step.masked_latents], 1)
+        prediction = self.unet(
+            model_in.to(self.unet.dtype), step.timesteps, states.to(self.unet.dtype)
+        ).sample
+        mse = F.mse_loss(prediction.float(), step.noise.float())
         return {"loss": mse, "mse": mse}
 
     def export(self, modules: dict[str, nn.Module], folder: Path) -> list[Path]:

@@ -30,7 +30,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from services.parsing.models.schp import CE2P, ActivatedBatchNorm, CE2PConfig, module_to_official_keys
-from training.config import trainer_options
 from training.data.sample import TryOnSample
 from training.losses.parsing import IGNORE, schp_losses
 from training.trainers.base import ModuleTrainer
@@ -138,12 +137,9 @@ def augmentation_grids(
 
 class ParsingTrainer(ModuleTrainer):
     name = "parsing"
+    options_class = ParsingOptions
     learning_rate = 7e-3
     weight_decay = 5e-4
-
-    def __init__(self, config):
-        super().__init__(config)
-        self.options = trainer_options(ParsingOptions, config.options)
 
     @property
     def backend(self) -> str:

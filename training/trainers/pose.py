@@ -24,7 +24,6 @@ from services.pose.models.openpose_body import (
     OpenPoseConfig,
     checkpoint_from_module,
 )
-from training.config import trainer_options
 from training.data.sample import TryOnSample
 from training.openpose_targets import heatmap_targets, paf_targets
 from training.trainers.base import ModuleTrainer
@@ -68,12 +67,9 @@ def network_input(person: torch.Tensor) -> torch.Tensor:
 
 class PoseTrainer(ModuleTrainer):
     name = "pose"
+    options_class = PoseOptions
     learning_rate = 1e-4
     weight_decay = 0.0
-
-    def __init__(self, config):
-        super().__init__(config)
-        self.options = trainer_options(PoseOptions, config.options)
 
     @property
     def backend(self) -> str:

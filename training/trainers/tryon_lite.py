@@ -26,7 +26,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from services.diffusion.models.tryon_lite import CONFIG_NAME, WEIGHTS_NAME, TryOnLite, TryOnLiteConfig, paste
-from training.config import trainer_options
 from training.data.sample import TryOnSample
 from training.losses.vgg import perceptual_loss
 from training.trainers.base import ModuleTrainer
@@ -49,13 +48,13 @@ class TryOnLiteOptions:
 
 class TryOnLiteTrainer(ModuleTrainer):
     name = "tryon-lite"
+    options_class = TryOnLiteOptions
     learning_rate = 3e-4
     adam_betas = (0.9, 0.99)
     weight_decay = 0.0
 
     def __init__(self, config):
         super().__init__(config)
-        self.options = trainer_options(TryOnLiteOptions, config.options)
         self.warp_backend = None
         self.vgg = None
 

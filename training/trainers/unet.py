@@ -23,14 +23,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from services.diffusion.models.ladi_unet import build_extended_unet, unet_input
-from training.config import trainer_options
 from training.data.sample import TryOnSample
 from training.trainers.diffusion_parts import (
     DiffusionModuleTrainer,
-    add_noise,
     frozen,
     garment_words,
     latents_of,
+    noised_inpainting,
     prompt_embeddings,
 )
 from training.trainers.warp import warp_garment
@@ -56,10 +55,10 @@ def widen_inpainting_unet(unet: nn.Module) -> nn.Module:
 
 class UnetTrainer(DiffusionModuleTrainer):
     name = "unet"
+    options_class = UnetOptions
 
     def __init__(self, config):
         super().__init__(config)
-        self.options = trainer_options(UnetOptions, config.options)
         if not 0.0 <= self.options.uncond_fraction < 1.0:
             raise ValueError(f"uncond_fraction must be in [0, 1), not {self.options.uncond_fraction}")
 
@@ -84,35 +83,29 @@ class UnetTrainer(DiffusionModuleTrainer):
             return refined.clamp(-1, 1)
 
     def loss(self, batch: TryOnSample) -> dict[str, torch.Tensor]:
-        vae = self.pipeline.vae
-        latents = latents_of(vae, batch.person)
-        size = latents.shape[-2:]
-        pose = F.interpolate(batch.pose_map, size=size, mode="bilinear")
-        noisy, noise, timesteps = add_noise(self.scheduler, latents)
+        step = noised_inpainting(self.pipeline.vae, self.scheduler, batch)
+        noisy = step.noisy
+        pose = F.interpolate(batch.pose_map, size=noisy.shape[-2:], mode="bilinear")
         features = garment_words(self.pipeline, batch.garment)
         with torch.no_grad():
             words = self.pipeline.inversion_adapter.pseudo_words(features, self.num_vstar)
-        mask = F.interpolate(batch.agnostic_mask, size=size)
-        masked_latents = latents_of(vae, batch.masked_person)
-        garment_latents = latents_of(vae, self.warped_garment(batch))
+        garment_latents = latents_of(self.pipeline.vae, self.warped_garment(batch))
 
         # classifier-free-guidance dropout, drawn per sample and per input as the reference does
-        batch_size = latents.shape[0]
+        batch_size = noisy.shape[0]
         fraction = self.options.uncond_fraction
-        keep_text = torch.rand(batch_size, device=latents.device) >= fraction
-        keep_garment = torch.rand(batch_size, device=latents.device) >= fraction
-        keep_pose = torch.rand(batch_size, device=latents.device) >= fraction
+        keep_text = torch.rand(batch_size, device=noisy.device) >= fraction
+        keep_garment = torch.rand(batch_size, device=noisy.device) >= fraction
+        keep_pose = torch.rand(batch_size, device=noisy.device) >= fraction
         pose = pose * keep_pose[:, None, None, None]
         garment_latents = garment_latents * keep_garment[:, None, None, None]
         with torch.no_grad():
             states = prompt_embeddings(self.pipeline, batch.category, words, keep_text)
 
         unet = self.trainable["unet"]
-        model_in = unet_input(
-            noisy, mask.to(noisy.dtype), masked_latents, pose.to(noisy.dtype), garment_latents
-        )
-        prediction = unet(model_in, timesteps, encoder_hidden_states=states).sample
-        mse = F.mse_loss(prediction.float(), noise.float())
+        model_in = unet_input(noisy, step.mask, step.masked_latents, pose.to(noisy.dtype), garment_latents)
+        prediction = unet(model_in, step.timesteps, encoder_hidden_states=states).sample
+        mse = F.mse_loss(prediction.float(), step.noise.float())
         return {"loss": mse, "mse": mse}
 
     def samples(self, batch: TryOnSample) -> list[torch.Tensor]:

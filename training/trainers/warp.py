@@ -28,7 +28,6 @@ from torch import nn
 from services.warp.backends.ladi_vton import CONFIG_FILE, checkpoint_name
 from services.warp.models import ConvNetTPS, RefinementConfig, RefinementUNet, TPSConfig
 from services.warp.models.tps_regression import predict_grid
-from training.config import trainer_options
 from training.data.sample import TryOnSample
 from training.losses.vgg import perceptual_loss
 from training.trainers.base import ModuleTrainer
@@ -48,13 +47,13 @@ class WarpOptions:
 
 class WarpTrainer(ModuleTrainer):
     name = "warp"
+    options_class = WarpOptions
     learning_rate = 1e-4
     adam_betas = (0.5, 0.99)
     weight_decay = 0.0
 
     def __init__(self, config):
         super().__init__(config)
-        self.options = trainer_options(WarpOptions, config.options)
         self.tps_steps = self.options.tps_steps if self.options.tps_steps is not None else config.steps // 2
 
     @property
