@@ -253,6 +253,7 @@ class SeaweedS3:
         """Start the server and return once S3 answers HTTP; raise RuntimeError (with its log) otherwise."""
         if self.running:
             return self
+        self._close_log()  # the log of an earlier run that ended on its own
         (self.data_dir / "data").mkdir(parents=True, exist_ok=True)
         self._write_identities()
         self._write_security()
@@ -291,6 +292,10 @@ class SeaweedS3:
     @property
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
+
+    def exit_code(self) -> int | None:
+        """None while the server runs (or was never started); its exit code once it has ended."""
+        return self._proc.poll() if self._proc is not None else None
 
     @property
     def pid(self) -> int | None:
