@@ -11,6 +11,7 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import Callable
 from contextlib import asynccontextmanager, suppress
 
 import swagger_ui_bundle
@@ -22,6 +23,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from orchestrator.breaker import STORAGE, DependencyBreaker
 from orchestrator.deps import AppContext, error_response
 from orchestrator.errors import ApiError
 from orchestrator.jobs import JobStore
@@ -33,6 +35,7 @@ from orchestrator.stages import StageClients
 from orchestrator.storage import StorageError, storage_from_settings
 from orchestrator.worker import JobRunner
 from vton.runtime.logs import log_event, request_id_var
+from vton.runtime.vocab import STAGES
 
 log = logging.getLogger("vton.orchestrator")
 
@@ -172,12 +175,34 @@ def _install_error_handlers(app: FastAPI) -> None:
         return error_response(500, "internal error", type(exc).__name__)
 
 
+def _dependency_checks(clients: StageClients, storage_check: Callable[[], None], timeout_s: float) -> dict:
+    """The breaker's health check of each stage (grpc.health.v1) and of the storage, by dependency name."""
+
+    def stage_check(stage: str) -> Callable[[], None]:
+        def check() -> None:
+            health = clients.check_stage(stage, timeout_s)
+            if not health.ok:
+                detail = f"{health.status}: {health.detail}" if health.detail else health.status
+                raise RuntimeError(f"the {stage} stage ({health.address}) is unavailable: {detail}")
+
+        return check
+
+    return {**{stage: stage_check(stage) for stage in STAGES}, STORAGE: storage_check}
+
+
 def build_context(settings: Settings) -> AppContext:
     metrics = OrchestratorMetrics()
     store = JobStore(settings.resolved_database_url)
     storage = storage_from_settings(settings)
     clients = StageClients(settings.stage_addrs, timeout_s=settings.stage_timeout_s)
     pipeline = TryOnPipeline(clients, storage, max_working_pixels=settings.max_working_pixels)
+    breaker = DependencyBreaker(
+        # the storage is up when the bucket answers (created here when S3 came up after the orchestrator)
+        _dependency_checks(clients, storage.ensure_bucket, settings.readiness_timeout_s),
+        interval_s=settings.health_interval_s,
+        timeout_s=settings.readiness_timeout_s,
+        on_change=lambda dependency, up: metrics.dependency_up.labels(dependency).set(int(up)),
+    )
     runner = JobRunner(
         store,
         pipeline,
@@ -185,6 +210,8 @@ def build_context(settings: Settings) -> AppContext:
         workers=settings.workers,
         lease_s=settings.job_lease_s,
         max_attempts=settings.job_max_attempts,
+        breaker=breaker,
+        deadline_s=settings.job_deadline_s,
     )
     metrics.watch_store(store.counts_by_status)
     return AppContext(settings, store, storage, clients, pipeline, runner, metrics)
@@ -214,7 +241,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
-            await run_in_threadpool(ctx.runner.stop)
+            # SIGTERM began this already (orchestrator.__main__); a shutdown without it (tests) begins it here
+            await run_in_threadpool(ctx.begin_shutdown().join)
             ctx.clients.close()
             ctx.store.close()
 

@@ -335,6 +335,38 @@ class JobStore:
                 _reset_stages(session, job_id)
         return changed == 1
 
+    def fail_queued_before(
+        self, created_before: float, error: str, error_code: str, error_stage: str | None
+    ) -> list[str]:
+        """Fail the queued jobs accepted before `created_before` (their deadline passed while they waited for
+        a dependency), naming what they waited for. Returns their ids."""
+        now = time.time()
+        with self._sessions() as session:
+            ids = session.scalars(
+                select(JobRow.id).where(JobRow.status == QUEUED, JobRow.created_at < created_before)
+            ).all()
+        failed = []
+        for job_id in ids:
+            with self._sessions.begin() as session:
+                changed = session.execute(
+                    update(JobRow)
+                    .where(JobRow.id == job_id, JobRow.status == QUEUED)  # unless a worker took it meanwhile
+                    .values(
+                        status=FAILED,
+                        error=error,
+                        error_code=error_code,
+                        error_stage=error_stage,
+                        finished_at=now,
+                        updated_at=now,
+                    )
+                    .execution_options(synchronize_session=False)
+                ).rowcount
+                if changed:
+                    _skip_unreached_stages(session, job_id)
+            if changed:
+                failed.append(job_id)
+        return failed
+
     def requeue_orphans(
         self,
         lease_s: float,
