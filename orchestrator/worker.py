@@ -116,6 +116,7 @@ class JobRunner:
             return
         self._stop.clear()
         self.recover()
+        self.breaker.check_now()  # a dependency down at start is known before the first claim
         self.breaker.start()
         for i in range(self.workers):
             thread = threading.Thread(target=self._work, name=f"vton-job-worker-{i}", daemon=True)
