@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install proto weights demo test lint clean
+.PHONY: install proto weights demo test test-reliability lint clean
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -27,6 +27,11 @@ test: install weights
 	bash tools/install_deploy_tools.sh
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
+
+# Faults injected into a running platform (kill -9, 20-60 s outages, SIGTERM under load) and 100 concurrent
+# jobs: about 15 minutes on 2 cores. Figures in out/reliability/ (docs/reliability.md).
+test-reliability: install weights
+	$(BIN)/python -m pytest -q -s -m reliability tests/reliability
 
 lint: install
 	$(BIN)/ruff check .

@@ -47,6 +47,7 @@ class DependencyBreaker:
         self.interval_s, self.timeout_s = interval_s, timeout_s
         self.on_change = on_change
         self._outages: dict[str, Outage] = {}
+        self._reported: set[str] = set()  # dependencies whose state on_change has heard
         self._lock = threading.Lock()
         self._closed = threading.Event()
         self._closed.set()
@@ -138,6 +139,10 @@ class DependencyBreaker:
             else:
                 self._closed.set()
             changed = was_down != (reason is not None)
+            first = dependency not in self._reported
+            self._reported.add(dependency)
+        if first and not changed:
+            self.on_change(dependency, reason is None)  # the first state, for the metrics
         if changed:
             if reason is None:
                 log_event(log, f"{dependency} is up again; claiming jobs", dependency=dependency)

@@ -64,7 +64,8 @@ def test_the_breaker_opens_while_a_check_fails_and_closes_when_it_passes():
     assert not breaker.closed and not breaker.wait_closed(0.05)
     del deps.down["warp"]
     assert breaker.check_now() == [] and breaker.closed
-    assert changes == [("warp", False), ("warp", True)]
+    # every dependency's first state, then each transition
+    assert changes == [(name, True) for name in (*STAGES, STORAGE)] + [("warp", False), ("warp", True)]
 
 
 def test_a_failure_seen_by_a_worker_opens_it_before_the_next_check():
