@@ -197,6 +197,7 @@ class Platform:
         it was calling, S3 last: each group is gone before the next is asked to stop."""
         for group in ([ORCHESTRATOR], list(reversed(STAGES)), [S3]):
             self.supervisor.stop(group, grace)
+        self.supervisor.metrics.close()
 
 
 def run_up(config: PlatformConfig) -> int:

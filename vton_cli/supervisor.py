@@ -43,6 +43,7 @@ class Process:
     def __init__(self, cmd: list[str], env: dict[str, str], log_path: Path) -> None:
         self.cmd, self.env, self.log_path = cmd, env, log_path
         self._proc: subprocess.Popen | None = None
+        self._terminated = False
 
     def start(self) -> Process:
         with self.log_path.open("ab") as log:  # the child keeps its own descriptor
@@ -54,6 +55,7 @@ class Process:
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,  # Ctrl-C reaches `vton up` alone, which stops the children in order
             )
+        self._terminated = False
         return self
 
     @property
@@ -64,9 +66,11 @@ class Process:
         return self._proc.poll() if self._proc is not None else None  # poll() also reaps a dead child
 
     def terminate(self) -> None:
-        """SIGTERM without waiting (several children then stop at once)."""
-        if self._proc is not None and self._proc.poll() is None:
+        """SIGTERM without waiting (several children then stop at once). Sent once: a second SIGTERM tells
+        the orchestrator to skip its drain."""
+        if self._proc is not None and self._proc.poll() is None and not self._terminated:
             self._proc.send_signal(signal.SIGTERM)
+            self._terminated = True
 
     def stop(self, timeout: float) -> None:
         """SIGTERM, then SIGKILL when it is still there after `timeout` seconds."""
@@ -106,7 +110,14 @@ class SupervisorMetrics:
         )
 
     def serve(self, port: int, host: str = "127.0.0.1") -> None:
-        start_http_server(port, addr=host, registry=self.registry)
+        self._server, _thread = start_http_server(port, addr=host, registry=self.registry)
+
+    def close(self) -> None:
+        server = getattr(self, "_server", None)
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+            self._server = None
 
 
 class _Child:

@@ -30,6 +30,7 @@ def supervisor(lines):
     sup = Supervisor(FAST, log=lines.append, poll_s=0.05)
     yield sup
     sup.stop(list(sup.children), timeout=5)
+    sup.metrics.close()
 
 
 def _until(condition, timeout: float = 20) -> None:
@@ -85,6 +86,25 @@ def test_a_child_stopped_on_purpose_is_not_restarted(supervisor, tmp_path):
     assert child.exit_code() == -signal.SIGTERM
     time.sleep(0.5)
     assert child.exit_code() == -signal.SIGTERM and _restarts(supervisor, "pose") == 0
+
+
+def test_stop_sends_one_sigterm_and_waits_for_the_child_to_finish_its_shutdown(supervisor, tmp_path):
+    """A second SIGTERM means "now" to the orchestrator (it skips its drain): stop sends exactly one."""
+    seen = tmp_path / "signals"
+    draining = (
+        "import signal, sys, time\n"
+        f"def on_term(*_):\n    open({str(seen)!r}, 'a').write('TERM\\n')\n"
+        "signal.signal(signal.SIGTERM, on_term)\n"
+        f"while not __import__('os').path.exists({str(seen)!r}):\n    time.sleep(0.01)\n"
+        "time.sleep(1.0)\n"  # the drain
+    )
+    child = Process([sys.executable, "-c", draining], {}, tmp_path / "orchestrator.log")
+    supervisor.start("orchestrator", child)
+    time.sleep(0.5)  # its handler is installed
+    started = time.monotonic()
+    supervisor.stop(["orchestrator"], timeout=10)
+    assert time.monotonic() - started >= 1.0 and child.exit_code() == 0
+    assert seen.read_text() == "TERM\n"
 
 
 def test_restarts_are_served_as_prometheus_metrics(supervisor, tmp_path):
