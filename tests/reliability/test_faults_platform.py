@@ -42,7 +42,7 @@ def test_kill_9_of_every_process_under_load_loses_no_job(tmp_path, examples):
             up.kill()
     summary = ledger.summary()
     record("kill9", {"faults": kills, **summary, "refused_submissions_retried": ledger.refused})
-    assert summary["accepted"] >= 20
+    assert summary["accepted"] >= 15
     assert {k: summary[k] for k in NO_LOSS} == NO_LOSS, ledger.failed()
     for name in (*STAGES, "s3", "orchestrator"):
         assert f'vton_process_restarts_total{{process="{name}"}} 1.0' in restarts, name
