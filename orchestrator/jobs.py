@@ -300,16 +300,7 @@ class JobStore:
             changed = session.execute(
                 update(JobRow)
                 .where(JobRow.id == job_id, JobRow.claim_token == token, JobRow.status == RUNNING)
-                .values(
-                    status=status,
-                    result_key=result_key,
-                    error=error,
-                    error_code=error_code,
-                    error_stage=error_stage,
-                    finished_at=now,
-                    updated_at=now,
-                    claim_token=None,
-                )
+                .values(**_final_values(status, now, result_key, error, error_code, error_stage))
                 .execution_options(synchronize_session=False)
             ).rowcount
             if changed and status == FAILED:
@@ -351,14 +342,7 @@ class JobStore:
                 changed = session.execute(
                     update(JobRow)
                     .where(JobRow.id == job_id, JobRow.status == QUEUED)  # unless a worker took it meanwhile
-                    .values(
-                        status=FAILED,
-                        error=error,
-                        error_code=error_code,
-                        error_stage=error_stage,
-                        finished_at=now,
-                        updated_at=now,
-                    )
+                    .values(**_final_values(FAILED, now, None, error, error_code, error_stage))
                     .execution_options(synchronize_session=False)
                 ).rowcount
                 if changed:
@@ -430,6 +414,27 @@ class JobStore:
             ).rowcount
             == 1
         )
+
+
+def _final_values(
+    status: str,
+    now: float,
+    result_key: str | None,
+    error: str | None,
+    error_code: str | None,
+    error_stage: str | None,
+) -> dict:
+    """The columns a finished job gets (its claim released)."""
+    return {
+        "status": status,
+        "result_key": result_key,
+        "error": error,
+        "error_code": error_code,
+        "error_stage": error_stage,
+        "finished_at": now,
+        "updated_at": now,
+        "claim_token": None,
+    }
 
 
 def _reset_stages(session: Session, job_id: str) -> None:
