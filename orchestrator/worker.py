@@ -8,8 +8,7 @@ An outage burns no job. Workers claim only while the circuit breaker (orchestrat
 and the store are up. A claimed job that meets one down (a stage UNAVAILABLE, a storage error) keeps its claim
 and runs again after a backoff, once the breaker has closed. Only a job past its deadline (`deadline_s` after
 it was accepted) fails, naming the stage or the store it waited for; queued jobs past it fail the same way
-while the outage lasts. A dependency whose health checks pass but that keeps failing one job is not an
-outage: that job fails after a few tries.
+while the outage lasts. A job whose runs failed on a dependency four times fails then (see _MAX_FAILED_RUNS).
 """
 
 from __future__ import annotations
@@ -31,9 +30,12 @@ from vton.runtime.logs import log_event, request_id_var
 log = logging.getLogger("vton.orchestrator.worker")
 
 # Waits between the runs of a job that met an outage: 0.5 s, doubling, at most 15 s (and until the breaker
-# closes); a dependency that is up by its health checks may fail one job this many times before it fails.
+# closes, so an outage costs a job one run however long it lasts).
 _RETRY_FIRST_S, _RETRY_MAX_S = 0.5, 15.0
-_FAILURES_WHILE_UP = 3
+# A job whose runs failed on a dependency this many times fails at once: the dependency keeps failing it while
+# its health checks pass (an error of this job's own, a missing input), or the job itself brings the stage down
+# (an input that crashes it), and a fifth crash would make `vton up` give up on the stage.
+_MAX_FAILED_RUNS = 4
 
 
 class _Outage(Exception):
@@ -246,7 +248,6 @@ class JobRunner:
         Raises _Outage (past the deadline, or not an outage after all), StageError, Interrupted."""
         deadline = job.created_at + self.deadline_s
         progress = _JobProgress(self, job)
-        failures_while_up = 0
         for attempt in itertools.count():
             try:
                 return self.pipeline.run(job, progress)
@@ -254,11 +255,9 @@ class JobRunner:
                 outage = _as_outage(exc)
                 if outage is None:
                     raise
-            # up by its last health check: a server restarting, or an error that is this job's own
-            if self.breaker.outage(outage.dependency) is None:
-                failures_while_up += 1
-                if failures_while_up >= _FAILURES_WHILE_UP:
-                    raise outage
+            if attempt + 1 >= _MAX_FAILED_RUNS:
+                outage.message += f" ({_MAX_FAILED_RUNS} runs of this job failed on it)"
+                raise outage
             self.breaker.trip(outage.dependency, outage.message)
             self.metrics.job_retries.labels(outage.dependency).inc()
             if outage.step is not None:

@@ -98,11 +98,13 @@ def test_a_hung_check_counts_as_down_and_is_not_started_again_while_it_hangs():
 
 class FlakyPipeline:
     """Succeeds unless the test marks a dependency as failing; counts its runs. A failing call takes the
-    dependency down for the health checks too (a server that died mid-job), unless `checks_see_it` is off
-    (a server that answers its health checks but fails the job's calls)."""
+    dependency down for the health checks too (a server that died mid-job; back after `comes_back_s` when
+    set), unless `checks_see_it` is off (a server that answers its health checks but fails the job's calls)."""
 
-    def __init__(self, deps: Dependencies, checks_see_it: bool = True) -> None:
-        self.deps, self.checks_see_it = deps, checks_see_it
+    def __init__(
+        self, deps: Dependencies, checks_see_it: bool = True, comes_back_s: float | None = None
+    ) -> None:
+        self.deps, self.checks_see_it, self.comes_back_s = deps, checks_see_it, comes_back_s
         self.failing: dict[str, str] = {}  # dependency -> the error its calls give
         self.runs = 0
 
@@ -110,6 +112,8 @@ class FlakyPipeline:
         self.runs += 1
         if self.checks_see_it:
             self.deps.down.update(self.failing)
+            if self.comes_back_s is not None:  # restarted by its supervisor a moment later
+                threading.Timer(self.comes_back_s, self.deps.down.clear).start()
         if STORAGE in self.failing:
             raise StorageError(self.failing[STORAGE])
         for stage, message in self.failing.items():
@@ -240,18 +244,22 @@ def test_queued_jobs_past_their_deadline_fail_naming_the_dependency_that_is_down
     assert {s.status for s in job.stages.values()} == {"skipped"}
 
 
-def test_a_stage_up_by_its_health_checks_that_keeps_failing_a_job_fails_it_without_waiting(store):
+@pytest.mark.parametrize("checks_see_it", [False, True], ids=["up-by-its-checks", "down-after-each-run"])
+def test_a_dependency_that_fails_every_run_of_one_job_fails_that_job_without_waiting(store, checks_see_it):
+    """Up by its health checks yet failing the job (the job's own error), or going down at each run and
+    coming back (a job that crashes the stage): after 4 runs the job fails, long before its deadline."""
     deps = Dependencies()
-    pipeline = FlakyPipeline(deps, checks_see_it=False)
+    pipeline = FlakyPipeline(deps, checks_see_it=checks_see_it, comes_back_s=0.2)
     runner = _runner(store, deps, pipeline, deadline_s=600)
     pipeline.failing["pose"] = "the pose stage (127.0.0.1:50051) is unavailable: Socket closed"
     job_id = _submit(store)
     runner.start()
     try:
-        job = _until_finished(store, job_id, timeout=15)
+        job = _until_finished(store, job_id, timeout=30)
     finally:
         runner.stop()
-    assert (job.status, job.error_stage) == (FAILED, "pose") and pipeline.runs == 3
+    assert (job.status, job.error_stage, job.error_code) == (FAILED, "pose", "stage_unavailable")
+    assert job.error.endswith("(4 runs of this job failed on it)") and pipeline.runs == 4
 
 
 def test_a_job_waiting_for_a_dependency_goes_back_to_the_queue_when_the_process_stops(store):
