@@ -29,7 +29,7 @@ test: install weights
 	$(BIN)/python -m pytest -q
 
 # Faults injected into a running platform (kill -9, 20-60 s outages, SIGTERM under load) and 100 concurrent
-# jobs: about 15 minutes on 2 cores. Figures in out/reliability/ (docs/reliability.md).
+# jobs: 12 minutes on 2 quiet cores, 30 on busy ones. Figures in out/reliability/ (docs/reliability.md).
 test-reliability: install weights
 	$(BIN)/python -m pytest -q -s -m reliability tests/reliability
 
