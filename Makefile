@@ -26,10 +26,12 @@ demo: install weights
 test: install weights
 	bash tools/install_deploy_tools.sh
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
 
-# Faults injected into a running platform (kill -9, 20-60 s outages, SIGTERM under load) and 100 concurrent
-# jobs: 12 minutes on 2 quiet cores, 30 on busy ones. Figures in out/reliability/ (docs/reliability.md).
+# Faults injected into a running platform (kill -9, 20-60 s outages, SIGTERM under load), 100 concurrent jobs,
+# and the long tier of hostile input (heavy bombs, every gRPC image field, schemathesis): 12 minutes on 2 quiet
+# cores, 30 on busy ones. Figures in out/reliability/ and the test output (docs/reliability.md).
 test-reliability: install weights
 	$(BIN)/python -m pytest -q -s -m reliability tests/reliability
 

@@ -45,10 +45,10 @@ def main() -> int:
     configure("orchestrator")
     try:
         settings = load_settings()
+        app = create_app(settings)
     except SettingsError as exc:  # a start-up mistake: the message names each variable, no trace
         print(f"orchestrator: {exc}", file=sys.stderr)
         return 2
-    app = create_app(settings)
     # log_config=None: uvicorn keeps the JSON log handler configured above instead of installing its own.
     # timeout_graceful_shutdown: connections still open once the drain is over (a client that kept its
     # keep-alive connection) do not hold the exit up; waiting clients were answered when the drain began.

@@ -23,16 +23,20 @@ from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from orchestrator.auth import Authenticator
 from orchestrator.breaker import STORAGE, DependencyBreaker
 from orchestrator.deps import AppContext, error_response
 from orchestrator.errors import ApiError
 from orchestrator.jobs import JobStore
 from orchestrator.metrics import OrchestratorMetrics
 from orchestrator.pipeline import TryOnPipeline
-from orchestrator.routers import health, jobs, tryon, web
+from orchestrator.routers import health, jobs, keys, objects, tryon, web
+from orchestrator.schemas import job_payload
 from orchestrator.settings import Settings, load_settings
 from orchestrator.stages import StageClients
 from orchestrator.storage import StorageError, storage_from_settings
+from orchestrator.tenants import TenantStore
+from orchestrator.webhooks import DeliveryStore, webhook_dispatcher
 from orchestrator.worker import JobRunner
 from vton.runtime.logs import log_event, request_id_var
 from vton.runtime.vocab import STAGES
@@ -214,7 +218,24 @@ def build_context(settings: Settings) -> AppContext:
         deadline_s=settings.job_deadline_s,
     )
     metrics.watch_store(store.counts_by_status)
-    return AppContext(settings, store, storage, clients, pipeline, runner, metrics)
+    tenants = TenantStore(store.engine)
+    deliveries = DeliveryStore(store.engine)
+    webhooks = webhook_dispatcher(
+        settings, deliveries, tenants, {"job": job_payload(store, storage.presign, deliveries)}
+    )
+    return AppContext(
+        settings,
+        store,
+        storage,
+        clients,
+        pipeline,
+        runner,
+        metrics,
+        tenants,
+        Authenticator(settings, tenants),
+        deliveries,
+        webhooks,
+    )
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -230,6 +251,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             log.error("storage not ready at startup: %s", exc)
         if settings.workers > 0:
             await run_in_threadpool(ctx.runner.start)
+            ctx.webhooks.start()
         log_event(
             log,
             "orchestrator started",
@@ -243,6 +265,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             # SIGTERM began this already (orchestrator.__main__); a shutdown without it (tests) begins it here
             await run_in_threadpool(ctx.begin_shutdown().join)
+            await run_in_threadpool(ctx.webhooks.stop)
             ctx.clients.close()
             ctx.store.close()
 
@@ -268,6 +291,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.include_router(tryon.router)
     app.include_router(jobs.router)
+    app.include_router(objects.router)
+    app.include_router(keys.router)
+    app.include_router(keys.admin_router)
     app.include_router(health.router)
     app.include_router(web.router)
     return app

@@ -12,6 +12,7 @@ from typing import Any
 from fastapi import Depends, Request
 from fastapi.responses import JSONResponse
 
+from orchestrator.auth import Authenticator
 from orchestrator.errors import ApiError
 from orchestrator.jobs import JobStore
 from orchestrator.metrics import OrchestratorMetrics
@@ -19,6 +20,8 @@ from orchestrator.pipeline import TryOnPipeline
 from orchestrator.settings import Settings
 from orchestrator.stages import StageClients
 from orchestrator.storage import Storage
+from orchestrator.tenants import TenantStore
+from orchestrator.webhooks import DeliveryStore, WebhookDispatcher
 from orchestrator.worker import JobRunner
 
 
@@ -31,6 +34,10 @@ class AppContext:
     pipeline: TryOnPipeline
     runner: JobRunner
     metrics: OrchestratorMetrics
+    tenants: TenantStore
+    auth: Authenticator
+    deliveries: DeliveryStore
+    webhooks: WebhookDispatcher
     bucket_ready: bool = False
     # Set by SIGTERM (or the app's shutdown): no new work, waiting clients answered, running jobs handed back.
     shutting_down: threading.Event = field(default_factory=threading.Event)

@@ -6,6 +6,10 @@ later write of a worker carries the claim's token, so a worker that lost its job
 another took over) cannot overwrite the new run. Jobs left `running` by a dead worker go back to the queue.
 Every write transaction starts with its write (never read-then-write): on SQLite that takes the single
 writer's lock at once instead of failing a later upgrade, on PostgreSQL it locks the job's row.
+
+Every job belongs to a tenant (orchestrator.tenants) and keeps its objects under the tenant's prefix. A job
+created with an `Idempotency-Key` records the key in the same transaction, and a job that names a callback
+URL gets its webhook delivery queued in the transaction that finishes it (orchestrator.webhooks delivers it).
 """
 
 from __future__ import annotations
@@ -17,12 +21,16 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from sqlalchemy import create_engine, event, func, insert, select, update
+from sqlalchemy import create_engine, delete, event, func, insert, select, update
 from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from orchestrator.idempotency import Idempotency, IdempotencyTaken, PriorRequest
 from orchestrator.migrations import upgrade_to_head
-from orchestrator.tables import ArtifactRow, JobRow, StageRow
+from orchestrator.tables import ArtifactRow, IdempotencyRow, JobRow, StageRow
+from orchestrator.tenants import DEFAULT_TENANT, job_prefix
+from orchestrator.webhooks import queue_delivery
 from vton.runtime.options import TryOnOptions
 from vton.runtime.vocab import JOB_STEPS
 
@@ -69,6 +77,14 @@ class Job:
     artifacts: dict[str, str] = field(default_factory=dict)  # name -> storage key
     claim_token: str | None = None
     owner: str | None = None
+    tenant_id: str = DEFAULT_TENANT
+    key_id: str | None = None  # the API key that created it
+    callback_url: str | None = None
+
+    @property
+    def storage_prefix(self) -> str:
+        """Where the job's inputs, artifacts and result go: `tenants/<tenant>/jobs/<id>/`."""
+        return job_prefix(self.tenant_id, self.id)
 
     @property
     def finished(self) -> bool:
@@ -157,12 +173,22 @@ class JobStore:
         person_key: str,
         garment_key: str,
         request_id: str = "",
+        tenant_id: str = DEFAULT_TENANT,
+        key_id: str | None = None,
+        callback_url: str | None = None,
+        idempotency: Idempotency | None = None,
     ) -> Job:
         """Insert a queued job (its inputs already stored under the two keys) with every step pending;
-        committed when this returns. Options at the backend's default are stored as null."""
+        committed when this returns. Options at the backend's default are stored as null.
+
+        With `idempotency`, the key is recorded with the job in one transaction; IdempotencyTaken (and no
+        job) when the tenant's key is already taken by a request of the window (a concurrent retry)."""
         now = time.time()
         row = JobRow(
             id=job_id,
+            tenant_id=tenant_id,
+            key_id=key_id,
+            callback_url=callback_url,
             status=QUEUED,
             category=options.category,
             seed=options.seed,
@@ -177,11 +203,62 @@ class JobStore:
             attempts=0,
             stages=[StageRow(stage=name, position=i, status=PENDING) for i, name in enumerate(JOB_STEPS)],
         )
-        with self._sessions.begin() as session:
-            session.add(row)
+        try:
+            with self._sessions.begin() as session:
+                if idempotency is not None:
+                    # an expired use of the key frees it (the write first: it takes SQLite's lock)
+                    session.execute(
+                        delete(IdempotencyRow).where(
+                            IdempotencyRow.tenant_id == tenant_id,
+                            IdempotencyRow.key == idempotency.key,
+                            IdempotencyRow.created_at < now - idempotency.window_s,
+                        )
+                    )
+                    session.add(
+                        IdempotencyRow(
+                            tenant_id=tenant_id,
+                            key=idempotency.key,
+                            fingerprint=idempotency.fingerprint,
+                            resource_id=job_id,
+                            created_at=now,
+                        )
+                    )
+                    session.flush()  # the key's uniqueness is checked before the job is written
+                session.add(row)
+        except IntegrityError:
+            prior = (
+                self.prior_request(tenant_id, idempotency.key, idempotency.window_s) if idempotency else None
+            )
+            if prior is None:
+                raise
+            raise IdempotencyTaken(prior) from None
         job = self.get(job_id)
         assert job is not None, "a committed job reads back"
         return job
+
+    def prior_request(self, tenant_id: str, key: str, window_s: float) -> PriorRequest | None:
+        """What the tenant's `Idempotency-Key` was first sent with, if that was less than `window_s` ago."""
+        with self._sessions() as session:
+            row = session.get(IdempotencyRow, (tenant_id, key))
+            if row is None or row.created_at < time.time() - window_s:
+                return None
+            return PriorRequest(fingerprint=row.fingerprint, resource_id=row.resource_id)
+
+    def get_for_tenant(self, job_id: str, tenant_id: str) -> Job | None:
+        """The job if it is `tenant_id`'s; None for another tenant's job as for a job that does not exist."""
+        job = self.get(job_id)
+        return job if job is not None and job.tenant_id == tenant_id else None
+
+    def queued_counts(self, tenant_id: str) -> tuple[int, int]:
+        """Queued jobs of the tenant and of all tenants."""
+        with self._sessions() as session:
+            rows = session.execute(
+                select(JobRow.tenant_id == tenant_id, func.count())
+                .where(JobRow.status == QUEUED)
+                .group_by(JobRow.tenant_id == tenant_id)
+            ).all()
+        counts = {bool(mine): n for mine, n in rows}
+        return counts.get(True, 0), sum(counts.values())
 
     def get(self, job_id: str) -> Job | None:
         with self._sessions() as session:
@@ -305,6 +382,8 @@ class JobStore:
             ).rowcount
             if changed and status == FAILED:
                 _skip_unreached_stages(session, job_id)
+            if changed:
+                _queue_callback(session, job_id)
         return changed == 1
 
     def release(self, job_id: str, token: str) -> bool:
@@ -347,6 +426,7 @@ class JobStore:
                 ).rowcount
                 if changed:
                     _skip_unreached_stages(session, job_id)
+                    _queue_callback(session, job_id)
             if changed:
                 failed.append(job_id)
         return failed
@@ -394,6 +474,7 @@ class JobStore:
                 ).rowcount
                 if changed and exhausted:
                     _skip_unreached_stages(session, job_id)
+                    _queue_callback(session, job_id)
                 elif changed:
                     _reset_stages(session, job_id)
             if changed:
@@ -435,6 +516,16 @@ def _final_values(
         "updated_at": now,
         "claim_token": None,
     }
+
+
+def _queue_callback(session: Session, job_id: str) -> None:
+    """A job that has just finished and names a callback URL: its delivery is queued in the same transaction,
+    so a crash cannot finish a job and lose its callback."""
+    tenant_id, url = session.execute(
+        select(JobRow.tenant_id, JobRow.callback_url).where(JobRow.id == job_id)
+    ).one()
+    if url:
+        queue_delivery(session, "job", job_id, tenant_id, url)
 
 
 def _reset_stages(session: Session, job_id: str) -> None:
@@ -491,6 +582,9 @@ def _to_job(row: JobRow) -> Job:
         artifacts={a.name: a.key for a in row.artifacts},
         claim_token=row.claim_token,
         owner=row.owner,
+        tenant_id=row.tenant_id,
+        key_id=row.key_id,
+        callback_url=row.callback_url,
     )
 
 

@@ -19,8 +19,7 @@ from google.protobuf.message import Message
 from orchestrator.jobs import RUNNING, SUCCEEDED, Job, StageState
 from orchestrator.stages import StageClients, StageError
 from orchestrator.working_size import paste_full_size, working_copy
-from vton.runtime import images
-from vton.runtime.errors import InvalidInput
+from vton.runtime import images, proto_vocab
 from vton.runtime.options import TryOnOptions
 from vton.runtime.vocab import JOB_STEPS, Stage
 from vton.v1 import common_pb2, densepose_pb2, diffusion_pb2, parsing_pb2, pose_pb2, warp_pb2
@@ -57,27 +56,21 @@ ARTIFACTS: tuple[str, ...] = tuple(name for files in STEP_ARTIFACTS.values() for
 IMAGE_FORMATS = {"png": "png", "jpeg": "jpg", "webp": "webp"}
 
 
-def input_key(job_id: str, name: str, image_format: str) -> str:
-    return f"jobs/{job_id}/inputs/{name}.{IMAGE_FORMATS[image_format]}"
+def input_key(job_prefix: str, name: str, image_format: str) -> str:
+    return f"{job_prefix}inputs/{name}.{IMAGE_FORMATS[image_format]}"
 
 
-def artifact_key(job_id: str, name: str) -> str:
-    return f"jobs/{job_id}/artifacts/{name}"
+def artifact_key(job_prefix: str, name: str) -> str:
+    return f"{job_prefix}artifacts/{name}"
 
 
-def result_key(job_id: str) -> str:
-    return f"jobs/{job_id}/result.png"
+def result_key(job_prefix: str) -> str:
+    return f"{job_prefix}result.png"
 
 
 def image_format(data: bytes) -> str:
-    """ "png", "jpeg" or "webp" from the magic bytes (the header checks have already passed)."""
-    if data[:8] == b"\x89PNG\r\n\x1a\n":
-        return "png"
-    if data[:2] == b"\xff\xd8":
-        return "jpeg"
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "webp"
-    raise InvalidInput("the file is not an image: expected PNG, JPEG or WebP")
+    """ "png", "jpeg" or "webp", read from the header."""
+    return images.read_header(data).format
 
 
 def image_message(data: bytes) -> common_pb2.Image:
@@ -88,7 +81,7 @@ def image_message(data: bytes) -> common_pb2.Image:
 def options_message(options: TryOnOptions) -> common_pb2.TryOnOptions:
     """The options every stage call carries; 0 and "" ask for the backend's default."""
     return common_pb2.TryOnOptions(
-        category=common_pb2.Category.Value(f"CATEGORY_{options.category.upper()}"),
+        category=proto_vocab.category_enum(options.category),
         seed=options.seed,
         steps=options.steps,
         guidance_scale=options.guidance_scale,
@@ -157,11 +150,12 @@ class TryOnPipeline:
     def _load_inputs(self, job: Job) -> _Inputs:
         person = self.storage.get(job.person_key)
         garment = self.storage.get(job.garment_key)
-        # A large photo goes through the stages at a working size (the artifacts are at that size).
+        # A large photo goes through the stages at a working size (the artifacts are at that size); so does a
+        # large garment photo, whose details past a couple of megapixels no stage uses.
         working = working_copy(person, self.max_working_pixels)
         return _Inputs(
             person=image_message(working or person),
-            garment=image_message(garment),
+            garment=image_message(working_copy(garment, self.max_working_pixels) or garment),
             options=options_message(job.options),
             original=person if working is not None else None,
         )
@@ -210,6 +204,7 @@ class TryOnPipeline:
             person=inputs.person,
             masked_person=agnostic.masked_person,
             agnostic_mask=agnostic.mask,
+            keypoints=pose.keypoints,
             pose_map=pose.pose_map,
             warped_garment=warped.warped_garment,
             warped_mask=warped.warped_mask,
@@ -227,7 +222,7 @@ class TryOnPipeline:
     def _store_result(self, job: Job, inputs: _Inputs, image: bytes, mask: bytes) -> str:
         if inputs.original is not None:
             image = paste_full_size(inputs.original, image, mask)
-        return self.storage.put(result_key(job.id), image, "image/png")
+        return self.storage.put(result_key(job.storage_prefix), image, "image/png")
 
 
 class _Calls:
@@ -283,7 +278,7 @@ class _Calls:
         for name, data_of in STEP_ARTIFACTS.get(step, {}).items():
             data = data_of(response)
             if data:
-                key = self.p.storage.put(artifact_key(self.job.id, name), data)
+                key = self.p.storage.put(artifact_key(self.job.storage_prefix, name), data)
                 self.progress.artifact(name.rsplit(".", 1)[0], key)
         succeeded = StageState(
             SUCCEEDED,

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 from fastapi import UploadFile
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
-from orchestrator.jobs import Job
+from orchestrator.jobs import Job, JobStore
 from orchestrator.pipeline import ARTIFACTS
+from orchestrator.tenants import ApiKey
+from orchestrator.webhooks import Delivery, DeliveryStore, Payload
 from vton.runtime.options import MAX_GUIDANCE_SCALE, MAX_SEED, MAX_STEPS, SCHEDULERS
 from vton.runtime.vocab import CATEGORIES
 
@@ -33,13 +36,11 @@ ERROR_HTTP_STATUS = {
 }
 
 
-class TryOnForm(BaseModel):
-    """The multipart form of POST /v1/tryon: the two photos and the options. The options' limits are checked
-    by the platform's one validator (vton.runtime.options), the same the stages apply."""
+class TryOnOptionsIn(BaseModel):
+    """The options of a try-on request, as the client sent them. Their limits are checked by the platform's one
+    validator (vton.runtime.options), the same the stages apply."""
 
-    person: UploadFile = Field(description="Photo of the person (PNG, JPEG or WebP, at most 40 megapixels)")
-    garment: UploadFile = Field(description="Product photo of the garment (PNG, JPEG or WebP)")
-    category: str = Field(description=" | ".join(CATEGORIES))
+    category: str = Field(description=" | ".join(CATEGORIES), json_schema_extra={"enum": list(CATEGORIES)})
     seed: int | None = Field(None, description=f"Random seed, 0..{MAX_SEED}; chosen at random when absent")
     # 0 is no number of steps: a client asks for the backend's default by leaving the field out.
     steps: int | None = Field(
@@ -52,11 +53,49 @@ class TryOnForm(BaseModel):
     scheduler: str | None = Field(
         None, description=f"Denoising scheduler: {' | '.join(SCHEDULERS)}; the backend's default when absent"
     )
+    callback_url: str | None = Field(
+        None,
+        description="An http(s) URL the finished job's JSON is POSTed to, signed (X-Vton-Signature, "
+        "X-Vton-Timestamp: see docs/api.md) and retried until delivered; loopback, private and link-local "
+        "addresses are refused",
+    )
+
+
+class TryOnForm(TryOnOptionsIn):
+    """The multipart form of POST /v1/tryon: the two photos and the options."""
+
+    person: UploadFile = Field(description="Photo of the person (PNG, JPEG or WebP, at most 40 megapixels)")
+    garment: UploadFile = Field(description="Product photo of the garment (PNG, JPEG or WebP)")
+
+
+class TryOnByReference(TryOnOptionsIn):
+    """The JSON body of POST /v1/tryon: the two photos named as objects of the tenant in the platform's bucket
+    (uploaded once with PUT /v1/objects/{key}), no upload per job. Nothing is fetched from URLs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    person: str = Field(
+        description="The person photo: `s3://<bucket>/tenants/<tenant>/<key>` or `<key>` below your prefix"
+    )
+    garment: str = Field(
+        description="The garment photo: `s3://<bucket>/tenants/<tenant>/<key>` or `<key>` below your prefix"
+    )
 
 
 class ErrorOut(BaseModel):
     error: str = Field(description="What went wrong, in words")
     detail: Any = Field(None, description="Structured detail: the offending fields, the job, ...")
+
+
+# What every /v1 route may answer because of its API key (orchestrator.auth).
+AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorOut, "description": "No API key, or not a valid one"},
+    403: {"model": ErrorOut, "description": "A revoked API key"},
+    429: {
+        "model": ErrorOut,
+        "description": "Too many requests for the key, or the queue is full: see Retry-After",
+    },
+}
 
 
 class BackendOut(BaseModel):
@@ -96,8 +135,26 @@ class LinksOut(BaseModel):
     result: str | None = None
 
 
+class AttemptOut(BaseModel):
+    at: datetime
+    status_code: int | None = Field(None, description="The receiver's HTTP status; null: no answer")
+    error: str | None = Field(None, description="Why the attempt did not count as delivered")
+    seconds: float
+
+
+class CallbackOut(BaseModel):
+    url: str
+    status: Literal["pending", "delivered", "failed"] = Field(
+        description="pending: not yet delivered (retried with backoff); delivered: a 2xx answer; "
+        "failed: given up after the retry window"
+    )
+    next_attempt_at: datetime | None = Field(None, description="pending: when the next attempt is due")
+    attempts: list[AttemptOut]
+
+
 class JobOut(BaseModel):
     id: str
+    tenant: str = Field(description="The tenant the job belongs to (the one of the API key that sent it)")
     status: JobStatus
     options: OptionsOut
     created_at: datetime
@@ -115,6 +172,9 @@ class JobOut(BaseModel):
     error: str | None = None
     error_code: str | None = None
     error_stage: str | None = None
+    callback: CallbackOut | None = Field(
+        None, description="The callback URL the client named and every delivery attempt; null: none named"
+    )
     links: LinksOut
 
 
@@ -132,13 +192,31 @@ def _when(ts: float | None) -> datetime | None:
     return datetime.fromtimestamp(ts, UTC) if ts is not None else None
 
 
-def job_out(job: Job, presign) -> JobOut:
-    """The job as clients see it; `presign(key)` turns storage keys into URLs."""
+def callback_out(job: Job, delivery: Delivery | None) -> CallbackOut | None:
+    if job.callback_url is None:
+        return None
+    if delivery is None:  # the job has not finished: nothing was sent yet
+        return CallbackOut(url=job.callback_url, status="pending", attempts=[])
+    return CallbackOut(
+        url=delivery.url,
+        status=delivery.status,
+        next_attempt_at=_when(delivery.next_attempt_at) if delivery.status == "pending" else None,
+        attempts=[
+            AttemptOut(at=_when(a.at), status_code=a.status_code, error=a.error, seconds=a.seconds)
+            for a in delivery.attempts
+        ],
+    )
+
+
+def job_out(job: Job, presign, delivery: Delivery | None = None) -> JobOut:
+    """The job as clients see it; `presign(key)` turns storage keys into URLs; `delivery` is the job's
+    callback delivery, if it has one."""
     now = time.time()
     end = job.finished_at
     result_url = presign(job.result_key) if job.result_key else None
     return JobOut(
         id=job.id,
+        tenant=job.tenant_id,
         status=job.status,
         options=OptionsOut(
             category=job.category,
@@ -176,9 +254,93 @@ def job_out(job: Job, presign) -> JobOut:
         error=job.error,
         error_code=job.error_code,
         error_stage=job.error_stage,
+        callback=callback_out(job, delivery),
         links=LinksOut(self=job_path(job.id), result=result_url),
     )
 
 
+def job_payload(store: JobStore, presign: Callable[[str], str], deliveries: DeliveryStore) -> Payload:
+    """What a job's callback sends: the job's JSON as GET /v1/jobs/{id} shows it (None: the job is gone)."""
+
+    def payload(delivery: Delivery) -> dict[str, Any] | None:
+        job = store.get_for_tenant(delivery.subject_id, delivery.tenant_id)
+        if job is None:
+            return None
+        return job_out(job, presign, deliveries.get(delivery.id)).model_dump(mode="json")
+
+    return payload
+
+
 def _round(seconds: float) -> float:
     return round(max(0.0, seconds), 3)
+
+
+# --- API keys, tenants, objects -------------------------------------------------------------------------------
+
+
+class KeyCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    tenant: str = Field(description="The tenant the key belongs to; created with its first key")
+    name: str = Field("", max_length=128, description="What the key is for, shown in the listing")
+    rate_per_s: float | None = Field(
+        None, gt=0, description="Requests per second the key may make; the platform's default when absent"
+    )
+    burst: int | None = Field(
+        None, ge=1, description="Requests the key may make at once; default when absent"
+    )
+
+
+class KeyOut(BaseModel):
+    id: str = Field(description="The key's public id: the key reads `vton_<id>_...`")
+    tenant: str
+    name: str
+    rate_per_s: float | None = Field(None, description="null: the platform's default")
+    burst: int | None = Field(None, description="null: the platform's default")
+    created_at: datetime
+    last_used_at: datetime | None = Field(None, description="Updated at most once a minute")
+    revoked_at: datetime | None = None
+
+
+class KeyCreated(KeyOut):
+    key: str = Field(description="The key itself: shown this once, stored only as a keyed hash")
+    webhook_secret: str = Field(description="The tenant's secret its callbacks are signed with")
+
+
+class KeyList(BaseModel):
+    keys: list[KeyOut]
+
+
+class TenantOut(BaseModel):
+    id: str
+    prefix: str = Field(
+        description="`s3://<bucket>/tenants/<tenant>/`: every object of the tenant is below it"
+    )
+    webhook_secret: str = Field(description="The secret the tenant's callbacks are signed with (HMAC-SHA256)")
+    key_id: str = Field(description="The API key of this request")
+
+
+class ObjectOut(BaseModel):
+    key: str = Field(description="The key below your prefix, as POST /v1/tryon takes it")
+    uri: str = Field(description="`s3://<bucket>/tenants/<tenant>/<key>`")
+    size: int
+    last_modified: datetime
+    url: str = Field(description="Presigned GET URL")
+
+
+class ObjectList(BaseModel):
+    objects: list[ObjectOut]
+    next_after: str | None = Field(None, description="More objects follow: pass this as `after` for them")
+
+
+def key_out(key: ApiKey) -> KeyOut:
+    return KeyOut(
+        id=key.id,
+        tenant=key.tenant_id,
+        name=key.name,
+        rate_per_s=key.rate_per_s,
+        burst=key.burst,
+        created_at=_when(key.created_at),
+        last_used_at=_when(key.last_used_at),
+        revoked_at=_when(key.revoked_at),
+    )

@@ -7,11 +7,12 @@ and refuses a bad one naming the variable. docs/deploy.md's settings table is ge
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import Field, SecretStr, ValidationError, create_model, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from vton.runtime.vocab import API_PORT, GRPC_PORTS, STAGES
 
@@ -126,6 +127,68 @@ class Settings(_StageAddresses):  # type: ignore[misc, valid-type]
         description="After SIGTERM the API answers 503 (readyz and new jobs) this long before it closes, so load "
         "balancers stop sending to it; running jobs go back to the queue at once",
     )
+    key_pepper: SecretStr | None = Field(
+        None,
+        min_length=16,
+        description="Server-side secret every API key's stored hash is keyed with (HMAC-SHA256); required, "
+        "the same on every replica. `vton up` makes one",
+    )
+    admin_key: SecretStr | None = Field(
+        None,
+        min_length=16,
+        description="Bearer key of the /v1/admin routes (creating, listing, revoking API keys); unset: those "
+        "routes are off. `vton up` makes one",
+    )
+    rate_limit_per_s: float = Field(
+        20.0, gt=0, description="Requests per second each API key may make (token bucket, per replica)"
+    )
+    rate_limit_burst: int = Field(
+        60, ge=1, description="Requests an API key may make at once before the per-second rate applies"
+    )
+    max_queued_jobs: int = Field(
+        1000, ge=1, description="Queued jobs of all tenants beyond which POSTs answer 429"
+    )
+    max_queued_jobs_per_tenant: int = Field(
+        200, ge=1, description="Queued jobs of one tenant beyond which its POSTs answer 429"
+    )
+    idempotency_window_s: float = Field(
+        86400.0, gt=0, description="How long an `Idempotency-Key` returns the job it first created"
+    )
+    webhook_timeout_s: float = Field(10.0, gt=0, description="Deadline of each callback delivery")
+    webhook_retry_for_s: float = Field(
+        3600.0, gt=0, description="How long a callback that fails is retried before it is given up"
+    )
+    webhook_backoff_s: float = Field(
+        2.0, gt=0, description="Wait before a failed callback's first retry; doubles with each retry"
+    )
+    webhook_max_backoff_s: float = Field(300.0, gt=0, description="The longest wait between two retries")
+    webhook_allowed_hosts: Annotated[tuple[str, ...], NoDecode] = Field(
+        (),
+        description="Comma-separated host names callbacks may go to (`*.shop.example` for a domain); unset: "
+        "any host whose addresses are all public",
+    )
+    webhook_allowed_networks: Annotated[tuple[str, ...], NoDecode] = Field(
+        (),
+        description="Comma-separated networks (CIDR) callbacks may reach although loopback, private or "
+        "link-local, e.g. `10.20.0.0/16`; unset: such addresses are refused",
+    )
+
+    @field_validator("webhook_allowed_hosts", "webhook_allowed_networks", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(item.strip() for item in value.split(",") if item.strip())
+        return value
+
+    @field_validator("webhook_allowed_networks")
+    @classmethod
+    def _networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for item in value:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"{item!r} is not a network such as 10.0.0.0/8 or fd00::/8") from None
+        return value
 
     @field_validator("data_dir")
     @classmethod
@@ -169,7 +232,7 @@ def settings_table() -> str:
     """The Markdown table of every setting (docs/deploy.md holds a copy that a test compares)."""
     rows = ["| variable | default | meaning |", "|---|---|---|"]
     for name, field in Settings.model_fields.items():
-        default = "unset" if field.default is None else f"`{field.default}`"
+        default = "unset" if field.default in (None, ()) else f"`{field.default}`"
         rows.append(f"| `{env_name(name)}` | {default} | {field.description} |")
     return "\n".join(rows) + "\n"
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 
 import boto3
 from botocore.config import Config
@@ -28,6 +29,13 @@ CONTENT_TYPES = {
 
 class StorageError(RuntimeError):
     """S3 could not be reached or refused an operation; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    key: str
+    size: int
+    last_modified: float  # unix seconds
 
 
 def content_type_for(key: str) -> str:
@@ -142,6 +150,32 @@ class Storage:
             return self._client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
         except (ClientError, BotoCoreError) as exc:
             raise self._fail(f"get {key}", exc) from None
+
+    def head(self, key: str) -> ObjectInfo | None:
+        """The object's size and time, or None when there is no object under `key`."""
+        try:
+            meta = self._client.head_object(Bucket=self.bucket, Key=key)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise self._fail(f"head {key}", exc) from None
+        except BotoCoreError as exc:
+            raise self._fail(f"head {key}", exc) from None
+        return ObjectInfo(key, int(meta["ContentLength"]), meta["LastModified"].timestamp())
+
+    def list(self, prefix: str, limit: int = 1000, after: str | None = None) -> list[ObjectInfo]:
+        """Up to `limit` objects under `prefix` in key order, those after the key `after` (paging)."""
+        kwargs = {"Bucket": self.bucket, "Prefix": prefix, "MaxKeys": limit}
+        if after:
+            kwargs["StartAfter"] = after
+        try:
+            page = self._client.list_objects_v2(**kwargs)
+        except (ClientError, BotoCoreError) as exc:
+            raise self._fail(f"list {prefix}", exc) from None
+        return [
+            ObjectInfo(item["Key"], int(item["Size"]), item["LastModified"].timestamp())
+            for item in page.get("Contents", [])
+        ]
 
     def presign(self, key: str, ttl_s: int | None = None) -> str:
         """A GET URL for `key` that works without credentials for `ttl_s` seconds (default url_ttl_s)."""

@@ -15,10 +15,91 @@ class Base(DeclarativeBase):
     pass
 
 
+class TenantRow(Base):
+    """A platform customer: its jobs, objects (under `tenants/<id>/` in the bucket) and keys are its own."""
+
+    __tablename__ = "vton_tenants"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    webhook_secret: Mapped[str] = mapped_column(String(64))  # signs the tenant's callbacks (HMAC-SHA256)
+    created_at: Mapped[float] = mapped_column(Double)
+
+
+class ApiKeyRow(Base):
+    """An API key of a tenant: only its HMAC-SHA256 (keyed with the server's pepper) is stored."""
+
+    __tablename__ = "vton_api_keys"
+
+    id: Mapped[str] = mapped_column(String(16), primary_key=True)  # the public part of the key
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("vton_tenants.id"), index=True)
+    name: Mapped[str] = mapped_column(String(128))
+    hash: Mapped[str] = mapped_column(String(64))
+    rate_per_s: Mapped[float | None] = mapped_column(Double)  # None: the settings' default
+    burst: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[float] = mapped_column(Double)
+    last_used_at: Mapped[float | None] = mapped_column(Double)
+    revoked_at: Mapped[float | None] = mapped_column(Double)
+
+
+class IdempotencyRow(Base):
+    """An `Idempotency-Key` a tenant sent: the request it came with (a digest) and what that request made."""
+
+    __tablename__ = "vton_idempotency_keys"
+
+    tenant_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    resource_id: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[float] = mapped_column(Double)
+
+
+class DeliveryRow(Base):
+    """A callback to deliver: the JSON of a finished job (kind "job") POSTed to the URL its client named."""
+
+    __tablename__ = "vton_webhook_deliveries"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))
+    subject_id: Mapped[str] = mapped_column(String(32))
+    url: Mapped[str] = mapped_column(String(2048))
+    status: Mapped[str] = mapped_column(String(16))  # pending | delivered | failed
+    created_at: Mapped[float] = mapped_column(Double)
+    next_attempt_at: Mapped[float] = mapped_column(Double)
+    claim_token: Mapped[str | None] = mapped_column(String(32))
+    claimed_until: Mapped[float | None] = mapped_column(Double)
+    finished_at: Mapped[float | None] = mapped_column(Double)
+
+    attempts: Mapped[list[DeliveryAttemptRow]] = relationship(
+        order_by="DeliveryAttemptRow.number", lazy="selectin", cascade="all, delete-orphan"
+    )
+
+    __table_args__ = (
+        Index("ix_vton_webhook_deliveries_due", "status", "next_attempt_at"),
+        Index("ix_vton_webhook_deliveries_subject", "kind", "subject_id"),
+    )
+
+
+class DeliveryAttemptRow(Base):
+    __tablename__ = "vton_webhook_attempts"
+
+    delivery_id: Mapped[str] = mapped_column(
+        ForeignKey("vton_webhook_deliveries.id", ondelete="CASCADE"), primary_key=True
+    )
+    number: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[float] = mapped_column(Double)
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)
+    seconds: Mapped[float] = mapped_column(Double)
+
+
 class JobRow(Base):
     __tablename__ = "vton_jobs"
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("vton_tenants.id"))
+    key_id: Mapped[str | None] = mapped_column(String(16))  # the API key that created it
+    callback_url: Mapped[str | None] = mapped_column(String(2048))
     status: Mapped[str] = mapped_column(String(16))
     category: Mapped[str] = mapped_column(String(32))
     seed: Mapped[int] = mapped_column(BigInteger)
@@ -48,7 +129,10 @@ class JobRow(Base):
         order_by="ArtifactRow.created_at", lazy="selectin", cascade="all, delete-orphan"
     )
 
-    __table_args__ = (Index("ix_vton_jobs_status_created", "status", "created_at"),)
+    __table_args__ = (
+        Index("ix_vton_jobs_status_created", "status", "created_at"),
+        Index("ix_vton_jobs_tenant_status", "tenant_id", "status"),
+    )
 
 
 class StageRow(Base):

@@ -1,7 +1,7 @@
 """`vton up` in a subprocess, as an operator runs it, for the integration and reliability tests: free ports, its
-own data directory, its output read by a thread (so restarts logged at any time never fill the pipe), its
-processes found by name for kill -9 and memory readings, and a client that submits jobs and follows them
-through restarts of the API."""
+own data directory, its output read by a thread (so restarts logged at any time never fill the pipe), the API key
+it printed, its processes found by name for kill -9 and memory readings, and a client that submits jobs and
+follows them through restarts of the API."""
 
 from __future__ import annotations
 
@@ -27,7 +27,10 @@ FINISHED = ("succeeded", "failed")
 
 
 class VtonUp:
-    """One `vton up`. `start()` returns once it printed that it is ready; `processes()` finds its children."""
+    """One `vton up`. `start()` returns once it printed that it is ready; `processes()` finds its children.
+
+    It stores its API key for the CLI under $VTON_CONFIG_DIR: the caller's when set, else a folder of the data
+    directory (never the user's own credentials file)."""
 
     def __init__(self, data_dir: Path, env: dict[str, str] | None = None) -> None:
         self.data_dir = data_dir
@@ -39,6 +42,7 @@ class VtonUp:
         self.supervisor_url = f"http://127.0.0.1:{self.metrics_base + len(STAGES)}/metrics"
         self.proc: subprocess.Popen | None = None
         self.output: list[str] = []
+        self.api_key = ""
         self._reader: threading.Thread | None = None
 
     def start(self, timeout: float = 240) -> VtonUp:
@@ -63,18 +67,30 @@ class VtonUp:
             stderr=subprocess.STDOUT,
             text=True,
             cwd=REPO,
-            env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env},
+            env={
+                **os.environ,
+                "PYTHONUNBUFFERED": "1",
+                "VTON_CONFIG_DIR": os.environ.get("VTON_CONFIG_DIR") or str(self.data_dir / "config"),
+                **self.env,
+            },
         )
         self._reader = threading.Thread(target=self._read, args=(self.proc,), daemon=True)
         self._reader.start()
         if not self.wait_for_output("ready. API on", timeout):
             self.kill()
             raise AssertionError("vton up did not become ready:\n" + self.text)
+        # "vton: API key KEY (tenant default; ...)", printed before "ready"
+        self.api_key = next(line.split()[3] for line in self.output if line.startswith("vton: API key"))
         return self
 
     def _read(self, proc: subprocess.Popen) -> None:
         for line in proc.stdout:
             self.output.append(line)
+
+    @property
+    def auth(self) -> dict[str, str]:
+        """The headers of a request with the API key `vton up` printed."""
+        return {"Authorization": f"Bearer {self.api_key}"}
 
     @property
     def text(self) -> str:
@@ -186,38 +202,58 @@ class JobLedger:
     """Every submission and what became of it: what a shop's client sees through restarts and outages."""
 
     url: str
+    api_key: str
     person: bytes
     garment: bytes
     accepted: dict[str, float] = field(default_factory=dict)  # job id -> when it was accepted (monotonic)
     refused: int = 0  # submissions answered with an error or not answered (the API restarting)
+    rate_limited: int = (
+        0  # requests answered 429 (the key's rate or the queue's bound), retried after Retry-After
+    )
     finished: dict[str, dict] = field(default_factory=dict)  # job id -> the finished job
 
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.api_key}"}
+
     def submit(self, retry_s: float = 120) -> str:
-        """POST one job, retrying while the API is down or refuses (503); its id once accepted."""
+        """POST one job, retrying while the API is down or refuses (503), or after the wait a 429 names; its
+        id once accepted."""
         deadline = time.monotonic() + retry_s
         while True:
+            pause = 0.5
             try:
                 response = httpx.post(
                     self.url + "/v1/tryon",
                     files={"person": ("person.png", self.person), "garment": ("garment.jpg", self.garment)},
                     data={"category": "upper_body"},
+                    headers=self.auth,
                     timeout=60,
                 )
                 if response.status_code == 202:
                     job_id = response.json()["id"]
                     self.accepted[job_id] = time.monotonic()
                     return job_id
-                assert response.status_code == 503, response.text  # only "come back later" is expected
+                # only "come back later" is expected
+                assert response.status_code in (429, 503), response.text
+                pause = self._retry_after(response, pause)
             except httpx.HTTPError:
                 pass
             self.refused += 1
             assert time.monotonic() < deadline, "the API did not accept a job for too long"
-            time.sleep(0.5)
+            time.sleep(pause)
+
+    def _retry_after(self, response: httpx.Response, default: float) -> float:
+        """How long to wait before the next request: what a 429 says, else `default`."""
+        if response.status_code != 429:
+            return default
+        self.rate_limited += 1
+        return float(response.headers.get("Retry-After", default))
 
     def follow(self, timeout: float, every_s: float = 0.5) -> None:
         """Poll every accepted job until it finishes or `timeout` passes (through restarts of the API)."""
         deadline = time.monotonic() + timeout
-        with httpx.Client(timeout=10) as client:
+        with httpx.Client(timeout=10, headers=self.auth) as client:
             while time.monotonic() < deadline:
                 pending = [job_id for job_id in self.accepted if job_id not in self.finished]
                 if not pending:
@@ -227,6 +263,9 @@ class JobLedger:
                         response = client.get(f"{self.url}/v1/jobs/{job_id}")
                     except httpx.HTTPError:
                         break  # the API is restarting: try again in a moment
+                    if response.status_code == 429:  # polling many jobs passes the key's rate
+                        time.sleep(self._retry_after(response, every_s))
+                        break
                     assert response.status_code == 200, f"job {job_id} is gone: {response.text}"
                     job = response.json()
                     if job["status"] in FINISHED:

@@ -67,11 +67,11 @@ def _timed(fn, repeat: int) -> tuple[float, float]:
 
 
 def run(inputs: dict, dtype: torch.dtype, repeat: int) -> dict:
-    from services.diffusion.backends import ladi_vton as ladi_diffusion
+    from services.diffusion import testing as ladi_diffusion
     from services.diffusion.types import TryOnInputs
-    from services.parsing.backends import schp
-    from services.pose.backends import openpose
-    from services.warp.backends import ladi_vton as ladi_warp
+    from services.parsing import testing as schp
+    from services.pose import testing as openpose
+    from services.warp import testing as ladi_warp
     from services.warp.types import WarpInputs
 
     person, garment = inputs["person"], inputs["garment"]
@@ -126,8 +126,7 @@ def run(inputs: dict, dtype: torch.dtype, repeat: int) -> dict:
         )
         warp_s = record(Stage.WARP, "LaDI-VTON TPS + refinement U-Net", res, lambda w=warp_in: warp.warp(w))
         warped = warp.warp(warp_in)
-        for scheduler, steps in (("ddim", 50), ("dpm++", 25)):
-            diffusion.use_scheduler(scheduler)
+        for scheduler, steps in (("ddim", 50), ("dpm-solver++", 25)):
             tryon_in = TryOnInputs(
                 person,
                 inputs["masked"],
@@ -141,6 +140,7 @@ def run(inputs: dict, dtype: torch.dtype, repeat: int) -> dict:
                 seed=1,
                 steps=steps,
                 guidance_scale=7.5,
+                scheduler=scheduler,
                 width=width,
                 height=height,
             )

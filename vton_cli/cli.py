@@ -10,9 +10,12 @@ import os
 import sys
 from pathlib import Path
 
+import httpx
+
 from vton import weights_cli
 from vton.runtime.vocab import CATEGORIES, STAGES, Category
-from vton_cli.client import DEFAULT_SERVER, ApiError, Job, VtonClient
+from vton_cli.client import DEFAULT_SERVER, ApiError, ApiKeyInfo, Job, VtonClient
+from vton_cli.credentials import save_keys
 from vton_cli.platform import PlatformConfig, run_up
 
 
@@ -53,6 +56,15 @@ def _print_progress(job: Job) -> None:
     print(f"[{job.status}] " + ", ".join(parts), flush=True)
 
 
+def _failed(command: str, server: str, exc: Exception) -> int:
+    """One line on stderr for an error the API answered or the network raised; the exit code 1."""
+    if isinstance(exc, ApiError):
+        print(f"vton {command}: {exc}", file=sys.stderr)
+    else:
+        print(f"vton {command}: cannot reach {server}: {exc}", file=sys.stderr)
+    return 1
+
+
 def cmd_tryon(args: argparse.Namespace) -> int:
     person, garment = Path(args.person), Path(args.garment)
     for path in (person, garment):
@@ -72,20 +84,58 @@ def cmd_tryon(args: argparse.Namespace) -> int:
                 return 1
             Path(args.output).parent.mkdir(parents=True, exist_ok=True)
             Path(args.output).write_bytes(client.download(job.result_url))
-    except ApiError as exc:
-        print(f"vton tryon: {exc}", file=sys.stderr)
-        return 1
-    except OSError as exc:
-        print(f"vton tryon: cannot reach {args.server}: {exc}", file=sys.stderr)
-        return 1
+    except (ApiError, httpx.HTTPError, OSError) as exc:
+        return _failed("tryon", args.server, exc)
     print(f"result written to {args.output}")
     return 0
 
 
+def _key_line(key: ApiKeyInfo) -> str:
+    state = f"revoked {key.revoked_at[:19]}" if key.revoked_at else "active"
+    used = key.last_used_at[:19] if key.last_used_at else "never"
+    return f"{key.id:<14}{key.tenant:<20}{state:<30}{used:<21}{key.name}"
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    """`vton keys create|list|revoke`: through the platform's admin routes, with its admin key."""
+    try:
+        with VtonClient(args.server) as client:
+            if args.keys_command == "create":
+                key = client.create_key(args.tenant, args.name, args.rate, args.burst)
+                print(f"API key {key.key}")
+                print(
+                    f"  id {key.id}, tenant {key.tenant}: shown this once, the platform keeps only its hash"
+                )
+                print(f"  the tenant's webhook signing secret: {key.webhook_secret}")
+                if args.save:
+                    print(f"  stored for the CLI in {save_keys(args.server, api_key=key.key)}")
+            elif args.keys_command == "list":
+                keys = client.list_keys(args.tenant)
+                print(f"{'id':<14}{'tenant':<20}{'state':<30}{'last used':<21}name")
+                for key in keys:
+                    print(_key_line(key))
+            else:
+                key = client.revoke_key(args.key_id)
+                print(f"API key {key.id} of tenant {key.tenant} revoked at {key.revoked_at[:19]}")
+    except (ApiError, httpx.HTTPError, OSError) as exc:
+        return _failed(f"keys {args.keys_command}", args.server, exc)
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
+    if args.category:
+        from vton_cli.bench_category import main as bench_category_main
+
+        return bench_category_main(args)
     from vton_cli.bench import main as bench_main
 
     return bench_main(args)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from training.cli import run
+
+    return run(args)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -135,6 +185,27 @@ def build_parser() -> argparse.ArgumentParser:
     tryon.add_argument("--guidance-scale", type=float)
     tryon.set_defaults(func=cmd_tryon)
 
+    keys = sub.add_parser(
+        "keys",
+        help="create, list or revoke API keys (with the admin key: VTON_ADMIN_KEY or what `vton up` stored)",
+    )
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    create = keys_sub.add_parser(
+        "create", help="a new key of a tenant (the tenant is created with its first key)"
+    )
+    create.add_argument("--tenant", required=True, help="lowercase letters, digits and '-'")
+    create.add_argument("--name", default="", help="what the key is for")
+    create.add_argument("--rate", type=float, help="requests per second (default: the platform's)")
+    create.add_argument("--burst", type=int, help="requests at once (default: the platform's)")
+    create.add_argument("--save", action="store_true", help="use this key for the CLI's requests to --server")
+    listing = keys_sub.add_parser("list", help="every key (never the keys themselves)")
+    listing.add_argument("--tenant", help="only this tenant's keys")
+    revoke = keys_sub.add_parser("revoke", help="revoke a key: its requests answer 403 from now on")
+    revoke.add_argument("key_id", help="the id `vton keys list` shows (the key reads vton_<id>_...)")
+    for parser_ in (create, listing, revoke):
+        parser_.add_argument("--server", default=DEFAULT_SERVER)
+    keys.set_defaults(func=cmd_keys)
+
     w = sub.add_parser("weights", help="list, pull or verify the backends' weight files")
     weights_cli.add_arguments(w)
     w.set_defaults(func=weights_cli.run)
@@ -144,6 +215,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--garment", help="a garment photo (default: an example photo)")
     bench.add_argument("--repeat", type=int, default=5)
     bench.add_argument("--out", default="bench", help="folder for the results (JSON and Markdown)")
+    bench.add_argument(
+        "--category",
+        action="store_true",
+        help="instead: the accuracy of the garment-category classifier on the labelled garment photos",
+    )
     bench.set_defaults(func=cmd_bench)
 
     ev = sub.add_parser("eval", help="SSIM on paired samples and a contact sheet, through a running platform")
@@ -162,6 +238,12 @@ def build_parser() -> argparse.ArgumentParser:
     from training.data.cli import register as register_dataset
 
     register_dataset(sub)
+
+    from training.cli import add_arguments as add_train_arguments
+
+    tr = sub.add_parser("train", help="train or fine-tune a module; weights in the service files")
+    add_train_arguments(tr)
+    tr.set_defaults(func=cmd_train)
     return parser
 
 

@@ -1,4 +1,8 @@
-"""The typed HTTP client of the platform's API (what the CLI, the demo and the evaluation use)."""
+"""The typed HTTP client of the platform's API (what the CLI, the demo and the evaluation use).
+
+Every request carries the API key (`Authorization: Bearer`): the one given, else the one stored for the server
+(vton_cli.credentials); the admin calls (keys) carry the admin key the same way.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from pathlib import Path
 import httpx
 
 from vton.runtime.vocab import API_PORT
+from vton_cli.credentials import credentials_path, stored_key
 
 DEFAULT_SERVER = f"http://127.0.0.1:{API_PORT}"
 
@@ -69,10 +74,44 @@ class Job:
         )
 
 
+@dataclass
+class ApiKeyInfo:
+    id: str
+    tenant: str
+    name: str
+    created_at: str
+    last_used_at: str | None
+    revoked_at: str | None
+    key: str | None = None  # the key itself: only when it was just created
+    webhook_secret: str | None = None
+
+    @classmethod
+    def from_json(cls, data: dict) -> ApiKeyInfo:
+        return cls(
+            id=data["id"],
+            tenant=data["tenant"],
+            name=data.get("name", ""),
+            created_at=data["created_at"],
+            last_used_at=data.get("last_used_at"),
+            revoked_at=data.get("revoked_at"),
+            key=data.get("key"),
+            webhook_secret=data.get("webhook_secret"),
+        )
+
+
 class VtonClient:
-    def __init__(self, server: str = DEFAULT_SERVER, timeout: float = 60.0) -> None:
+    def __init__(
+        self,
+        server: str = DEFAULT_SERVER,
+        timeout: float = 60.0,
+        api_key: str | None = None,
+        admin_key: str | None = None,
+    ) -> None:
         self.server = server.rstrip("/")
-        self.http = httpx.Client(base_url=self.server, timeout=timeout)
+        self.api_key = api_key or stored_key(self.server, "api_key")
+        self.admin_key = admin_key or stored_key(self.server, "admin_key")
+        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+        self.http = httpx.Client(base_url=self.server, timeout=timeout, headers=headers)
 
     def __enter__(self) -> VtonClient:
         return self
@@ -86,8 +125,13 @@ class VtonClient:
         except ValueError:
             body = {"error": response.text[:500]}
         if response.status_code >= 400:
-            message = body.get("error") or body.get("detail") or response.reason_phrase
-            raise ApiError(response.status_code, str(message))
+            message = str(body.get("error") or body.get("detail") or response.reason_phrase)
+            if response.status_code == 401:
+                message += (
+                    f" (keys for {self.server} come from VTON_API_KEY / VTON_ADMIN_KEY or "
+                    f"{credentials_path()}, where `vton up` stores them)"
+                )
+            raise ApiError(response.status_code, message)
         return body
 
     def ready(self) -> dict:
@@ -138,6 +182,41 @@ class VtonClient:
                     f"job {job_id} did not finish within {timeout:.0f} s (last status {job.status})"
                 )
             time.sleep(poll)
+
+    def submit_objects(self, person: str, garment: str, category: str, **options) -> Job:
+        """A try-on of two of the tenant's objects (`s3://...` or keys below its prefix), nothing uploaded."""
+        body = {"person": person, "garment": garment, "category": category}
+        body |= {name: value for name, value in options.items() if value is not None}
+        return Job.from_json(self._check(self.http.post("/v1/tryon", json=body)))
+
+    def put_object(self, key: str, path: Path) -> dict:
+        """Store a photo at `tenants/<tenant>/<key>`; its description (key, uri, size, url)."""
+        return self._check(self.http.put(f"/v1/objects/{key}", content=path.read_bytes()))
+
+    # --- API keys (the admin routes) --------------------------------------------------------------------------
+
+    def _admin(self, method: str, path: str, **kwargs) -> dict:
+        if not self.admin_key:
+            raise ApiError(
+                401,
+                f"no admin key for {self.server}: set VTON_ADMIN_KEY (the orchestrator's) or run `vton up`, "
+                f"which stores it in {credentials_path()}",
+            )
+        headers = {"Authorization": f"Bearer {self.admin_key}"}
+        return self._check(self.http.request(method, path, headers=headers, **kwargs))
+
+    def create_key(
+        self, tenant: str, name: str = "", rate_per_s: float | None = None, burst: int | None = None
+    ) -> ApiKeyInfo:
+        body = {"tenant": tenant, "name": name, "rate_per_s": rate_per_s, "burst": burst}
+        return ApiKeyInfo.from_json(self._admin("POST", "/v1/admin/keys", json=body))
+
+    def list_keys(self, tenant: str | None = None) -> list[ApiKeyInfo]:
+        params = {"tenant": tenant} if tenant else {}
+        return [ApiKeyInfo.from_json(k) for k in self._admin("GET", "/v1/admin/keys", params=params)["keys"]]
+
+    def revoke_key(self, key_id: str) -> ApiKeyInfo:
+        return ApiKeyInfo.from_json(self._admin("DELETE", f"/v1/admin/keys/{key_id}"))
 
     def download(self, url: str) -> bytes:
         response = httpx.get(url, timeout=60)

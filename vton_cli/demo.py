@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"demo: platform ready in {time.perf_counter() - started:.1f} s; sending {PERSON} + {GARMENT}",
                 flush=True,
             )
-            job, elapsed = _try_on(config.api_url, person, garment, out)
+            job, elapsed = _try_on(config.api_url, platform.api_key, person, garment, out)
     except (RuntimeError, TimeoutError, OSError) as exc:
         print(f"demo: {exc}", file=sys.stderr)
         return 1
@@ -64,9 +64,9 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _try_on(api_url: str, person: Path, garment: Path, out: Path) -> tuple[Job, float]:
+def _try_on(api_url: str, api_key: str, person: Path, garment: Path, out: Path) -> tuple[Job, float]:
     """One try-on through the HTTP API; a finished job's result, artifacts and JSON are written under `out`."""
-    with VtonClient(api_url) as client:
+    with VtonClient(api_url, api_key=api_key) as client:
         t0 = time.perf_counter()
         job = client.submit(person, garment, Category.UPPER_BODY, seed=0)
         job = client.wait(

@@ -25,6 +25,7 @@ import httpx
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from vton.runtime.vocab import API_PORT, GRPC_PORTS, METRICS_PORTS, STAGES
+from vton_cli.credentials import first_api_key, platform_secrets, remember_platform
 from vton_cli.s3server import DEFAULT_S3_PORT, SeaweedS3
 from vton_cli.supervisor import Process, RestartPolicy, Supervisor
 
@@ -88,6 +89,7 @@ class Platform:
         self.logs_dir = config.data_dir / "logs"
         self.supervisor = Supervisor(policy, log=log)
         self.s3: SeaweedS3 | None = None
+        self.api_key: str | None = None  # the first API key, once the orchestrator is ready
 
     def __enter__(self) -> Platform:
         try:
@@ -131,10 +133,12 @@ class Platform:
             # no load balancer to leave: a second is enough for waiting clients to get their answer
             "VTON_SHUTDOWN_DRAIN_S": "1",
             **{f"VTON_{s.upper()}_ADDR": f"{cfg.host}:{cfg.grpc_port(s)}" for s in STAGES},
+            **platform_secrets(cfg.data_dir),
         }
         self._spawn(ORCHESTRATOR, [sys.executable, "-m", "orchestrator"], env)
         self._wait_http(ORCHESTRATOR, f"{cfg.api_url}/readyz", deadline)
         self.log(f"  api           {cfg.api_url}  (docs {cfg.api_url}/docs, metrics {cfg.api_url}/metrics)")
+        self.api_key = first_api_key(cfg.api_url, cfg.data_dir)
         self.supervisor.metrics.serve(cfg.supervisor_metrics_port, cfg.host)
         self.log(f"  supervisor    restarts at http://{cfg.host}:{cfg.supervisor_metrics_port}/metrics")
         self.supervisor.watch()
@@ -209,6 +213,11 @@ def run_up(config: PlatformConfig) -> int:
     print(f"vton: starting the platform (logs in {platform.logs_dir})", flush=True)
     try:
         with platform:
+            stored = remember_platform(config.api_url, config.data_dir, platform.api_key)
+            print(
+                f"vton: API key {platform.api_key} (tenant default; stored for the CLI in {stored})",
+                flush=True,
+            )
             print(f"vton: ready. API on {config.api_url}. Ctrl-C stops it.", flush=True)
             gave_up = platform.wait(stop)
             if gave_up:

@@ -241,6 +241,9 @@ class SeaweedS3:
             "-webdav=false",
             # one machine: no peers to drain towards before the volume server stops (default: seconds of waiting)
             "-volume.preStopSeconds=0",
+            # a volume per bucket: left to weed, the count is the free disk over the volume size (39 with 40 GB
+            # free), and a bucket past it cannot be written. Volume files grow as they fill: no space is reserved
+            "-volume.max=1000",
             f"-s3.config={identities}",
             "-s3.port.iceberg=0",
             "-s3.port.lance=0",

@@ -1,4 +1,7 @@
-"""GET /v1/jobs/{id}: a job's status, each stage's progress, timings, and URLs of its result and artifacts."""
+"""GET /v1/jobs/{id}: a job's status, each stage's progress, timings, and URLs of its result and artifacts.
+
+A tenant sees its own jobs only: another tenant's job id answers 404, as an id that does not exist does.
+"""
 
 from __future__ import annotations
 
@@ -7,18 +10,19 @@ import re
 from fastapi import APIRouter, Depends
 from fastapi.responses import RedirectResponse
 
+from orchestrator.auth import Principal, authenticated
 from orchestrator.deps import AppContext, context
 from orchestrator.errors import ApiError
 from orchestrator.jobs import SUCCEEDED, Job
-from orchestrator.schemas import ErrorOut, JobOut, job_out
+from orchestrator.schemas import AUTH_RESPONSES, ErrorOut, JobOut, job_out
 
-router = APIRouter(tags=["jobs"])
+router = APIRouter(tags=["jobs"], responses=AUTH_RESPONSES)
 
 _JOB_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
-def _job(ctx: AppContext, job_id: str) -> Job:
-    job = ctx.store.get(job_id) if _JOB_ID.match(job_id) else None
+def _job(ctx: AppContext, job_id: str, principal: Principal) -> Job:
+    job = ctx.store.get_for_tenant(job_id, principal.tenant_id) if _JOB_ID.match(job_id) else None
     if job is None:
         raise ApiError(404, f"no job with id {job_id!r}", {"id": job_id})
     return job
@@ -30,8 +34,12 @@ def _job(ctx: AppContext, job_id: str) -> Job:
     responses={404: {"model": ErrorOut, "description": "No such job"}},
     summary="A job's status, stages, timings, result and artifacts",
 )
-def get_job(job_id: str, ctx: AppContext = Depends(context)) -> JobOut:
-    return job_out(_job(ctx, job_id), ctx.storage.presign)
+def get_job(
+    job_id: str, principal: Principal = Depends(authenticated), ctx: AppContext = Depends(context)
+) -> JobOut:
+    return job_out(
+        _job(ctx, job_id, principal), ctx.storage.presign, ctx.deliveries.for_subject("job", job_id)
+    )
 
 
 @router.get(
@@ -44,8 +52,10 @@ def get_job(job_id: str, ctx: AppContext = Depends(context)) -> JobOut:
     },
     summary="Redirect to the try-on image of a finished job",
 )
-def get_result(job_id: str, ctx: AppContext = Depends(context)) -> RedirectResponse:
-    job = _job(ctx, job_id)
+def get_result(
+    job_id: str, principal: Principal = Depends(authenticated), ctx: AppContext = Depends(context)
+) -> RedirectResponse:
+    job = _job(ctx, job_id, principal)
     if job.status != SUCCEEDED or not job.result_key:
         message = f"job {job_id} has no result: it is {job.status}"
         raise ApiError(409, message + (f" ({job.error})" if job.error else ""), {"status": job.status})

@@ -1,47 +1,82 @@
-"""POST /v1/tryon: check the options and the two photos, store them, queue the job; optionally wait for its end."""
+"""POST /v1/tryon: check the options and the two photos, store them, queue the job; optionally wait for its end.
+
+The photos come as a multipart upload, or as JSON naming objects the tenant stored in the platform's bucket
+(PUT /v1/objects/{key}). The job belongs to the tenant of the request's API key; an `Idempotency-Key` makes a
+retried request answer with the job the first one made; the queue's bounds answer 429.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 import time
-from typing import Annotated
+from dataclasses import dataclass, field
+from typing import TypeVar
 
-from fastapi import APIRouter, Depends, Form, Query
+from fastapi import APIRouter, Depends, Header, Query, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
+from orchestrator.auth import Principal, authenticated
+from orchestrator.callback_urls import CallbackRefused
 from orchestrator.deps import AppContext, accepting_work, context, error_response
 from orchestrator.errors import ApiError
+from orchestrator.idempotency import HEADER as IDEMPOTENCY_HEADER
+from orchestrator.idempotency import (
+    Idempotency,
+    IdempotencyTaken,
+    PriorRequest,
+    checked_key,
+    fingerprint,
+    replayed,
+)
 from orchestrator.jobs import SUCCEEDED, Job, new_job_id
+from orchestrator.limits import check_queue_room
 from orchestrator.pipeline import image_format, input_key
 from orchestrator.schemas import (
+    AUTH_RESPONSES,
     ERROR_HTTP_STATUS,
     ErrorOut,
     JobAccepted,
     JobOut,
     LinksOut,
+    TryOnByReference,
     TryOnForm,
+    TryOnOptionsIn,
     job_out,
     job_path,
 )
+from orchestrator.tenants import NotTheTenantsObject, TenantError, job_prefix, object_key
 from orchestrator.uploads import checked_image, checked_options
 from vton.runtime.logs import log_event, request_id_var
 from vton.runtime.options import TryOnOptions
 
-router = APIRouter(tags=["try-on"])
+router = APIRouter(tags=["try-on"], responses=AUTH_RESPONSES)
 log = logging.getLogger("vton.orchestrator.api")
 
 _WAIT_POLL_S = 0.2
 
 _ERRORS = {
-    400: {"model": ErrorOut, "description": "Not an image, an empty file"},
-    413: {"model": ErrorOut, "description": "A file over the upload limit or an image over 40 megapixels"},
+    400: {
+        "model": ErrorOut,
+        "description": "Not a PNG, JPEG or WebP image, an empty, truncated or damaged file, a side under 32 "
+        "pixels or a picture more than 10 times longer than wide (the error names the size sent); (JSON) an object "
+        "of another bucket, a URL, a malformed key",
+    },
+    404: {"model": ErrorOut, "description": "(JSON) no such object among yours"},
+    413: {
+        "model": ErrorOut,
+        "description": "A file over the upload limit, or an image whose header declares over 40 megapixels",
+    },
     422: {
         "model": ErrorOut,
         "description": "An option out of range or unknown (the detail names the field and the value sent), "
-        "a missing field, or (wait=true) no person found",
+        "a missing field, a refused callback URL, an Idempotency-Key sent before with another request, or "
+        "(wait=true) no person found",
     },
     503: {
         "model": ErrorOut,
@@ -52,6 +87,30 @@ _ERRORS = {
 }
 
 
+# The route reads its body itself (multipart or JSON): the two schemas are documented here.
+_REQUEST_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {"schema": TryOnForm.model_json_schema()},
+            "application/json": {"schema": TryOnByReference.model_json_schema()},
+        },
+    }
+}
+
+
+_Body = TypeVar("_Body", bound=BaseModel)
+_FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
+
+
+@dataclass
+class _Photos:
+    """The two photos of a request: uploaded bytes to store, or the keys of the tenant's objects to use."""
+
+    uploads: dict[str, bytes] = field(default_factory=dict)  # person/garment -> bytes
+    keys: dict[str, str] = field(default_factory=dict)  # person/garment -> the tenant's object key
+
+
 @router.post(
     "/v1/tryon",
     dependencies=[Depends(accepting_work)],
@@ -59,28 +118,45 @@ _ERRORS = {
     response_model=JobAccepted,
     responses={200: {"model": JobOut, "description": "wait=true: the finished job"}, **_ERRORS},
     summary="Start a try-on job",
+    openapi_extra=_REQUEST_BODY,
 )
 async def create_tryon(
-    form: Annotated[TryOnForm, Form()],
+    request: Request,
     wait: bool = Query(
         False, description="Answer when the job has finished (200 with the job) instead of 202"
     ),
     timeout: float | None = Query(None, gt=0, le=3600, description="wait=true: seconds to wait at most"),
+    idempotency_key: str | None = Header(
+        None,
+        alias=IDEMPOTENCY_HEADER,
+        description="A key of your choice: a retry with the same key and request answers with the same job",
+    ),
+    principal: Principal = Depends(authenticated),
     ctx: AppContext = Depends(context),
 ) -> JSONResponse:
-    options = checked_options(form)
-    max_bytes = ctx.settings.max_upload_bytes
-    person_bytes = await checked_image(form.person, "person", max_bytes)
-    garment_bytes = await checked_image(form.garment, "garment", max_bytes)
-    try:
-        job = await run_in_threadpool(_accept, ctx, options, person_bytes, garment_bytes)
-    except SQLAlchemyError as exc:
-        raise ApiError(503, "the job database is unavailable", type(exc).__name__) from None
-    ctx.runner.wake()
-    ctx.metrics.jobs_accepted.inc()
-    log_event(log, "job accepted", job_id=job.id, category=options.category)
+    idempotency_key = checked_key(idempotency_key)
+    media_type = _media_type(request)
+    if media_type == "application/json":
+        body = _validated(TryOnByReference, await _json_object(request))
+        options = checked_options(body)
+        photos = _Photos(keys=await _referenced_photos(ctx, principal, body))
+        job, replay = await _submit(ctx, principal, body, options, photos, idempotency_key)
+    elif media_type not in _FORM_TYPES:
+        raise ApiError(
+            415,
+            f"the body is {media_type or 'of no declared type'}: send multipart/form-data (the photos) or "
+            "application/json (objects in the bucket)",
+        )
+    else:
+        async with request.form(max_files=2, max_fields=16) as form:
+            body = _validated(TryOnForm, {k: v for k, v in form.items() if v != ""})
+            options = checked_options(body)
+            photos = _Photos(uploads=await _uploaded_photos(ctx, body))
+            job, replay = await _submit(ctx, principal, body, options, photos, idempotency_key)
 
     location = {"Location": job_path(job.id)}
+    if replay:
+        location["Idempotent-Replayed"] = "true"
     if wait:
         finished = await _wait_finished(ctx, job.id, timeout or ctx.settings.wait_timeout_s)
         if finished is None and ctx.shutting_down.is_set():
@@ -88,25 +164,159 @@ async def create_tryon(
             message = "the server is shutting down; the job is kept and runs when it is back"
             raise ApiError(503, message, detail, {**location, "Retry-After": "5"})
         if finished is not None:
-            body = job_out(finished, ctx.storage.presign).model_dump(mode="json")
+            delivery = ctx.deliveries.for_subject("job", job.id)
+            shown = job_out(finished, ctx.storage.presign, delivery).model_dump(mode="json")
             if finished.status == SUCCEEDED:
-                return JSONResponse(body, status_code=200, headers=location)
+                return JSONResponse(shown, status_code=200, headers=location)
             status = ERROR_HTTP_STATUS.get(finished.error_code or "", 500)
-            return error_response(status, finished.error or "the job failed", body, location)
+            return error_response(status, finished.error or "the job failed", shown, location)
     accepted = JobAccepted(id=job.id, status=job.status, links=LinksOut(self=job_path(job.id)))
     return JSONResponse(accepted.model_dump(mode="json"), status_code=202, headers=location)
 
 
-def _accept(ctx: AppContext, options: TryOnOptions, person: bytes, garment: bytes) -> Job:
-    """Store the two photos under a new job's prefix, then queue the job (committed when this returns)."""
+async def _submit(
+    ctx: AppContext,
+    principal: Principal,
+    body: TryOnOptionsIn,
+    options: TryOnOptions,
+    photos: _Photos,
+    idempotency_key: str | None,
+) -> tuple[Job, bool]:
+    """The job the request makes: (a new job, False), or (the job a first request with the same
+    Idempotency-Key made, True)."""
+    callback_url = await run_in_threadpool(_checked_callback, ctx, body.callback_url)
+    idempotency = None
+    if idempotency_key is not None:
+        fields = body.model_dump(mode="json", exclude={"person", "garment"} if photos.uploads else None)
+        idempotency = Idempotency(
+            idempotency_key,
+            fingerprint("POST /v1/tryon", fields, photos.uploads),
+            ctx.settings.idempotency_window_s,
+        )
+        prior = await run_in_threadpool(
+            ctx.store.prior_request, principal.tenant_id, idempotency_key, idempotency.window_s
+        )
+        if prior is not None:
+            return await _replayed(ctx, principal, prior, idempotency), True
+    try:
+        job = await run_in_threadpool(_accept, ctx, principal, options, photos, callback_url, idempotency)
+    except IdempotencyTaken as taken:  # a concurrent retry made the job first
+        return await _replayed(ctx, principal, taken.prior, idempotency), True
+    except SQLAlchemyError as exc:
+        raise ApiError(503, "the job database is unavailable", type(exc).__name__) from None
+    ctx.runner.wake()
+    ctx.metrics.jobs_accepted.inc()
+    log_event(log, "job accepted", job_id=job.id, category=options.category, tenant=principal.tenant_id)
+    return job, False
+
+
+async def _replayed(
+    ctx: AppContext, principal: Principal, prior: PriorRequest, idempotency: Idempotency
+) -> Job:
+    job_id = replayed(prior, idempotency)
+    job = await run_in_threadpool(ctx.store.get_for_tenant, job_id, principal.tenant_id)
+    assert job is not None, "jobs are never deleted"
+    return job
+
+
+def _media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+
+
+async def _json_object(request: Request) -> dict:
+    try:
+        data = await request.json()
+    except ValueError:
+        raise ApiError(400, "the request body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise ApiError(400, 'the JSON body is an object: {"person": ..., "garment": ..., "category": ...}')
+    return data
+
+
+def _validated(model: type[_Body], data: dict) -> _Body:
+    """The body as `model`, or the 422 every validation error answers (it names each field and value)."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors()) from None
+
+
+async def _uploaded_photos(ctx: AppContext, form: TryOnForm) -> dict[str, bytes]:
+    limits = ctx.settings.max_upload_bytes, ctx.settings.max_working_pixels
+    return {
+        "person": await checked_image(form.person, "person", *limits),
+        "garment": await checked_image(form.garment, "garment", *limits),
+    }
+
+
+async def _referenced_photos(ctx: AppContext, principal: Principal, body: TryOnByReference) -> dict[str, str]:
+    """The keys of the two objects the JSON names, each the tenant's own and a photo the upload checks pass."""
+    max_bytes = ctx.settings.max_upload_bytes
+    keys = {}
+    for what, reference in (("person", body.person), ("garment", body.garment)):
+        problem = {"field": what, "value": reference}
+        try:
+            key = object_key(principal.tenant_id, reference, ctx.settings.s3_bucket)
+        except TenantError as exc:
+            raise ApiError(400, f"{what}: {exc}", problem) from None
+        except NotTheTenantsObject:
+            key = None  # another tenant's object: answered as one that does not exist
+        info = await run_in_threadpool(ctx.storage.head, key) if key else None
+        if info is None:
+            raise ApiError(404, f"{what}: no object {reference!r} among yours", problem)
+        if info.size > max_bytes:
+            raise ApiError(
+                413,
+                f"the {what} object is larger than the upload limit of {max_bytes} bytes",
+                {"field": what, "limit_bytes": max_bytes},
+            )
+        data = await run_in_threadpool(ctx.storage.get, key)
+        upload = UploadFile(io.BytesIO(data), filename=key)
+        await checked_image(upload, what, max_bytes, ctx.settings.max_working_pixels)  # as an upload
+        keys[what] = key
+    return keys
+
+
+def _checked_callback(ctx: AppContext, url: str | None) -> str | None:
+    if url is None:
+        return None
+    try:
+        ctx.webhooks.policy.check(url)
+    except CallbackRefused as exc:
+        raise ApiError(422, f"callback_url: {exc}", {"field": "callback_url", "value": url}) from None
+    return url
+
+
+def _accept(
+    ctx: AppContext,
+    principal: Principal,
+    options: TryOnOptions,
+    photos: _Photos,
+    callback_url: str | None,
+    idempotency: Idempotency | None,
+) -> Job:
+    """Store the uploaded photos under a new job's prefix, then queue the job (committed when this returns)."""
+    check_queue_room(
+        *ctx.store.queued_counts(principal.tenant_id),
+        per_tenant=ctx.settings.max_queued_jobs_per_tenant,
+        in_all=ctx.settings.max_queued_jobs,
+    )
     job_id = new_job_id()
-    person_key = input_key(job_id, "person", image_format(person))
-    garment_key = input_key(job_id, "garment", image_format(garment))
+    prefix = job_prefix(principal.tenant_id, job_id)
+    keys = dict(photos.keys)
     ctx.ensure_bucket()
-    ctx.storage.put(person_key, person)
-    ctx.storage.put(garment_key, garment)
+    for name, data in photos.uploads.items():
+        keys[name] = ctx.storage.put(input_key(prefix, name, image_format(data)), data)
     return ctx.store.create(
-        job_id, options, person_key=person_key, garment_key=garment_key, request_id=request_id_var.get()
+        job_id,
+        options,
+        person_key=keys["person"],
+        garment_key=keys["garment"],
+        request_id=request_id_var.get(),
+        tenant_id=principal.tenant_id,
+        key_id=principal.key.id,
+        callback_url=callback_url,
+        idempotency=idempotency,
     )
 
 

@@ -4,5 +4,6 @@ import sys
 
 from services.densepose.service import build_server
 from vton.runtime.server import main
+from vton.runtime.vocab import Stage
 
-sys.exit(main("densepose", build_server))
+sys.exit(main(Stage.DENSEPOSE, build_server))

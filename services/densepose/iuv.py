@@ -22,8 +22,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-NUM_PARTS = 24  # DensePose's fine body parts; channel 0 of fine segm, U and V is the background
-
 
 @dataclass(frozen=True)
 class ChartOutput:

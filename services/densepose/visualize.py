@@ -11,7 +11,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-NUM_PARTS = 24
+from vton.runtime.vocab import NUM_DENSEPOSE_PARTS
+
 DEFAULT_ALPHA = 0.7  # DensePose's MatrixVisualizer default for `show`
 
 
@@ -35,7 +36,7 @@ def render_iuv(
     parts = np.rint(iuv[0]).astype(np.int32)
     person = parts > 0
     if channel == "segm":
-        values = np.clip(parts * (255.0 / NUM_PARTS), 0, 255)
+        values = np.clip(parts * (255.0 / NUM_DENSEPOSE_PARTS), 0, 255)
     elif channel in ("u", "v"):
         values = np.clip(iuv[1 if channel == "u" else 2] * 255.0, 0, 255)
     else:

@@ -4,5 +4,6 @@ import sys
 
 from services.diffusion.service import build_server
 from vton.runtime.server import main
+from vton.runtime.vocab import Stage
 
-sys.exit(main("diffusion", build_server))
+sys.exit(main(Stage.DIFFUSION, build_server))

@@ -2,27 +2,23 @@
 
 from __future__ import annotations
 
+from services.diffusion.backend_protocol import TryOnBackend
 from services.diffusion.backends import BACKENDS
 from services.diffusion.types import TryOnInputs
 from vton.runtime import messages, server
-from vton.runtime.backend import BackendInfo
-from vton.runtime.errors import InvalidInput
+from vton.runtime.options import validate_options
+from vton.runtime.vocab import Stage
 from vton.v1 import diffusion_pb2, diffusion_pb2_grpc
 
 FULL_NAME = diffusion_pb2.DESCRIPTOR.services_by_name["DiffusionService"].full_name
-MAX_STEPS = 200
 
 
-class DiffusionServicer(diffusion_pb2_grpc.DiffusionServiceServicer):
-    def __init__(self, info: BackendInfo, backend) -> None:
-        self.info, self.backend = info, backend
-
+class DiffusionServicer(diffusion_pb2_grpc.DiffusionServiceServicer, server.StageServicer[TryOnBackend]):
     def TryOn(self, request, context) -> diffusion_pb2.TryOnResponse:
-        options = request.options
-        if not 0 <= options.steps <= MAX_STEPS:
-            raise InvalidInput(f"options.steps must be within 0..{MAX_STEPS} (0 = the backend's default)")
-        if not 0 <= options.guidance_scale <= 30:
-            raise InvalidInput("options.guidance_scale must be within 0..30 (0 = the backend's default)")
+        raw = request.options
+        options = validate_options(
+            messages.category_from(raw), raw.seed, raw.steps, raw.guidance_scale, raw.scheduler
+        )
         person = messages.rgb_from(request.person, "person")
         inputs = TryOnInputs(
             person=person,
@@ -32,13 +28,15 @@ class DiffusionServicer(diffusion_pb2_grpc.DiffusionServiceServicer):
             warped_mask=messages.gray_from(request.warped_mask, "warped_mask"),
             garment=messages.rgb_from(request.garment, "garment"),
             labels=messages.labels_from(request.label_map),
-            category=messages.category_from(options),
+            category=options.category,
             pose_map=messages.optional_array(request.pose_map, "pose_map"),
+            keypoints=messages.keypoints_from(request.keypoints) if request.keypoints else None,
             seed=options.seed,
             steps=options.steps,
             guidance_scale=options.guidance_scale,
-            width=options.width,
-            height=options.height,
+            scheduler=options.scheduler,
+            width=raw.width,
+            height=raw.height,
             on_step=server.check_cancelled,
         )
         messages.check_person_sized(
@@ -50,14 +48,15 @@ class DiffusionServicer(diffusion_pb2_grpc.DiffusionServiceServicer):
             label_map=messages.spatial(inputs.labels),
             pose_map=messages.spatial(inputs.pose_map, channels_first=True),
         )
-        image = self.backend.try_on(inputs)
+        with self.slots.held():
+            image = self.backend.try_on(inputs)
         return diffusion_pb2.TryOnResponse(
             image=messages.png_image(image), backend=messages.backend_info(self.info)
         )
 
 
 build_server = server.stage_builder(
-    "diffusion",
+    Stage.DIFFUSION,
     FULL_NAME,
     diffusion_pb2_grpc.add_DiffusionServiceServicer_to_server,
     DiffusionServicer,

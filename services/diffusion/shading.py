@@ -38,96 +38,134 @@ def masked_blur(values: np.ndarray, mask: np.ndarray, sigma: float) -> np.ndarra
     return num / expand(den)
 
 
-# How many colour regions an old garment is split into before its shading is read: a jacket over a T-shirt,
-# a print on a shirt, each is normalised on its own, so their colours never reach the new garment as light.
-COLOUR_REGIONS = 4
-# The reference each region's luminance is divided by is blurred this many times `large_sigma`: what the
-# ratio keeps is the folds and the light's falloff within the region, not the region's own brightness.
-REFERENCE_SPREAD = 1.0
-# Colour regions whose Lab centres lie closer than this (lightness at half weight) are one fabric.
-REGION_DISTANCE = 20.0
-# A colour region is a layer of its own (an inner T-shirt, a lapel) only when it holds this share of the old
-# garment's pixels.
-MIN_REGION_SHARE = 0.06
+# The light is read on the old garment at this height: folds and the light's falloff are broad, and a knit or
+# the grain of a print averages out.
+SHADING_WORK_HEIGHT = 512
+# At that size a step in log-luminance steeper than this per pixel is an edge of the old garment's own colours
+# (a print, a lapel, an inner layer), not of its light: folds shade gradually.
+REFLECTANCE_EDGE = 0.15
+# The old garment's colours are split into this many clusters; those closer than FABRIC_DISTANCE (Lab, lightness
+# at half weight) are one fabric in different light, and one holding less than MIN_FABRIC_SHARE of the garment
+# is a print or a trim.
+FABRIC_CLUSTERS = 6
+# A print's letters or graphic: within a window of PATTERN_WINDOW pixels, more than PATTERN_DENSITY of the pixels
+# step by more than PATTERN_EDGE in log-luminance.
+PATTERN_EDGE = 0.04
+PATTERN_WINDOW = 11
+PATTERN_DENSITY = 0.2
+FABRIC_DISTANCE = 20.0
+MIN_FABRIC_SHARE = 0.15
 
 
-def colour_regions(person: np.ndarray, source: np.ndarray, k: int = COLOUR_REGIONS) -> np.ndarray:
-    """Labels [H, W] int32 of `source`'s pixels by colour (k-means in Lab on a sample), -1 outside `source`.
+def _neumann_poisson(divergence: np.ndarray) -> np.ndarray:
+    """The u [h, w] whose Laplacian is `divergence`, with no flow across the border (mean 0): solved with the
+    FFT of the mirrored problem, which is the cosine transform's solution."""
+    h, w = divergence.shape
+    mirrored = np.concatenate([divergence, divergence[::-1]], axis=0)
+    mirrored = np.concatenate([mirrored, mirrored[:, ::-1]], axis=1)
+    ky = 2.0 * np.cos(2.0 * np.pi * np.arange(2 * h) / (2 * h)) - 2.0
+    kx = 2.0 * np.cos(2.0 * np.pi * np.arange(2 * w) / (2 * w)) - 2.0
+    eigen = ky[:, None] + kx[None, :]
+    eigen[0, 0] = 1.0
+    spectrum = np.fft.fft2(mirrored) / eigen
+    spectrum[0, 0] = 0.0
+    return np.real(np.fft.ifft2(spectrum))[:h, :w]
 
-    Deterministic: the sample is a regular stride and the centres start from luminance quantiles.
+
+def fabric_regions(lab: np.ndarray, source: np.ndarray) -> np.ndarray:
+    """Labels [H, W] int32 of `source`'s pixels by fabric, -1 outside `source` and on a print or trim.
+
+    Colours are clustered (a few Lloyd iterations in Lab, lightness at half weight, seeded from lightness
+    quantiles: deterministic); clusters closer than FABRIC_DISTANCE are one fabric in different light, and a
+    cluster holding less than MIN_FABRIC_SHARE of the pixels is a print, a logo or a trim, which shows no light
+    of its own.
     """
     out = np.full(source.shape, -1, np.int32)
-    n = int(source.sum())
-    if n == 0:
+    pixels = lab[source] * np.array([0.5, 1.0, 1.0], np.float32)
+    if len(pixels) < FABRIC_CLUSTERS:
         return out
-    lab = cv2.cvtColor(person.astype(np.float32) / 255.0, cv2.COLOR_RGB2LAB)[source]
-    sample = lab[:: max(1, n // 4000)]
-    k = max(1, min(k, len(sample)))
+    sample = pixels[:: max(1, len(pixels) // 4000)]
     order = np.argsort(sample[:, 0])
-    centres = sample[order[((np.arange(k) + 0.5) / k * len(sample)).astype(int)]].copy()
-    for _ in range(8):  # Lloyd iterations
+    centres = sample[order[((np.arange(FABRIC_CLUSTERS) + 0.5) / FABRIC_CLUSTERS * len(sample)).astype(int)]]
+    for _ in range(8):
         assign = np.argmin(((sample[:, None, :] - centres[None]) ** 2).sum(-1), axis=1)
-        for c in range(k):
-            if (assign == c).any():
-                centres[c] = sample[assign == c].mean(axis=0)
-    # Light and shade move a fabric's lightness, not its hue: centres closer than REGION_DISTANCE (lightness
-    # counted at half) are one fabric in different light, and are merged, so a plain garment stays one region
-    # and its folds are kept.
-    merged = np.arange(k)
-    weights = np.array([0.5, 1.0, 1.0], np.float32)
-    for a in range(k):
-        for b in range(a + 1, k):
-            if np.linalg.norm((centres[a] - centres[b]) * weights) < REGION_DISTANCE:
-                merged[merged == merged[b]] = merged[a]
-    # A region too small to be a garment layer (a logo, a button) joins the nearest large one: its own
-    # reference would be read off a few pixels, and the gain's bounds already keep its contrast from printing.
-    assign = merged[np.argmin(((sample[:, None, :] - centres[None]) ** 2).sum(-1), axis=1)]
-    share = np.bincount(assign, minlength=k) / len(assign)
-    large = [c for c in range(k) if share[c] >= MIN_REGION_SHARE]
-    if not large:
-        large = [int(np.argmax(share))]
-    for c in range(k):
-        if share[merged[c]] < MIN_REGION_SHARE:
-            nearest = min(large, key=lambda j: float(np.linalg.norm((centres[c] - centres[j]) * weights)))
-            merged[merged == merged[c]] = merged[nearest]
-    out[source] = merged[np.argmin(((lab[:, None, :] - centres[None]) ** 2).sum(-1), axis=1)]
+        centres = np.array(
+            [
+                sample[assign == c].mean(axis=0) if (assign == c).any() else centres[c]
+                for c in range(len(centres))
+            ]
+        )
+    fabric = np.arange(len(centres))
+    for a in range(len(centres)):
+        for b in range(a + 1, len(centres)):
+            if np.linalg.norm(centres[a] - centres[b]) < FABRIC_DISTANCE:
+                fabric[fabric == fabric[b]] = fabric[a]
+    assign = fabric[np.argmin(((pixels[:, None, :] - centres[None]) ** 2).sum(-1), axis=1)]
+    share = np.bincount(assign, minlength=len(centres)) / len(assign)
+    out[source] = np.where(share[assign] >= MIN_FABRIC_SHARE, assign, -1)
     return out
+
+
+def _patterned(log_lum: np.ndarray) -> np.ndarray:
+    """bool [h, w]: where the photo is busy with edges (letters, a graphic, a fine print): many steep steps
+    close together, which no fold makes (a fold is one soft edge)."""
+    gy, gx = np.gradient(log_lum)
+    edges = (np.hypot(gx, gy) > PATTERN_EDGE).astype(np.float32)
+    density = cv2.blur(edges, (PATTERN_WINDOW, PATTERN_WINDOW))
+    busy = (density > PATTERN_DENSITY).astype(np.uint8)
+    return cv2.dilate(busy, np.ones((3, 3), np.uint8)) > 0
+
+
+def _light(person: np.ndarray, source: np.ndarray, dark_offset: float) -> np.ndarray:
+    """log light [h, w] over `source` (0 on average there), Land's Retinex: the gradients of the old garment's
+    log-luminance between pixels of one fabric, without the steep ones (its colours' edges), integrated back."""
+    log_lum = np.log(luminance(person) + dark_offset)
+    fabric = fabric_regions(cv2.cvtColor(person.astype(np.float32) / 255.0, cv2.COLOR_RGB2LAB), source)
+    fabric[_patterned(log_lum)] = -1
+    divergence = np.zeros(source.shape, np.float64)
+    for axis in (0, 1):
+        step = np.diff(log_lum, axis=axis)
+        first = fabric[:-1] if axis == 0 else fabric[:, :-1]
+        second = fabric[1:] if axis == 0 else fabric[:, 1:]
+        keep = (first >= 0) & (second >= 0) & (np.abs(step) < REFLECTANCE_EDGE)
+        flow = np.where(keep, step, 0.0)
+        # The divergence of the kept gradient field (forward differences, so backward ones here).
+        head = (slice(None, -1), slice(None)) if axis == 0 else (slice(None), slice(None, -1))
+        tail = (slice(1, None), slice(None)) if axis == 0 else (slice(None), slice(1, None))
+        divergence[head] += flow
+        divergence[tail] -= flow
+    light = _neumann_poisson(divergence)
+    seen = fabric >= 0
+    return light - float(light[seen if seen.any() else source].mean())
 
 
 def shading_gain(
     person: np.ndarray,
     source: np.ndarray,
     target: np.ndarray,
-    large_sigma: float,
     bounds: tuple[float, float] = (0.4, 1.15),
     dark_offset: float = 12.0,
-    fine_sigma: float = 1.2,
 ) -> np.ndarray:
-    """A multiplicative gain [H, W] that carries the person's shading onto a new surface.
+    """A multiplicative gain [H, W] that carries the person's light onto a new surface.
 
-    The person's luminance over `source` (their old garment, which shows the folds and the light) is split into
-    colour regions (an open jacket and the T-shirt under it) and each region's luminance is divided by a heavy
-    blur of itself restricted to that region: what remains is the light's falloff and the folds, around 1, not
-    the old layers' own brightness. `dark_offset` keeps the ratio of a black garment from amplifying sensor
-    noise. The gain is bounded (a new garment is shaded, not repainted): deep folds may darken it to 40 %, but
-    nothing lightens it by more than 15 %, the blow-out a white inner layer or a light print used to cause (a
-    small print joins its surrounding region, and only its darkening within the bounds comes through). It is
-    eased to 1 away from `source` and rescaled to mean 1 over `target`, so the new garment keeps its own colour.
+    The person's old garment (`source`) shows the folds and the light's falloff, but also its own colours: a
+    print, a knit, a lapel, an inner T-shirt under an open jacket. Those end in steep or hue-changing edges
+    while light changes gradually, so the light is what integrating the old garment's gentle luminance
+    gradients gives (Retinex), read at a small size where a knit's or a print's grain averages out. The gain is
+    bounded (a new garment is shaded, not repainted): deep folds may darken it to 40 %, nothing lightens it by
+    more than 15 %. It is eased to 1 away from `source` (where no light is known) and rescaled to mean 1 over
+    `target`, so the new garment keeps its own colour. `dark_offset` keeps a black garment's noise from
+    reading as light.
     """
-    lum = luminance(person)
-    regions = colour_regions(person, source)
-    # Outside the old garment the fine luminance is the person's own (eased out below); inside, each region's
-    # is blurred over that region only, so a print's or a lapel's edge does not leak into its neighbour.
-    fine = cv2.GaussianBlur(lum, (0, 0), fine_sigma)
-    reference = fine.copy()
-    for c in range(int(regions.max()) + 1):
-        member = regions == c
-        if member.any():
-            fine[member] = masked_blur(lum, member, fine_sigma)[member]
-            reference[member] = masked_blur(lum, member, REFERENCE_SPREAD * large_sigma)[member]
-    ratio = (fine + dark_offset) / (reference + dark_offset)
-    ratio = np.where(source, np.clip(ratio, *bounds), 1.0).astype(np.float32)
-    # Where the person showed no old garment (skin, background under the new one), no shading is known.
+    h, w = source.shape
+    scale = min(1.0, SHADING_WORK_HEIGHT / h)
+    size = (max(8, round(w * scale)), max(8, round(h * scale)))
+    small_source = cv2.resize(source.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST) > 0
+    if not small_source.any():
+        return np.ones((h, w), np.float32)
+    small = cv2.resize(person, size, interpolation=cv2.INTER_AREA)
+    light = np.clip(np.exp(_light(small, small_source, dark_offset)), *bounds)
+    ratio = cv2.resize(np.where(small_source, light, 1.0).astype(np.float32), (w, h), cv2.INTER_LINEAR)
     weight = cv2.GaussianBlur(source.astype(np.float32), (0, 0), 3.0)
     gain = 1.0 + (ratio - 1.0) * weight
     if target.any():
@@ -136,18 +174,11 @@ def shading_gain(
 
 
 def skin_shading(
-    person: np.ndarray,
-    source: np.ndarray,
-    target: np.ndarray,
-    large_sigma: float,
-    fine_sigma: float,
-    strength: float = 0.7,
+    person: np.ndarray, source: np.ndarray, target: np.ndarray, strength: float = 0.7
 ) -> np.ndarray:
     """A multiplicative gain [H, W] on the lightness of filled skin: the person's light and large folds over
-    `source` (the old garment), at scales between `fine_sigma` (below it: the fabric's weave, not the body's
-    shape) and `large_sigma`, softened by `strength` and kept in a narrow band, mean 1 over `target`."""
-    blurred = cv2.GaussianBlur(person, (0, 0), max(fine_sigma, 1.0))
-    gain = shading_gain(blurred, source, target, large_sigma, bounds=(0.75, 1.3))
+    `source` (the old garment), softened by `strength` and kept in a narrow band, mean 1 over `target`."""
+    gain = shading_gain(person, source, target, bounds=(0.75, 1.3))
     gain = 1.0 + strength * (gain - 1.0)
     if target.any():
         gain /= float(gain[target].mean())

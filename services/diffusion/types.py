@@ -5,6 +5,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from vton.runtime.errors import InvalidInput
+
 
 @dataclass
 class TryOnInputs:
@@ -17,9 +19,24 @@ class TryOnInputs:
     labels: np.ndarray  # uint8 [H, W], LIP label map
     category: str
     pose_map: np.ndarray | None = None  # uint8 [18, H, W]
+    keypoints: np.ndarray | None = None  # float32 [18, 3] (x, y, confidence), OpenPose COCO-18, person pixels
     seed: int = 0
     steps: int = 0  # 0 = the backend's default
     guidance_scale: float = 0.0  # 0 = the backend's default
+    scheduler: str = ""  # one of vton.runtime.options.SCHEDULERS; "" = the backend's default
     width: int = 0  # working resolution; 0 = the backend's default
     height: int = 0
     on_step: Callable[[], None] | None = None  # called between denoising steps; raises to stop the work
+
+
+def person_size(inputs: TryOnInputs) -> tuple[int, int]:
+    """(height, width) of the person, once it is a uint8 RGB image and every per-pixel input has its size."""
+    person = inputs.person
+    if person.ndim != 3 or person.shape[2] != 3 or person.dtype != np.uint8:
+        raise InvalidInput("the person must be a uint8 RGB image [H, W, 3]")
+    h, w = person.shape[:2]
+    for name in ("agnostic_mask", "warped_garment", "warped_mask", "labels"):
+        arr = getattr(inputs, name)
+        if arr.shape[:2] != (h, w):
+            raise InvalidInput(f"{name} is {arr.shape[1]}x{arr.shape[0]} but the person is {w}x{h}")
+    return h, w

@@ -4,5 +4,6 @@ import sys
 
 from services.parsing.service import build_server
 from vton.runtime.server import main
+from vton.runtime.vocab import Stage
 
-sys.exit(main("parsing", build_server))
+sys.exit(main(Stage.PARSING, build_server))

@@ -21,14 +21,10 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from services.parsing import labels as L
 from vton.runtime.errors import InvalidInput
+from vton.runtime.vocab import CATEGORIES, NUM_KEYPOINTS, Category, Keypoint, Lip
 
-CATEGORIES = ("upper_body", "lower_body", "dresses")
 MASK_GREY = 128
-
-# OpenPose COCO-18 indices used here.
-_NOSE, _NECK, _RSHOULDER, _RELBOW, _RWRIST, _LSHOULDER, _LELBOW, _LWRIST = 0, 1, 2, 3, 4, 5, 6, 7
 
 # Sizes are LaDI-VTON's at a 512-pixel-high image and scale with the height. The arm polyline is VITON-HD's
 # width (90 px at 512 high; Dress Code's loader draws 45). The dilation is a 5x5 square applied 5 times (a
@@ -44,18 +40,22 @@ ARM_WIDTH_PER_SHOULDER = 0.9
 DILATION_PER_SHOULDER = 0.1
 NECK_MARGIN_PER_SHOULDER = 0.2
 
-_HEAD = (L.HAT, L.HAIR, L.SUNGLASSES, L.FACE)
-_ALWAYS_FIXED = (L.HAT, L.HAIR, L.SUNGLASSES, L.SCARF, L.GLOVE, L.LEFT_SHOE, L.RIGHT_SHOE)
-_ARMS = (L.LEFT_ARM, L.RIGHT_ARM)
-_LEGS = (L.LEFT_LEG, L.RIGHT_LEG)
-_UPPER_GARMENTS = (L.UPPER_CLOTHES, L.DRESS, L.COAT)
-_LOWER_GARMENTS = (L.PANTS, L.SKIRT)
+_HEAD = (Lip.HAT, Lip.HAIR, Lip.SUNGLASSES, Lip.FACE)
+_ALWAYS_FIXED = (Lip.HAT, Lip.HAIR, Lip.SUNGLASSES, Lip.SCARF, Lip.GLOVE, Lip.LEFT_SHOE, Lip.RIGHT_SHOE)
+_ARMS = (Lip.LEFT_ARM, Lip.RIGHT_ARM)
+_LEGS = (Lip.LEFT_LEG, Lip.RIGHT_LEG)
+_UPPER_GARMENTS = (Lip.UPPER_CLOTHES, Lip.DRESS, Lip.COAT)
+_LOWER_GARMENTS = (Lip.PANTS, Lip.SKIRT)
 
 # Per category: labels to replace, labels kept untouched, whether the arms and neck join the region.
 _RULES = {
-    "upper_body": dict(change=_UPPER_GARMENTS, keep=_LOWER_GARMENTS, arms=True),
-    "lower_body": dict(change=_LOWER_GARMENTS + _LEGS, keep=(L.UPPER_CLOTHES, L.COAT) + _ARMS, arms=False),
-    "dresses": dict(change=_UPPER_GARMENTS + _LOWER_GARMENTS + (L.JUMPSUITS,) + _LEGS, keep=(), arms=True),
+    Category.UPPER_BODY: dict(change=_UPPER_GARMENTS, keep=_LOWER_GARMENTS, arms=True, legs=False),
+    Category.LOWER_BODY: dict(
+        change=_LOWER_GARMENTS + _LEGS, keep=(Lip.UPPER_CLOTHES, Lip.COAT) + _ARMS, arms=False, legs=True
+    ),
+    Category.DRESSES: dict(
+        change=_UPPER_GARMENTS + _LOWER_GARMENTS + (Lip.JUMPSUITS,) + _LEGS, keep=(), arms=True, legs=True
+    ),
 }
 
 
@@ -67,7 +67,7 @@ def check_category(category: str) -> None:
 def _check_inputs(labels: np.ndarray, keypoints: np.ndarray) -> None:
     if labels.ndim != 2 or labels.size == 0:
         raise InvalidInput(f"the label map must be a 2-D array [H, W], got shape {labels.shape}")
-    if keypoints.shape != (18, 3):
+    if keypoints.shape != (NUM_KEYPOINTS, 3):
         raise InvalidInput(
             f"keypoints must be [18, 3] (OpenPose COCO-18 x, y, confidence), got {keypoints.shape}"
         )
@@ -83,8 +83,8 @@ def _arm_chains(keypoints: np.ndarray) -> list[list[np.ndarray]]:
 
     A wrist without its elbow is left out (it would draw a line straight across the body), as LaDI-VTON does.
     """
-    right = [keypoints[i] for i in (_RSHOULDER, _RELBOW, _RWRIST)]
-    left = [keypoints[i] for i in (_LSHOULDER, _LELBOW, _LWRIST)]
+    right = [keypoints[i] for i in (Keypoint.R_SHOULDER, Keypoint.R_ELBOW, Keypoint.R_WRIST)]
+    left = [keypoints[i] for i in (Keypoint.L_SHOULDER, Keypoint.L_ELBOW, Keypoint.L_WRIST)]
 
     def reach(arm: list[np.ndarray]) -> list[np.ndarray]:
         out = []
@@ -103,7 +103,7 @@ def _arm_chains(keypoints: np.ndarray) -> list[list[np.ndarray]]:
 def _size(height: int, keypoints: np.ndarray, at_512: float, per_shoulder: float) -> float:
     """LaDI-VTON's size for this height, capped by the share of the shoulder width (when both are known)."""
     size = at_512 * height / 512
-    right, left = keypoints[_RSHOULDER], keypoints[_LSHOULDER]
+    right, left = keypoints[Keypoint.R_SHOULDER], keypoints[Keypoint.L_SHOULDER]
     if _present(right) and _present(left):
         size = min(size, per_shoulder * float(np.linalg.norm(left[:2] - right[:2])))
     return size
@@ -137,12 +137,33 @@ def below_shoulder_line(
     height, width = shape
     if margin is None:
         margin = _size(height, keypoints, NECK_MARGIN_AT_512, NECK_MARGIN_PER_SHOULDER)
-    right, left = keypoints[_RSHOULDER], keypoints[_LSHOULDER]
+    right, left = keypoints[Keypoint.R_SHOULDER], keypoints[Keypoint.L_SHOULDER]
     if not (_present(right) and _present(left)) or abs(left[0] - right[0]) < 1:
         return np.zeros(shape, bool)
     slope = (left[1] - right[1]) / (left[0] - right[0])
     line_y = right[1] + slope * (np.arange(width, dtype=np.float32) - right[0]) - margin
     return np.arange(height, dtype=np.float32)[:, None] >= np.floor(line_y)[None, :]
+
+
+def between_the_legs(region: np.ndarray, keypoints: np.ndarray) -> np.ndarray:
+    """bool [H, W]: every row of `region` below the hips filled from its leftmost to its rightmost pixel.
+
+    A dress or a skirt hangs across the gap between the legs, and wide trousers fill part of it: the region
+    the new garment may take below the hips is the legs' and what lies between them, not the old trousers'
+    outline alone. Without both hips nothing is added.
+    """
+    right, left = keypoints[Keypoint.R_HIP], keypoints[Keypoint.L_HIP]
+    out = np.zeros(region.shape, bool)
+    if not (_present(right) and _present(left)) or not region.any():
+        return out
+    hip_row = int(max(0, min(right[1], left[1])))
+    rows = region[hip_row:]
+    filled = rows.any(axis=1)
+    first = np.argmax(rows, axis=1)
+    last = rows.shape[1] - 1 - np.argmax(rows[:, ::-1], axis=1)
+    columns = np.arange(rows.shape[1])[None, :]
+    out[hip_row:] = filled[:, None] & (columns >= first[:, None]) & (columns <= last[:, None])
+    return out
 
 
 def _isin(labels: np.ndarray, classes: tuple[int, ...]) -> np.ndarray:
@@ -181,6 +202,8 @@ def agnostic_mask(
         fixed |= head & ~neck
     else:
         fixed |= head
+    if rule["legs"]:
+        change |= between_the_legs(change, keypoints)
 
     reach = max(1, round(_size(shape[0], keypoints, DILATION_AT_512, DILATION_PER_SHOULDER)))
     kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (2 * reach + 1, 2 * reach + 1))

@@ -1,42 +1,22 @@
-"""Label sets of human parsing: LIP (what every backend of this stage returns) and the ones datasets use.
+"""Label maps of the datasets turned into LIP, and the colours SCHP draws label maps with.
 
-LIP is SCHP's 20-class set. VITON-HD's parse maps use LIP's indices except 10, which VITON-HD spends on the
-neck (LIP's "jumpsuits" is unused there). Dress Code's label maps use an ATR-like set of 18 classes (the
-`label_map` of Dress Code's and LaDI-VTON's dataset code). The mappings below turn those into LIP so tests
-and tools can compare a backend's output with a dataset's reference.
+LIP (vton.runtime.vocab.Lip) is what every backend of this stage returns. VITON-HD's parse maps use LIP's indices
+except 10, which VITON-HD spends on the neck (LIP's "jumpsuits" is unused there). Dress Code's label maps use an
+ATR-like set of 18 classes (the `label_map` of Dress Code's and LaDI-VTON's dataset code). The mappings below turn
+those into LIP so tests, tools and training can compare a backend's output with a dataset's reference.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-LIP_LABELS: tuple[str, ...] = (
-    "background",
-    "hat",
-    "hair",
-    "glove",
-    "sunglasses",
-    "upper-clothes",
-    "dress",
-    "coat",
-    "socks",
-    "pants",
-    "jumpsuits",
-    "scarf",
-    "skirt",
-    "face",
-    "left-arm",
-    "right-arm",
-    "left-leg",
-    "right-leg",
-    "left-shoe",
-    "right-shoe",
-)
-LIP = {name: index for index, name in enumerate(LIP_LABELS)}
+from vton.runtime.vocab import LIP_LABELS, NUM_LIP_LABELS, Lip
 
-BACKGROUND, HAT, HAIR, GLOVE, SUNGLASSES = 0, 1, 2, 3, 4
-UPPER_CLOTHES, DRESS, COAT, SOCKS, PANTS, JUMPSUITS, SCARF, SKIRT = 5, 6, 7, 8, 9, 10, 11, 12
-FACE, LEFT_ARM, RIGHT_ARM, LEFT_LEG, RIGHT_LEG, LEFT_SHOE, RIGHT_SHOE = 13, 14, 15, 16, 17, 18, 19
+# Transitional names for the embedded parser, the agnostic mask and their tests, which read LIP's ids from this
+# module; they come from the vocabulary, and go once those files use vton.runtime.vocab.Lip themselves.
+(BACKGROUND, HAT, HAIR, GLOVE, SUNGLASSES, UPPER_CLOTHES, DRESS, COAT, SOCKS, PANTS, JUMPSUITS, SCARF, SKIRT,
+ FACE, LEFT_ARM, RIGHT_ARM, LEFT_LEG, RIGHT_LEG, LEFT_SHOE, RIGHT_SHOE) = Lip  # fmt: skip
+LIP = {name: index for index, name in enumerate(LIP_LABELS)}
 
 # Dress Code's label maps (`<id>_4.png`), index order of its dataset code's `label_map`.
 DRESSCODE_LABELS: tuple[str, ...] = (
@@ -62,25 +42,25 @@ DRESSCODE_LABELS: tuple[str, ...] = (
 
 # Dress Code -> LIP. "head" is face plus neck, as LIP's face is; LIP has no belt (it sits on the waist of the
 # lower garment) and no bag (LIP annotators left bags as background).
-_DRESSCODE_TO_LIP = {
-    "background": "background",
-    "hat": "hat",
-    "hair": "hair",
-    "sunglasses": "sunglasses",
-    "upper_clothes": "upper-clothes",
-    "skirt": "skirt",
-    "pants": "pants",
-    "dress": "dress",
-    "belt": "pants",
-    "left_shoe": "left-shoe",
-    "right_shoe": "right-shoe",
-    "head": "face",
-    "left_leg": "left-leg",
-    "right_leg": "right-leg",
-    "left_arm": "left-arm",
-    "right_arm": "right-arm",
-    "bag": "background",
-    "scarf": "scarf",
+_DRESSCODE_TO_LIP: dict[str, Lip] = {
+    "background": Lip.BACKGROUND,
+    "hat": Lip.HAT,
+    "hair": Lip.HAIR,
+    "sunglasses": Lip.SUNGLASSES,
+    "upper_clothes": Lip.UPPER_CLOTHES,
+    "skirt": Lip.SKIRT,
+    "pants": Lip.PANTS,
+    "dress": Lip.DRESS,
+    "belt": Lip.PANTS,
+    "left_shoe": Lip.LEFT_SHOE,
+    "right_shoe": Lip.RIGHT_SHOE,
+    "head": Lip.FACE,
+    "left_leg": Lip.LEFT_LEG,
+    "right_leg": Lip.RIGHT_LEG,
+    "left_arm": Lip.LEFT_ARM,
+    "right_arm": Lip.RIGHT_ARM,
+    "bag": Lip.BACKGROUND,
+    "scarf": Lip.SCARF,
 }
 VITONHD_NECK = 10
 
@@ -92,9 +72,9 @@ def _lookup(table: dict[int, int]) -> np.ndarray:
     return lut
 
 
-_DRESSCODE_LUT = _lookup({i: LIP[_DRESSCODE_TO_LIP[name]] for i, name in enumerate(DRESSCODE_LABELS)})
+_DRESSCODE_LUT = _lookup({i: _DRESSCODE_TO_LIP[name] for i, name in enumerate(DRESSCODE_LABELS)})
 # VITON-HD: identity on LIP indices, the neck joins the face (LIP labels the neck as face).
-_VITONHD_LUT = _lookup({i: (FACE if i == VITONHD_NECK else i) for i in range(len(LIP_LABELS))})
+_VITONHD_LUT = _lookup({i: (Lip.FACE if i == VITONHD_NECK else i) for i in range(NUM_LIP_LABELS)})
 
 
 def dresscode_to_lip(labels: np.ndarray) -> np.ndarray:
@@ -126,7 +106,7 @@ def get_palette(num_classes: int) -> list[int]:
     return palette
 
 
-LIP_PALETTE = np.array(get_palette(len(LIP_LABELS)), np.uint8).reshape(-1, 3)
+LIP_PALETTE = np.array(get_palette(NUM_LIP_LABELS), np.uint8).reshape(-1, 3)
 
 
 def colorize(labels: np.ndarray, palette: np.ndarray = LIP_PALETTE) -> np.ndarray:

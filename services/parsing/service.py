@@ -2,31 +2,35 @@
 
 from __future__ import annotations
 
+import grpc
+
 from services.parsing.agnostic import agnostic_mask, masked_person
 from services.parsing.backends import BACKENDS
 from services.parsing.labels import colorize
+from services.parsing.types import ParsingBackend
 from vton.runtime import messages, server
-from vton.runtime.backend import BackendInfo
+from vton.runtime.backend import BackendSpec, manifest_info
 from vton.runtime.errors import InvalidInput
+from vton.runtime.vocab import LabelSet, Stage
 from vton.v1 import parsing_pb2, parsing_pb2_grpc
 
 FULL_NAME = parsing_pb2.DESCRIPTOR.services_by_name["ParsingService"].full_name
-AGNOSTIC = BackendInfo("lip-agnostic-mask", "1.0", "embedded", "Apache-2.0")
+AGNOSTIC = manifest_info("lip-agnostic-mask", "embedded")
 
 
-class ParsingServicer(parsing_pb2_grpc.ParsingServiceServicer):
-    def __init__(self, info: BackendInfo, backend) -> None:
-        self.info, self.backend = info, backend
-
-    def Parse(self, request, context) -> parsing_pb2.ParseResponse:
+class ParsingServicer(parsing_pb2_grpc.ParsingServiceServicer, server.StageServicer[ParsingBackend]):
+    def Parse(
+        self, request: parsing_pb2.ParseRequest, context: grpc.ServicerContext
+    ) -> parsing_pb2.ParseResponse:
         image = messages.rgb_from(request.image, "image")
-        if (
-            request.label_set
-            and request.label_set != self.info.name.removeprefix("schp-")
-            and request.label_set != "lip"
-        ):
-            raise InvalidInput(f"label_set {request.label_set!r} is not served by backend {self.info.name}")
-        estimate = self.backend.parse(image)
+        served = self.capabilities.label_sets
+        if request.label_set and request.label_set not in served:
+            raise InvalidInput(
+                f"label_set {request.label_set!r} is not served by backend {self.info.name}; "
+                f"it makes {', '.join(served)}"
+            )
+        with self.slots.held():
+            estimate = self.backend.parse(image)
         return parsing_pb2.ParseResponse(
             label_map=messages.label_map(estimate.labels, estimate.label_set),
             visualization=messages.png_image(colorize(estimate.labels)),
@@ -34,7 +38,10 @@ class ParsingServicer(parsing_pb2_grpc.ParsingServiceServicer):
             backend=messages.backend_info(self.info),
         )
 
-    def CreateAgnosticMask(self, request, context) -> parsing_pb2.CreateAgnosticMaskResponse:
+    def CreateAgnosticMask(
+        self, request: parsing_pb2.CreateAgnosticMaskRequest, context: grpc.ServicerContext
+    ) -> parsing_pb2.CreateAgnosticMaskResponse:
+        # Geometry on the request's own label map: it never calls the backend, so it takes no backend slot.
         image = messages.rgb_from(request.image, "image")
         labels = messages.labels_from(request.label_map)
         if labels.shape != image.shape[:2]:
@@ -51,6 +58,23 @@ class ParsingServicer(parsing_pb2_grpc.ParsingServiceServicer):
         )
 
 
+def without_lip(spec: BackendSpec[ParsingBackend]) -> str | None:
+    """Why the stage cannot serve with a backend: the agnostic mask, warp and diffusion read LIP labels."""
+    if LabelSet.LIP in spec.capabilities.label_sets:
+        return None
+    makes = ", ".join(spec.capabilities.label_sets) or "no declared"
+    lip = [name for name, s in BACKENDS.items() if LabelSet.LIP in s.capabilities.label_sets]
+    return (
+        f"it makes {makes} labels, and the agnostic mask, warp and diffusion need LIP labels; "
+        f"choose one of: auto, {', '.join(lip)}"
+    )
+
+
 build_server = server.stage_builder(
-    "parsing", FULL_NAME, parsing_pb2_grpc.add_ParsingServiceServicer_to_server, ParsingServicer, BACKENDS
+    Stage.PARSING,
+    FULL_NAME,
+    parsing_pb2_grpc.add_ParsingServiceServicer_to_server,
+    ParsingServicer,
+    BACKENDS,
+    refuse=without_lip,
 )

@@ -4,5 +4,6 @@ import sys
 
 from services.pose.service import build_server
 from vton.runtime.server import main
+from vton.runtime.vocab import Stage
 
-sys.exit(main("pose", build_server))
+sys.exit(main(Stage.POSE, build_server))

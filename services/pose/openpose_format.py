@@ -4,9 +4,8 @@
   for COCO-18), as VITON-HD and Dress Code store their pose files.
 - `draw_skeleton`: the picture OpenPose's tools draw: 17 limbs as translucent ellipses in OpenPose's 18-colour
   palette, a dot on each joint, on black.
-- `pose_map`: the Gaussian channels LaDI-VTON's loaders give the networks as `pose_map` (`kpoint_to_heatmap`,
-  sigma 9 px; their code draws squares first, then overwrites them with these), as uint8 (peak 255), sigma scaled
-  from the 512-px-high images the networks were trained on to this image's height.
+- `pose_map`: LaDI-VTON's Gaussian channels, as uint8 (peak 255); `vton.runtime.posemap` draws them (the warp and
+  diffusion stages use the same function).
 
 Keypoints are float32 [18, 3] (x, y in pixels, confidence), zeros where a joint is missing, as OpenPose writes it.
 """
@@ -19,13 +18,12 @@ import math
 import cv2
 import numpy as np
 
-NUM_KEYPOINTS = 18
+from vton.runtime.posemap import pose_map
+from vton.runtime.vocab import LIMBS, NUM_KEYPOINTS
 
-# The 17 limbs OpenPose draws for COCO-18 (0-based joint indices), each with the palette colour of its index.
-LIMBS = (
-    (1, 2), (1, 5), (2, 3), (3, 4), (5, 6), (6, 7), (1, 8), (8, 9), (9, 10),
-    (1, 11), (11, 12), (12, 13), (1, 0), (0, 14), (14, 16), (0, 15), (15, 17),
-)  # fmt: skip
+__all__ = ["draw_skeleton", "found", "from_openpose_json", "pose_map", "to_openpose_json"]
+
+# OpenPose's palette: joint i and limb i (in `LIMBS` order) are drawn in colour i.
 COLORS = (  # RGB
     (255, 0, 0), (255, 85, 0), (255, 170, 0), (255, 255, 0), (170, 255, 0), (85, 255, 0),
     (0, 255, 0), (0, 255, 85), (0, 255, 170), (0, 255, 255), (0, 170, 255), (0, 85, 255),
@@ -33,8 +31,6 @@ COLORS = (  # RGB
 )  # fmt: skip
 STICK_WIDTH = 4
 JOINT_RADIUS = 4
-
-POSE_HEATMAP_SIGMA = 9.0  # LaDI-VTON's kpoint_to_heatmap(..., 9), in pixels of its 512-pixel-high images
 
 
 def _check(keypoints: np.ndarray) -> np.ndarray:
@@ -99,30 +95,3 @@ def draw_skeleton(keypoints: np.ndarray, width: int, height: int) -> np.ndarray:
         cv2.fillConvexPoly(limb, polygon, COLORS[i])
         canvas = cv2.addWeighted(canvas, 0.4, limb, 0.6, 0)
     return canvas
-
-
-def pose_map(keypoints: np.ndarray, width: int, height: int) -> np.ndarray:
-    """uint8 [18, H, W]: exp(-d^2 / sigma^2) around each found keypoint, normalised to peak 255 (the networks divide
-    by 255), sigma scaled to this image's height; a zero channel for a missing keypoint.
-
-    Each Gaussian is evaluated only within 4 sigma of its keypoint: beyond, exp(-16) * 255 rounds to 0 anyway, and
-    the map of a large photo costs a few milliseconds instead of a hundred.
-    """
-    keypoints = _check(keypoints)
-    sigma = POSE_HEATMAP_SIGMA * height / 512
-    reach = int(math.ceil(4 * sigma))
-    out = np.zeros((NUM_KEYPOINTS, height, width), dtype=np.uint8)
-    for i, (x, y, confidence) in enumerate(keypoints):
-        if confidence <= 0:
-            continue
-        x0, x1 = max(0, int(x) - reach), min(width, int(x) + reach + 1)
-        y0, y1 = max(0, int(y) - reach), min(height, int(y) + reach + 1)
-        if x0 >= x1 or y0 >= y1:
-            continue
-        gx = np.exp(-((np.arange(x0, x1, dtype=np.float32) - x) ** 2) / sigma**2)
-        gy = np.exp(-((np.arange(y0, y1, dtype=np.float32) - y) ** 2) / sigma**2)
-        channel = np.outer(gy, gx)
-        peak = channel.max()
-        if peak > 0:
-            out[i, y0:y1, x0:x1] = np.round(channel / (peak + np.finfo(np.float32).eps) * 255)
-    return out

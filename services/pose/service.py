@@ -2,23 +2,26 @@
 
 from __future__ import annotations
 
+import grpc
+
 from services.pose.backends import BACKENDS
 from services.pose.openpose_format import draw_skeleton, pose_map, to_openpose_json
+from services.pose.types import PoseBackend
 from vton.runtime import messages, server
-from vton.runtime.backend import BackendInfo
+from vton.runtime.vocab import Stage
 from vton.v1 import pose_pb2, pose_pb2_grpc
 
 FULL_NAME = pose_pb2.DESCRIPTOR.services_by_name["PoseService"].full_name
 
 
-class PoseServicer(pose_pb2_grpc.PoseServiceServicer):
-    def __init__(self, info: BackendInfo, backend) -> None:
-        self.info, self.backend = info, backend
-
-    def EstimatePose(self, request: pose_pb2.EstimatePoseRequest, context) -> pose_pb2.EstimatePoseResponse:
+class PoseServicer(pose_pb2_grpc.PoseServiceServicer, server.StageServicer[PoseBackend]):
+    def EstimatePose(
+        self, request: pose_pb2.EstimatePoseRequest, context: grpc.ServicerContext
+    ) -> pose_pb2.EstimatePoseResponse:
         image = messages.rgb_from(request.image, "image")
         height, width = image.shape[:2]
-        estimate = self.backend.estimate(image)
+        with self.slots.held():
+            estimate = self.backend.estimate(image)
         return pose_pb2.EstimatePoseResponse(
             keypoints=messages.keypoints(estimate.keypoints),
             openpose_json=to_openpose_json(estimate.keypoints),
@@ -30,5 +33,5 @@ class PoseServicer(pose_pb2_grpc.PoseServiceServicer):
 
 
 build_server = server.stage_builder(
-    "pose", FULL_NAME, pose_pb2_grpc.add_PoseServiceServicer_to_server, PoseServicer, BACKENDS
+    Stage.POSE, FULL_NAME, pose_pb2_grpc.add_PoseServiceServicer_to_server, PoseServicer, BACKENDS
 )

@@ -4,5 +4,6 @@ import sys
 
 from services.warp.service import build_server
 from vton.runtime.server import main
+from vton.runtime.vocab import Stage
 
-sys.exit(main("warp", build_server))
+sys.exit(main(Stage.WARP, build_server))

@@ -2,8 +2,7 @@
 
 The warp places the garment by these: the shoulder line and the torso's axis from the keypoints, the torso's
 width at a given height from the label map (the old garment's outline is the best guess of the body under it),
-and the limbs as polylines through the keypoints. The label indices are LIP's; they are written out here
-because a stage never imports another stage's code.
+and the limbs as polylines through the keypoints.
 """
 
 from __future__ import annotations
@@ -14,22 +13,13 @@ import cv2
 import numpy as np
 
 from vton.runtime.errors import InvalidInput, NoPersonFound
+from vton.runtime.vocab import NUM_KEYPOINTS, Keypoint, Lip
 
-# LIP labels used by the warp and the composite.
-BACKGROUND, HAT, HAIR, GLOVE, SUNGLASSES = 0, 1, 2, 3, 4
-UPPER_CLOTHES, DRESS, COAT, SOCKS, PANTS, JUMPSUITS, SCARF, SKIRT = 5, 6, 7, 8, 9, 10, 11, 12
-FACE, LEFT_ARM, RIGHT_ARM, LEFT_LEG, RIGHT_LEG, LEFT_SHOE, RIGHT_SHOE = 13, 14, 15, 16, 17, 18, 19
-
-ARMS = (LEFT_ARM, RIGHT_ARM)
-HEAD = (HAT, HAIR, SUNGLASSES, FACE)
+ARMS = (Lip.LEFT_ARM, Lip.RIGHT_ARM)
+HEAD = (Lip.HAT, Lip.HAIR, Lip.SUNGLASSES, Lip.FACE)
 # What the torso's outline is made of at some height (label 10 is VITON-HD's neck, LIP's jumpsuit: both torso).
-TORSO_LABELS = (UPPER_CLOTHES, DRESS, COAT, JUMPSUITS, SCARF, PANTS, SKIRT)
-LEG_LABELS = (PANTS, SKIRT, DRESS, LEFT_LEG, RIGHT_LEG, SOCKS)
-
-# OpenPose COCO-18 indices.
-NOSE, NECK, R_SHOULDER, R_ELBOW, R_WRIST, L_SHOULDER, L_ELBOW, L_WRIST = 0, 1, 2, 3, 4, 5, 6, 7
-R_HIP, R_KNEE, R_ANKLE, L_HIP, L_KNEE, L_ANKLE = 8, 9, 10, 11, 12, 13
-
+TORSO_LABELS = (Lip.UPPER_CLOTHES, Lip.DRESS, Lip.COAT, Lip.JUMPSUITS, Lip.SCARF, Lip.PANTS, Lip.SKIRT)
+LEG_LABELS = (Lip.PANTS, Lip.SKIRT, Lip.DRESS, Lip.LEFT_LEG, Lip.RIGHT_LEG, Lip.SOCKS)
 # Half the width of an arm as a share of the shoulder width, for the limb capsules.
 ARM_RADIUS = 0.13
 
@@ -46,7 +36,7 @@ class Body:
     labels: np.ndarray  # uint8 [H, W]
 
     def __post_init__(self) -> None:
-        if self.keypoints.shape != (18, 3):
+        if self.keypoints.shape != (NUM_KEYPOINTS, 3):
             raise InvalidInput(f"keypoints must be [18, 3] (OpenPose COCO-18), got {self.keypoints.shape}")
         if self.labels.ndim != 2:
             raise InvalidInput(f"the label map must be [H, W], got shape {self.labels.shape}")
@@ -65,18 +55,18 @@ class Body:
 
     @property
     def shoulder_width(self) -> float:
-        return float(np.linalg.norm(self.point(L_SHOULDER) - self.point(R_SHOULDER)))
+        return float(np.linalg.norm(self.point(Keypoint.L_SHOULDER) - self.point(Keypoint.R_SHOULDER)))
 
     @property
     def neck(self) -> np.ndarray:
-        if self.has(NECK):
-            return self.point(NECK)
-        return 0.5 * (self.point(R_SHOULDER) + self.point(L_SHOULDER))
+        if self.has(Keypoint.NECK):
+            return self.point(Keypoint.NECK)
+        return 0.5 * (self.point(Keypoint.R_SHOULDER) + self.point(Keypoint.L_SHOULDER))
 
     @property
     def mid_hip(self) -> np.ndarray | None:
-        if self.has(R_HIP, L_HIP):
-            return 0.5 * (self.point(R_HIP) + self.point(L_HIP))
+        if self.has(Keypoint.R_HIP, Keypoint.L_HIP):
+            return 0.5 * (self.point(Keypoint.R_HIP) + self.point(Keypoint.L_HIP))
         return None
 
     @property
@@ -86,7 +76,7 @@ class Body:
         if hip is not None and np.linalg.norm(hip - self.neck) > 1:
             v = hip - self.neck
         else:
-            across = self.point(L_SHOULDER) - self.point(R_SHOULDER)
+            across = self.point(Keypoint.L_SHOULDER) - self.point(Keypoint.R_SHOULDER)
             v = np.array([-across[1], across[0]])
             if v[1] < 0:
                 v = -v
@@ -186,3 +176,27 @@ def point_along(polyline: list[np.ndarray], distance: float) -> tuple[np.ndarray
 
 def polyline_length(polyline: list[np.ndarray]) -> float:
     return float(sum(np.linalg.norm(b - a) for a, b in zip(polyline, polyline[1:], strict=False)))
+
+
+def extended(limb: list[np.ndarray], ratio: float) -> list[np.ndarray]:
+    """A limb seen only to its middle joint (the wrist or ankle out of the frame) goes on straight, `ratio` of
+    its first segment further."""
+    if len(limb) == 2:
+        return [limb[0], limb[1], limb[1] + ratio * (limb[1] - limb[0])]
+    return limb
+
+
+def arc_position(polyline: list[np.ndarray], p: np.ndarray) -> float:
+    """Arc length along the polyline of its point closest to p."""
+    best, best_d, travelled = 0.0, np.inf, 0.0
+    for a, b in zip(polyline, polyline[1:], strict=False):
+        seg = b - a
+        length = float(np.linalg.norm(seg))
+        if length < 1e-6:
+            continue
+        t = float(np.clip(np.dot(p - a, seg) / (length * length), 0.0, 1.0))
+        d = float(np.linalg.norm(a + t * seg - p))
+        if d < best_d:
+            best, best_d = travelled + t * length, d
+        travelled += length
+    return best

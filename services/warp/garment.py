@@ -21,6 +21,12 @@ from vton.runtime.errors import InvalidInput, NoPersonFound
 
 CATEGORIES = ("upper_body", "lower_body", "dresses")
 
+# The gap between trouser legs: background-coloured garment pixels (Lab distance to the border's median below
+# GAP_COLOUR) reached from within GAP_REACH of the photo's height of the crotch.
+GAP_COLOUR = 6.0
+GAP_REACH = 0.01
+# Flaps of background stuck to a garment's outline are at most this share of the photo's shorter side thick.
+FLAP_SIZE = 0.05
 # The mask is computed at most at this size (longest side): enough for the outline, and bounded in time.
 _WORK_SIDE = 768
 
@@ -157,8 +163,19 @@ def _separate(rgb: np.ndarray, nested: bool = False) -> np.ndarray:
     k = max(3, round(0.006 * min(sh, sw)) | 1)
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
     fg = cv2.morphologyEx(fg.astype(np.uint8), cv2.MORPH_OPEN, kernel).astype(bool)
+    fg &= ~_background_flaps(fg, dist < strong_thr, min(sh, sw))
     fg = _largest_component(fg)
     return _fill_holes(fg, dist < color_thr, max_open_hole=0.004)
+
+
+def _background_flaps(fg: np.ndarray, background_like: np.ndarray, side: int) -> np.ndarray:
+    """Thin flaps of the photo's background stuck to the outline (the flood stopped by a faint line on the
+    backdrop): what an opening FLAP_SIZE of the photo wide removes and has the background's colour. A thin part of
+    the garment (a strap, a string) differs from the background and stays."""
+    size = max(5, round(FLAP_SIZE * side) | 1)
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
+    opened = cv2.morphologyEx(fg.astype(np.uint8), cv2.MORPH_OPEN, kernel).astype(bool)
+    return fg & ~opened & background_like
 
 
 def _drop_shadow(
@@ -340,6 +357,209 @@ def _find_armpit(
 _ARMPIT_PRIOR = {False: (0.42, 0.12, 0.6), True: (0.5, 0.15, 0.8)}
 
 
+# The hem of a top: among the bottoms of the columns within HEM_COLUMNS of the garment's width either side of its
+# axis, this percentile (a curved, slit or wrapped hem still gives a row that crosses the whole torso).
+HEM_COLUMNS = 0.2
+HEM_PERCENTILE = 20
+# The torso's sides are median-filtered over this many rows (lace or fringe is no armpit).
+SIDE_SMOOTHING = 5
+# A dress's sides are walked up from its waist: the narrowest row between these shares of its height.
+DRESS_WAIST_BAND = (0.22, 0.5)
+# The torso's width: the median over this share of the span above the base row.
+TORSO_WIDTH_SPAN = 0.3
+# An armpit read off the outline is doubted when a sleeve hangs beside the torso below it: garment more than
+# HANGING_OUT of the torso's width beyond its side, over HANGING_SHARE of the garment, from HANGING_BELOW of the
+# span under the armpit down; then it is put at the prior (ARMPIT_PRIOR_SLACK lower when read too low).
+HANGING_OUT, HANGING_SHARE, HANGING_BELOW = 0.05, 0.005, 0.1
+ARMPIT_DOUBT = 0.08
+ARMPIT_PRIOR_SLACK = 0.03
+# With the armpit at its prior, garment more than SLEEVE_BEYOND of the torso's width beyond the side above it,
+# over SLEEVE_SHARE of the garment, is a sleeve.
+SLEEVE_BEYOND, SLEEVE_SHARE = 0.08, 0.01
+# The neckline is looked for within NECK_COLUMNS of the armpits' half distance of the axis, the collar corners
+# within COLLAR_COLUMNS of it; a sleeved shoulder's seam sits SEAM_OUT of that beyond the armpit's column.
+NECK_COLUMNS, COLLAR_COLUMNS, SEAM_OUT = 0.3, 0.7, 0.04
+# A sleeve smaller than CAP_SLEEVE_SHARE of the garment, or reaching less than CAP_SLEEVE_REACH of the span from
+# its root, is a cap sleeve; one narrower than STRAP_WIDTH of the torso's width is a strap or a tie. The cuff
+# is the sleeve's pixels within CUFF_BAND of the span from its farthest one.
+CAP_SLEEVE_SHARE, CAP_SLEEVE_REACH = 0.002, 0.1
+STRAP_WIDTH = 0.12
+CUFF_BAND = 0.03
+# The hem corners are read this share of the span above the hem.
+HEM_CORNER_INSET = 0.01
+
+
+@dataclass
+class _TorsoOutline:
+    """A top's torso in its product photo: the axis column, the rows of its top, hem and base (the hem, or a
+    dress's waist), the smoothed x of each side per row (NaN off the torso) and the torso's width."""
+
+    m: np.ndarray
+    cx: int
+    top_y: int
+    hem_y: int
+    base_y: int
+    left: np.ndarray
+    right: np.ndarray
+    torso_width: float
+
+    @property
+    def widths(self) -> np.ndarray:
+        return self.right - self.left
+
+    @property
+    def span(self) -> int:
+        return max(self.base_y - self.top_y, 1)
+
+
+def _torso_outline(m: np.ndarray, dress: bool) -> _TorsoOutline:
+    """The torso's outline: the run of garment through the axis on each row from the top to the hem."""
+    w = m.shape[1]
+    ys, xs = np.nonzero(m)
+    top_y, bottom_y = int(ys.min()), int(ys.max())
+    cx = int(np.median(xs))
+    reach = int(HEM_COLUMNS * (xs.max() - xs.min()))
+    near_axis = [c for c in range(cx - reach, cx + reach + 1) if 0 <= c < w and m[:, c].any()]
+    col_bottoms = [int(np.flatnonzero(m[:, c])[-1]) for c in near_axis] or [bottom_y]
+    hem_y = int(np.percentile(col_bottoms, HEM_PERCENTILE))
+    left, right = _torso_runs(m, cx, top_y, hem_y)
+    for edge in (left, right):
+        valid = ~np.isnan(edge)
+        if valid.sum() > SIDE_SMOOTHING:
+            filled = np.where(valid, edge, 0).astype(np.float32).reshape(-1, 1)
+            edge[valid] = cv2.medianBlur(filled, SIDE_SMOOTHING).ravel()[valid]
+    widths = right - left
+    base_y = int(hem_y - HEM_CORNER_INSET * (hem_y - top_y))
+    if dress:
+        lo, hi = (int(top_y + share * (hem_y - top_y)) for share in DRESS_WAIST_BAND)
+        band = widths[lo:hi]
+        if np.isfinite(band).any():
+            base_y = lo + int(np.nanargmin(band))
+    span = max(base_y - top_y, 1)
+    torso_width = float(np.nanmedian(widths[int(base_y - TORSO_WIDTH_SPAN * span) : base_y + 1]))
+    return _TorsoOutline(m, cx, top_y, hem_y, base_y, left, right, torso_width)
+
+
+def _armpit(o: _TorsoOutline, side: str, dress: bool) -> tuple[tuple[float, float], bool, np.ndarray]:
+    """One side's armpit, whether a sleeve leaves the torso there, and the side's line (the smoothed edge, drawn
+    straight up from the base where the outline does not show the armpit)."""
+    edge, outward = (o.left, -1) if side == "right" else (o.right, 1)
+    cols = np.arange(o.m.shape[1])[None, :]
+    prior, lowest, highest = _ARMPIT_PRIOR[dress]
+    found = _find_armpit(edge, outward, o.top_y, o.base_y, o.torso_width, o.widths)
+    base_x = edge[o.base_y] if not np.isnan(edge[o.base_y]) else o.cx + outward * 0.5 * o.torso_width
+    line = edge.copy()
+    ay, has_sleeve = found if found is not None else (o.base_y, False)
+    ratio = (ay - o.top_y) / o.span
+    below = o.m[min(o.base_y, int(ay + HANGING_BELOW * o.span)) : o.base_y + 1, :]
+    hanging = (
+        below & ((cols - base_x) * outward > HANGING_OUT * o.torso_width)
+    ).sum() > HANGING_SHARE * o.m.sum()
+    if found is None or ratio > highest or ratio < lowest or (ratio > prior + ARMPIT_DOUBT and hanging):
+        # The outline does not show the armpit: a sleeve that hangs against the torso opens its gap far below
+        # it, a neckline or front opening stops the walk. Put the armpit where garments have it, on the torso's
+        # side drawn straight up from the hem (or waist), and what lies beyond that is sleeve.
+        ay = int(
+            o.top_y
+            + (prior + ARMPIT_PRIOR_SLACK if found is not None and ratio > highest else prior) * o.span
+        )
+        line[ay : o.base_y + 1] = base_x
+        # Beyond the side by a share of the torso's own width at its base: sleeves hanging against the torso
+        # widen the rows above the base, and would hide a sleeve from a share of those.
+        base_width = o.widths[o.base_y] if np.isfinite(o.widths[o.base_y]) else o.torso_width
+        above = o.m[o.top_y : ay, :] & (
+            (cols - base_x) * outward > SLEEVE_BEYOND * min(o.torso_width, base_width)
+        )
+        has_sleeve = bool(above.sum() > SLEEVE_SHARE * o.m.sum())
+    ax = line[ay] if not np.isnan(line[ay]) else base_x
+    return (float(ax), float(ay)), has_sleeve, line
+
+
+def _neckline_and_collar(o: _TorsoOutline, half: float) -> dict[str, tuple[float, float]]:
+    """The neckline, the lowest point of the top outline near the axis, and the collar corners, where the
+    outline peaks on either side of it."""
+    w = o.m.shape[1]
+    top = _top_profile(o.m)
+    cols = np.arange(int(o.cx - NECK_COLUMNS * half), int(o.cx + NECK_COLUMNS * half) + 1)
+    cols = cols[(cols >= 0) & (cols < w)]
+    cols = cols[top[cols] >= 0]
+    neck_x = int(0.5 * (cols[np.argmax(top[cols])] + o.cx)) if len(cols) else o.cx
+    neck_y = float(top[neck_x]) if top[neck_x] >= 0 else float(o.top_y)
+    marks = {"neckline": (float(neck_x), neck_y)}
+    for side, sign in (("right", -1), ("left", 1)):
+        cols = np.arange(neck_x, int(neck_x + sign * COLLAR_COLUMNS * half), sign)
+        cols = cols[(cols >= 0) & (cols < w)]
+        cols = cols[top[cols] >= 0]
+        if len(cols):
+            c = int(cols[np.argmin(top[cols])])
+            marks[f"{side}_collar"] = (float(c), float(top[c]))
+    return marks
+
+
+def _shoulder(o: _TorsoOutline, marks: dict, side: str, sleeved: bool, half: float) -> tuple[float, float]:
+    """With a sleeve, the top outline just outside the armpit's column (the seam sits a little beyond the
+    torso's side); without, the top of the strap or shoulder between the armpit and the collar."""
+    w = o.m.shape[1]
+    top = _top_profile(o.m)
+    sign = -1 if side == "right" else 1
+    ax, _ = marks[f"{side}_armpit"]
+    if sleeved:
+        sx = int(np.clip(ax + sign * SEAM_OUT * half, 0, w - 1))
+    else:
+        neck_x = marks["neckline"][0]
+        lo, hi = sorted((int(ax), int(marks.get(f"{side}_collar", (neck_x, 0))[0])))
+        cols = np.arange(lo, hi + 1)
+        cols = cols[top[cols] >= 0]
+        sx = int(cols[np.argmin(top[cols])]) if len(cols) else int(ax)
+    col = np.flatnonzero(o.m[:, sx])
+    return float(sx), float(col[0]) if len(col) else float(o.top_y)
+
+
+def _sleeve(
+    o: _TorsoOutline, marks: dict, side: str, line: np.ndarray
+) -> tuple[np.ndarray, dict[str, tuple[float, float]]] | None:
+    """The sleeve: garment beyond the seam (the shoulder's column above the shoulder, the straight line from
+    shoulder to armpit, then the torso's side), in the piece that joins the shoulder; its end is the middle of
+    the cuff, the pixels farthest from its root. None for a cap sleeve, a strap or a tie."""
+    h, w = o.m.shape
+    sign = -1 if side == "right" else 1
+    ax, ay = marks[f"{side}_armpit"]
+    shx, shy = marks[f"{side}_shoulder"]
+    limit = np.full(h, shx)
+    rows = np.arange(int(shy), int(ay))
+    if len(rows):
+        limit[rows] = shx + (rows - shy) / max(ay - shy, 1.0) * (ax - shx)
+    rows = np.arange(int(ay), o.hem_y + 1)
+    limit[rows] = np.where(np.isnan(line[rows]), ax, line[rows])
+    limit[o.hem_y + 1 :] = limit[o.hem_y]
+    region = o.m & ((np.arange(w)[None, :] - limit[:, None]) * sign > 0)
+    n, cc = cv2.connectedComponents(region.astype(np.uint8), connectivity=8)
+    if n <= 1:
+        return None
+    ry, rx = np.nonzero(cc)
+    root = np.array([0.5 * (shx + ax), 0.5 * (shy + ay)])
+    nearest = int(np.argmin(np.hypot(rx - root[0], ry - root[1])))
+    sleeve = cc == cc[ry[nearest], rx[nearest]]
+    sy, sx = np.nonzero(sleeve)
+    # Distance from the sleeve's root, the segment from shoulder to armpit: the cuff is farthest from it, for a
+    # long sleeve hanging down as for a short one sticking out.
+    d = _distance_to_segment(sx, sy, (shx, shy), (ax, ay))
+    if len(sx) < CAP_SLEEVE_SHARE * o.m.sum() or d.max() < CAP_SLEEVE_REACH * o.span:
+        return None
+    if len(sx) / d.max() < STRAP_WIDTH * o.torso_width:
+        return None
+    near = d > d.max() - CUFF_BAND * o.span
+    end = (float(sx[near].mean()), float(sy[near].mean()))
+    axis = np.array([end[0] - root[0], end[1] - root[1]])
+    axis /= np.linalg.norm(axis) + 1e-9
+    across = (sx[near] - end[0]) * -axis[1] + (sy[near] - end[1]) * axis[0]
+    a = (float(sx[near][np.argmin(across)]), float(sy[near][np.argmin(across)]))
+    b = (float(sx[near][np.argmax(across)]), float(sy[near][np.argmax(across)]))
+    # The cuff's outer corner is the one on the shoulder's side of the sleeve (farther from the armpit).
+    outer, inner = (a, b) if np.hypot(a[0] - ax, a[1] - ay) > np.hypot(b[0] - ax, b[1] - ay) else (b, a)
+    return sleeve, {f"{side}_sleeve_end": end, f"{side}_cuff_outer": outer, f"{side}_cuff_inner": inner}
+
+
 def _upper_landmarks(
     mask: np.ndarray, dress: bool = False
 ) -> tuple[dict[str, tuple[float, float]], dict[str, np.ndarray]]:
@@ -350,159 +570,87 @@ def _upper_landmarks(
     sleeve may hang lower beside it), its sides lead up to the armpits, and what lies outside them is sleeve.
     A dress's sides are walked up from its waist, the narrowest row of its upper half, not from the hem.
     """
-    m = mask > 0
-    h, w = m.shape
-    ys, xs = np.nonzero(m)
-    top_y, bottom_y = int(ys.min()), int(ys.max())
-    cx = int(np.median(xs))
-    # The hem: the lowest garment row of the columns near the axis (robust to a slit or a rounded hem).
-    # The hem: the bottoms of the columns around the axis (a fifth of the garment's width each side), the
-    # higher of them, so that a curved, slit or wrapped hem still gives a row that crosses the whole torso.
-    span_x = int(xs.max() - xs.min())
-    near_axis = [c for c in range(cx - span_x // 5, cx + span_x // 5 + 1) if 0 <= c < w and m[:, c].any()]
-    col_bottoms = [int(np.flatnonzero(m[:, c])[-1]) for c in near_axis] or [bottom_y]
-    hem_y = int(np.percentile(col_bottoms, 20))
-    left, right = _torso_runs(m, cx, top_y, hem_y)
-    # Median-smooth the sides so that lace or fringe does not read as an armpit.
-    for edge in (left, right):
-        valid = ~np.isnan(edge)
-        if valid.sum() > 5:
-            filled = np.where(valid, edge, 0).astype(np.float32).reshape(-1, 1)
-            edge[valid] = cv2.medianBlur(filled, 5).ravel()[valid]
-    widths = right - left
-    base_y = int(hem_y - 0.01 * (hem_y - top_y))
-    if dress:
-        lo, hi = int(top_y + 0.22 * (hem_y - top_y)), int(top_y + 0.5 * (hem_y - top_y))
-        band = widths[lo:hi]
-        if np.isfinite(band).any():
-            base_y = lo + int(np.nanargmin(band))
-    span = max(base_y - top_y, 1)
-    torso_width = float(np.nanmedian(widths[int(base_y - 0.3 * span) : base_y + 1]))
-    prior, lowest, highest = _ARMPIT_PRIOR[dress]
-
+    o = _torso_outline(mask > 0, dress)
     marks: dict[str, tuple[float, float]] = {}
     sleeved: dict[str, bool] = {}
     side_lines: dict[str, np.ndarray] = {}
-    cols = np.arange(w)[None, :]
-    for side, edge, outward in (("right", left, -1), ("left", right, 1)):
-        found = _find_armpit(edge, outward, top_y, base_y, torso_width, widths)
-        base_x = edge[base_y] if not np.isnan(edge[base_y]) else cx + outward * 0.5 * torso_width
-        line = edge.copy()
-        ay, has_sleeve = found if found is not None else (base_y, False)
-        ratio = (ay - top_y) / span
-        below = m[min(base_y, int(ay + 0.1 * span)) : base_y + 1, :]
-        hanging = (below & ((cols - base_x) * outward > 0.05 * torso_width)).sum() > 0.005 * m.sum()
-        if found is None or ratio > highest or ratio < lowest or (ratio > prior + 0.08 and hanging):
-            # The outline does not show the armpit: a sleeve that hangs against the torso opens its gap far
-            # below it, a neckline or front opening stops the walk. Put the armpit where garments have it, on
-            # the torso's side drawn straight up from the hem (or waist), and what lies beyond that is sleeve.
-            ay = int(top_y + (prior + 0.03 if found is not None and ratio > highest else prior) * span)
-            line[ay : base_y + 1] = base_x
-            # Beyond the side by a share of the torso's own width at its base: sleeves hanging against the torso
-            # widen the rows above the base, and would hide a sleeve from a share of those.
-            base_width = widths[base_y] if np.isfinite(widths[base_y]) else torso_width
-            above = m[top_y:ay, :] & ((cols - base_x) * outward > 0.08 * min(torso_width, base_width))
-            has_sleeve = bool(above.sum() > 0.01 * m.sum())
-        ax = line[ay] if not np.isnan(line[ay]) else base_x
-        marks[f"{side}_armpit"] = (float(ax), float(ay))
-        sleeved[side] = has_sleeve
-        side_lines[side] = line
-    hem_row = int(hem_y - 0.01 * (hem_y - top_y))
-
-    # Neckline: the lowest point of the top outline near the axis; collar corners: where the outline peaks on
-    # either side of it.
-    top = _top_profile(m)
+    for side in ("right", "left"):
+        marks[f"{side}_armpit"], sleeved[side], side_lines[side] = _armpit(o, side, dress)
     half = 0.5 * (marks["left_armpit"][0] - marks["right_armpit"][0])
-    cols = np.arange(int(cx - 0.3 * half), int(cx + 0.3 * half) + 1)
-    cols = cols[(cols >= 0) & (cols < w)]
-    cols = cols[top[cols] >= 0]
-    neck_x = int(0.5 * (cols[np.argmax(top[cols])] + cx)) if len(cols) else cx
-    neck_y = float(top[neck_x]) if top[neck_x] >= 0 else float(top_y)
-    marks["neckline"] = (float(neck_x), neck_y)
-    for side, sign in (("right", -1), ("left", 1)):
-        cols = np.arange(neck_x, int(neck_x + sign * 0.7 * half), sign)
-        cols = cols[(cols >= 0) & (cols < w)]
-        cols = cols[top[cols] >= 0]
-        if len(cols):
-            c = int(cols[np.argmin(top[cols])])
-            marks[f"{side}_collar"] = (float(c), float(top[c]))
-
-    # Shoulders: with a sleeve, the top outline just outside the armpit's column (the shoulder seam sits a
-    # little beyond the torso's side); without, the top of the strap or shoulder between armpit and collar.
-    for side, sign in (("right", -1), ("left", 1)):
-        ax, ay = marks[f"{side}_armpit"]
-        if sleeved[side]:
-            sx = int(np.clip(ax + sign * 0.04 * half, 0, w - 1))
-        else:
-            lo, hi = sorted((int(ax), int(marks.get(f"{side}_collar", (neck_x, 0))[0])))
-            cols = np.arange(lo, hi + 1)
-            cols = cols[top[cols] >= 0]
-            sx = int(cols[np.argmin(top[cols])]) if len(cols) else int(ax)
-        col = np.flatnonzero(m[:, sx])
-        marks[f"{side}_shoulder"] = (float(sx), float(col[0]) if len(col) else float(top_y))
-
-    # Sleeves: garment beyond the seam from shoulder to armpit and on down the torso's side, in the piece that
-    # joins the shoulder; the sleeve end is the middle of the cuff, the pixels farthest from the sleeve's root.
+    marks.update(_neckline_and_collar(o, half))
+    for side in ("right", "left"):
+        marks[f"{side}_shoulder"] = _shoulder(o, marks, side, sleeved[side], half)
     parts: dict[str, np.ndarray] = {}
-    for side, sign in (("right", -1), ("left", 1)):
-        if not sleeved[side]:
-            continue
-        ax, ay = marks[f"{side}_armpit"]
-        shx, shy = marks[f"{side}_shoulder"]
-        # The seam: the shoulder's column above the shoulder, the straight line from shoulder to armpit, then
-        # the torso's side line below the armpit.
-        limit = np.full(h, shx)
-        line = side_lines[side]
-        rows = np.arange(int(shy), int(ay))
-        if len(rows):
-            limit[rows] = shx + (rows - shy) / max(ay - shy, 1.0) * (ax - shx)
-        rows = np.arange(int(ay), hem_y + 1)
-        limit[rows] = np.where(np.isnan(line[rows]), ax, line[rows])
-        limit[hem_y + 1 :] = limit[hem_y]
-        region = m & ((np.arange(w)[None, :] - limit[:, None]) * sign > 0)
-        n, cc = cv2.connectedComponents(region.astype(np.uint8), connectivity=8)
-        if n <= 1:
-            continue
-        ry, rx = np.nonzero(cc)
-        root = np.array([0.5 * (shx + ax), 0.5 * (shy + ay)])
-        nearest = int(np.argmin(np.hypot(rx - root[0], ry - root[1])))
-        sleeve = cc == cc[ry[nearest], rx[nearest]]
-        sy, sx = np.nonzero(sleeve)
-        # Distance from the sleeve's root, the segment from shoulder to armpit: the cuff is farthest from it,
-        # for a long sleeve hanging down as for a short one sticking out.
-        d = _distance_to_segment(sx, sy, (shx, shy), (ax, ay))
-        if len(sx) < 0.002 * m.sum() or d.max() < 0.1 * span:
-            sleeved[side] = False  # a cap sleeve: nothing to place along the arm
-            continue
-        if len(sx) / d.max() < 0.12 * torso_width:
-            sleeved[side] = (
-                False  # a strap or tie hanging from the side, not a sleeve: it stays with the torso
-            )
-            continue
-        near = d > d.max() - 0.03 * span
-        end = (float(sx[near].mean()), float(sy[near].mean()))
-        marks[f"{side}_sleeve_end"] = end
-        root = 0.5 * np.array([shx + ax, shy + ay])
-        axis = np.array([end[0] - root[0], end[1] - root[1]])
-        axis /= np.linalg.norm(axis) + 1e-9
-        across = (sx[near] - end[0]) * -axis[1] + (sy[near] - end[1]) * axis[0]
-        a = (float(sx[near][np.argmin(across)]), float(sy[near][np.argmin(across)]))
-        b = (float(sx[near][np.argmax(across)]), float(sy[near][np.argmax(across)]))
-        # The cuff's outer corner is the one on the shoulder's side of the sleeve (farther from the armpit).
-        da = np.hypot(a[0] - ax, a[1] - ay)
-        db = np.hypot(b[0] - ax, b[1] - ay)
-        marks[f"{side}_cuff_outer"], marks[f"{side}_cuff_inner"] = (a, b) if da > db else (b, a)
-        parts[f"{side}_sleeve"] = sleeve
-
-    # Hem corners: the torso's run a little above the hem row.
-    if not np.isnan(left[hem_row]):
-        marks["right_hem"] = (float(left[hem_row]), float(hem_row))
-        marks["left_hem"] = (float(right[hem_row]), float(hem_row))
-    torso = m.copy()
+    for side in ("right", "left"):
+        found = _sleeve(o, marks, side, side_lines[side]) if sleeved[side] else None
+        if found is not None:
+            parts[f"{side}_sleeve"], sleeve_marks = found
+            marks.update(sleeve_marks)
+    hem_row = int(o.hem_y - HEM_CORNER_INSET * (o.hem_y - o.top_y))
+    if not np.isnan(o.left[hem_row]):
+        marks["right_hem"] = (float(o.left[hem_row]), float(hem_row))
+        marks["left_hem"] = (float(o.right[hem_row]), float(hem_row))
+    torso = o.m.copy()
     for sleeve in parts.values():
         torso &= ~sleeve
     parts["torso"] = torso
     return marks, parts
+
+
+# The waistband of trousers or a skirt: the first row from the top whose run through the axis is this share of
+# the widest run in the garment's top WAISTBAND_BAND (a curved or tabbed top edge is narrower).
+WAISTBAND_FULL = 0.85
+WAISTBAND_BAND = 0.1
+# The crotch: the top of a concavity at least CROTCH_DEPTH of the garment's height deep, within CROTCH_OFF_AXIS
+# of the waist's width of the axis and CROTCH_BELOW of the height under its top; wide legs laid against each other
+# close the gap far below it (lower than CROTCH_ABOVE), and trousers have it at about CROTCH_PRIOR of their length.
+CROTCH_DEPTH = 0.25
+CROTCH_OFF_AXIS = 0.25
+CROTCH_BELOW = 0.15
+CROTCH_ABOVE = 0.5
+CROTCH_PRIOR = 0.35
+# Hems are read this share of the height above the lowest row (a rounded hem's last row is a few pixels).
+HEM_INSET = 0.01
+
+
+def _waistband(m: np.ndarray, top_y: int, height: int, cx: float) -> tuple[int, int, int]:
+    """(row, left x, right x) of the waistband's run through the axis."""
+    band = range(top_y, min(m.shape[0], top_y + max(2, int(WAISTBAND_BAND * height))))
+    runs = [(y, _run_containing(m[y], int(cx))) for y in band]
+    widest = max((r[1] - r[0] for _, r in runs if r is not None), default=0)
+    for y, run in runs:
+        if run is not None and run[1] - run[0] >= WAISTBAND_FULL * widest:
+            return y, run[0], run[1]
+    xs = np.flatnonzero(m.any(axis=0))
+    return top_y, int(xs.min()), int(xs.max())
+
+
+def _crotch(mask: np.ndarray, top_y: int, height: int, cx: float, waist_width: float) -> np.ndarray | None:
+    """The top of the deep concavity between the legs, open towards the bottom; None for a skirt."""
+    for point, depth in _convexity_defects(_main_contour(mask)):
+        if (
+            depth > CROTCH_DEPTH * height
+            and abs(point[0] - cx) < CROTCH_OFF_AXIS * waist_width
+            and point[1] > top_y + CROTCH_BELOW * height
+        ):
+            if point[1] >= top_y + CROTCH_ABOVE * height:
+                return np.array([point[0], top_y + CROTCH_PRIOR * height])
+            return point
+    return None
+
+
+def _leg_hems(m: np.ndarray, crotch_x: float, height: int, hem_row: int) -> dict[str, tuple[float, float]]:
+    """Each trouser leg's hem corners: the ends of the bottom row on its side of the crotch."""
+    marks = {}
+    for side, sel in (("right", slice(0, int(crotch_x))), ("left", slice(int(crotch_x), m.shape[1]))):
+        rows = np.flatnonzero(m[:, sel].any(axis=1))
+        row = int(rows.max() - HEM_INSET * height) if len(rows) else hem_row
+        xs_row = np.flatnonzero(m[row, sel]) + sel.start
+        if len(xs_row):
+            outer, inner = (xs_row[0], xs_row[-1]) if side == "right" else (xs_row[-1], xs_row[0])
+            marks[f"{side}_hem_outer"] = (float(outer), float(row))
+            marks[f"{side}_hem_inner"] = (float(inner), float(row))
+    return marks
 
 
 def _lower_landmarks(mask: np.ndarray) -> dict[str, tuple[float, float]]:
@@ -512,38 +660,17 @@ def _lower_landmarks(mask: np.ndarray) -> dict[str, tuple[float, float]]:
     top_y, bottom_y = int(ys.min()), int(ys.max())
     height = bottom_y - top_y + 1
     cx = float(np.median(xs))
-    waist_row = int(top_y + 0.02 * height)
-    wl, wr = _run_containing(m[waist_row], int(cx)) or (int(xs.min()), int(xs.max()))
+    waist_row, wl, wr = _waistband(m, top_y, height, cx)
     marks: dict[str, tuple[float, float]] = {
         "right_waist": (float(wl), float(waist_row)),
         "left_waist": (float(wr), float(waist_row)),
         "waist_centre": (0.5 * (wl + wr), float(waist_row)),
     }
-    # The crotch is the top of the deep concavity between the legs, open towards the bottom.
-    crotch = None
-    for point, depth in _convexity_defects(_main_contour(mask)):
-        if (
-            depth > 0.25 * height
-            and abs(point[0] - cx) < 0.25 * (wr - wl)
-            and point[1] > top_y + 0.15 * height
-        ):
-            crotch = point
-            break
-    hem_row = int(bottom_y - 0.01 * height)
+    hem_row = int(bottom_y - HEM_INSET * height)
+    crotch = _crotch(mask, top_y, height, cx, wr - wl)
     if crotch is not None:
-        # Wide legs laid against each other close the gap far below the crotch; trousers have it at about a
-        # third of their length.
-        crotch_y = crotch[1] if crotch[1] < top_y + 0.5 * height else top_y + 0.35 * height
-        marks["crotch"] = (float(crotch[0]), float(crotch_y))
-        # One hem per leg: the runs of the bottom rows on either side of the crotch.
-        for side, sel in (("right", slice(0, int(crotch[0]))), ("left", slice(int(crotch[0]), m.shape[1]))):
-            rows = np.flatnonzero(m[:, sel].any(axis=1))
-            row = int(rows.max() - 0.01 * height) if len(rows) else hem_row
-            xs_row = np.flatnonzero(m[row, sel]) + sel.start
-            if len(xs_row):
-                outer, inner = (xs_row[0], xs_row[-1]) if side == "right" else (xs_row[-1], xs_row[0])
-                marks[f"{side}_hem_outer"] = (float(outer), float(row))
-                marks[f"{side}_hem_inner"] = (float(inner), float(row))
+        marks["crotch"] = (float(crotch[0]), float(crotch[1]))
+        marks.update(_leg_hems(m, float(crotch[0]), height, hem_row))
     else:
         run = _run_containing(m[hem_row], int(cx)) or (int(xs.min()), int(xs.max()))
         marks["right_hem"], marks["left_hem"] = (
@@ -625,4 +752,30 @@ def analyse_garment(image: np.ndarray, category: str, mask: np.ndarray | None = 
             f"the garment mask is {mask.shape[1]}x{mask.shape[0]} but the garment photo is "
             f"{image.shape[1]}x{image.shape[0]}"
         )
-    return analyse_mask(np.where(mask > 127, 255, 0).astype(np.uint8), category)
+    mask = np.where(mask > 127, 255, 0).astype(np.uint8)
+    if category == "lower_body":
+        mask = _open_leg_gap(image, mask)
+    return analyse_mask(mask, category)
+
+
+def _open_leg_gap(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Trousers' mask with the top of the gap between the legs given back to the background.
+
+    The legs' shadows on the backdrop close the gap below the crotch for the background's flood, so its top is
+    taken for garment (and would land on the body as a white wedge between the legs): the background-coloured
+    part of the mask that the gap's concavity reaches is removed.
+    """
+    marks = _lower_landmarks(mask)
+    if "crotch" not in marks:
+        return mask
+    lab = cv2.cvtColor(image.astype(np.float32) / 255.0, cv2.COLOR_RGB2LAB)
+    h, w = mask.shape
+    strip = _border_strip(h, w, max(2, round(0.01 * min(h, w))))
+    background = np.median(lab[strip], axis=0)
+    background_like = (mask > 0) & (np.linalg.norm(lab - background, axis=2) < GAP_COLOUR)
+    cx, cy = (int(round(v)) for v in marks["crotch"])
+    count, components = cv2.connectedComponents(background_like.astype(np.uint8), connectivity=8)
+    reach = max(3, round(GAP_REACH * h))
+    near = components[max(0, cy - reach) : cy + reach, max(0, cx - reach) : cx + reach]
+    gap = np.unique(near[near > 0])
+    return np.where(np.isin(components, gap), 0, mask).astype(np.uint8)

@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
+import grpc
+
 from services.warp.backends import BACKENDS
-from services.warp.types import WarpInputs
-from vton.runtime import messages, server
-from vton.runtime.backend import BackendInfo
+from services.warp.types import WarpBackend, WarpInputs
+from vton.runtime import messages, proto_vocab, server
+from vton.runtime.vocab import Category, Stage
 from vton.v1 import common_pb2, warp_pb2, warp_pb2_grpc
 
 FULL_NAME = warp_pb2.DESCRIPTOR.services_by_name["WarpService"].full_name
 
 
-class WarpServicer(warp_pb2_grpc.WarpServiceServicer):
-    def __init__(self, info: BackendInfo, backend) -> None:
-        self.info, self.backend = info, backend
-
-    def WarpGarment(self, request, context) -> warp_pb2.WarpGarmentResponse:
+class WarpServicer(warp_pb2_grpc.WarpServiceServicer, server.StageServicer[WarpBackend]):
+    def WarpGarment(
+        self, request: warp_pb2.WarpGarmentRequest, context: grpc.ServicerContext
+    ) -> warp_pb2.WarpGarmentResponse:
         person = messages.rgb_from(request.person, "person")
+        height, width = messages.working_size(request.options, self.capabilities.working_size)
         inputs = WarpInputs(
             garment=messages.rgb_from(request.garment, "garment"),
             person=person,
@@ -28,8 +30,8 @@ class WarpServicer(warp_pb2_grpc.WarpServiceServicer):
             pose_map=messages.optional_array(request.pose_map, "pose_map"),
             garment_mask=messages.optional_gray(request.garment_mask, "garment_mask"),
             iuv=messages.optional_array(request.iuv, "iuv"),
-            width=request.options.width,
-            height=request.options.height,
+            width=width,
+            height=height,
         )
         messages.check_person_sized(
             person.shape[:2],
@@ -39,7 +41,8 @@ class WarpServicer(warp_pb2_grpc.WarpServiceServicer):
             pose_map=messages.spatial(inputs.pose_map, channels_first=True),
             iuv=messages.spatial(inputs.iuv, channels_first=True),
         )
-        out = self.backend.warp(inputs)
+        with self.slots.held():
+            out = self.backend.warp(inputs)
         return warp_pb2.WarpGarmentResponse(
             warped_garment=messages.png_image(out.warped_garment),
             warped_mask=messages.png_image(out.warped_mask),
@@ -50,7 +53,23 @@ class WarpServicer(warp_pb2_grpc.WarpServiceServicer):
             backend=messages.backend_info(self.info),
         )
 
+    def ClassifyGarment(
+        self, request: warp_pb2.ClassifyGarmentRequest, context: grpc.ServicerContext
+    ) -> warp_pb2.ClassifyGarmentResponse:
+        garment = messages.rgb_from(request.garment, "garment")
+        with self.slots.held():
+            guess = self.backend.classify(garment)
+        return warp_pb2.ClassifyGarmentResponse(
+            category=proto_vocab.category_enum(guess.category),
+            confidence=guess.confidence,
+            scores=[
+                warp_pb2.CategoryScore(category=proto_vocab.category_enum(c), score=guess.scores[c])
+                for c in Category
+            ],
+            backend=messages.backend_info(self.info),
+        )
+
 
 build_server = server.stage_builder(
-    "warp", FULL_NAME, warp_pb2_grpc.add_WarpServiceServicer_to_server, WarpServicer, BACKENDS
+    Stage.WARP, FULL_NAME, warp_pb2_grpc.add_WarpServiceServicer_to_server, WarpServicer, BACKENDS
 )

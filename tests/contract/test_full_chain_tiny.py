@@ -14,9 +14,9 @@ import grpc
 import numpy as np
 import pytest
 
-from services.diffusion.backends import ladi_vton as ladi_diffusion
-from services.parsing.backends import schp
-from services.warp.backends import ladi_vton as ladi_warp
+from services.diffusion import testing as ladi_diffusion
+from services.parsing import testing as schp
+from services.warp import testing as ladi_warp
 from vton.runtime import images, messages
 from vton.runtime.weights import models_dir
 from vton.v1 import (
@@ -121,25 +121,67 @@ def test_a_tryon_runs_through_the_full_backends_at_tiny_size(stubs, examples):
     assert np.array_equal(out[~mask], person_rgb[~mask])
 
 
-def test_a_resolution_the_checkpoints_do_not_have_is_invalid_argument(stubs, examples):
-    person = messages.png_image(images.read_rgb(str(examples / "avatars" / "2.png")))
-    blank = messages.png_image(np.zeros((1376, 768), np.uint8))
-    options = common_pb2.TryOnOptions(category=common_pb2.CATEGORY_UPPER_BODY, width=300, height=300)
-    pose = stubs["pose"].EstimatePose(pose_pb2.EstimatePoseRequest(image=person), timeout=60)
-    request = diffusion_pb2.TryOnRequest(
+def _diffusion_request(examples, **options) -> diffusion_pb2.TryOnRequest:
+    person_rgb = images.read_rgb(str(examples / "avatars" / "2.png"))
+    person = messages.png_image(person_rgb)
+    blank = messages.png_image(np.zeros(person_rgb.shape[:2], np.uint8))
+    return diffusion_pb2.TryOnRequest(
         person=person,
         masked_person=person,
         agnostic_mask=blank,
-        pose_map=pose.pose_map,
         warped_garment=person,
         warped_mask=blank,
         garment=person,
         label_map=common_pb2.LabelMap(image=blank, label_set="lip"),
-        options=options,
+        options=common_pb2.TryOnOptions(category=common_pb2.CATEGORY_UPPER_BODY, **options),
     )
+
+
+def test_a_resolution_the_checkpoints_do_not_have_is_invalid_argument(stubs, examples):
+    request = _diffusion_request(examples, width=300, height=300)
     with pytest.raises(grpc.RpcError) as err:
         stubs["diffusion"].TryOn(request, timeout=60)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "not 300x300" in err.value.details()
+
+
+@pytest.mark.parametrize(
+    "options, named",
+    [
+        (dict(scheduler="euler"), "unknown scheduler 'euler'"),
+        (dict(steps=201), "steps 201 is out of range"),
+        (dict(guidance_scale=31.0), "guidance_scale 31 is out of range"),
+        (dict(seed=-1), "seed -1 is out of range"),
+    ],
+)
+def test_the_diffusion_stage_checks_its_options_with_the_platforms_one_validator(
+    stubs, examples, options, named
+):
+    with pytest.raises(grpc.RpcError) as err:
+        stubs["diffusion"].TryOn(_diffusion_request(examples, **options), timeout=60)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and named in err.value.details()
+
+
+@pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
+def test_the_scheduler_and_the_keypoints_travel_in_the_diffusion_request(stubs, examples):
+    request = _diffusion_request(examples, steps=2, scheduler="dpm-solver++")
+    person_rgb = images.read_rgb(str(examples / "avatars" / "2.png"))
+    mask = np.zeros(person_rgb.shape[:2], np.uint8)
+    mask[400:900, 200:600] = 255
+    request.agnostic_mask.CopyFrom(messages.png_image(mask))
+    plain = images.decode_rgb(stubs["diffusion"].TryOn(request, timeout=300).image.data)
+    keypoints = np.zeros((18, 3), np.float32)
+    keypoints[1] = (384, 420, 0.9)
+    keypoints[2] = (300, 450, 0.9)
+    request.keypoints.extend(messages.keypoints(keypoints))
+    posed = images.decode_rgb(stubs["diffusion"].TryOn(request, timeout=300).image.data)
+    assert not np.array_equal(posed, plain)  # the pose map drawn from the keypoints reached the UNet
+    del request.keypoints[1:]
+    with pytest.raises(grpc.RpcError) as err:
+        stubs["diffusion"].TryOn(request, timeout=60)
+    assert (
+        err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        and "expected 18 keypoints" in err.value.details()
+    )
 
 
 def test_an_expired_deadline_stops_the_denoising_between_steps(stubs, examples):
@@ -149,20 +191,7 @@ def test_an_expired_deadline_stops_the_denoising_between_steps(stubs, examples):
         labels = {"service": "diffusion", "method": "TryOn", "code": "DEADLINE_EXCEEDED"}
         return REGISTRY.get_sample_value("vton_grpc_requests_total", labels) or 0.0
 
-    person_rgb = images.read_rgb(str(examples / "avatars" / "2.png"))
-    person = messages.png_image(person_rgb)
-    blank = messages.png_image(np.zeros(person_rgb.shape[:2], np.uint8))
-    options = common_pb2.TryOnOptions(category=common_pb2.CATEGORY_UPPER_BODY, steps=200)
-    request = diffusion_pb2.TryOnRequest(
-        person=person,
-        masked_person=person,
-        agnostic_mask=blank,
-        warped_garment=person,
-        warped_mask=blank,
-        garment=person,
-        label_map=common_pb2.LabelMap(image=blank, label_set="lip"),
-        options=options,
-    )
+    request = _diffusion_request(examples, steps=200)
     before = stopped()
     with pytest.raises(grpc.RpcError) as err:
         stubs["diffusion"].TryOn(request, timeout=1.0)

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
+import threading
+import time
+from pathlib import Path
 
 import grpc
 import numpy as np
@@ -11,7 +15,12 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from vton.runtime import images, messages
+from services.pose.service import FULL_NAME as POSE_SERVICE
+from services.pose.service import PoseServicer
+from services.pose.types import PoseEstimate
+from vton.runtime import images, messages, proto_vocab, server
+from vton.runtime.backend import BackendInfo, BackendSpec, Capabilities
+from vton.runtime.vocab import NUM_KEYPOINTS, NUM_LIP_LABELS, STAGES, Category, Keypoint, Lip
 from vton.v1 import (
     common_pb2,
     densepose_pb2,
@@ -35,22 +44,29 @@ EMBEDDED = {
 }
 
 
-def _start(stage: str):
-    module = __import__(f"services.{stage}.service", fromlist=["build_server"])
-    server, port, _ = module.build_server(backend=EMBEDDED[stage], port=0)
-    return server, grpc.insecure_channel(
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _channel(port: int) -> grpc.Channel:
+    return grpc.insecure_channel(
         f"127.0.0.1:{port}",
         options=[("grpc.max_receive_message_length", 64 << 20), ("grpc.max_send_message_length", 64 << 20)],
     )
+
+
+def _start(stage: str):
+    module = importlib.import_module(f"services.{stage}.service")
+    started, port, _ = module.build_server(backend=EMBEDDED[stage], port=0)
+    return started, _channel(port)
 
 
 @pytest.fixture(scope="module")
 def channels():
     started = {stage: _start(stage) for stage in EMBEDDED}
     yield {stage: ch for stage, (_, ch) in started.items()}
-    for server, channel in started.values():
+    for stage_server, channel in started.values():
         channel.close()
-        server.stop(0)
+        stage_server.stop(0)
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +83,7 @@ def garment(examples) -> common_pb2.Image:
 @pytest.fixture(scope="module")
 def analysis(channels, person):
     """Pose, DensePose and parsing of the example person, then its agnostic mask: what the orchestrator sends on."""
-    options = common_pb2.TryOnOptions(category=common_pb2.CATEGORY_UPPER_BODY, seed=1)
+    options = common_pb2.TryOnOptions(category=proto_vocab.category_enum(Category.UPPER_BODY), seed=1)
     pose = pose_pb2_grpc.PoseServiceStub(channels["pose"]).EstimatePose(
         pose_pb2.EstimatePoseRequest(image=person)
     )
@@ -85,13 +101,9 @@ def analysis(channels, person):
 
 
 def test_every_stage_reports_serving_and_lists_itself_by_reflection(channels):
-    names = {
-        "pose": "vton.v1.PoseService",
-        "densepose": "vton.v1.DensePoseService",
-        "parsing": "vton.v1.ParsingService",
-        "warp": "vton.v1.WarpService",
-        "diffusion": "vton.v1.DiffusionService",
-    }
+    assert tuple(channels) == STAGES
+    names = {stage: importlib.import_module(f"services.{stage}.service").FULL_NAME for stage in STAGES}
+    assert names["densepose"] == "vton.v1.DensePoseService"
     for stage, channel in channels.items():
         health = health_pb2_grpc.HealthStub(channel)
         reply = health.Check(health_pb2.HealthCheckRequest(service=names[stage]), timeout=5)
@@ -106,12 +118,12 @@ def test_every_stage_reports_serving_and_lists_itself_by_reflection(channels):
 
 def test_pose_answers_18_keypoints_openpose_json_and_pose_map(analysis, person):
     pose = analysis["pose"]
-    assert len(pose.keypoints) == 18
+    assert len(pose.keypoints) == NUM_KEYPOINTS
     assert pose.backend.name == "blazepose-litert" and pose.backend.kind == "embedded"
     doc = json.loads(pose.openpose_json)
-    assert len(doc["people"][0]["pose_keypoints_2d"]) == 54
+    assert len(doc["people"][0]["pose_keypoints_2d"]) == 3 * NUM_KEYPOINTS
     pose_map = messages.array_from(pose.pose_map, "pose_map")
-    assert pose_map.shape == (18, person.height, person.width)
+    assert pose_map.shape == (NUM_KEYPOINTS, person.height, person.width)
     skeleton = images.decode_rgb(pose.skeleton.data)
     assert skeleton.shape == (person.height, person.width, 3) and skeleton.any()
     assert pose.people_detected == 1
@@ -126,15 +138,16 @@ def test_densepose_answers_an_iuv_of_the_image_size(analysis, person):
 
 def test_parsing_and_agnostic_mask_cover_the_upper_body_and_keep_the_face(analysis, person):
     labels = images.decode_gray(analysis["parse"].label_map.image.data)
-    assert labels.shape == (person.height, person.width) and labels.max() < 20
+    assert labels.shape == (person.height, person.width) and labels.max() < NUM_LIP_LABELS
+    assert analysis["parse"].label_map.label_set == "lip"
     mask = images.decode_gray(analysis["agnostic"].mask.data)
     assert mask.shape == labels.shape
-    face = labels == 13
-    upper = labels == 5
+    face = labels == Lip.FACE
+    upper = labels == Lip.UPPER_CLOTHES
     assert face.any() and upper.any()
     # The face label runs down the neck, which LaDI-VTON's mask repaints below the shoulder line: the face
     # itself, down to the nose, must stay untouched.
-    nose_y = int(analysis["pose"].keypoints[0].y)
+    nose_y = int(analysis["pose"].keypoints[Keypoint.NOSE].y)
     assert (mask[:nose_y][face[:nose_y]] == 0).all(), "the face must stay out of the mask"
     assert (mask[upper] > 0).mean() > 0.9, "the upper clothes must be inside the mask"
 
@@ -233,7 +246,10 @@ def test_unknown_category_and_missing_keypoints_are_invalid_argument(channels, a
                 options=analysis["options"],
             )
         )
-    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "18 keypoints" in err.value.details()
+    assert (
+        err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        and f"{NUM_KEYPOINTS} keypoints" in err.value.details()
+    )
 
 
 def test_an_expired_deadline_is_deadline_exceeded(channels, person):
@@ -274,3 +290,101 @@ def test_metrics_count_requests_by_code(channels, person):
     with pytest.raises(grpc.RpcError):
         stub.EstimatePose(pose_pb2.EstimatePoseRequest(image=common_pb2.Image(data=b"x")), timeout=30)
     assert count("OK") == before_ok + 1 and count("INVALID_ARGUMENT") == before_bad + 1
+
+
+def test_parsing_refuses_a_label_set_its_backend_does_not_make(channels, person):
+    stub = parsing_pb2_grpc.ParsingServiceStub(channels["parsing"])
+    with pytest.raises(grpc.RpcError) as err:
+        stub.Parse(parsing_pb2.ParseRequest(image=person, label_set="atr"), timeout=30)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "'atr' is not served by backend geometric; it makes lip" in err.value.details()
+
+
+def test_the_agnostic_mask_reports_its_version_and_licence_from_the_manifest(analysis):
+    from vton.runtime.weights import load_manifest
+
+    entry = load_manifest()["lip-agnostic-mask"]
+    backend = analysis["agnostic"].backend
+    assert (backend.name, backend.version, backend.weights_license) == (
+        "lip-agnostic-mask",
+        entry.version,
+        entry.license,
+    )
+
+
+# ------------------------------------------------------------------------------ backend concurrency
+
+
+class _ProbeBackend:
+    """A pose backend that records how many calls are inside it at once."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.inside = self.peak = self.calls = 0
+        self.finished: list[float] = []  # time.time() as each call left
+        self._lock = threading.Lock()
+
+    def estimate(self, image: np.ndarray) -> PoseEstimate:
+        with self._lock:
+            self.inside += 1
+            self.calls += 1
+            self.peak = max(self.peak, self.inside)
+        time.sleep(self.seconds)
+        with self._lock:
+            self.inside -= 1
+            self.finished.append(time.time())
+        return PoseEstimate(np.zeros((NUM_KEYPOINTS, 3), np.float32), people_detected=1)
+
+
+def _serve_probe(capabilities: Capabilities, seconds: float = 0.3):
+    probe = _ProbeBackend(seconds)
+    spec = BackendSpec(
+        BackendInfo("probe", "0", "embedded", "Apache-2.0"), lambda *_: probe, True, capabilities
+    )
+    build = server.stage_builder(
+        "pose", POSE_SERVICE, pose_pb2_grpc.add_PoseServiceServicer_to_server, PoseServicer, {"probe": spec}
+    )
+    started, port, _ = build(backend="probe", port=0, max_workers=8)
+    return probe, started, _channel(port)
+
+
+@pytest.mark.parametrize(
+    ("capabilities", "expected_peak"),
+    [(Capabilities(), 1), (Capabilities(thread_safe=True, max_concurrency=3), 3)],
+    ids=["max_concurrency=1", "max_concurrency=3"],
+)
+def test_the_server_lets_no_more_calls_into_a_backend_than_it_takes(capabilities, expected_peak):
+    probe, started, channel = _serve_probe(capabilities)
+    image = messages.png_image(np.full((64, 48, 3), 128, np.uint8))
+    try:
+        stub = pose_pb2_grpc.PoseServiceStub(channel)
+        calls = [
+            stub.EstimatePose.future(pose_pb2.EstimatePoseRequest(image=image), timeout=30) for _ in range(7)
+        ]
+        answers = [call.result() for call in calls]
+    finally:
+        channel.close()
+        started.stop(0)
+    assert all(a.backend.name == "probe" for a in answers) and probe.calls == 7
+    assert probe.peak == expected_peak
+
+
+def test_a_call_waiting_for_the_backend_leaves_the_queue_at_its_deadline(caplog):
+    probe, started, channel = _serve_probe(Capabilities(), seconds=1.5)
+    image = messages.png_image(np.full((64, 48, 3), 128, np.uint8))
+    try:
+        stub = pose_pb2_grpc.PoseServiceStub(channel)
+        with caplog.at_level(logging.INFO, logger="vton.grpc"):
+            first = stub.EstimatePose.future(pose_pb2.EstimatePoseRequest(image=image), timeout=30)
+            time.sleep(0.3)  # the first call is inside the backend now
+            with pytest.raises(grpc.RpcError) as err:
+                stub.EstimatePose(pose_pb2.EstimatePoseRequest(image=image), timeout=0.5)
+            assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+            assert first.result().people_detected == 1
+    finally:
+        channel.close()
+        started.stop(0)
+    assert probe.calls == 1, "the call that timed out in the queue must never reach the backend"
+    # The server let the waiting call go at its deadline, while the slot was still taken, not once it came free.
+    expired = [r.created for r in caplog.records if r.getMessage() == "EstimatePose DEADLINE_EXCEEDED"]
+    assert expired and expired[0] < probe.finished[0], "the waiting call was not let go at its deadline"

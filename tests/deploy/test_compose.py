@@ -20,10 +20,11 @@ import jsonschema
 import pytest
 import yaml
 
+from vton.runtime.vocab import GRPC_PORTS, METRICS_PORTS, STAGES
+
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "compose.yaml"
 SCHEMA = ROOT / ".tools" / "share" / "compose-spec.json"
-STAGE_PORTS = {"pose": 50051, "densepose": 50052, "parsing": 50053, "warp": 50054, "diffusion": 50055}
 SECRET_VARIABLES = ("POSTGRES_PASSWORD", "MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD")
 
 
@@ -87,12 +88,12 @@ def test_compose_file_passes_yamllint() -> None:
 
 
 def test_every_service_of_the_platform_is_there(compose: dict) -> None:
-    assert {*STAGE_PORTS, "orchestrator", "minio", "postgres"} <= set(compose["services"])
+    assert {*STAGES, "orchestrator", "minio", "postgres"} <= set(compose["services"])
     assert "minio" in compose["services"]["minio"]["image"]
     assert "postgres" in compose["services"]["postgres"]["image"]
 
 
-@pytest.mark.parametrize("stage", list(STAGE_PORTS))
+@pytest.mark.parametrize("stage", STAGES)
 def test_each_stage_reserves_an_nvidia_gpu(compose: dict, stage: str) -> None:
     service = compose["services"][stage]
     (device,) = service["deploy"]["resources"]["reservations"]["devices"]
@@ -102,7 +103,7 @@ def test_each_stage_reserves_an_nvidia_gpu(compose: dict, stage: str) -> None:
     assert service["environment"]["VTON_DEVICE"] == "cuda"
 
 
-@pytest.mark.parametrize("stage", list(STAGE_PORTS))
+@pytest.mark.parametrize("stage", STAGES)
 def test_each_stage_mounts_the_models_directory_read_only(compose: dict, stage: str) -> None:
     service = compose["services"][stage]
     mounts = [v for v in service["volumes"] if isinstance(v, dict) and v["target"] == "/models"]
@@ -114,7 +115,7 @@ def test_each_stage_mounts_the_models_directory_read_only(compose: dict, stage: 
     assert "/tmp" in service["tmpfs"]
 
 
-@pytest.mark.parametrize("stage", list(STAGE_PORTS))
+@pytest.mark.parametrize("stage", STAGES)
 def test_each_stage_builds_from_its_dockerfile_and_listens_where_the_orchestrator_dials(
     compose: dict, stage: str
 ) -> None:
@@ -125,7 +126,9 @@ def test_each_stage_builds_from_its_dockerfile_and_listens_where_the_orchestrato
     assert service["environment"]["VTON_GRPC_HOST"] == "0.0.0.0", (
         "loopback is unreachable from other containers"
     )
-    assert port == str(STAGE_PORTS[stage])
+    assert port == str(GRPC_PORTS[stage])
+    assert service["environment"]["VTON_METRICS_PORT"] == str(METRICS_PORTS[stage])
+    assert set(service["expose"]) == {str(GRPC_PORTS[stage]), str(METRICS_PORTS[stage])}
     orchestrator_env = compose["services"]["orchestrator"]["environment"]
     assert orchestrator_env[f"VTON_{stage.upper()}_ADDR"] == f"{stage}:{port}"
 
@@ -136,7 +139,7 @@ def test_every_long_running_service_has_a_health_check(compose: dict) -> None:
             continue
         check = service.get("healthcheck")
         assert check and check["test"][0] in ("CMD", "CMD-SHELL"), f"{name} has no health check"
-    for stage in STAGE_PORTS:
+    for stage in STAGES:
         check = compose["services"][stage]["healthcheck"]
         assert "grpc_health.v1" in " ".join(check["test"])
         # Model loading on a cold start must not count as failing.
@@ -145,7 +148,7 @@ def test_every_long_running_service_has_a_health_check(compose: dict) -> None:
 
 def test_orchestrator_waits_for_healthy_stages_and_stores(compose: dict) -> None:
     depends = compose["services"]["orchestrator"]["depends_on"]
-    for dependency in (*STAGE_PORTS, "minio", "postgres"):
+    for dependency in (*STAGES, "minio", "postgres"):
         assert depends[dependency]["condition"] == "service_healthy", dependency
 
 

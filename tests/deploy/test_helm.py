@@ -9,6 +9,9 @@ reference, unprivileged read-only containers.
 
 from __future__ import annotations
 
+import importlib
+import json
+import re
 import shutil
 import subprocess
 import sys
@@ -17,18 +20,20 @@ from pathlib import Path
 import pytest
 import yaml
 
+from vton.runtime.vocab import GRPC_PORTS, METRICS_PORTS, STAGES
+
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "helm" / "vton"
 EXAMPLE = CHART / "examples" / "gpu-production.yaml"
 TOOLS_BIN = ROOT / ".tools" / "bin"
-STAGES = ("pose", "densepose", "parsing", "warp", "diffusion")
-GRPC_SERVICES = {
-    "pose": "vton.v1.PoseService",
-    "densepose": "vton.v1.DensePoseService",
-    "parsing": "vton.v1.ParsingService",
-    "warp": "vton.v1.WarpService",
-    "diffusion": "vton.v1.DiffusionService",
-}
+
+
+def grpc_service(stage: str) -> str:
+    """The full name of the one gRPC service a stage's proto declares (what its readiness is reported under)."""
+    (service,) = importlib.import_module(f"vton.v1.{stage}_pb2").DESCRIPTOR.services_by_name.values()
+    return service.full_name
+
+
 # The chart's floor (native gRPC probes are GA in 1.27) and the newest schemas kubernetes-validate ships.
 KUBE_VERSIONS = ("1.27.0", "1.37.0")
 RENDER_KUBE_VERSION = "1.33.0"
@@ -209,6 +214,46 @@ def test_min_replicas_above_max_fails_with_a_message() -> None:
 # ---------------------------------------------------------------------------------------------- manifests
 
 
+def test_the_charts_stages_and_ports_are_the_vocabularys(docs: list[dict]) -> None:
+    """The chart spells the stages and their ports out (Helm cannot import Python): they must be vton.runtime.vocab's."""
+    helpers = (CHART / "templates" / "_helpers.tpl").read_text()
+    listed = re.search(r'define "vton.stageNames" -}}\s*(\[.*?\])', helpers, re.S)
+    assert listed and tuple(json.loads(listed.group(1))) == STAGES, (
+        "vton.stageNames differs from the vocabulary"
+    )
+    values = yaml.safe_load((CHART / "values.yaml").read_text())["stages"]
+    assert tuple(values) == STAGES
+    schema = json.loads((CHART / "values.schema.json").read_text())["properties"]["stages"]
+    assert tuple(schema["required"]) == STAGES and set(schema["properties"]) == set(STAGES)
+    deployments = of_kind(docs, "Deployment")
+    services = of_kind(docs, "Service")
+    for stage in STAGES:
+        assert (values[stage]["grpcPort"], values[stage]["metricsPort"]) == (
+            GRPC_PORTS[stage],
+            METRICS_PORTS[stage],
+        )
+        (container,) = deployments[stage]["spec"]["template"]["spec"]["containers"]
+        ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+        assert ports == {"grpc": GRPC_PORTS[stage], "metrics": METRICS_PORTS[stage]}, stage
+        served = {p["name"]: p["port"] for p in services[stage]["spec"]["ports"]}
+        assert served == {"grpc": GRPC_PORTS[stage], "metrics": METRICS_PORTS[stage]}, stage
+
+
+def test_the_schema_offers_exactly_the_backends_each_stage_serves() -> None:
+    """`auto` and the registry's backends, less those a stage refuses at start (parsing: any without LIP labels)."""
+    from services.parsing.service import without_lip
+
+    schema = json.loads((CHART / "values.schema.json").read_text())["properties"]["stages"]["properties"]
+    for stage in STAGES:
+        registry = importlib.import_module(f"services.{stage}.backends").BACKENDS
+        served = [name for name, spec in registry.items() if stage != "parsing" or without_lip(spec) is None]
+        assert set(schema[stage]["properties"]["backend"]["enum"]) == {"auto", *served}, stage
+    values = yaml.safe_load((CHART / "values.yaml").read_text())["stages"]
+    manifest = yaml.safe_load((ROOT / "vton" / "runtime" / "manifest.yaml").read_text())["backends"]
+    for stage in STAGES:
+        assert set(values[stage]["weights"]) <= set(manifest), f"{stage} pulls weights the manifest lacks"
+
+
 def test_one_deployment_service_autoscaler_and_pdb_per_component(docs: list[dict]) -> None:
     components = {*STAGES, "orchestrator"}
     assert set(of_kind(docs, "Deployment")) == components
@@ -250,8 +295,8 @@ def test_stages_have_native_grpc_probes_with_a_long_startup(docs: list[dict]) ->
         for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
             assert container[probe]["grpc"]["port"] == grpc_port, (stage, probe)
         # Readiness and startup follow the stage's own service (SERVING once its networks are loaded).
-        assert container["readinessProbe"]["grpc"]["service"] == GRPC_SERVICES[stage]
-        assert container["startupProbe"]["grpc"]["service"] == GRPC_SERVICES[stage]
+        assert container["readinessProbe"]["grpc"]["service"] == grpc_service(stage)
+        assert container["startupProbe"]["grpc"]["service"] == grpc_service(stage)
         startup = container["startupProbe"]
         assert startup["periodSeconds"] * startup["failureThreshold"] >= 300, (
             f"{stage}: startup budget too short"
@@ -296,7 +341,7 @@ def test_the_probes_catch_each_fault(docs: list[dict]) -> None:
         else:
             # liveness asks the server (""), readiness the stage's service: a stage that is loading or
             # draining leaves the Service without being restarted
-            assert live["grpc"]["service"] == "" and ready["grpc"]["service"] == GRPC_SERVICES[component]
+            assert live["grpc"]["service"] == "" and ready["grpc"]["service"] == grpc_service(component)
             assert pod["terminationGracePeriodSeconds"] > 10, "the stage drains its calls for 10 s"
 
 
@@ -318,6 +363,7 @@ def test_the_orchestrator_probes_answer_as_the_chart_expects_while_s3_is_down(de
         s3_startup_wait_s=0,
         workers=0,
         readiness_timeout_s=0.5,
+        key_pepper="probe-test-pepper-0123",
     )
     with TestClient(create_app(settings)) as client:
         ready = client.get(container["readinessProbe"]["httpGet"]["path"])

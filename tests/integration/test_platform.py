@@ -38,10 +38,14 @@ def vton_eval(platform: dict, out: Path, *args: str) -> subprocess.CompletedProc
 
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory):
-    up = VtonUp(tmp_path_factory.mktemp("platform")).start()
-    yield {"url": up.url, "proc": up.proc, "output": up.output, "up": up}
-    if up.proc.poll() is None:
-        up.stop(60)
+    # `vton up` stores its API key for the CLI in the config dir: this module's own, which the `vton`
+    # commands and the in-process clients below read it from too
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("VTON_CONFIG_DIR", str(tmp_path_factory.mktemp("config")))
+        up = VtonUp(tmp_path_factory.mktemp("platform")).start()
+        yield {"url": up.url, "proc": up.proc, "output": up.output, "up": up, "auth": up.auth}
+        if up.proc.poll() is None:
+            up.stop(60)
 
 
 def _person_and_garment() -> tuple[Path, Path]:
@@ -58,6 +62,14 @@ def test_up_prints_every_address(platform):
     for name in ("s3", *STAGES, "api"):
         assert f"  {name}" in text, f"{name} address missing from:\n{text}"
     assert httpx.get(platform["url"] + "/readyz", timeout=10).status_code == 200
+    # the first API key: printed, stored for the CLI (owner-only), and required by the API
+    credentials = Path(os.environ["VTON_CONFIG_DIR"]) / "credentials.json"
+    assert credentials.stat().st_mode & 0o777 == 0o600
+    stored = json.loads(credentials.read_text())["servers"][platform["url"]]
+    assert f"Bearer {stored['api_key']}" == platform["auth"]["Authorization"]
+    assert httpx.get(platform["url"] + "/v1/tenant", timeout=10).status_code == 401
+    tenant = httpx.get(platform["url"] + "/v1/tenant", headers=platform["auth"], timeout=10).json()
+    assert tenant["id"] == "default"
 
 
 def test_a_tryon_of_real_photos_changes_the_garment_region_only(platform, tmp_path):
@@ -140,7 +152,13 @@ def test_bad_requests_answer_4xx_with_a_json_error(platform, examples, person, c
     good = (examples / "avatars" / "3.png").read_bytes()
     garment = (examples / "clothes" / "shirts" / "2_front.jpg").read_bytes()
     files = {"person": ("p.png", good if person is None else person), "garment": ("g.jpg", garment)}
-    response = httpx.post(platform["url"] + "/v1/tryon", data={"category": category}, files=files, timeout=30)
+    response = httpx.post(
+        platform["url"] + "/v1/tryon",
+        data={"category": category},
+        files=files,
+        headers=platform["auth"],
+        timeout=30,
+    )
     assert response.status_code == status, response.text
     body = response.json()
     assert needle in str(body).lower()
@@ -153,6 +171,7 @@ def test_a_photo_without_a_person_fails_with_no_person_found(platform, examples)
         platform["url"] + "/v1/tryon?wait=true",
         data={"category": Category.UPPER_BODY},
         files=files,
+        headers=platform["auth"],
         timeout=120,
     )
     assert response.status_code == 422
@@ -229,6 +248,8 @@ def test_the_web_page_runs_a_tryon_in_a_real_browser(platform, examples, tmp_pat
         browser = p.chromium.launch(executable_path=chromium, headless=True, args=args)
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         page.goto(platform["url"] + "/")
+        page.fill("#api-key", platform["auth"]["Authorization"].removeprefix("Bearer "))  # asked once
+        page.click("#save-key")
         page.set_input_files("#person", str(person))
         page.set_input_files("#garment", str(examples / "clothes" / "shirts" / "2_front.jpg"))
         page.select_option("#category", Category.UPPER_BODY)
@@ -248,6 +269,7 @@ def test_kill_9_of_a_stage_and_of_the_s3_server_is_survived(platform, examples):
     up = platform["up"]
     ledger = JobLedger(
         up.url,
+        up.api_key,
         (examples / "avatars" / "1.png").read_bytes(),
         (examples / "clothes" / "shirts" / "1_front.jpg").read_bytes(),
     )

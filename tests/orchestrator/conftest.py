@@ -1,16 +1,21 @@
-"""Fixtures of the orchestrator's tests: a real SeaweedFS S3 server, buckets, settings, PostgreSQL by URL."""
+"""Fixtures of the orchestrator's tests: a real SeaweedFS S3 server, buckets, settings, PostgreSQL by URL, and
+API clients that hold a key of their own tenant."""
 
 from __future__ import annotations
 
 import os
 import secrets
 import uuid
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from orchestrator.app import create_app
 from orchestrator.settings import Settings
 from orchestrator.storage import Storage
 from vton.runtime.vocab import STAGES
@@ -18,6 +23,9 @@ from vton_cli.s3server import SeaweedS3, free_s3_port
 
 ACCESS_KEY = "vtontest"
 SECRET_KEY = "test-secret-" + secrets.token_hex(8)
+KEY_PEPPER = "test-pepper-" + secrets.token_hex(8)
+ADMIN_KEY = "test-admin-" + secrets.token_hex(8)
+ADMIN_HEADERS = {"Authorization": f"Bearer {ADMIN_KEY}"}
 
 
 @pytest.fixture(scope="session")
@@ -70,7 +78,40 @@ def settings(clean_env, tmp_path: Path, s3_server: SeaweedS3, bucket_name: str) 
         stage_timeout_s=10,
         readiness_timeout_s=0.5,
         url_ttl_s=600,
+        key_pepper=KEY_PEPPER,
+        admin_key=ADMIN_KEY,
     )
+
+
+def create_key(client: TestClient, tenant: str = "shop", **fields) -> str:
+    """A new API key of `tenant` through the admin route, as `vton keys create` makes one."""
+    response = client.post("/v1/admin/keys", json={"tenant": tenant, **fields}, headers=ADMIN_HEADERS)
+    assert response.status_code == 201, response.text
+    return response.json()["key"]
+
+
+@contextmanager
+def _api_client(settings: Settings, tenant: str = "shop") -> Iterator[TestClient]:
+    with TestClient(create_app(settings)) as client:
+        client.headers["Authorization"] = f"Bearer {create_key(client, tenant)}"
+        yield client
+
+
+@pytest.fixture
+def api_client() -> Callable[..., AbstractContextManager[TestClient]]:
+    """`with api_client(settings, tenant="shop") as c:` a started app whose requests carry a key of `tenant`."""
+    return _api_client
+
+
+@pytest.fixture
+def new_key() -> Callable[..., str]:
+    """`new_key(client, tenant="shop", name=..., rate_per_s=..., burst=...)`: another key through the admin route."""
+    return create_key
+
+
+@pytest.fixture
+def admin_headers() -> dict[str, str]:
+    return dict(ADMIN_HEADERS)
 
 
 def postgres_url() -> str | None:

@@ -93,8 +93,8 @@ def _form(person: bytes | None = None, garment: bytes | None = None, **fields) -
 
 
 @pytest.fixture
-def client(settings: Settings):
-    with TestClient(create_app(settings)) as c:
+def client(settings: Settings, api_client):
+    with api_client(settings) as c:
         yield c
 
 
@@ -176,9 +176,9 @@ def test_a_value_of_the_wrong_type_answers_422_with_the_value_sent(client):
     assert body["detail"][0]["field"] == "steps" and body["detail"][0]["value"] == "twelve"
 
 
-def test_an_upload_over_the_size_limit_answers_413(settings):
+def test_an_upload_over_the_size_limit_answers_413(settings, api_client):
     small = settings.model_copy(update={"max_upload_bytes": 20_000})
-    with TestClient(create_app(small)) as c:
+    with api_client(small) as c:
         big = _png(200, 200)  # ~120 kB of noise
         response = c.post("/v1/tryon", **_form(person=big))
         assert response.status_code == 413
@@ -422,9 +422,9 @@ def _running(settings: Settings, stages: StandInStages) -> Settings:
     return settings.model_copy(update={**stage_addresses(stages.address), "workers": 1})
 
 
-def test_a_job_runs_every_stage_and_stores_every_artifact(settings, stand_ins):
+def test_a_job_runs_every_stage_and_stores_every_artifact(settings, stand_ins, api_client):
     person = _png(48, 64, 3)
-    with TestClient(create_app(_running(settings, stand_ins))) as c:
+    with api_client(_running(settings, stand_ins)) as c:
         assert c.get("/readyz").json()["ready"] is True
         response = c.post("/v1/tryon?wait=true", headers={"X-Request-ID": "trace-1"}, **_form(person=person))
         assert response.status_code == 200, response.text
@@ -457,8 +457,8 @@ def test_a_job_runs_every_stage_and_stores_every_artifact(settings, stand_ins):
     assert {rid for _, rid in stand_ins.request_ids} == {"trace-1"}
 
 
-def test_the_options_a_client_chose_reach_every_stage_that_takes_them(settings, stand_ins):
-    with TestClient(create_app(_running(settings, stand_ins))) as c:
+def test_the_options_a_client_chose_reach_every_stage_that_takes_them(settings, stand_ins, api_client):
+    with api_client(_running(settings, stand_ins)) as c:
         response = c.post(
             "/v1/tryon?wait=true",
             **_form(
@@ -479,18 +479,18 @@ def test_the_options_a_client_chose_reach_every_stage_that_takes_them(settings, 
         assert sent == (common_pb2.CATEGORY_DRESSES, 11, 30, 2.5, "dpm-solver++"), method
 
 
-def test_options_left_out_reach_the_stages_as_the_backends_defaults(settings, stand_ins):
-    with TestClient(create_app(_running(settings, stand_ins))) as c:
+def test_options_left_out_reach_the_stages_as_the_backends_defaults(settings, stand_ins, api_client):
+    with api_client(_running(settings, stand_ins)) as c:
         assert c.post("/v1/tryon?wait=true", **_form(seed="3")).status_code == 200
     options = stand_ins.options["TryOn"]
     sent = (options.category, options.seed, options.steps, options.guidance_scale, options.scheduler)
     assert sent == (common_pb2.CATEGORY_UPPER_BODY, 3, 0, 0.0, "")
 
 
-def test_no_person_found_answers_422_and_the_job_says_which_stage(settings):
+def test_no_person_found_answers_422_and_the_job_says_which_stage(settings, api_client):
     stages = StandInStages(no_person=True)
     try:
-        with TestClient(create_app(_running(settings, stages))) as c:
+        with api_client(_running(settings, stages)) as c:
             response = c.post("/v1/tryon?wait=true", **_form())
             assert response.status_code == 422, response.text
             body = response.json()
@@ -504,11 +504,11 @@ def test_no_person_found_answers_422_and_the_job_says_which_stage(settings):
     assert job["result_url"] is None
 
 
-def test_an_unreachable_stage_answers_503_naming_it(settings, stand_ins):
+def test_an_unreachable_stage_answers_503_naming_it(settings, stand_ins, api_client):
     # no worker claims the job while warp is down; past its deadline it fails naming warp
     down = _running(settings, stand_ins)
     down = down.model_copy(update={"warp_addr": "127.0.0.1:9", "job_deadline_s": 2})
-    with TestClient(create_app(down)) as c:
+    with api_client(down) as c:
         response = c.post("/v1/tryon?wait=true", **_form())
     assert response.status_code == 503, response.text
     body = response.json()
@@ -517,9 +517,9 @@ def test_an_unreachable_stage_answers_503_naming_it(settings, stand_ins):
     assert {s["status"] for s in body["detail"]["stages"].values()} == {"skipped"}
 
 
-def test_an_accepted_job_survives_a_restart_and_is_finished_after_it(settings, stand_ins):
+def test_an_accepted_job_survives_a_restart_and_is_finished_after_it(settings, stand_ins, api_client):
     # 1. an orchestrator without workers accepts two jobs, then stops
-    with TestClient(create_app(settings)) as c:
+    with api_client(settings) as c:
         interrupted_id = c.post("/v1/tryon", **_form()).json()["id"]
         queued_id = c.post("/v1/tryon", **_form()).json()["id"]
     # 2. the first was being run by a process that died (its pid no longer exists)
@@ -529,17 +529,17 @@ def test_an_accepted_job_survives_a_restart_and_is_finished_after_it(settings, s
     assert store.claim(owner=f"{socket.gethostname()}:{dead.pid}:dead").id == interrupted_id
     store.close()
     # 3. a new orchestrator with a worker takes the interrupted one back and finishes both
-    with TestClient(create_app(_running(settings, stand_ins))) as c:
+    with api_client(_running(settings, stand_ins)) as c:
         finished = {job_id: _wait_for(c, job_id) for job_id in (interrupted_id, queued_id)}
     assert finished[interrupted_id]["status"] == "succeeded" and finished[interrupted_id]["attempts"] == 2
     assert finished[queued_id]["status"] == "succeeded" and finished[queued_id]["attempts"] == 1
     assert httpx.get(finished[interrupted_id]["result_url"], timeout=10).status_code == 200
 
 
-def test_a_job_running_when_the_orchestrator_stops_goes_back_to_the_queue(settings):
+def test_a_job_running_when_the_orchestrator_stops_goes_back_to_the_queue(settings, api_client):
     stages = StandInStages(hold_diffusion=True)
     try:
-        with TestClient(create_app(_running(settings, stages))) as c:
+        with api_client(_running(settings, stages)) as c:
             job_id = c.post("/v1/tryon", **_form()).json()["id"]
             assert stages.diffusion_started.wait(20), "the job never reached the diffusion stage"
             assert c.get(f"/v1/jobs/{job_id}").json()["stages"]["diffusion"]["status"] == "running"
@@ -584,11 +584,11 @@ def real_stages():
             server.stop(0)
 
 
-def test_a_job_through_the_real_stage_services(settings, real_stages, examples):
+def test_a_job_through_the_real_stage_services(settings, real_stages, examples, api_client):
     person = (examples / "avatars" / "1.png").read_bytes()
     garment = (examples / "clothes" / "shirts" / "1_front.jpg").read_bytes()
     real = settings.model_copy(update={**stage_addresses(real_stages), "workers": 1, "stage_timeout_s": 120})
-    with TestClient(create_app(real)) as c:
+    with api_client(real) as c:
         assert c.get("/readyz").json()["ready"] is True
         form = {
             "files": {"person": ("p.png", person), "garment": ("g.jpg", garment)},
@@ -622,8 +622,11 @@ def test_the_api_docs_page_and_its_assets_are_served_without_a_cdn(settings):
         schema = client.get("/openapi.json").json()
     assert schema["paths"]["/v1/tryon"]["post"]
     # the form's every field is documented, the options with their limits
-    form = schema["components"]["schemas"]["TryOnForm"]["properties"]
-    assert set(form) == {"person", "garment", "category", "seed", "steps", "guidance_scale", "scheduler"}
+    body = schema["paths"]["/v1/tryon"]["post"]["requestBody"]["content"]
+    form = body["multipart/form-data"]["schema"]["properties"]
+    options = {"category", "seed", "steps", "guidance_scale", "scheduler", "callback_url"}
+    assert set(form) == {"person", "garment", *options}
+    assert set(body["application/json"]["schema"]["properties"]) == {"person", "garment", *options}
     assert "1..200" in form["steps"]["description"] and "dpm-solver++" in form["scheduler"]["description"]
 
 

@@ -12,12 +12,11 @@ import threading
 import time
 
 import httpx
-from fastapi.testclient import TestClient
 
-from orchestrator.app import create_app
 from orchestrator.jobs import JobStore
 from orchestrator.settings import Settings
 from tests.conftest import free_port
+from tests.orchestrator.conftest import ADMIN_HEADERS
 from tests.orchestrator.test_api import StandInStages, _form, _running, _wait_for
 from vton.runtime.vocab import STAGES
 
@@ -36,6 +35,8 @@ def _environment(settings: Settings, port: int) -> dict[str, str]:
         "AWS_SECRET_ACCESS_KEY": settings.s3_secret_key.get_secret_value(),
         "VTON_WORKERS": "0",  # nothing runs the job: the client waits until the SIGTERM
         "VTON_SHUTDOWN_DRAIN_S": str(DRAIN_S),
+        "VTON_KEY_PEPPER": settings.key_pepper.get_secret_value(),
+        "VTON_ADMIN_KEY": settings.admin_key.get_secret_value(),
         **{f"VTON_{stage.upper()}_ADDR": "127.0.0.1:9" for stage in STAGES},
     }
 
@@ -52,7 +53,7 @@ def _until_up(url: str, proc: subprocess.Popen) -> None:
     raise AssertionError("the orchestrator did not start")
 
 
-def test_sigterm_answers_the_waiting_client_with_its_job_id_and_keeps_the_job(settings):
+def test_sigterm_answers_the_waiting_client_with_its_job_id_and_keeps_the_job(settings, api_client):
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     proc = subprocess.Popen(
@@ -65,11 +66,15 @@ def test_sigterm_answers_the_waiting_client_with_its_job_id_and_keeps_the_job(se
     waited: dict = {}
     try:
         _until_up(url, proc)
+        created = httpx.post(
+            url + "/v1/admin/keys", json={"tenant": "shop"}, headers=ADMIN_HEADERS, timeout=10
+        )
+        auth = {"Authorization": f"Bearer {created.json()['key']}"}
 
         def wait_for_a_job() -> None:
             form = _form()
             response = httpx.post(
-                url + "/v1/tryon?wait=true", files=form["files"], data=form["data"], timeout=60
+                url + "/v1/tryon?wait=true", files=form["files"], data=form["data"], headers=auth, timeout=60
             )
             waited.update(status=response.status_code, body=response.json(), headers=response.headers)
 
@@ -83,9 +88,11 @@ def test_sigterm_answers_the_waiting_client_with_its_job_id_and_keeps_the_job(se
         # while it drains, readiness and new work are refused with JSON; reading a job still works
         ready = httpx.get(url + "/readyz", timeout=5)
         form = _form()
-        refused = httpx.post(url + "/v1/tryon", files=form["files"], data=form["data"], timeout=5)
+        refused = httpx.post(
+            url + "/v1/tryon", files=form["files"], data=form["data"], headers=auth, timeout=5
+        )
         job_id = waited["body"]["detail"]["id"]
-        still = httpx.get(f"{url}/v1/jobs/{job_id}", timeout=5)
+        still = httpx.get(f"{url}/v1/jobs/{job_id}", headers=auth, timeout=5)
         assert proc.wait(30) is not None
         stopped = time.monotonic() - sent
     finally:
@@ -110,7 +117,7 @@ def test_sigterm_answers_the_waiting_client_with_its_job_id_and_keeps_the_job(se
     # after the restart, the job runs to its end
     stages = StandInStages()
     try:
-        with TestClient(create_app(_running(settings, stages))) as client:
+        with api_client(_running(settings, stages), tenant="shop") as client:  # the tenant of the job
             job = _wait_for(client, job_id)
     finally:
         stages.stop()

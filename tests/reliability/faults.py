@@ -20,9 +20,10 @@ FIGURES = REPO / "out" / "reliability"
 reliability = pytest.mark.reliability
 
 
-def ledger_for(url: str, examples: Path) -> JobLedger:
+def ledger_for(url: str, api_key: str, examples: Path) -> JobLedger:
     return JobLedger(
         url,
+        api_key,
         (examples / "avatars" / "1.png").read_bytes(),
         (examples / "clothes" / "shirts" / "1_front.jpg").read_bytes(),
     )

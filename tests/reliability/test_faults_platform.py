@@ -23,7 +23,7 @@ NO_LOSS = {"failed_with_message": 0, "lost": 0}
 
 def test_kill_9_of_every_process_under_load_loses_no_job(tmp_path, examples):
     up = VtonUp(tmp_path / "platform").start()
-    ledger = ledger_for(up.url, examples)
+    ledger = ledger_for(up.url, up.api_key, examples)
     kills = []
     try:
         with Feeder(ledger, every_s=2.0):
@@ -52,7 +52,7 @@ def test_a_stage_and_s3_down_20_s_and_a_stage_down_60_s_fail_no_job(tmp_path, ex
     platform = in_process_platform(tmp_path / "platform")
     outages = []
     with platform:
-        ledger = ledger_for(platform.config.api_url, examples)
+        ledger = ledger_for(platform.config.api_url, platform.api_key, examples)
         with Feeder(ledger, every_s=3.0):
             time.sleep(5)
             for name, seconds in (("warp", 20), ("s3", 20), ("diffusion", 60)):
@@ -75,7 +75,7 @@ def test_jobs_past_their_deadline_fail_naming_the_stage_and_the_others_finish(
     monkeypatch.setenv("VTON_JOB_DEADLINE_S", "10")
     platform = in_process_platform(tmp_path / "platform")
     with platform:
-        ledger = ledger_for(platform.config.api_url, examples)
+        ledger = ledger_for(platform.config.api_url, platform.api_key, examples)
         supervisor = platform.supervisor
         parsing = supervisor.children["parsing"].service
         supervisor.stop(["parsing"], timeout=0.1)

@@ -16,7 +16,7 @@ SUBMISSIONS = 100
 
 def test_100_concurrent_submissions_all_finish_and_memory_stays_bounded(tmp_path, examples):
     up = VtonUp(tmp_path / "platform").start()
-    ledger = ledger_for(up.url, examples)
+    ledger = ledger_for(up.url, up.api_key, examples)
     try:
         warm = ledger.submit()  # the first job loads what each stage loads lazily
         ledger.follow(timeout=120)
@@ -54,6 +54,7 @@ def test_100_concurrent_submissions_all_finish_and_memory_stays_bounded(tmp_path
             "submissions": SUBMISSIONS,
             **summary,
             "refused_submissions_retried": ledger.refused,
+            "rate_limited_requests": ledger.rate_limited,
             "submit_to_finish_s": {
                 "p50": round(q[49], 1),
                 "p95": round(q[94], 1),

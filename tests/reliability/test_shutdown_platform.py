@@ -37,7 +37,7 @@ def _gone_order(up: VtonUp, timeout: float) -> dict[str, float]:
 def test_sigterm_under_load_stops_the_api_first_and_every_job_finishes_after_a_restart(tmp_path, examples):
     data_dir = tmp_path / "platform"
     up = VtonUp(data_dir).start()
-    ledger = ledger_for(up.url, examples)
+    ledger = ledger_for(up.url, up.api_key, examples)
     waiting: dict = {}
     try:
         queued = [ledger.submit() for _ in range(8)]  # 2 workers: two run, six wait in the queue
@@ -47,6 +47,7 @@ def test_sigterm_under_load_stops_the_api_first_and_every_job_finishes_after_a_r
                 up.url + "/v1/tryon?wait=true",
                 files={"person": ("p.png", ledger.person), "garment": ("g.jpg", ledger.garment)},
                 data={"category": "upper_body"},
+                headers=up.auth,
                 timeout=120,
             )
             waiting.update(status=response.status_code, body=response.json())

@@ -9,16 +9,27 @@ import cv2
 import numpy as np
 import pytest
 
-from vton.runtime.blazepose import BlazePose, coco18_from_landmarks, ssd_anchor_centres
+from vton.runtime.blazepose import (
+    MIRRORED,
+    BlazePose,
+    Landmark,
+    coco18_from_landmarks,
+    faces_camera,
+    feet_point_away,
+    ssd_anchor_centres,
+)
 from vton.runtime.errors import InvalidInput, NoPersonFound, WeightsMissing
+from vton.runtime.vocab import Keypoint
 from vton.runtime.weights import require
 
 SHARED = (Path(__file__).resolve().parents[2] / "../shared/data").resolve()
 needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/data is not on this machine")
 PEOPLE = sorted((SHARED / "people").glob("*")) if SHARED.is_dir() else []
 
-NOSE, NECK, R_SHOULDER, L_SHOULDER = 0, 1, 2, 5
-R_HIP, R_KNEE, R_ANKLE, L_HIP, L_KNEE, L_ANKLE, R_EYE, L_EYE = 8, 9, 10, 11, 12, 13, 14, 15
+NOSE, NECK, R_SHOULDER, L_SHOULDER = Keypoint.NOSE, Keypoint.NECK, Keypoint.R_SHOULDER, Keypoint.L_SHOULDER
+R_HIP, R_KNEE, R_ANKLE = Keypoint.R_HIP, Keypoint.R_KNEE, Keypoint.R_ANKLE
+L_HIP, L_KNEE, L_ANKLE = Keypoint.L_HIP, Keypoint.L_KNEE, Keypoint.L_ANKLE
+R_EYE, L_EYE = Keypoint.R_EYE, Keypoint.L_EYE
 # BODY_25 index of each COCO-18 joint (BODY_25 adds MidHip at 8 and the feet after 18).
 BODY25_FOR_COCO18 = [0, 1, 2, 3, 4, 5, 6, 7, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18]
 
@@ -147,6 +158,113 @@ def test_no_person_raises(blazepose, examples):
     for path in garments:
         with pytest.raises(NoPersonFound, match="no person found"):
             blazepose.observe(read_rgb(path))
+
+
+def head_cropped(blazepose: BlazePose, image: np.ndarray, share: float) -> np.ndarray:
+    """The photo cut at `share` of the way from the nose down to the shoulders' line (0: at the nose)."""
+    landmarks = blazepose.observe(image).landmarks
+    nose_y = landmarks[Landmark.NOSE, 1]
+    shoulders_y = landmarks[[Landmark.L_SHOULDER, Landmark.R_SHOULDER], 1].mean()
+    return np.ascontiguousarray(image[int(nose_y + share * (shoulders_y - nose_y)) :])
+
+
+def check_facing_the_camera(keypoints: np.ndarray, name: str) -> None:
+    """The person's right shoulder and hip on the image's left, shoulders apart as a frontal body's are."""
+    k = keypoints
+    assert k[[R_SHOULDER, L_SHOULDER], 2].all(), f"{name}: shoulders missing"
+    assert k[R_SHOULDER, 0] < k[L_SHOULDER, 0], f"{name}: mirrored (right shoulder on the image's right)"
+    if k[[R_HIP, L_HIP], 2].all():
+        assert k[R_HIP, 0] < k[L_HIP, 0], f"{name}: mirrored hips"
+        torso = np.linalg.norm((k[R_SHOULDER, :2] + k[L_SHOULDER, :2] - k[R_HIP, :2] - k[L_HIP, :2]) / 2)
+        assert np.linalg.norm(k[R_SHOULDER, :2] - k[L_SHOULDER, :2]) > 0.3 * torso, f"{name}: folded"
+
+
+def test_head_cropped_photos_face_the_camera(blazepose, examples):
+    """Shop photos cut at the nose, the mouth or the chin: a person is found, facing the camera (before: 5 of
+    these 24 crops found no person)."""
+    photos = sorted((examples / "avatars").glob("*.png")) + sorted(
+        (examples / "people").glob("*_posture.jpg")
+    )
+    for path in photos:
+        image = read_rgb(path)
+        for share in (0.0, 0.3, 0.6):
+            obs = blazepose.observe(head_cropped(blazepose, image, share))
+            check_facing_the_camera(obs.keypoints, f"{path.name} cut at {share}")
+
+
+@needs_shared
+def test_head_cropped_shop_photos_face_the_camera(blazepose):
+    """The shared people cut at the mouth and the chin: none mirrored, nearly all found (before: 1 mirrored and
+    19 not found of these 40 crops; now 38 found, none mirrored)."""
+    found = 0
+    for path in PEOPLE:
+        image = read_rgb(path)
+        for share in (0.3, 0.6):
+            try:
+                obs = blazepose.observe(head_cropped(blazepose, image, share))
+            except NoPersonFound:
+                continue
+            found += 1
+            check_facing_the_camera(obs.keypoints, f"{path.name} cut at {share}")
+    assert found >= 0.9 * 2 * len(PEOPLE)
+
+
+def _standing_landmarks(facing_camera: bool, toes_down: bool) -> np.ndarray:
+    """A standing body's 33 landmarks in a 400x600 photo whose top edge cuts the head off."""
+    lm = np.zeros((33, 4), np.float32)
+    lm[:, 3] = 0.9
+    right, left = (150.0, 250.0) if facing_camera else (250.0, 150.0)
+    for mark in Landmark:
+        x = right if mark.name.startswith("R_") else left if mark.name.startswith("L_") else 200.0
+        lm[mark, 0] = x
+    lm[: Landmark.R_MOUTH + 1, 1] = -40.0  # the face above the frame
+    for (l_mark, r_mark), y in zip(
+        (
+            (Landmark.L_SHOULDER, Landmark.R_SHOULDER),
+            (Landmark.L_ELBOW, Landmark.R_ELBOW),
+            (Landmark.L_WRIST, Landmark.R_WRIST),
+            (Landmark.L_HIP, Landmark.R_HIP),
+            (Landmark.L_KNEE, Landmark.R_KNEE),
+            (Landmark.L_ANKLE, Landmark.R_ANKLE),
+        ),
+        (60, 160, 250, 260, 400, 530),
+        strict=True,
+    ):
+        lm[[l_mark, r_mark], 1] = y
+    lm[Landmark.L_PINKY : Landmark.R_THUMB + 1, 1] = 270
+    heel_y, toe_y = (550, 570) if toes_down else (570, 550)
+    lm[[Landmark.L_HEEL, Landmark.R_HEEL], 1] = heel_y
+    lm[[Landmark.L_TOE, Landmark.R_TOE], 1] = toe_y
+    return lm
+
+
+def test_facing_follows_the_feet_when_the_head_is_cut(blazepose):
+    image = np.zeros((600, 400, 3), np.uint8)
+    # The network read a back; the toes point at the camera: the person faces it, every side is swapped.
+    back = _standing_landmarks(facing_camera=False, toes_down=True)
+    assert not faces_camera(back, Landmark.L_SHOULDER, Landmark.R_SHOULDER)
+    assert not feet_point_away(back, 600)
+    fixed = blazepose._facing(image, back)
+    np.testing.assert_array_equal(fixed, back[MIRRORED])
+    assert faces_camera(fixed, Landmark.L_SHOULDER, Landmark.R_SHOULDER)
+    assert faces_camera(fixed, Landmark.L_HIP, Landmark.R_HIP)
+    # Toes above the heels: seen from behind, and the network's reading stays.
+    away = _standing_landmarks(facing_camera=False, toes_down=False)
+    assert feet_point_away(away, 600)
+    np.testing.assert_array_equal(blazepose._facing(image, away), away)
+    # Only the legs read from behind (the arms facing us): the legs are turned to match.
+    mixed = _standing_landmarks(facing_camera=True, toes_down=True)
+    legs = np.arange(Landmark.L_HIP, Landmark.R_TOE + 1)
+    mixed[legs] = mixed[MIRRORED[legs]]
+    np.testing.assert_array_equal(blazepose._facing(image, mixed), _standing_landmarks(True, True))
+
+
+def test_mirror_index_pairs_each_side_with_the_other():
+    assert MIRRORED[Landmark.NOSE] == Landmark.NOSE
+    assert MIRRORED[Landmark.L_SHOULDER] == Landmark.R_SHOULDER
+    assert MIRRORED[Landmark.R_TOE] == Landmark.L_TOE
+    assert MIRRORED[Landmark.L_MOUTH] == Landmark.R_MOUTH
+    np.testing.assert_array_equal(MIRRORED[MIRRORED], np.arange(33))
 
 
 def test_plain_image_raises(blazepose):

@@ -16,6 +16,7 @@ from services.warp.backends.keypoint_tps import KeypointTPSWarp
 from services.warp.garment import garment_mask
 from services.warp.types import WarpInputs
 from vton.runtime.errors import InvalidInput
+from vton.runtime.vocab import Lip
 
 DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 ANNOTATED = DATA / "annotated" / "vitonhd"
@@ -28,7 +29,6 @@ GARMENTS = {
     "cami": ANNOTATED / "cloth" / "09933_00.jpg",
     "lee": DATA / "pairs" / "vitonhd" / "cloth" / "00057_00.jpg",
 }
-FACE, LEFT_ARM, RIGHT_ARM = 13, 14, 15
 
 
 def _coco18(path: Path) -> np.ndarray:
@@ -128,7 +128,7 @@ def test_skin_uncovered_by_a_sleeveless_top_takes_the_persons_skin_tone():
     # 07445 wears long maroon sleeves; the cami leaves the arms bare.
     result, inputs = _try_on("07445_00", _product("cami"))
     person, kp = inputs.person, _coco18(ANNOTATED / "openpose-json" / "07445_00_keypoints.json")
-    face = (inputs.labels == FACE) & (inputs.agnostic_mask == 0)
+    face = (inputs.labels == Lip.FACE) & (inputs.agnostic_mask == 0)
     skin = np.median(_lab(person)[face], axis=0)
     for shoulder, elbow in ((2, 3), (5, 6)):
         mid = kp[shoulder, :2] + 0.6 * (kp[elbow, :2] - kp[shoulder, :2])
@@ -154,8 +154,10 @@ def test_the_persons_folds_and_light_carry_onto_a_plain_garment():
         return lum - cv2.GaussianBlur(lum, (0, 0), 25)
 
     lum = _lab(result)[..., 0][region]
-    assert lum.std() > 1.5  # not flat any more
-    assert np.corrcoef(detail(result)[region], detail(inputs.person)[region])[0, 1] > 0.5
+    assert lum.std() > 1.0  # not flat any more (the old method's 2.5 included the knit and prints)
+    # The light is read on a 512-pixel-high copy without the old garment's own edges: its fine wrinkles and
+    # the logo stay behind (0.28 measured; printing everything through was 0.52).
+    assert np.corrcoef(detail(result)[region], detail(inputs.person)[region])[0, 1] > 0.2
     assert abs(lum.mean() - _lab(plain)[..., 0][garment_mask(tshirt) > 0].mean()) < 4
 
 
@@ -204,12 +206,39 @@ def _two_layer_garment() -> tuple[np.ndarray, np.ndarray]:
     return person, folds
 
 
+def test_shading_carries_the_folds_but_not_an_old_print():
+    """Grey letters printed on a folded beige top: the new garment takes the folds, not the letters."""
+    from services.diffusion.shading import shading_gain
+
+    h, w = 512, 384
+    ys = np.arange(h, dtype=np.float32)[:, None]
+    folds = (1.0 + 0.12 * np.sin(ys / 18.0)) * np.ones((1, w), np.float32)
+    beige = np.array([235, 222, 200], np.float32)
+    person = beige[None, None, :] * folds[..., None]
+    letters = np.zeros((h, w), np.uint8)
+    for row, word in enumerate(("MOTHER", "LIKES", "YOU")):
+        cv2.putText(letters, word, (40, 160 + 90 * row), cv2.FONT_HERSHEY_DUPLEX, 2.2, 1, 9)
+    person[letters > 0] = np.array([120, 120, 118], np.float32) * folds[letters > 0][:, None]
+    person = np.clip(person, 0, 255).astype(np.uint8)
+    source = np.ones((h, w), bool)
+    gain = shading_gain(person, source, source)
+    inner = np.zeros((h, w), bool)
+    inner[30:-30, 30:-30] = True
+    assert np.corrcoef(gain[inner], folds[inner])[0, 1] > 0.8
+    # On the letters the gain is what the folds alone give there: they do not print as dark shapes.
+    on_letters = (letters > 0) & inner
+    fit = np.polyfit(folds[inner], gain[inner], 1)
+    residual = gain - np.polyval(fit, folds)
+    assert abs(float(residual[on_letters].mean())) < 0.02
+    assert float(gain[on_letters].mean()) > 0.9 * float(gain[inner & ~on_letters].mean())
+
+
 def test_shading_carries_the_folds_but_not_the_old_layers_brightness():
     from services.diffusion.shading import shading_gain
 
     person, folds = _two_layer_garment()
     source = np.ones(person.shape[:2], bool)
-    gain = shading_gain(person, source, source, large_sigma=10.0)
+    gain = shading_gain(person, source, source)
     jacket, tshirt = gain[20:-20, 20:100], gain[20:-20, 140:-20]
     # The white T-shirt's half is not lit up against the jacket's: same mean light on both, bounded highlights.
     assert abs(float(tshirt.mean()) - float(jacket.mean())) < 0.03

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import importlib.util
+import pickle
 import warnings
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +24,7 @@ from services.densepose.iuv import (
     int_box_xywh,
     largest_box_index,
 )
+from vton.runtime.checkpoints import WeightsMismatch
 from vton.runtime.errors import InvalidInput, NoPersonFound, WeightsMissing
 
 
@@ -179,3 +182,81 @@ def test_detectron2_backend_explains_how_to_get_detectron2(tmp_path: Path):
     assert "detectron2" in message and "from source" in message
     assert "pip install 'git+https://github.com/facebookresearch/detectron2.git'" in message
     assert isinstance(info.value, WeightsMissing)  # so `auto` moves on to the next backend
+
+
+class _TinyNetwork(torch.nn.Module):
+    """Any network with weights: what the loaders do with a damaged file does not depend on the layers."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 4, 3)
+        self.head = torch.nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.conv(x).mean((2, 3)))
+
+
+def _rewrite_archive(source: Path, target: Path, change) -> None:
+    """Copy a TorchScript archive entry by entry, `change(name, data)` returning the new data or None to drop it."""
+    with zipfile.ZipFile(source) as archive, zipfile.ZipFile(target, "w") as out:
+        for entry in archive.infolist():
+            data = change(entry.filename, archive.read(entry.filename))
+            if data is not None:
+                out.writestr(entry, data)
+
+
+@pytest.fixture()
+def traced_export(tmp_path: Path) -> Path:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.jit.trace(_TinyNetwork(), torch.zeros(1, 3, 8, 8)).save(str(tmp_path / "whole.ts"))
+    return tmp_path / "whole.ts"
+
+
+def test_torchscript_export_missing_a_tensor_is_refused_naming_the_file_and_the_tensor(
+    traced_export, tmp_path
+):
+    folder = tmp_path / "damaged"
+    folder.mkdir()
+    _rewrite_archive(
+        traced_export, folder / EXPORT_FILE, lambda name, data: None if name.endswith("data/1") else data
+    )
+    with pytest.raises(WeightsMissing) as error:
+        DensePoseTorchScript.from_pretrained(folder)
+    assert str(folder / EXPORT_FILE) in str(error.value) and "data/1" in str(error.value)
+
+
+def test_torchscript_export_with_a_renamed_weight_is_refused_naming_the_file(traced_export, tmp_path):
+    """An export holds its code and the attributes that code reads; renamed, the archive does not load (TorchScript
+    keeps no key list to name the two keys from, so the file is what the message names)."""
+    folder = tmp_path / "damaged"
+    folder.mkdir()
+
+    def rename_bias(name: str, data: bytes) -> bytes:
+        return data.replace(b"bias", b"bia_") if name.endswith("data.pkl") else data
+
+    _rewrite_archive(traced_export, folder / EXPORT_FILE, rename_bias)
+    with pytest.raises(WeightsMissing, match=str(folder / EXPORT_FILE)):
+        DensePoseTorchScript.from_pretrained(folder)
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("detectron2") is None,
+    reason="detectron2 is not installed (the GPU image has it)",
+)
+@pytest.mark.parametrize("damage", ["missing", "renamed"])
+def test_detectron2_weights_that_do_not_fit_are_refused_naming_the_keys(tmp_path: Path, damage: str):
+    from services.densepose.backends.detectron2 import load_weights
+
+    state = dict(_TinyNetwork().state_dict())
+    state["head.wt" if damage == "renamed" else "unused"] = state.pop("head.weight")
+    if damage == "missing":
+        state.pop("unused")
+    path = tmp_path / "model_final.pkl"  # the model zoo's format, as model_final_162be9.pkl
+    with path.open("wb") as f:
+        pickle.dump({"model": {k: v.numpy() for k, v in state.items()}, "__author__": "test"}, f)
+    with pytest.raises(WeightsMismatch) as error:
+        load_weights(_TinyNetwork(), path)
+    message = str(error.value)
+    assert str(path) in message and "head.weight" in message
+    assert ("head.wt" in message) == (damage == "renamed")

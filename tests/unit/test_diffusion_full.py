@@ -1,10 +1,16 @@
 """LaDI-VTON's full try-on backend, built from a tiny random configuration of the same code.
 
 Every network is written in the official file format (save_random), loaded back through from_pretrained, run
-forward on the CPU, and its outputs checked for the shapes and ranges the next stage takes.
+forward on the CPU, and its outputs checked for the shapes and ranges the next stage takes, and against the
+reference where this code once differed from it (the CLIP input, concurrent calls, damaged files).
 """
 
 from __future__ import annotations
+
+import shutil
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,17 +19,22 @@ import torch
 from services.diffusion.backends.ladi_vton import (
     CLIP_DIR,
     SD_DIR,
+    SIZE_ENV,
     LadiVtonBackend,
-    _legacy_vae_keys,
-    save_random,
+    make_scheduler,
 )
 from services.diffusion.models.emasc import emasc_channels
 from services.diffusion.models.ladi_unet import INPUT_LAYOUT
 from services.diffusion.models.published_configs import SD2_VAE
 from services.diffusion.models.text_encoding import PLACEHOLDER_TOKEN, encode_with_pseudo_words, tokenize
-from services.diffusion.tiny import TINY_CONFIG
+from services.diffusion.pipelines.ladi_vton import CLIP_MEAN, CLIP_STD, clip_processor_pixels
+from services.diffusion.testing import TINY_CONFIG, legacy_vae_keys, save_random
 from services.diffusion.types import TryOnInputs
+from vton.runtime.checkpoints import WeightsMismatch
 from vton.runtime.errors import InvalidInput, WeightsMissing
+from vton.runtime.posemap import pose_heatmaps
+
+FIXTURES = Path(__file__).parents[1] / "fixtures"
 
 HEIGHT, WIDTH = TINY_CONFIG["resolutions"][0]
 
@@ -80,7 +91,7 @@ def test_every_network_round_trips_through_the_official_files(folder, backend):
     _assert_same(pipe.emasc.state_dict(), load("emasc_vitonhd.pth"))
     _assert_same(pipe.inversion_adapter.state_dict(), load("inversion_adapter_vitonhd.pth"))
     # SD-2's VAE file uses the 2022 attention names; diffusers converts them on load
-    _assert_same(_legacy_vae_keys(pipe.vae.state_dict()), load(f"{SD_DIR}/vae/diffusion_pytorch_model.bin"))
+    _assert_same(legacy_vae_keys(pipe.vae.state_dict()), load(f"{SD_DIR}/vae/diffusion_pytorch_model.bin"))
     text = load(f"{SD_DIR}/text_encoder/pytorch_model.bin")
     text = {k.removeprefix("text_model."): v for k, v in text.items() if not k.endswith("position_ids")}
     _assert_same(pipe.text_encoder.state_dict(), text)
@@ -152,17 +163,30 @@ def test_inversion_adapter_gives_num_vstar_tokens_in_the_text_space(backend):
     assert torch.isfinite(words).all()
 
 
-def test_clip_input_reproduces_the_official_double_rescale(backend):
+def test_clip_pixels_are_what_transformers_4_27_3_makes_of_a_float_image():
+    """The fixture is transformers 4.27.3's CLIPImageProcessor run on float images in [0, 1] (see its script):
+    8-bit truncation, one rescale by 1/255, CLIP's normalisation."""
+    folder = FIXTURES / "clip_processor_4_27_3"
+    fixture = {name: np.load(folder / f"{name}.npy") for name in ("images", "pixel_values")}
+    pixels = clip_processor_pixels(torch.from_numpy(fixture["images"]))
+    np.testing.assert_allclose(pixels.numpy(), fixture["pixel_values"], rtol=0, atol=1e-5)
+    assert (
+        fixture["pixel_values"].min() < -1.7 and fixture["pixel_values"].max() > 2.0
+    )  # a [0, 1] image to CLIP
+
+
+def test_clip_sees_the_garment_in_zero_to_one_truncated_to_8_bits(backend):
     pipe = backend.pipeline
-    white = torch.ones(1, 3, HEIGHT, WIDTH)
-    pixels = pipe.clip_pixels(white)
     size = pipe.vision_encoder.config.image_size
-    assert pixels.shape == (1, 3, size, size)
-    # [0, 1] images divided by 255 once more (transformers 4.27's processor), then CLIP-normalised
-    expected = (1 / 255 - torch.tensor([0.48145466, 0.4578275, 0.40821073])) / torch.tensor(
-        [0.26862954, 0.26130258, 0.27577711]
-    )
-    assert torch.allclose(pixels[0, :, 0, 0], expected, atol=1e-5)
+    mean, std = torch.tensor(CLIP_MEAN), torch.tensor(CLIP_STD)
+    for garment, value in (
+        (1.0, 1.0),
+        (-1.0, 0.0),
+        (0.0, 127 / 255),
+    ):  # grey 0.5 * 255 = 127.5 truncates to 127
+        pixels = pipe.clip_pixels(torch.full((1, 3, HEIGHT, WIDTH), garment))
+        assert pixels.shape == (1, 3, size, size)
+        torch.testing.assert_close(pixels[0, :, 0, 0], (value - mean) / std)
 
 
 def test_pseudo_words_replace_the_placeholders_and_nothing_before_them(backend):
@@ -183,33 +207,110 @@ def test_pseudo_words_replace_the_placeholders_and_nothing_before_them(backend):
     assert not torch.allclose(spliced[:, first:], plain[:, first:])
 
 
+def test_a_plain_text_forward_during_a_splice_in_another_thread_gets_no_pseudo_words(backend):
+    """Concurrent calls share the text encoder: while one call's prompt is being encoded with its pseudo-words,
+    another thread's forward (the unconditional prompt of classifier-free guidance) must see none of them."""
+    te, tok = backend.pipeline.text_encoder, backend.pipeline.tokenizer
+    ids = tokenize(tok, ["a photo of a model wearing a dress " + " $ " * 16])
+    placeholder = tok.convert_tokens_to_ids(PLACEHOLDER_TOKEN)
+    with torch.no_grad():
+        plain = te(ids).last_hidden_state
+    splicing, plain_done = threading.Event(), threading.Event()
+    splicer = threading.current_thread()
+
+    def pause_the_splicing_call(_module, _args):
+        if threading.current_thread() is splicer:
+            splicing.set()
+            assert plain_done.wait(30)
+
+    def plain_forward() -> torch.Tensor:
+        assert splicing.wait(30)
+        with torch.no_grad():
+            out = te(ids).last_hidden_state
+        plain_done.set()
+        return out
+
+    handle = te.get_submodule("encoder").register_forward_pre_hook(pause_the_splicing_call)
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            meanwhile = pool.submit(plain_forward)
+            with torch.no_grad():
+                spliced = encode_with_pseudo_words(
+                    te, ids, torch.randn(1, 16, te.config.hidden_size), placeholder
+                )
+            during = meanwhile.result()
+    finally:
+        handle.remove()
+    torch.testing.assert_close(during, plain)
+    assert not torch.allclose(spliced, plain)
+
+
 # diffusers' DPM-Solver code on numpy 2
 @pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
-@pytest.mark.parametrize("scheduler", ["ddim", "dpm++"])
-def test_pipeline_runs_two_steps_with_either_scheduler(backend, scheduler):
-    backend.use_scheduler(scheduler)
-    try:
-        pipe = backend.pipeline
-        g = torch.Generator().manual_seed(0)
-        image = torch.rand(1, 3, HEIGHT, WIDTH) * 2 - 1
-        mask = torch.zeros(1, 1, HEIGHT, WIDTH)
-        mask[..., 16:48, 8:40] = 1
-        out = pipe(
-            image=image,
-            mask=mask,
-            pose_map=torch.rand(1, 18, HEIGHT, WIDTH),
-            warped_garment=torch.rand(1, 3, HEIGHT, WIDTH) * 2 - 1,
-            garment=torch.rand(1, 3, HEIGHT, WIDTH) * 2 - 1,
-            category="upper_body",
-            num_inference_steps=2,
-            guidance_scale=7.5,
-            generator=g,
-        )
-        assert len(pipe.scheduler.timesteps) == 2
-    finally:
-        backend.use_scheduler("ddim")
+@pytest.mark.parametrize("scheduler", ["ddim", "dpm-solver++"])
+def test_pipeline_runs_two_steps_on_the_calls_own_scheduler(backend, scheduler):
+    pipe = backend.pipeline
+    own = make_scheduler(scheduler, backend.scheduler_config)
+    image = torch.rand(1, 3, HEIGHT, WIDTH) * 2 - 1
+    mask = torch.zeros(1, 1, HEIGHT, WIDTH)
+    mask[..., 16:48, 8:40] = 1
+    out = pipe(
+        image=image,
+        mask=mask,
+        pose_map=torch.rand(1, 18, HEIGHT, WIDTH),
+        warped_garment=torch.rand(1, 3, HEIGHT, WIDTH) * 2 - 1,
+        garment=torch.rand(1, 3, HEIGHT, WIDTH) * 2 - 1,
+        category="upper_body",
+        num_inference_steps=2,
+        guidance_scale=7.5,
+        generator=torch.Generator().manual_seed(0),
+        scheduler=own,
+    )
+    assert len(own.timesteps) == 2
+    assert (
+        pipe.scheduler.timesteps is None or len(pipe.scheduler.timesteps) != 2
+    )  # the shared one is untouched
     assert out.shape == (1, 3, HEIGHT, WIDTH)
     assert out.min() >= 0 and out.max() <= 1 and torch.isfinite(out).all()
+
+
+@pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
+def test_the_scheduler_is_a_per_request_option(backend, inputs):
+    ddim = backend.try_on(inputs)
+    inputs.scheduler = "dpm-solver++"
+    assert not np.array_equal(backend.try_on(inputs), ddim)
+    inputs.scheduler = "ddim"
+    assert np.array_equal(backend.try_on(inputs), ddim)  # "" is DDIM, the release's sampler
+    inputs.scheduler = "euler"
+    with pytest.raises(InvalidInput, match="euler"):
+        backend.try_on(inputs)
+
+
+@pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
+def test_concurrent_calls_give_what_the_same_calls_give_one_after_the_other(backend, inputs):
+    """Two DPM-Solver++ try-ons with different step counts, held in lockstep so that every step of one runs
+    between two steps of the other: each must get exactly its image of a call made alone."""
+    first = TryOnInputs(**{**vars(inputs), "steps": 3, "seed": 1, "scheduler": "dpm-solver++"})
+    second = TryOnInputs(**{**vars(inputs), "steps": 5, "seed": 2, "scheduler": "dpm-solver++"})
+    alone = [backend.try_on(first), backend.try_on(second)]
+
+    lockstep = threading.Barrier(2, timeout=60)
+
+    def interleaved(call: TryOnInputs) -> np.ndarray:
+        steps_done = 0
+
+        def on_step() -> None:
+            nonlocal steps_done
+            steps_done += 1
+            if steps_done <= first.steps:  # while both run: no call may take two steps in a row
+                lockstep.wait()
+
+        return backend.try_on(TryOnInputs(**{**vars(call), "on_step": on_step}))
+
+    with ThreadPoolExecutor(2) as pool:
+        together = list(pool.map(interleaved, [first, second]))
+    np.testing.assert_array_equal(together[0], alone[0])
+    np.testing.assert_array_equal(together[1], alone[1])
 
 
 def test_try_on_keeps_the_person_outside_the_mask(backend, inputs):
@@ -237,6 +338,23 @@ def test_guidance_and_pose_change_the_image(backend, inputs):
     assert not np.array_equal(backend.try_on(inputs), base)
 
 
+def test_without_a_pose_map_the_keypoints_draw_it_at_the_working_size(backend, inputs):
+    keypoints = np.zeros((18, 3), np.float32)
+    keypoints[1] = (35, 20, 0.9)  # person pixels (90x70); the working size is 64x48
+    keypoints[5] = (50, 30, 0.8)
+    inputs.pose_map, inputs.keypoints = None, keypoints
+    pose = backend.pose_map(inputs, (HEIGHT, WIDTH))
+    scaled = keypoints.copy()
+    scaled[:, :2] *= (WIDTH / 70, HEIGHT / 90)
+    np.testing.assert_allclose(pose[0].numpy(), pose_heatmaps(scaled, WIDTH, HEIGHT), atol=1e-5)
+    with_keypoints = backend.try_on(inputs)
+    inputs.keypoints = None  # neither: the UNet gets an empty pose map
+    assert not np.array_equal(backend.try_on(inputs), with_keypoints)
+    inputs.keypoints = np.zeros((17, 3), np.float32)
+    with pytest.raises(InvalidInput, match="keypoints"):
+        backend.try_on(inputs)
+
+
 def test_bad_requests_are_refused(backend, inputs):
     inputs.width, inputs.height = 300, 200
     with pytest.raises(InvalidInput, match="300x200"):
@@ -257,8 +375,77 @@ def test_second_resolution_is_honoured(backend, inputs):
     assert out.shape == inputs.person.shape
 
 
+def test_the_working_size_is_a_setting_of_the_stage(folder, backend, monkeypatch):
+    assert backend.size == (HEIGHT, WIDTH)  # the first resolution: 512x384 for the released checkpoints
+    h, w = TINY_CONFIG["resolutions"][1]
+    monkeypatch.setenv(SIZE_ENV, f"{h}x{w}")
+    assert LadiVtonBackend.from_pretrained(folder).size == (h, w)
+    monkeypatch.setenv(SIZE_ENV, f"{w}x{h}")  # width first: not a size this backend runs at
+    with pytest.raises(ValueError, match=f"{SIZE_ENV}=.*{h}x{w}"):
+        LadiVtonBackend.from_pretrained(folder)
+
+
 def test_missing_files_are_named(tmp_path):
     folder = save_random(tmp_path / "ladi-vton-vitonhd")
     (folder / "emasc_vitonhd.pth").unlink()
     with pytest.raises(WeightsMissing, match="emasc_vitonhd.pth"):
         LadiVtonBackend.from_pretrained(folder)
+
+
+def _state_file(path: Path, change) -> None:
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    change(state)
+    torch.save(state, path)
+
+
+def _drop(key: str):
+    return lambda state: state.pop(key)
+
+
+def _rename(key: str, new: str):
+    return lambda state: state.__setitem__(new, state.pop(key))
+
+
+# (file, a key it holds) for every file the backend loads weights from
+WEIGHT_FILES = [
+    ("unet_vitonhd.pth", "conv_in.weight"),
+    ("emasc_vitonhd.pth", "conv.0.0.weight"),
+    ("inversion_adapter_vitonhd.pth", "post_layernorm.weight"),
+    (f"{SD_DIR}/text_encoder/pytorch_model.bin", "text_model.final_layer_norm.weight"),
+    (f"{SD_DIR}/vae/diffusion_pytorch_model.bin", "decoder.conv_in.weight"),
+    (f"{CLIP_DIR}/pytorch_model.bin", "vision_model.post_layernorm.weight"),
+]
+
+
+@pytest.fixture(scope="module")
+def damaged_copies(folder, tmp_path_factory):
+    """A copy of the tiny folder per (file, damage), damaged once for the module."""
+    root = tmp_path_factory.mktemp("damaged")
+    copies = {}
+    for name, key in WEIGHT_FILES:
+        for damage, change in (("missing", _drop(key)), ("renamed", _rename(key, key + "_renamed"))):
+            copy = root / f"{len(copies)}" / "ladi-vton-vitonhd"
+            shutil.copytree(folder, copy)
+            _state_file(copy / name, change)
+            copies[(name, damage)] = copy
+    return copies
+
+
+@pytest.mark.parametrize("name, key", WEIGHT_FILES)
+def test_a_file_without_a_key_is_refused_naming_the_file_and_the_key(damaged_copies, name, key):
+    with pytest.raises(WeightsMismatch) as error:
+        LadiVtonBackend.from_pretrained(damaged_copies[(name, "missing")])
+    message = str(error.value)
+    assert name in message and "missing keys" in message
+    assert key.removeprefix("text_model.") in message  # transformers names the text tower's keys without it
+
+
+@pytest.mark.parametrize("name, key", WEIGHT_FILES)
+def test_a_file_with_a_renamed_key_is_refused_naming_both_keys(damaged_copies, name, key):
+    with pytest.raises(WeightsMismatch) as error:
+        LadiVtonBackend.from_pretrained(damaged_copies[(name, "renamed")])
+    message = str(error.value)
+    assert name in message
+    assert (
+        key.removeprefix("text_model.") in message and key.removeprefix("text_model.") + "_renamed" in message
+    )

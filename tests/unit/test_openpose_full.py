@@ -10,16 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from services.pose.backends.openpose import (
-    CHECKPOINT,
-    LIMBS,
-    TINY_CONFIG,
-    OpenPoseBackend,
-    people_from_maps,
-    save_random,
-)
+from services.pose.backends.openpose import CHECKPOINT, LIMBS, OpenPoseBackend, people_from_maps
 from services.pose.models.openpose_body import BodyPoseModel, checkpoint_from_module
+from services.pose.testing import TINY_CONFIG, save_random
 from services.pose.types import PoseEstimate
+from vton.runtime.checkpoints import WeightsMismatch
 from vton.runtime.errors import InvalidInput, NoPersonFound
 from vton_cli.examples import fetch_examples
 
@@ -84,6 +79,43 @@ def test_tiny_forward_gives_38_pafs_and_19_heatmaps_at_one_eighth():
     assert pafs.shape == (2, 38, 8, 6)
     assert heatmaps.shape == (2, 19, 8, 6)
     assert torch.isfinite(pafs).all() and torch.isfinite(heatmaps).all()
+
+
+def test_final_heatmaps_go_through_a_relu_as_in_the_torch_port_and_pafs_do_not():
+    """pytorch-openpose applies a ReLU after Mconv7_stage6_L2 (its no_relu_layers names Mconv7_stage6_L1 twice),
+    which is how body_pose_model.pth has been used; the PAFs of Mconv7_stage6_L1 stay signed."""
+    torch.manual_seed(0)
+    model = BodyPoseModel(TINY_CONFIG).eval()
+    raw = {}
+    for name in ("Mconv7_stage6_L1", "Mconv7_stage6_L2"):
+        layer = model.get_submodule(f"model6_{name[-1]}.{name}")
+        layer.register_forward_hook(lambda _m, _i, out, name=name: raw.__setitem__(name, out.clone()))
+    with torch.no_grad():
+        pafs, heatmaps = model(torch.rand(2, 3, 64, 48) - 0.5)
+    assert (raw["Mconv7_stage6_L2"] < 0).any()  # the layer's own output is signed ...
+    torch.testing.assert_close(
+        heatmaps, raw["Mconv7_stage6_L2"].clamp(min=0)
+    )  # ... the heatmaps are its ReLU
+    assert (pafs < 0).any()
+    torch.testing.assert_close(pafs, raw["Mconv7_stage6_L1"])
+
+
+@pytest.mark.parametrize("damage", ["missing", "renamed"])
+def test_a_checkpoint_that_does_not_fit_is_refused_naming_the_file_and_the_keys(
+    tiny_folder, tmp_path, damage
+):
+    checkpoint = torch.load(tiny_folder / CHECKPOINT, weights_only=True)
+    tensor = checkpoint.pop("Mconv7_stage6_L2.weight")
+    if damage == "renamed":
+        checkpoint["Mconv7_stage6_L2.weights"] = tensor
+    folder = tmp_path / "openpose-body"
+    save_random(folder)
+    torch.save(checkpoint, folder / CHECKPOINT)
+    with pytest.raises(WeightsMismatch) as error:
+        OpenPoseBackend.from_pretrained(folder)
+    message = str(error.value)
+    assert str(folder / CHECKPOINT) in message and "missing keys [Mconv7_stage6_L2.weight]" in message
+    assert ("unexpected keys [Mconv7_stage6_L2.weights]" in message) == (damage == "renamed")
 
 
 def test_save_random_round_trips_through_the_official_file_format(tiny_folder, person_photo):

@@ -17,17 +17,22 @@ from PIL import Image
 
 from services.parsing.backends.schp import (
     DATASETS,
-    TINY_CONFIG,
     SCHPBackend,
-    calibrate_batch_norms,
     crop_affine,
     logits_to_photo,
     merge_flipped,
     mirror_permutation,
     person_center_scale,
-    save_random,
 )
-from services.parsing.models.schp import CE2P, CE2PConfig, CE2POutput, official_to_module_keys
+from services.parsing.models.schp import (
+    CE2P,
+    ActivatedBatchNorm,
+    CE2PConfig,
+    CE2POutput,
+    official_to_module_keys,
+)
+from services.parsing.testing import TINY_CONFIG, calibrate_batch_norms, save_random
+from vton.runtime.checkpoints import WeightsMismatch
 from vton.runtime.errors import InvalidInput, WeightsMissing
 
 # --- the released layout, read off SCHP's networks/AugmentCE2P.py (all norms were InPlaceABNSync: 4 tensors) ---
@@ -176,15 +181,56 @@ def test_checkpoint_resaved_with_batchnorm_counters_still_loads(tmp_path: Path):
     assert SCHPBackend.from_pretrained(tmp_path, dataset="pascal").model.config.num_classes == 7
 
 
-def test_missing_or_foreign_checkpoint_is_weights_missing(tmp_path: Path):
+def test_an_absent_checkpoint_is_weights_missing(tmp_path: Path):
     with pytest.raises(WeightsMissing, match="exp-schp-201908301523-atr.pth"):
         SCHPBackend.from_pretrained(tmp_path, dataset="atr")
+
+
+@pytest.mark.parametrize("damage", ["missing", "renamed"])
+def test_a_checkpoint_that_does_not_fit_is_refused_naming_the_file_and_the_keys(tmp_path: Path, damage: str):
     path = save_random(tmp_path, "atr")
     raw = torch.load(path, weights_only=True)
-    del raw["state_dict"]["module.fushion.3.bias"]
+    tensor = raw["state_dict"].pop("module.fushion.3.bias")
+    if damage == "renamed":
+        raw["state_dict"]["module.fushion.3.b"] = tensor
     torch.save(raw, path)
-    with pytest.raises(WeightsMissing, match="fushion.3.bias"):
+    with pytest.raises(WeightsMismatch) as error:
         SCHPBackend.from_pretrained(tmp_path, dataset="atr")
+    message = str(error.value)
+    assert str(path) in message and "missing keys [fushion.3.bias]" in message
+    assert ("unexpected keys [fushion.3.b]" in message) == (damage == "renamed")
+
+
+@pytest.mark.parametrize("activation", [True, False])
+def test_norms_scale_by_the_absolute_weight_plus_eps_as_inplace_abn(activation: bool):
+    """InPlaceABN(Sync) computes (x - mean) / sqrt(var + eps) * (|weight| + eps) + bias, then its activation."""
+    torch.manual_seed(0)
+    norm = ActivatedBatchNorm(4, activation=activation).eval()
+    with torch.no_grad():
+        norm.weight.copy_(torch.tensor([1.5, -0.7, 0.0, -2.0]))
+        norm.bias.copy_(torch.tensor([0.1, -0.2, 0.3, 0.0]))
+        norm.running_mean.copy_(torch.tensor([0.5, -1.0, 0.0, 2.0]))
+        norm.running_var.copy_(torch.tensor([0.5, 2.0, 1.0, 0.25]))
+    x = torch.randn(2, 4, 5, 3)
+    view = (1, 4, 1, 1)
+    expected = (x - norm.running_mean.view(view)) / torch.sqrt(norm.running_var.view(view) + 1e-5)
+    expected = expected * (norm.weight.abs() + 1e-5).view(view) + norm.bias.view(view)
+    if activation:
+        expected = torch.nn.functional.leaky_relu(expected, 0.01)
+    with torch.no_grad():
+        torch.testing.assert_close(norm(x), expected)
+
+
+def test_the_sign_of_a_stored_norm_weight_does_not_change_the_parse():
+    torch.manual_seed(0)
+    model = CE2P(CE2PConfig.from_json({**TINY_CONFIG.to_json(), "num_classes": 20})).eval()
+    x = torch.randn(1, 3, 65, 49)
+    with torch.no_grad():
+        before = model(x).fusion
+        for norm in model.modules():
+            if isinstance(norm, ActivatedBatchNorm):
+                norm.weight.neg_()
+        torch.testing.assert_close(model(x).fusion, before)
 
 
 @pytest.mark.parametrize("dataset", ["lip", "atr", "pascal"])

@@ -13,13 +13,14 @@ from services.warp import tps
 from services.warp.backends.keypoint_tps import KeypointTPSWarp
 from services.warp.types import WarpInputs
 from vton.runtime.errors import NoPersonFound
+from vton.runtime.vocab import Lip
 
 DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 ANNOTATED = DATA / "annotated" / "vitonhd"
 needs_data = pytest.mark.skipif(not DATA.is_dir(), reason="../shared/data is not on this machine")
 
-# LIP labels
-UPPER_CLOTHES, PANTS, SKIRT, ARMS, HEAD = 5, 9, 12, (14, 15), (1, 2, 4, 13)
+UPPER_CLOTHES, PANTS, SKIRT = Lip.UPPER_CLOTHES, Lip.PANTS, Lip.SKIRT
+ARMS, HEAD = (Lip.LEFT_ARM, Lip.RIGHT_ARM), (Lip.HAT, Lip.HAIR, Lip.SUNGLASSES, Lip.FACE)
 
 
 # --- thin-plate spline ---------------------------------------------------------------------------------------

@@ -10,17 +10,14 @@ import numpy as np
 import pytest
 import torch
 
-from services.warp.backends.ladi_vton import (
-    TINY_REFINEMENT,
-    TINY_TPS,
-    LadiVtonWarpBackend,
-    keypoint_heatmaps,
-    save_random,
-)
+from services.warp.backends.ladi_vton import LadiVtonWarpBackend, checkpoint_name
 from services.warp.models import ConvNetTPS, RefinementUNet, TPSGridGen
 from services.warp.models.tps_grid import pixel_coordinates, regular_control_points
+from services.warp.testing import TINY_REFINEMENT, TINY_TPS, save_random
 from services.warp.types import WarpInputs
+from vton.runtime.checkpoints import WeightsMismatch
 from vton.runtime.errors import InvalidInput, NoPersonFound
+from vton.runtime.posemap import pose_heatmaps, pose_map
 from vton_cli.examples import fetch_examples
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "../shared/data"
@@ -179,17 +176,52 @@ def test_pose_map_input_and_the_high_resolution_are_accepted(tiny_folder, photos
     person, garment = photos
     inputs = upper_body_inputs(person, garment, height=1024, width=768)
     h, w = person.shape[:2]
-    heat = keypoint_heatmaps(inputs.keypoints[:, :2], inputs.keypoints[:, 2] > 0, h, w)
-    inputs.pose_map = (heat * 255).round().astype(np.uint8)
+    inputs.pose_map = pose_map(inputs.keypoints, w, h)
     out = LadiVtonWarpBackend.from_pretrained(tiny_folder).warp(inputs)
     assert out.warped_garment.shape == person.shape
 
 
-def test_keypoint_heatmaps_follow_the_dataset_pose_map():
-    maps = keypoint_heatmaps(np.array([[100.0, 50.0], [0.0, 0.0]]), np.array([True, False]), 512, 384)
-    assert maps.shape == (2, 512, 384)
-    assert maps[0, 50, 100] == 1.0 and not maps[1].any()
-    assert maps[0, 50, 109] == pytest.approx(np.exp(-1.0))  # exp(-d²/9²) at d = sigma
+def test_without_a_pose_map_the_keypoints_are_drawn_at_the_working_size(tiny_folder, photos, monkeypatch):
+    """The release draws its Gaussians on the working-size map from the scaled keypoints: same here."""
+    person, garment = photos
+    inputs = upper_body_inputs(person, garment, height=256, width=192)
+    backend = LadiVtonWarpBackend.from_pretrained(tiny_folder)
+    seen = {}
+
+    def refine(im_mask: torch.Tensor, pose: torch.Tensor, warped: torch.Tensor) -> torch.Tensor:
+        seen["pose"] = pose
+        return warped
+
+    monkeypatch.setattr(backend, "refine", refine)
+    backend.warp(inputs)
+    h, w = person.shape[:2]
+    scaled = inputs.keypoints.copy()
+    scaled[:, :2] *= np.array([192 / w, 256 / h], np.float32)
+    np.testing.assert_array_equal(seen["pose"][0].numpy(), pose_heatmaps(scaled, 192, 256))
+
+
+@pytest.mark.parametrize(
+    "part, key", [("tps", "loc_net.regression.linear.weight"), ("refinement", "outc.conv.bias")]
+)
+@pytest.mark.parametrize("damage", ["missing", "renamed"])
+def test_a_checkpoint_that_does_not_fit_is_refused_naming_the_file_and_the_keys(tmp_path, part, key, damage):
+    path = save_random(tmp_path, dataset="vitonhd")
+    checkpoint = torch.load(path, weights_only=True)
+    tensor = checkpoint[part].pop(key)
+    if damage == "renamed":
+        checkpoint[part][key + "_renamed"] = tensor
+    torch.save(checkpoint, path)
+    with pytest.raises(WeightsMismatch) as error:
+        LadiVtonWarpBackend.from_pretrained(tmp_path)
+    message = str(error.value)
+    assert str(path) in message and f"`{part}` entry" in message and f"missing keys [{key}]" in message
+    assert (f"unexpected keys [{key}_renamed]" in message) == (damage == "renamed")
+
+
+def test_a_file_without_the_two_networks_is_refused(tmp_path):
+    torch.save({"tps": ConvNetTPS(TINY_TPS).state_dict()}, tmp_path / checkpoint_name("vitonhd"))
+    with pytest.raises(WeightsMismatch, match="refinement"):
+        LadiVtonWarpBackend.from_pretrained(tmp_path)
 
 
 @pytest.mark.parametrize(

@@ -12,21 +12,31 @@ import pytest
 from vton.runtime import weights
 from vton.runtime.backend import select_backend
 from vton.runtime.errors import WeightsMissing
+from vton.runtime.vocab import STAGES
 
 REPO = Path(__file__).resolve().parents[2]
-STAGES = ("pose", "densepose", "parsing", "warp", "diffusion")
 
 
 def _registry(stage: str):
     return __import__(f"services.{stage}.backends", fromlist=["BACKENDS"]).BACKENDS
 
 
-def test_every_backend_of_every_stage_is_in_the_manifest_with_its_licence():
+def test_every_backend_of_every_stage_is_in_the_manifest_with_its_licence_and_version():
     manifest = weights.load_manifest()
     for stage in STAGES:
         for name, spec in _registry(stage).items():
             assert name in manifest, f"{stage} backend {name} is missing from the manifest"
+            assert spec.info.name == name, f"{stage} registers {spec.info.name!r} under {name!r}"
             assert manifest[name].license and spec.info.weights_license == manifest[name].license, name
+            assert manifest[name].version and spec.info.version == manifest[name].version, name
+            assert stage in manifest[name].stage, f"the manifest does not list {name} under {stage}"
+
+
+def test_a_manifest_entry_without_a_version_is_refused_naming_it(tmp_path):
+    broken = tmp_path / "manifest.yaml"
+    broken.write_text("backends:\n  tps:\n    stage: warp\n    license: MIT\n    description: no weights\n")
+    with pytest.raises(ValueError, match="backend 'tps' has no version"):
+        weights.load_manifest(broken)
 
 
 def test_require_names_the_missing_files_and_the_command(tmp_path):
@@ -38,7 +48,7 @@ def test_require_names_the_missing_files_and_the_command(tmp_path):
 
 
 def test_auto_takes_the_best_backend_whose_weights_are_present(tmp_path, monkeypatch):
-    from services.warp.backends.ladi_vton import save_random
+    from services.warp.testing import save_random
 
     monkeypatch.setenv("VTON_MODELS_DIR", str(tmp_path))
     info, _ = select_backend(_registry("warp"), "auto")
@@ -48,16 +58,37 @@ def test_auto_takes_the_best_backend_whose_weights_are_present(tmp_path, monkeyp
     assert info.name == "ladi-vton-warp-vitonhd"
 
 
-def test_a_stage_whose_backend_weights_are_missing_exits_at_start_saying_which_files(tmp_path):
+@pytest.mark.parametrize(
+    ("stage", "backend", "says", "not_said"),
+    [
+        ("diffusion", "ladi-vton-vitonhd", ["unet_vitonhd.pth", "vton weights pull ladi-vton-vitonhd"], None),
+        # Refused for the labels it makes, before its (absent) weights are even looked for.
+        *(
+            (
+                "parsing",
+                name,
+                [
+                    f"cannot serve with backend {name!r}",
+                    "need LIP labels; choose one of: auto, schp-lip, geometric",
+                ],
+                "vton weights pull",
+            )
+            for name in ("schp-atr", "schp-pascal")
+        ),
+    ],
+)
+def test_a_stage_that_cannot_serve_with_its_backend_exits_at_start_saying_why(
+    tmp_path, stage, backend, says, not_said
+):
     env = {
         **os.environ,
         "VTON_MODELS_DIR": str(tmp_path),
-        "VTON_BACKEND": "ladi-vton-vitonhd",
+        "VTON_BACKEND": backend,
         "VTON_GRPC_PORT": "0",
         "VTON_METRICS_PORT": "0",
     }
     run = subprocess.run(
-        [sys.executable, "-m", "services.diffusion"],
+        [sys.executable, "-m", f"services.{stage}"],
         env=env,
         capture_output=True,
         text=True,
@@ -65,7 +96,8 @@ def test_a_stage_whose_backend_weights_are_missing_exits_at_start_saying_which_f
         cwd=REPO,
     )
     assert run.returncode == 2
-    assert "unet_vitonhd.pth" in run.stderr and "vton weights pull ladi-vton-vitonhd" in run.stderr
+    assert all(words in run.stderr for words in says), run.stderr
+    assert not_said is None or not_said not in run.stderr
 
 
 def test_weights_list_and_verify_report_what_is_present(tmp_path):

@@ -26,16 +26,18 @@ class TryOnSample:
     agnostic_mask: torch.Tensor  # float [1, H, W], 1 = the region to repaint
     masked_person: torch.Tensor  # float [3, H, W]: the person with the agnostic region greyed out
     densepose: torch.Tensor | None = None  # int64 [3, H, W] (I, U, V) where the layout has it
+    warped_garment: torch.Tensor | None = None  # float [3, H, W] in [-1, 1], a trained warp's (cached)
+    warped_mask: torch.Tensor | None = None  # float [1, H, W] in {0, 1}: where that warped garment is
 
 
 def collate(samples: list[TryOnSample]) -> TryOnSample:
-    """A batch: tensors stacked, strings kept as lists; densepose only when every sample has it."""
+    """A batch: tensors stacked, strings kept as lists; the optional tensors only when every sample has them."""
     out = {}
     for field in fields(TryOnSample):
         values = [getattr(s, field.name) for s in samples]
         if isinstance(values[0], torch.Tensor):
             out[field.name] = torch.stack(values)
-        elif field.name == "densepose":
+        elif field.name in ("densepose", "warped_garment", "warped_mask"):
             out[field.name] = None
         else:
             out[field.name] = values

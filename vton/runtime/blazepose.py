@@ -15,12 +15,19 @@ module does the same steps in numpy/OpenCV so nothing but the interpreter is nee
    heatmaps that refine each landmark. A second pass on the square the landmarks themselves define (MediaPipe's
    tracking ROI) sharpens the result on a still photo.
 4. everything is mapped back to image pixels through the crop's affine transform.
+
+Shop photos are often cut at the chin or the nose, which the face-led detector and the landmark network handle
+badly; three steps MediaPipe does not have cover them: a person the detector misses is looked for on squares over
+the whole photo and kept only as a body the frame cuts at the head (`_headless`); shoulders folded onto each other
+are read again on the mirrored photo (`_unfolded`); and left and right are set by which way the photo shows the
+person facing, not by the network's guess (`_facing`).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from enum import IntEnum
 from pathlib import Path
 
 import cv2
@@ -28,6 +35,7 @@ import numpy as np
 
 from vton.runtime.errors import InvalidInput, NoPersonFound
 from vton.runtime.litert import TfliteModel
+from vton.runtime.vocab import NUM_KEYPOINTS, Keypoint
 
 # --- detector configuration (MediaPipe pose_detection graph) ---------------------------------------------------
 DETECTOR_SIZE = 224
@@ -50,30 +58,106 @@ FACE_PRESENCE_THRESHOLD = 0.5
 FACE_ROI_SCALE = 1.5
 FACE_EYE_CORNERS = (33, 263)  # right eye outer corner, left eye outer corner in the 468-point mesh
 
+# --- facing and head-cut photos ----------------------------------------------------------------------------------
+# A photo cut at the chin or the nose has no face for the detector to find: the landmark network is then run on a
+# square over the whole photo and its result kept only when it is a body cut by the frame's top edge (see
+# _headless), so that a garment laid flat never passes for a person.
+# The squares tried, best first: (side against the photo's longer side, centre's height as a share of the
+# photo's). The larger ones reach below the frame for a photo cut at the thighs too.
+HEADLESS_ROIS = ((1.0, 0.5), (1.3, 0.5), (1.8, 0.5), (1.8, 0.75))
+HEADLESS_MIN_VISIBILITY = 0.75  # mean visibility of the shoulders, arms and hips
+HEADLESS_HEAD_ABOVE = (
+    0.1  # the ears lie above this share of the height (the head is at or above the top edge)
+)
+HEADLESS_NECK_WIDTH = 0.3  # the person crosses the top edge in a run at least this many shoulder widths wide
+HEADLESS_MAX_WIDTH = 2.0  # ... and is at most this many wide there and at the shoulders (arms included)
+# Shoulders closer than this share of the torso's length have folded onto each other: a frontal body has 0.5-0.9
+# (a person in profile less, but a shop photo shows the front).
+FOLDED_SHOULDERS = 0.3
+# A left-right pair closer than this share of the torso's length is seen edge-on: it shows no side.
+EDGE_ON = 0.15
+# The feet of someone seen from behind point away from the camera: their toes lie above their heels.
+FEET_AWAY = -0.2  # (toe - heel) y over the foot's length, for every visible foot
+FOOT_MIN_VISIBILITY = 0.5
+
+
+class Landmark(IntEnum):
+    """MediaPipe BlazePose's 33 body landmarks ("L" is the person's left), in the network's output order."""
+
+    NOSE = 0
+    L_EYE_INNER = 1
+    L_EYE = 2
+    L_EYE_OUTER = 3
+    R_EYE_INNER = 4
+    R_EYE = 5
+    R_EYE_OUTER = 6
+    L_EAR = 7
+    R_EAR = 8
+    L_MOUTH = 9
+    R_MOUTH = 10
+    L_SHOULDER = 11
+    R_SHOULDER = 12
+    L_ELBOW = 13
+    R_ELBOW = 14
+    L_WRIST = 15
+    R_WRIST = 16
+    L_PINKY = 17
+    R_PINKY = 18
+    L_INDEX = 19
+    R_INDEX = 20
+    L_THUMB = 21
+    R_THUMB = 22
+    L_HIP = 23
+    R_HIP = 24
+    L_KNEE = 25
+    R_KNEE = 26
+    L_ANKLE = 27
+    R_ANKLE = 28
+    L_HEEL = 29
+    R_HEEL = 30
+    L_TOE = 31
+    R_TOE = 32
+
+
+# The alignment points the landmark network adds after the body (MediaPipe's tracking ROI): hips' centre and a
+# point on the body's enclosing circle.
+AUX_CENTRE, AUX_RADIUS = NUM_LANDMARKS, NUM_LANDMARKS + 1
+
+
+def _mirror_index() -> np.ndarray:
+    """Each landmark's mirror image: the same point of the person's other side (the nose is its own)."""
+    index = np.arange(len(Landmark))
+    for mark in Landmark:
+        if mark.name.startswith("L_"):
+            other = Landmark["R_" + mark.name[2:]]
+            index[mark], index[other] = other, mark
+    return index
+
+
+MIRRORED = _mirror_index()
+
 # --- MediaPipe 33 -> OpenPose COCO-18 ----------------------------------------------------------------------------
 KEYPOINT_MIN_CONFIDENCE = 0.3
-# COCO-18 index -> BlazePose index (the neck, index 1, is the shoulders' midpoint)
+# The COCO-18 keypoints BlazePose has a landmark for (the neck is the shoulders' midpoint).
 COCO18_FROM_BLAZEPOSE = {
-    0: 0,  # Nose
-    2: 12,  # RShoulder
-    3: 14,  # RElbow
-    4: 16,  # RWrist
-    5: 11,  # LShoulder
-    6: 13,  # LElbow
-    7: 15,  # LWrist
-    8: 24,  # RHip
-    9: 26,  # RKnee
-    10: 28,  # RAnkle
-    11: 23,  # LHip
-    12: 25,  # LKnee
-    13: 27,  # LAnkle
-    14: 5,  # REye
-    15: 2,  # LEye
-    16: 8,  # REar
-    17: 7,  # LEar
+    Keypoint.NOSE: Landmark.NOSE,
+    Keypoint.R_SHOULDER: Landmark.R_SHOULDER,
+    Keypoint.R_ELBOW: Landmark.R_ELBOW,
+    Keypoint.R_WRIST: Landmark.R_WRIST,
+    Keypoint.L_SHOULDER: Landmark.L_SHOULDER,
+    Keypoint.L_ELBOW: Landmark.L_ELBOW,
+    Keypoint.L_WRIST: Landmark.L_WRIST,
+    Keypoint.R_HIP: Landmark.R_HIP,
+    Keypoint.R_KNEE: Landmark.R_KNEE,
+    Keypoint.R_ANKLE: Landmark.R_ANKLE,
+    Keypoint.L_HIP: Landmark.L_HIP,
+    Keypoint.L_KNEE: Landmark.L_KNEE,
+    Keypoint.L_ANKLE: Landmark.L_ANKLE,
+    Keypoint.R_EYE: Landmark.R_EYE,
+    Keypoint.L_EYE: Landmark.L_EYE,
+    Keypoint.R_EAR: Landmark.R_EAR,
+    Keypoint.L_EAR: Landmark.L_EAR,
 }
-NECK = 1
-BLAZEPOSE_LEFT_SHOULDER, BLAZEPOSE_RIGHT_SHOULDER = 11, 12
 
 
 @dataclass
@@ -212,9 +296,27 @@ class BlazePose:
 
     # --- public ------------------------------------------------------------------------------------------------
     def observe(self, image: np.ndarray, with_face: bool = False) -> BodyObservation:
-        """Landmarks, COCO-18 keypoints, segmentation and box of the largest person; NoPersonFound if none."""
+        """Landmarks, COCO-18 keypoints, segmentation and box of the largest person; NoPersonFound if none.
+
+        The landmarks are those of a person facing the camera unless the photo shows otherwise (see `_facing`).
+        """
         image = _check_image(image)
         height, width = image.shape[:2]
+        people = self._detected_people(image) or self._headless(image)
+        if not people:
+            raise NoPersonFound("no person found")
+        # The largest person: the aux landmarks' radius is the person's size in the photo.
+        largest = max(people, key=lambda found: _body_radius(found[0]))
+        landmarks39, mask = self._unfolded(image, self._tracked(image, largest))
+        landmarks = self._facing(image, landmarks39[:NUM_LANDMARKS].astype(np.float32))
+        keypoints = coco18_from_landmarks(landmarks, width, height)
+        box = _person_box(mask, landmarks, width, height)
+        face = self._face(image, landmarks) if with_face and self.face_mesh is not None else None
+        return BodyObservation(keypoints, landmarks, mask, box, len(people), face)
+
+    # --- finding people ----------------------------------------------------------------------------------------
+    def _detected_people(self, image: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(landmarks [39, 4], mask) of every person the detector finds."""
         people = []
         for detection in self._detect(image):
             roi = _square_from_alignment(detection.keypoints[0], detection.keypoints[1], ROI_SCALE)
@@ -228,21 +330,82 @@ class BlazePose:
             ):
                 continue
             people.append(found)
-        if not people:
-            raise NoPersonFound("no person found")
-        # The largest person: the aux landmarks' radius is the person's size in the photo.
-        result = max(people, key=lambda found: float(np.linalg.norm(found[0][34, :2] - found[0][33, :2])))
-        # MediaPipe's tracking ROI: the square the aux landmarks define, tighter than the detector's.
-        aux = result[0]
-        refined = self._landmarks(image, _square_from_alignment(aux[33, :2], aux[34, :2], ROI_SCALE))
-        if refined is not None:
-            result = refined
-        landmarks39, mask = result
-        landmarks = landmarks39[:NUM_LANDMARKS].astype(np.float32)
-        keypoints = coco18_from_landmarks(landmarks, width, height)
-        box = _person_box(mask, landmarks, width, height)
-        face = self._face(image, landmarks) if with_face and self.face_mesh is not None else None
-        return BodyObservation(keypoints, landmarks, mask, box, len(people), face)
+        return people
+
+    def _headless(self, image: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+        """The person of a photo cut at the chin or the nose, which the detector (a face-led one) misses.
+
+        The landmark network runs on a square over the photo, then on the square its own landmarks define;
+        the result counts only as a body cut by the frame's top edge: sure shoulders, arms and hips, the head at
+        or above the edge and the person crossing the edge above the shoulders. A garment laid flat on its
+        background never touches the edge under a head.
+        """
+        height, width = image.shape[:2]
+        for scale, centre in HEADLESS_ROIS:
+            roi = RotatedSquare(width / 2, centre * height, scale * max(height, width), 0.0)
+            found = self._landmarks(image, roi)
+            if found is None:
+                continue
+            found = self._tracked(image, found)
+            if _cut_at_the_head(*found, height):
+                return [found]
+        return []
+
+    def _tracked(
+        self, image: np.ndarray, found: tuple[np.ndarray, np.ndarray]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """A second pass on MediaPipe's tracking ROI (the square the aux landmarks define, tighter than the
+        detector's); the first pass's result where the second finds no pose."""
+        aux = found[0]
+        square = _square_from_alignment(aux[AUX_CENTRE, :2], aux[AUX_RADIUS, :2], ROI_SCALE)
+        refined = self._landmarks(image, square)
+        return refined if refined is not None else found
+
+    def _unfolded(
+        self, image: np.ndarray, found: tuple[np.ndarray, np.ndarray]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """A pose whose shoulders fold onto each other (the network unsure whether it sees a front or a back,
+        mostly without a face) read again on the mirrored photo, whose reading is kept when its shoulders are
+        wider apart."""
+        landmarks = found[0]
+        if _shoulder_share(landmarks) >= FOLDED_SHOULDERS:
+            return found
+        width = image.shape[1]
+        square = _square_from_alignment(landmarks[AUX_CENTRE, :2], landmarks[AUX_RADIUS, :2], ROI_SCALE)
+        mirrored_square = RotatedSquare(width - square.cx, square.cy, square.size, -square.rotation)
+        other = self._landmarks(np.ascontiguousarray(image[:, ::-1]), mirrored_square)
+        if other is None:
+            return found
+        other_landmarks, other_mask = other
+        # Back to the photo: x mirrored, and each body landmark is its mirror image's (aux points stay).
+        unmirrored = other_landmarks.copy()
+        unmirrored[:, 0] = width - other_landmarks[:, 0]
+        unmirrored[:NUM_LANDMARKS] = unmirrored[MIRRORED]
+        if _shoulder_share(unmirrored) <= _shoulder_share(landmarks):
+            return found
+        return unmirrored, np.ascontiguousarray(other_mask[:, ::-1])
+
+    # --- facing ------------------------------------------------------------------------------------------------
+    def _facing(self, image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+        """The landmarks with the person's left and right where the photo shows them.
+
+        Without a face (a photo cut at the chin or the nose) the network guesses which way the person faces,
+        and guesses wrong on some photos of people facing the camera: the left and right of the arms, the legs
+        or all of them come back swapped, as if seen from behind. A shop photo shows the front, so a reading
+        from behind is kept only when the photo agrees: the head is in the frame but no face is found there,
+        or the feet point away from the camera. Then the head, the arms and the legs are each made to agree
+        with that facing.
+        """
+        height, width = image.shape[:2]
+        if _head_in_frame(landmarks, width, height):
+            # The network's arms say, unless it reads a back where a face shows.
+            front = faces_camera(landmarks, Landmark.L_SHOULDER, Landmark.R_SHOULDER) or (
+                self.face_mesh is not None and self._face(image, _facing_front(landmarks)) is not None
+            )
+        else:
+            front = not feet_point_away(landmarks, height)
+        oriented = _facing_front(landmarks)
+        return oriented if front else oriented[MIRRORED]
 
     # --- detector ----------------------------------------------------------------------------------------------
     def _detect(self, image: np.ndarray) -> list[_Detection]:
@@ -312,15 +475,15 @@ class BlazePose:
     # --- face mesh ---------------------------------------------------------------------------------------------
     def _face(self, image: np.ndarray, landmarks: np.ndarray) -> np.ndarray | None:
         """468 face mesh points in image px, from a crop the pose's face landmarks place; None if no face."""
-        face_points = landmarks[:11]
+        face_points = landmarks[: Landmark.R_MOUTH + 1]
         if float(np.median(face_points[:, 3])) < KEYPOINT_MIN_CONFIDENCE:
             return None
-        eye_r, eye_l = landmarks[5, :2], landmarks[2, :2]
+        eye_r, eye_l = landmarks[Landmark.R_EYE, :2], landmarks[Landmark.L_EYE, :2]
         eyes = (eye_r + eye_l) / 2
-        mouth = (landmarks[9, :2] + landmarks[10, :2]) / 2
+        mouth = (landmarks[Landmark.L_MOUTH, :2] + landmarks[Landmark.R_MOUTH, :2]) / 2
         # The face box is about 2.7 eye-to-mouth distances tall and as wide as the ears are apart (frontal).
         size = max(
-            float(np.linalg.norm(landmarks[7, :2] - landmarks[8, :2])),
+            float(np.linalg.norm(landmarks[Landmark.L_EAR, :2] - landmarks[Landmark.R_EAR, :2])),
             2.7 * float(np.linalg.norm(mouth - eyes)),
         )
         centre = eyes + 0.4 * (mouth - eyes)
@@ -416,11 +579,11 @@ def coco18_from_landmarks(
     landmarks: np.ndarray, width: int, height: int, min_confidence: float = KEYPOINT_MIN_CONFIDENCE
 ) -> np.ndarray:
     """[33, 4] BlazePose landmarks (px) -> [18, 3] OpenPose COCO-18, zeros for unsure or off-image points."""
-    keypoints = np.zeros((18, 3), dtype=np.float32)
+    keypoints = np.zeros((NUM_KEYPOINTS, 3), dtype=np.float32)
     for coco, blaze in COCO18_FROM_BLAZEPOSE.items():
         keypoints[coco] = landmarks[blaze, [0, 1, 3]]
-    left, right = landmarks[BLAZEPOSE_LEFT_SHOULDER], landmarks[BLAZEPOSE_RIGHT_SHOULDER]
-    keypoints[NECK] = ((left[0] + right[0]) / 2, (left[1] + right[1]) / 2, min(left[3], right[3]))
+    left, right = landmarks[Landmark.L_SHOULDER], landmarks[Landmark.R_SHOULDER]
+    keypoints[Keypoint.NECK] = ((left[0] + right[0]) / 2, (left[1] + right[1]) / 2, min(left[3], right[3]))
     inside = (
         (keypoints[:, 0] >= 0)
         & (keypoints[:, 0] <= width - 1)
@@ -429,6 +592,113 @@ def coco18_from_landmarks(
     )
     keypoints[~(inside & (keypoints[:, 2] >= min_confidence))] = 0.0
     return keypoints
+
+
+# The parts of the body whose left and right the network may swap as one, each with the pair that tells its
+# side: the face by its eyes, the arms by the shoulders, the legs by the hips.
+_PARTS = (
+    (range(Landmark.L_EYE_INNER, Landmark.R_MOUTH + 1), Landmark.L_EYE, Landmark.R_EYE),
+    (range(Landmark.L_SHOULDER, Landmark.R_THUMB + 1), Landmark.L_SHOULDER, Landmark.R_SHOULDER),
+    (range(Landmark.L_HIP, Landmark.R_TOE + 1), Landmark.L_HIP, Landmark.R_HIP),
+)
+
+
+def faces_camera(landmarks: np.ndarray, left: int, right: int) -> bool:
+    """Whether a left-right pair of landmarks is that of a person facing the camera: their right on the image's
+    left of the axis from the hips up to the shoulders (the midpoints, which do not depend on the naming)."""
+    lm = landmarks[:, :2].astype(np.float64)
+    up = (lm[Landmark.L_SHOULDER] + lm[Landmark.R_SHOULDER]) - (lm[Landmark.L_HIP] + lm[Landmark.R_HIP])
+    right_to_left = lm[left] - lm[right]
+    # On screen (y down) a person facing us has right_to_left pointing right of "up": a positive cross product.
+    return bool(up[0] * right_to_left[1] - up[1] * right_to_left[0] > 0)
+
+
+def _facing_front(landmarks: np.ndarray) -> np.ndarray:
+    """The landmarks with each part's left and right swapped where that part reads as seen from behind. A part
+    seen edge-on (a person in profile) has no clear side and stays as the network named it."""
+    out = landmarks.copy()
+    lm = landmarks[:, :2].astype(np.float64)
+    torso = 0.5 * float(
+        np.linalg.norm(
+            lm[Landmark.L_SHOULDER] + lm[Landmark.R_SHOULDER] - lm[Landmark.L_HIP] - lm[Landmark.R_HIP]
+        )
+    )
+    for part, left, right in _PARTS:
+        edge_on = float(np.linalg.norm(lm[left] - lm[right])) < EDGE_ON * torso
+        if not edge_on and not faces_camera(landmarks, left, right):
+            index = np.array(part)
+            out[index] = landmarks[MIRRORED[index]]
+    return out
+
+
+def feet_point_away(landmarks: np.ndarray, height: int) -> bool:
+    """Whether every foot seen points away from the camera (the toes above the heels): a person seen from
+    behind. False when no foot is seen."""
+    seen = []
+    for heel, toe in ((Landmark.L_HEEL, Landmark.L_TOE), (Landmark.R_HEEL, Landmark.R_TOE)):
+        a, b = landmarks[heel], landmarks[toe]
+        length = float(np.hypot(b[0] - a[0], b[1] - a[1]))
+        if min(a[3], b[3]) < FOOT_MIN_VISIBILITY or max(a[1], b[1]) >= height or length < 1.0:
+            continue
+        seen.append((b[1] - a[1]) / length)
+    return bool(seen) and max(seen) < FEET_AWAY
+
+
+def _head_in_frame(landmarks: np.ndarray, width: int, height: int) -> bool:
+    """Whether the nose, the eyes and the mouth lie inside the photo (a face could be seen)."""
+    points = landmarks[
+        [Landmark.NOSE, Landmark.L_EYE, Landmark.R_EYE, Landmark.L_MOUTH, Landmark.R_MOUTH], :2
+    ]
+    return bool(((points >= 0) & (points < (width, height))).all())
+
+
+def _cut_at_the_head(landmarks: np.ndarray, mask: np.ndarray, height: int) -> bool:
+    """Whether a landmark result found without the detector is a body the frame's top edge cuts at the head:
+    sure shoulders, arms and hips, the ears at or above the edge, the person crossing the edge above the
+    shoulders as wide as a neck or a chest, and no wider at the shoulders than shoulders and arms are (a
+    pose squeezed into part of the person is not the person)."""
+    body = landmarks[Landmark.L_SHOULDER : Landmark.R_HIP + 1, 3]
+    if float(body.mean()) < HEADLESS_MIN_VISIBILITY:
+        return False
+    ears_y = float(landmarks[[Landmark.L_EAR, Landmark.R_EAR], 1].mean())
+    if ears_y > HEADLESS_HEAD_ABOVE * height:
+        return False
+    shoulders = landmarks[[Landmark.L_SHOULDER, Landmark.R_SHOULDER], :2]
+    width = max(float(np.linalg.norm(shoulders[0] - shoulders[1])), 1.0)
+    centre_x, shoulder_y = shoulders.mean(axis=0)
+    row = int(np.clip(shoulder_y, 0, height - 1))
+    neck = _run_width(mask[0] > 0.5, centre_x) / width
+    chest = _run_width(mask[row] > 0.5, centre_x) / width
+    return HEADLESS_NECK_WIDTH <= neck <= HEADLESS_MAX_WIDTH and chest <= HEADLESS_MAX_WIDTH
+
+
+def _run_width(row: np.ndarray, x: float) -> int:
+    """Length of the run of True pixels of `row` through column x (0 when x is not on one)."""
+    column = int(np.clip(round(x), 0, len(row) - 1))
+    if not row[column]:
+        return 0
+    gaps_left = np.flatnonzero(~row[:column])
+    gaps_right = np.flatnonzero(~row[column:])
+    left = int(gaps_left[-1]) + 1 if len(gaps_left) else 0
+    right = column + int(gaps_right[0]) if len(gaps_right) else len(row)
+    return right - left
+
+
+def _shoulder_share(landmarks: np.ndarray) -> float:
+    """The shoulders' distance against the torso's length (hips' to shoulders' midpoint)."""
+    lm = landmarks[:, :2].astype(np.float64)
+    shoulders = float(np.linalg.norm(lm[Landmark.L_SHOULDER] - lm[Landmark.R_SHOULDER]))
+    torso = 0.5 * float(
+        np.linalg.norm(
+            lm[Landmark.L_SHOULDER] + lm[Landmark.R_SHOULDER] - lm[Landmark.L_HIP] - lm[Landmark.R_HIP]
+        )
+    )
+    return shoulders / max(torso, 1.0)
+
+
+def _body_radius(landmarks: np.ndarray) -> float:
+    """The person's size in the photo: the radius of the body's circle the aux landmarks give."""
+    return float(np.linalg.norm(landmarks[AUX_RADIUS, :2] - landmarks[AUX_CENTRE, :2]))
 
 
 def _person_box(

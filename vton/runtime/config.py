@@ -5,9 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-STAGES = ("pose", "densepose", "parsing", "warp", "diffusion")
-DEFAULT_GRPC_PORTS = {"pose": 50051, "densepose": 50052, "parsing": 50053, "warp": 50054, "diffusion": 50055}
-DEFAULT_METRICS_PORTS = {"pose": 9101, "densepose": 9102, "parsing": 9103, "warp": 9104, "diffusion": 9105}
+from vton.runtime.vocab import GRPC_PORTS, METRICS_PORTS, STAGES
 
 
 @dataclass(frozen=True)
@@ -29,8 +27,8 @@ class StageSettings:
         return cls(
             stage=stage,
             host=env.get("VTON_GRPC_HOST", "127.0.0.1"),
-            grpc_port=int(env.get("VTON_GRPC_PORT", DEFAULT_GRPC_PORTS[stage])),
-            metrics_port=int(env.get("VTON_METRICS_PORT", DEFAULT_METRICS_PORTS[stage])),
+            grpc_port=int(env.get("VTON_GRPC_PORT", GRPC_PORTS[stage])),
+            metrics_port=int(env.get("VTON_METRICS_PORT", METRICS_PORTS[stage])),
             backend=env.get("VTON_BACKEND", "auto"),
             device=env.get("VTON_DEVICE", "cpu"),
             precision=env.get("VTON_PRECISION", "fp32"),

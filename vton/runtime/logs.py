@@ -48,6 +48,6 @@ def configure(service: str, level: str | None = None) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def log_event(logger: logging.Logger, msg: str, level: int = logging.INFO, **fields: object) -> None:
+def log_event(logger: logging.Logger, msg: str, level: int = logging.INFO, /, **fields: object) -> None:
     """Log `msg` with structured fields that become keys of the JSON line."""
     logger.log(level, msg, extra={"fields": fields, "request_id": request_id_var.get()})

@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 import zlib
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from vton.runtime import images
 from vton.runtime.backend import BackendInfo
 from vton.runtime.errors import InvalidInput
+from vton.runtime.proto_vocab import category_of
+from vton.runtime.vocab import NUM_KEYPOINTS, Category, LabelSet
 from vton.v1 import common_pb2
 
-CATEGORIES = {
-    common_pb2.CATEGORY_UPPER_BODY: "upper_body",
-    common_pb2.CATEGORY_LOWER_BODY: "lower_body",
-    common_pb2.CATEGORY_DRESSES: "dresses",
-}
-CATEGORY_ENUMS = {name: value for value, name in CATEGORIES.items()}
 _DTYPES = {"uint8": np.uint8, "float16": np.float16, "float32": np.float32}
 
 
@@ -27,21 +24,17 @@ def png_image(arr: np.ndarray) -> common_pb2.Image:
 
 
 def rgb_from(msg: common_pb2.Image, what: str) -> np.ndarray:
-    if not msg.data:
-        raise InvalidInput(f"{what}: the image is empty")
-    try:
-        arr = images.decode_rgb(msg.data)
-    except InvalidInput as exc:
-        raise InvalidInput(f"{what}: {exc}") from None
-    _check_declared_size(msg, arr, what)
-    return arr
+    """The image as the user sees it (upright, 8-bit RGB, transparency on white), or InvalidInput naming `what`."""
+    return _decoded(msg, what, images.decode_rgb)
 
 
 def gray_from(msg: common_pb2.Image, what: str) -> np.ndarray:
-    if not msg.data:
-        raise InvalidInput(f"{what}: the image is empty")
+    return _decoded(msg, what, images.decode_gray)
+
+
+def _decoded(msg: common_pb2.Image, what: str, decode: Callable[[bytes], np.ndarray]) -> np.ndarray:
     try:
-        arr = images.decode_gray(msg.data)
+        arr = decode(msg.data)
     except InvalidInput as exc:
         raise InvalidInput(f"{what}: {exc}") from None
     _check_declared_size(msg, arr, what)
@@ -55,7 +48,8 @@ def optional_gray(msg: common_pb2.Image, what: str) -> np.ndarray | None:
 def _check_declared_size(msg: common_pb2.Image, arr: np.ndarray, what: str) -> None:
     if (msg.width or msg.height) and (msg.width, msg.height) != (arr.shape[1], arr.shape[0]):
         raise InvalidInput(
-            f"{what}: declared size {msg.width}x{msg.height} differs from the image's {arr.shape[1]}x{arr.shape[0]}"
+            f"{what}: declared size {msg.width}x{msg.height} differs from the image's {arr.shape[1]}x{arr.shape[0]} "
+            "(as shown, its EXIF orientation applied)"
         )
 
 
@@ -89,9 +83,11 @@ def keypoints(arr: np.ndarray) -> list[common_pb2.Keypoint]:
     return [common_pb2.Keypoint(x=float(x), y=float(y), confidence=float(c)) for x, y, c in arr]
 
 
-def keypoints_from(msgs, what: str = "keypoints") -> np.ndarray:
-    if len(msgs) != 18:
-        raise InvalidInput(f"{what}: expected 18 keypoints in OpenPose COCO-18 order, got {len(msgs)}")
+def keypoints_from(msgs: Sequence[common_pb2.Keypoint], what: str = "keypoints") -> np.ndarray:
+    if len(msgs) != NUM_KEYPOINTS:
+        raise InvalidInput(
+            f"{what}: expected {NUM_KEYPOINTS} keypoints in OpenPose COCO-18 order, got {len(msgs)}"
+        )
     return np.array([[k.x, k.y, k.confidence] for k in msgs], np.float32)
 
 
@@ -100,15 +96,24 @@ def label_map(labels: np.ndarray, label_set: str) -> common_pb2.LabelMap:
 
 
 def labels_from(msg: common_pb2.LabelMap, what: str = "label_map") -> np.ndarray:
-    if msg.label_set and msg.label_set != "lip":
-        raise InvalidInput(f"{what}: label set {msg.label_set!r} given; this stage takes 'lip'")
+    if msg.label_set and msg.label_set != LabelSet.LIP:
+        raise InvalidInput(
+            f"{what}: label set {msg.label_set!r} given; this stage takes {LabelSet.LIP.value!r}"
+        )
     return gray_from(msg.image, what)
 
 
-def category_from(options: common_pb2.TryOnOptions) -> str:
-    if options.category not in CATEGORIES:
-        raise InvalidInput("options.category must be one of upper_body, lower_body, dresses")
-    return CATEGORIES[options.category]
+def category_from(options: common_pb2.TryOnOptions) -> Category:
+    """The request's category; unset or unknown is InvalidInput naming the choices."""
+    return category_of(options.category, "options.category")
+
+
+def working_size(options: common_pb2.TryOnOptions, default: tuple[int, int] | None) -> tuple[int, int]:
+    """(height, width) a request asks the networks to run at, else the backend's declared working size; (0, 0)
+    leaves the choice to the backend."""
+    if options.width or options.height:
+        return options.height, options.width
+    return default or (0, 0)
 
 
 def backend_info(info: BackendInfo) -> common_pb2.BackendInfo:
@@ -126,8 +131,9 @@ def check_person_sized(person_hw: tuple[int, int], **sizes: tuple[int, ...] | No
             )
 
 
-def spatial(arr, channels_first: bool = False) -> tuple[int, int] | None:
+def spatial(arr: np.ndarray | None, channels_first: bool = False) -> tuple[int, int] | None:
     """(height, width) of an optional image-like array: [H, W], [H, W, C] or, channels first, [C, H, W]."""
     if arr is None:
         return None
-    return tuple(arr.shape[1:3]) if channels_first else tuple(arr.shape[:2])
+    first = 1 if channels_first else 0
+    return arr.shape[first], arr.shape[first + 1]

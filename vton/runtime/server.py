@@ -6,6 +6,7 @@ vton.runtime.errors and this layer maps them to status codes with the message un
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import logging
 import signal
@@ -13,15 +14,16 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent import futures
+from typing import Any, Generic, TypeVar
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from vton.runtime import metrics
-from vton.runtime.backend import BackendInfo, BackendSpec, select_backend
+from vton.runtime.backend import BackendInfo, BackendSpec, Capabilities, select_backend
 from vton.runtime.errors import InvalidInput, NoPersonFound
 from vton.runtime.logs import REQUEST_ID_METADATA, log_event, request_id_var
 
@@ -47,20 +49,64 @@ def check_cancelled() -> None:
         raise Cancelled("the call was cancelled or its deadline passed")
 
 
+class BackendSlots:
+    """At most `size` calls inside one backend at once (its declared max_concurrency).
+
+    A call beyond that waits for a slot, checking every POLL_SECONDS whether its client still wants it, so a call
+    cancelled or past its deadline leaves the queue without ever reaching the backend.
+    """
+
+    POLL_SECONDS = 0.05
+
+    def __init__(self, size: int) -> None:
+        self._free = threading.BoundedSemaphore(size)
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        while not self._free.acquire(timeout=self.POLL_SECONDS):
+            check_cancelled()
+        try:
+            check_cancelled()  # the deadline may have passed while the slot was being taken
+            yield
+        finally:
+            self._free.release()
+
+
+B = TypeVar("B")
+
+
+class StageServicer(Generic[B]):
+    """What every stage's servicer holds: its backend, what the backend declared, and the slots its calls take.
+
+    A servicer calls its backend inside `with self.slots.held():`; work that does not touch the backend (decoding,
+    checks, drawing) stays outside, so it overlaps with other calls.
+    """
+
+    def __init__(self, spec: BackendSpec[B], backend: B) -> None:
+        self.info: BackendInfo = spec.info
+        self.capabilities: Capabilities = spec.capabilities
+        self.backend = backend
+        self.slots = BackendSlots(spec.capabilities.max_concurrency)
+
+
 class _StageInterceptor(grpc.ServerInterceptor):
     def __init__(self, service: str) -> None:
         self.service = service
 
-    def intercept_service(self, continuation, handler_call_details):
+    def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler[Any, Any] | None],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
         handler = continuation(handler_call_details)
         if handler is None or handler.unary_unary is None:
             return handler
         method = handler_call_details.method.rsplit("/", 1)[-1]
         inner = handler.unary_unary
 
-        def wrapper(request, context: grpc.ServicerContext):
+        def wrapper(request: Any, context: grpc.ServicerContext) -> Any:
             rid = dict(context.invocation_metadata()).get(REQUEST_ID_METADATA) or uuid.uuid4().hex
-            tokens = (request_id_var.set(rid), _context.set(context))
+            tokens = (request_id_var.set(str(rid)), _context.set(context))
             metrics.IN_FLIGHT.labels(self.service, method).inc()
             start = time.perf_counter()
             code, message, response = grpc.StatusCode.OK, "", None
@@ -147,11 +193,19 @@ def build_server(
 def stage_builder(
     stage: str,
     full_name: str,
-    register: Callable[[object, grpc.Server], None],
-    servicer: Callable[[BackendInfo, object], object],
-    backends: Mapping[str, BackendSpec],
+    register: Callable[[Any, grpc.Server], None],
+    servicer: Callable[[BackendSpec[B], B], object],
+    backends: Mapping[str, BackendSpec[B]],
+    refuse: Callable[[BackendSpec[B]], str | None] | None = None,
 ) -> Callable[..., tuple[grpc.Server, int, health.HealthServicer]]:
-    """The `build_server` of a stage: load the chosen backend, wrap it in the stage's servicer, start serving."""
+    """The `build_server` of a stage: load the chosen backend, wrap it in the stage's servicer, start serving.
+
+    `refuse(spec)` says why the stage cannot serve with a backend (from its declared capabilities), or None: such
+    a backend is refused at start, before its weights load, and `auto` passes it by.
+    """
+
+    def why_not(spec: BackendSpec[B]) -> str | None:
+        return refuse(spec) if refuse is not None else None
 
     def build(
         backend: str = "auto",
@@ -161,9 +215,14 @@ def stage_builder(
         precision: str = "fp32",
         max_workers: int = 4,
     ) -> tuple[grpc.Server, int, health.HealthServicer]:
-        info, impl = select_backend(backends, backend, device, precision)
+        if backend in backends and (reason := why_not(backends[backend])):
+            raise ValueError(f"the {stage} stage cannot serve with backend {backend!r}: {reason}")
+        usable = {name: spec for name, spec in backends.items() if why_not(spec) is None}
+        info, impl = select_backend(usable, backend, device, precision)
         metrics.BACKEND.labels(stage, info.name, info.kind, info.version).set(1)
-        return build_server(stage, full_name, register, servicer(info, impl), host, port, max_workers)
+        return build_server(
+            stage, full_name, register, servicer(usable[info.name], impl), host, port, max_workers
+        )
 
     return build
 

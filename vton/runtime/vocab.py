@@ -86,6 +86,16 @@ LIMBS: tuple[tuple[Keypoint, Keypoint], ...] = (
     (Keypoint.L_EYE, Keypoint.L_EAR),
 )
 
+# Each arm's and leg's keypoints from its root, the person's right first.
+ARM_CHAINS: tuple[tuple[Keypoint, ...], ...] = (
+    (Keypoint.R_SHOULDER, Keypoint.R_ELBOW, Keypoint.R_WRIST),
+    (Keypoint.L_SHOULDER, Keypoint.L_ELBOW, Keypoint.L_WRIST),
+)
+LEG_CHAINS: tuple[tuple[Keypoint, ...], ...] = (
+    (Keypoint.R_HIP, Keypoint.R_KNEE, Keypoint.R_ANKLE),
+    (Keypoint.L_HIP, Keypoint.L_KNEE, Keypoint.L_ANKLE),
+)
+
 
 class Lip(IntEnum):
     """LIP's 20 human-parsing labels (SCHP's LIP model): what every parsing backend returns."""
@@ -115,3 +125,19 @@ class Lip(IntEnum):
 # LIP's own spelling of each label, as SCHP's label list writes it.
 LIP_LABELS: tuple[str, ...] = tuple(label.name.lower().replace("_", "-") for label in Lip)
 NUM_LIP_LABELS = len(Lip)
+
+
+class LabelSet(StrEnum):
+    """The human-parsing label sets a parsing backend may produce (SCHP's three datasets).
+
+    The platform runs on LIP: the agnostic mask, warp and diffusion read LIP labels, so the parsing stage serves
+    only a backend that makes them.
+    """
+
+    LIP = "lip"
+    ATR = "atr"
+    PASCAL = "pascal"
+
+
+# DensePose's fine body parts: I is 0 for the background and 1..24 for the parts.
+NUM_DENSEPOSE_PARTS = 24

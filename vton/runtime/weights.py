@@ -10,6 +10,7 @@ Sources:
   hf:OWNER/REPO@REVISION#PATH           a file of a Hugging Face repository
   https://...                           a release URL
   export:BACKEND                        made from another backend's files by an export command (not downloadable)
+  train:MODULE                          written by `vton train MODULE` on the user's own data (not downloadable)
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import tarfile
 import tempfile
 import urllib.request
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,6 +48,7 @@ class WeightFile:
 class BackendWeights:
     backend: str
     stage: str
+    version: str
     license: str
     description: str
     files: tuple[WeightFile, ...] = field(default_factory=tuple)
@@ -60,8 +63,13 @@ def load_manifest(path: Path = MANIFEST_PATH) -> dict[str, BackendWeights]:
     raw = yaml.safe_load(path.read_text())
     out: dict[str, BackendWeights] = {}
     for name, entry in raw["backends"].items():
+        absent = [key for key in ("stage", "version", "license", "description") if key not in entry]
+        if absent:
+            raise ValueError(f"{path}: backend {name!r} has no {', '.join(absent)}")
         files = tuple(WeightFile(**f) for f in entry.get("files", []))
-        out[name] = BackendWeights(name, entry["stage"], entry["license"], entry["description"], files)
+        out[name] = BackendWeights(
+            name, entry["stage"], str(entry["version"]), entry["license"], entry["description"], files
+        )
     return out
 
 
@@ -95,9 +103,15 @@ def require(backend: str, root: Path | None = None) -> Path:
     missing = missing_files(backend, root)
     folder = backend_dir(backend, root)
     if missing:
+        trained = [f.source[6:] for f in load_manifest()[backend].files if f.source.startswith("train:")]
+        how = (
+            f"train them with `vton train {trained[0]}` (docs/training.md), or pull them"
+            if trained
+            else "get them"
+        )
         raise WeightsMissing(
             f"backend {backend!r} needs {', '.join(missing)} in {folder}; "
-            f"get them with `vton weights pull {backend}` (on a connected machine, or --from s3://BUCKET/PREFIX)"
+            f"{how} with `vton weights pull {backend}` (on a connected machine, or --from s3://BUCKET/PREFIX)"
         )
     return folder
 
@@ -191,10 +205,17 @@ def fetch_file(f: WeightFile, workdir: Path) -> Path:
             f"{f.path} is not downloadable: export it from the {spec} files on a machine that can (see the "
             "manifest's comment), or pull it with --from s3://BUCKET/PREFIX"
         )
+    if scheme == "train":
+        raise WeightsMissing(
+            f"{f.path} is not downloadable: train it with `vton train {spec}` (docs/training.md), or pull it with "
+            "--from s3://BUCKET/PREFIX"
+        )
     raise ValueError(f"unknown weight source {f.source!r}")
 
 
-def pull(backend: str, root: Path | None = None, from_s3: str | None = None, log=print) -> Path:
+def pull(
+    backend: str, root: Path | None = None, from_s3: str | None = None, log: Callable[[str], object] = print
+) -> Path:
     """Fetch `backend`'s missing files into the models directory, checking each sha256."""
     entry = load_manifest()[backend]
     folder = backend_dir(backend, root)

@@ -2,7 +2,7 @@
 
 Each loader checks the weights before importing its module, so a missing file costs no heavy import."""
 
-from vton.runtime.backend import backend_spec, torch_dtype
+from vton.runtime.backend import CPU_SHARED, GPU_SHARED, backend_spec, torch_dtype
 from vton.runtime.weights import require
 
 
@@ -28,7 +28,10 @@ def _geometric(device: str, precision: str):
 
 
 BACKENDS = {
+    # the default capabilities (one call at a time): detectron2's DefaultPredictor is not documented thread-safe
     "densepose-r50-fpn": backend_spec("densepose-r50-fpn", "full", _detectron2),
-    "densepose-r50-fpn-torchscript": backend_spec("densepose-r50-fpn-torchscript", "full", _torchscript),
-    "geometric": backend_spec("geometric", "embedded", _geometric),
+    "densepose-r50-fpn-torchscript": backend_spec(
+        "densepose-r50-fpn-torchscript", "full", _torchscript, capabilities=GPU_SHARED
+    ),
+    "geometric": backend_spec("geometric", "embedded", _geometric, capabilities=CPU_SHARED),
 }

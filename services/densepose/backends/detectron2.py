@@ -40,6 +40,7 @@ from services.densepose.backends.torchscript import (
 )
 from services.densepose.iuv import ChartOutput, chart_to_image_iuv, largest_box_index
 from services.densepose.types import DensePoseEstimate
+from vton.runtime.checkpoints import WeightsMismatch, refuse_mismatch
 from vton.runtime.errors import NoPersonFound, WeightsMissing
 
 WEIGHTS_FILE = "model_final_162be9.pkl"
@@ -69,6 +70,20 @@ def import_densepose():
     except ImportError as exc:
         raise Detectron2Missing(f"{INSTALL_HINT} ({exc})") from exc
     return get_cfg, DefaultPredictor, add_densepose_config
+
+
+def load_weights(model: nn.Module, path: Path) -> None:
+    """`path` into `model` through detectron2's checkpointer (its .pkl reading and the name matching it applies to
+    model-zoo files), refusing what detectron2 itself only logs: keys of the model the file leaves unset (they
+    would keep random values), keys of the file the model does not use, tensors of another shape."""
+    from detectron2.checkpoint import DetectionCheckpointer
+
+    checkpointer = DetectionCheckpointer(model)
+    incompatible = checkpointer._load_model(checkpointer._load_file(str(path)))
+    refuse_mismatch(path, "DensePose R50-FPN", incompatible.missing_keys, incompatible.unexpected_keys)
+    if incompatible.incorrect_shapes:
+        shapes = [f"{key}: file {tuple(a)}, model {tuple(b)}" for key, a, b in incompatible.incorrect_shapes]
+        raise WeightsMismatch(f"{path} does not fit DensePose R50-FPN: tensors of another shape {shapes}")
 
 
 def build_config(folder: Path, device: str, min_score: float):
@@ -114,7 +129,13 @@ class DensePoseDetectron2:
     ) -> DensePoseDetectron2:
         _, default_predictor, _ = import_densepose()
         cfg = build_config(Path(folder), str(device), min_score)
-        return cls(default_predictor(cfg), device, dtype, min_score)
+        # the predictor would load the weights itself, logging and ignoring what does not fit: load them here
+        without_weights = cfg.clone()
+        without_weights.defrost()
+        without_weights.MODEL.WEIGHTS = ""
+        predictor = default_predictor(without_weights)
+        load_weights(predictor.model, Path(cfg.MODEL.WEIGHTS))
+        return cls(predictor, device, dtype, min_score)
 
     @torch.inference_mode()
     def estimate(self, image: np.ndarray) -> DensePoseEstimate:
@@ -179,13 +200,12 @@ def export_torchscript(
     folder: Path, output: Path, sample_image: Path, device: str = "cuda", min_score: float = MIN_SCORE
 ) -> Path:
     """Trace the DensePose R50-FPN of `folder` into `output` (needs detectron2; see the module docstring)."""
-    from detectron2.checkpoint import DetectionCheckpointer
     from detectron2.modeling import build_model
     from PIL import Image
 
     cfg = build_config(Path(folder), device, min_score)
     model = build_model(cfg)
-    DetectionCheckpointer(model).load(cfg.MODEL.WEIGHTS)
+    load_weights(model, Path(cfg.MODEL.WEIGHTS))
     adapter = DensePoseExportAdapter(model.eval()).eval()
     image, _ = detector_input(np.asarray(Image.open(sample_image).convert("RGB")))
     image = image.to(device)

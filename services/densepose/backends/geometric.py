@@ -30,19 +30,17 @@ import cv2
 import numpy as np
 
 from services.densepose.types import DensePoseEstimate
-from vton.runtime.blazepose import BlazePose
-
-# BlazePose landmark indices
-NOSE, L_EYE, R_EYE, L_EAR, R_EAR = 0, 2, 5, 7, 8
-L_SHOULDER, R_SHOULDER, L_ELBOW, R_ELBOW, L_WRIST, R_WRIST = 11, 12, 13, 14, 15, 16
-L_PINKY, R_PINKY, L_INDEX, R_INDEX = 17, 18, 19, 20
-L_HIP, R_HIP, L_KNEE, R_KNEE, L_ANKLE, R_ANKLE = 23, 24, 25, 26, 27, 28
-L_HEEL, R_HEEL, L_FOOT, R_FOOT = 29, 30, 31, 32
+from vton.runtime.blazepose import BlazePose, Landmark, faces_camera
 
 # DensePose part indices
 TORSO_BACK, TORSO_FRONT = 1, 2
 R_HAND, L_HAND, L_FOOT_PART, R_FOOT_PART = 3, 4, 5, 6
 HEAD_RIGHT, HEAD_LEFT = 23, 24
+# Per side: the arms' (inner, outer) halves, the legs' (front, back) charts.
+UPPER_ARM = {"right": (16, 18), "left": (15, 17)}
+LOWER_ARM = {"right": (20, 22), "left": (19, 21)}
+UPPER_LEG = {"right": (9, 7), "left": (10, 8)}
+LOWER_LEG = {"right": (13, 11), "left": (14, 12)}
 
 MASK_THRESHOLD = 0.5
 
@@ -100,16 +98,18 @@ class BodyPartModel:
         self.person = (mask > MASK_THRESHOLD).astype(np.uint8)
         self.dist = cv2.distanceTransform(self.person, cv2.DIST_L2, 5)
         lm = self.lm
-        self.shoulder_mid = (lm[L_SHOULDER] + lm[R_SHOULDER]) / 2
-        self.hip_mid = (lm[L_HIP] + lm[R_HIP]) / 2
+        self.shoulder_mid = (lm[Landmark.L_SHOULDER] + lm[Landmark.R_SHOULDER]) / 2
+        self.hip_mid = (lm[Landmark.L_HIP] + lm[Landmark.R_HIP]) / 2
         # The person's right -> left direction, from the shoulders and hips together.
-        self.right_to_left = _unit((lm[L_SHOULDER] - lm[R_SHOULDER]) + (lm[L_HIP] - lm[R_HIP]))
+        self.right_to_left = _unit(
+            (lm[Landmark.L_SHOULDER] - lm[Landmark.R_SHOULDER]) + (lm[Landmark.L_HIP] - lm[Landmark.R_HIP])
+        )
         self.up = _unit(self.shoulder_mid - self.hip_mid)
-        # Facing the camera when the person's right is on the image's left of their up axis (shoulder order).
-        cross = self.up[0] * self.right_to_left[1] - self.up[1] * self.right_to_left[0]
-        self.facing_camera = bool(cross > 0)
-        shoulder_width = float(np.linalg.norm(landmarks[L_SHOULDER, :2] - landmarks[R_SHOULDER, :2]))
-        hip_width = float(np.linalg.norm(landmarks[L_HIP, :2] - landmarks[R_HIP, :2]))
+        self.facing_camera = faces_camera(landmarks, Landmark.L_SHOULDER, Landmark.R_SHOULDER)
+        shoulder_width = float(
+            np.linalg.norm(landmarks[Landmark.L_SHOULDER, :2] - landmarks[Landmark.R_SHOULDER, :2])
+        )
+        hip_width = float(np.linalg.norm(landmarks[Landmark.L_HIP, :2] - landmarks[Landmark.R_HIP, :2]))
         self.torso_margin = 0.2 * max(shoulder_width, hip_width, 1.0)
         self.torso_half_width = max(shoulder_width, hip_width) / 2 + self.torso_margin
         self.capsules = self._limbs()
@@ -123,14 +123,21 @@ class BodyPartModel:
         capsules = []
         for side in ("right", "left"):
             r = side == "right"
-            sh, el, wr = (R_SHOULDER, R_ELBOW, R_WRIST) if r else (L_SHOULDER, L_ELBOW, L_WRIST)
-            hip, kn, an = (R_HIP, R_KNEE, R_ANKLE) if r else (L_HIP, L_KNEE, L_ANKLE)
-            pinky, index = (R_PINKY, R_INDEX) if r else (L_PINKY, L_INDEX)
-            heel, toe = (R_HEEL, R_FOOT) if r else (L_HEEL, L_FOOT)
-            upper_arm = (16, 18) if r else (15, 17)
-            lower_arm = (20, 22) if r else (19, 21)
-            upper_leg = (9 if front else 7) if r else (10 if front else 8)
-            lower_leg = (13 if front else 11) if r else (14 if front else 12)
+            sh, el, wr = (
+                (Landmark.R_SHOULDER, Landmark.R_ELBOW, Landmark.R_WRIST)
+                if r
+                else (Landmark.L_SHOULDER, Landmark.L_ELBOW, Landmark.L_WRIST)
+            )
+            hip, kn, an = (
+                (Landmark.R_HIP, Landmark.R_KNEE, Landmark.R_ANKLE)
+                if r
+                else (Landmark.L_HIP, Landmark.L_KNEE, Landmark.L_ANKLE)
+            )
+            pinky, index = (Landmark.R_PINKY, Landmark.R_INDEX) if r else (Landmark.L_PINKY, Landmark.L_INDEX)
+            heel, toe = (Landmark.R_HEEL, Landmark.R_TOE) if r else (Landmark.L_HEEL, Landmark.L_TOE)
+            upper_arm, lower_arm = UPPER_ARM[side], LOWER_ARM[side]
+            upper_leg = UPPER_LEG[side][0 if front else 1]
+            lower_leg = LOWER_LEG[side][0 if front else 1]
             hand = R_HAND if r else L_HAND
             foot = R_FOOT_PART if r else L_FOOT_PART
 
@@ -160,9 +167,9 @@ class BodyPartModel:
 
     def _head(self) -> None:
         lm = self.lm
-        ears = (lm[L_EAR] + lm[R_EAR]) / 2
-        eyes = (lm[L_EYE] + lm[R_EYE]) / 2
-        ear_span = float(np.linalg.norm(lm[L_EAR] - lm[R_EAR]))
+        ears = (lm[Landmark.L_EAR] + lm[Landmark.R_EAR]) / 2
+        eyes = (lm[Landmark.L_EYE] + lm[Landmark.R_EYE]) / 2
+        ear_span = float(np.linalg.norm(lm[Landmark.L_EAR] - lm[Landmark.R_EAR]))
         neck_to_ears = float(np.linalg.norm(ears - self.shoulder_mid))
         # The skull's radius: half the ear span seen from the front, else from the neck's length (profile views).
         self.head_r = max(0.62 * ear_span, 0.45 * neck_to_ears, 1.0)
@@ -171,15 +178,17 @@ class BodyPartModel:
         self.head_base = self.shoulder_mid
         self.head_top = self.head_centre + self.head_axis * self.head_r * 1.15
         # The face's midline goes through the nose when the nose is seen, else through the skull's centre.
-        self.head_mid = lm[NOSE] if self.facing_camera else self.head_centre
-        self.head_z = float(self.z[NOSE])
-        self.neck_normal = _unit(_perpendicular(lm[L_SHOULDER] - lm[R_SHOULDER]))
+        self.head_mid = lm[Landmark.NOSE] if self.facing_camera else self.head_centre
+        self.head_z = float(self.z[Landmark.NOSE])
+        self.neck_normal = _unit(_perpendicular(lm[Landmark.L_SHOULDER] - lm[Landmark.R_SHOULDER]))
         if float(np.dot(self.neck_normal, self.head_axis)) < 0:
             self.neck_normal = -self.neck_normal
 
     def torso_polygon(self) -> np.ndarray:
         lm = self.lm
-        return np.array([lm[R_SHOULDER], lm[L_SHOULDER], lm[L_HIP], lm[R_HIP]])
+        return np.array(
+            [lm[Landmark.R_SHOULDER], lm[Landmark.L_SHOULDER], lm[Landmark.L_HIP], lm[Landmark.R_HIP]]
+        )
 
     # --- rasterising -------------------------------------------------------------------------------------------
     def iuv(self) -> np.ndarray:

@@ -2,7 +2,7 @@
 
 Each loader checks the weights before importing its module, so a missing file costs no heavy import."""
 
-from vton.runtime.backend import backend_spec, torch_dtype
+from vton.runtime.backend import CPU_SHARED, GPU_SHARED, backend_spec, torch_dtype
 from vton.runtime.weights import require
 
 
@@ -18,6 +18,13 @@ def _ladi(dataset: str):
     return load
 
 
+def _tryon_lite(device: str, precision: str):
+    folder = require("tryon-lite")
+    from services.diffusion.backends.tryon_lite import TryOnLiteBackend
+
+    return TryOnLiteBackend.from_pretrained(folder, device=device, dtype=torch_dtype(precision))
+
+
 def _composite(device: str, precision: str):
     from services.diffusion.backends.composite import CompositeBackend
 
@@ -25,7 +32,10 @@ def _composite(device: str, precision: str):
 
 
 BACKENDS = {
-    "ladi-vton-dresscode": backend_spec("ladi-vton-dresscode", "full", _ladi("dresscode")),
-    "ladi-vton-vitonhd": backend_spec("ladi-vton-vitonhd", "full", _ladi("vitonhd")),
-    "composite": backend_spec("composite", "embedded", _composite),
+    "ladi-vton-dresscode": backend_spec(
+        "ladi-vton-dresscode", "full", _ladi("dresscode"), capabilities=GPU_SHARED
+    ),
+    "ladi-vton-vitonhd": backend_spec("ladi-vton-vitonhd", "full", _ladi("vitonhd"), capabilities=GPU_SHARED),
+    "tryon-lite": backend_spec("tryon-lite", "full", _tryon_lite, capabilities=GPU_SHARED),
+    "composite": backend_spec("composite", "embedded", _composite, capabilities=CPU_SHARED),
 }

@@ -19,29 +19,24 @@ import cv2
 import numpy as np
 
 from services.diffusion import shading
-from services.diffusion.types import TryOnInputs
+from services.diffusion.types import TryOnInputs, person_size
 from vton.runtime.errors import InvalidInput
+from vton.runtime.vocab import ARM_CHAINS, LEG_CHAINS, NUM_KEYPOINTS, Category, Keypoint, Lip
 
-# LIP labels (written out: a stage never imports another stage's code).
-BACKGROUND, UPPER_CLOTHES, DRESS, COAT, PANTS, JUMPSUITS, SKIRT = 0, 5, 6, 7, 9, 10, 12
-FACE, LEFT_ARM, RIGHT_ARM, LEFT_LEG, RIGHT_LEG = 13, 14, 15, 16, 17
-SKIN = (FACE, LEFT_ARM, RIGHT_ARM, LEFT_LEG, RIGHT_LEG)
+SKIN = (Lip.FACE, Lip.LEFT_ARM, Lip.RIGHT_ARM, Lip.LEFT_LEG, Lip.RIGHT_LEG)
 # The garments a category replaces: the body lies under them.
 REPLACED = {
-    "upper_body": (UPPER_CLOTHES, COAT),
-    "lower_body": (PANTS, SKIRT),
-    "dresses": (UPPER_CLOTHES, DRESS, COAT, PANTS, SKIRT, JUMPSUITS),
+    Category.UPPER_BODY: (Lip.UPPER_CLOTHES, Lip.COAT),
+    Category.LOWER_BODY: (Lip.PANTS, Lip.SKIRT),
+    Category.DRESSES: (Lip.UPPER_CLOTHES, Lip.DRESS, Lip.COAT, Lip.PANTS, Lip.SKIRT, Lip.JUMPSUITS),
 }
 # What a category never repaints: the head's hair and accessories, gloves, shoes, and the garments not replaced.
-_ALWAYS_KEPT = (1, 2, 3, 4, 18, 19)  # hat, hair, glove, sunglasses, shoes
+_ALWAYS_KEPT = (Lip.HAT, Lip.HAIR, Lip.GLOVE, Lip.SUNGLASSES, Lip.LEFT_SHOE, Lip.RIGHT_SHOE)
 KEPT = {
-    "upper_body": _ALWAYS_KEPT + (PANTS, SKIRT),
-    "lower_body": _ALWAYS_KEPT + (UPPER_CLOTHES, COAT),
-    "dresses": _ALWAYS_KEPT,
+    Category.UPPER_BODY: _ALWAYS_KEPT + (Lip.PANTS, Lip.SKIRT),
+    Category.LOWER_BODY: _ALWAYS_KEPT + (Lip.UPPER_CLOTHES, Lip.COAT),
+    Category.DRESSES: _ALWAYS_KEPT,
 }
-# OpenPose COCO-18 limbs whose capsules mark where arms (and, for lower body, legs) are.
-ARM_LIMBS = ((2, 3, 4), (5, 6, 7))
-LEG_LIMBS = ((8, 9, 10), (11, 12, 13))
 ARM_RADIUS = 0.13  # of the shoulder width
 LEG_RADIUS = 0.2
 
@@ -53,9 +48,9 @@ DEFAULT_SKIN_LAB = (np.array([70.0, 12.0, 17.0], np.float32), 4.0)  # used only 
 def keypoints_from_pose_map(pose_map: np.ndarray | None) -> np.ndarray | None:
     """[18, 3] keypoints (x, y, 1; zeros where a channel is empty) from a pose map's 18 channels: the centre of
     each channel's brightest blob (LaDI-VTON draws a small square per keypoint)."""
-    if pose_map is None or pose_map.ndim != 3 or pose_map.shape[0] != 18:
+    if pose_map is None or pose_map.ndim != 3 or pose_map.shape[0] != NUM_KEYPOINTS:
         return None
-    points = np.zeros((18, 3), np.float32)
+    points = np.zeros((NUM_KEYPOINTS, 3), np.float32)
     for i, channel in enumerate(pose_map):
         peak = float(channel.max())
         if peak <= 0:
@@ -63,6 +58,14 @@ def keypoints_from_pose_map(pose_map: np.ndarray | None) -> np.ndarray | None:
         ys, xs = np.nonzero(channel >= 0.5 * peak)
         points[i] = (xs.mean(), ys.mean(), 1.0)
     return points
+
+
+def _keypoints(inputs: TryOnInputs) -> np.ndarray | None:
+    """The person's COCO-18 keypoints: the request's own when it carries them, else read off its pose map."""
+    keypoints = getattr(inputs, "keypoints", None)
+    if keypoints is not None and np.shape(keypoints) == (NUM_KEYPOINTS, 3):
+        return np.asarray(keypoints, np.float32)
+    return keypoints_from_pose_map(inputs.pose_map)
 
 
 def _ipt(p) -> tuple[int, int]:
@@ -121,13 +124,7 @@ class CompositeBackend:
 
     def try_on(self, inputs: TryOnInputs) -> np.ndarray:
         person = inputs.person
-        if person.ndim != 3 or person.shape[2] != 3 or person.dtype != np.uint8:
-            raise InvalidInput("the person must be a uint8 RGB image [H, W, 3]")
-        h, w = person.shape[:2]
-        for name in ("agnostic_mask", "warped_garment", "warped_mask", "labels"):
-            arr = getattr(inputs, name)
-            if arr.shape[:2] != (h, w):
-                raise InvalidInput(f"{name} is {arr.shape[1]}x{arr.shape[0]} but the person is {w}x{h}")
+        h, w = person_size(inputs)
         if inputs.category not in REPLACED:
             raise InvalidInput(f"unknown category {inputs.category!r}; expected one of {', '.join(REPLACED)}")
 
@@ -141,28 +138,28 @@ class CompositeBackend:
         skin = body & ~garment
 
         # Layer 1: background, from the person's background pixels around the mask.
-        base = shading.fill_background(person, ~inside & (labels == BACKGROUND))
+        base = shading.fill_background(person, ~inside & (labels == Lip.BACKGROUND))
         # Layer 2: skin. Where the person showed bare skin already (a forearm under the mask), it is their own
         # pixels; where the old garment covered the body, their skin tone, sampled from arms, hands and legs
         # outside the mask (the face, with its make-up and shadows, only when no limb shows).
         person_lab = cv2.cvtColor(person.astype(np.float32) / 255.0, cv2.COLOR_RGB2LAB)
-        reference = shading.skin_tone(person, ~inside & (labels == FACE))
+        reference = shading.skin_tone(person, ~inside & (labels == Lip.FACE))
         reference = (
             reference or shading.skin_tone(person, ~inside & np.isin(labels, SKIN)) or DEFAULT_SKIN_LAB
         )
         # Parsers (and datasets) label a tight sleeve as arm now and then: a pixel counts as skin only when its
         # colour is near the face's.
         skin_like = shading.near_tone(person_lab, reference[0], SKIN_TOLERANCE)
-        limbs_outside = ~inside & np.isin(labels, (LEFT_ARM, RIGHT_ARM, LEFT_LEG, RIGHT_LEG)) & skin_like
+        limbs_outside = (
+            ~inside & np.isin(labels, (Lip.LEFT_ARM, Lip.RIGHT_ARM, Lip.LEFT_LEG, Lip.RIGHT_LEG)) & skin_like
+        )
         tone = shading.skin_tone(person, limbs_outside) if limbs_outside.sum() >= 400 else None
         tone = tone or reference
         scale = self._body_scale(inputs, inside)
         limb = shading.limb_shading(body, 0.5 * ARM_RADIUS * scale)
         # The person's own light on the body: the folds and falloff the old garment showed, softened (a sleeve's
         # knit is not the arm's), on top of the rounded limb's shading.
-        limb *= shading.skin_shading(
-            person, replaced, skin, large_sigma=max(8.0, 0.04 * h), fine_sigma=0.01 * h, strength=0.5
-        )
+        limb *= shading.skin_shading(person, replaced, skin, strength=0.5)
         samples = np.isin(labels, SKIN) & skin_like & (~inside | skin)
         tone_map = shading.skin_tone_map(person, samples, tone, 0.06 * h)
         skin_rgb = shading.fill_skin(skin, tone_map, tone[1], limb, seed=inputs.seed)
@@ -175,10 +172,7 @@ class CompositeBackend:
         kept = np.isin(labels, KEPT[inputs.category]) & inside
         result[kept] = person[kept]
         # Layer 3: the garment, in the person's light.
-        # The fine scale grows with the photo: at a large size the old garment's knit would print on the new one.
-        extra = 0.0015 * h - 1.2
-        lit = cv2.GaussianBlur(person, (0, 0), extra) if extra > 0.3 else person
-        gain = shading.shading_gain(lit, replaced, garment, large_sigma=max(8.0, 0.04 * h))
+        gain = shading.shading_gain(person, replaced, garment)
         shaded = shading.apply_gain(inputs.warped_garment, gain)
         # The garment's edge is soft against skin and background inside the mask, hard against the mask's
         # border (handled below), so it never turns translucent there.
@@ -202,9 +196,9 @@ class CompositeBackend:
     @staticmethod
     def _body_scale(inputs: TryOnInputs, inside: np.ndarray) -> float:
         """The shoulder width in pixels from the pose map, else a fifth of the mask's width."""
-        kp = keypoints_from_pose_map(inputs.pose_map)
-        if kp is not None and kp[2, 2] > 0 and kp[5, 2] > 0:
-            return float(np.linalg.norm(kp[2, :2] - kp[5, :2]))
+        kp = _keypoints(inputs)
+        if kp is not None and kp[Keypoint.R_SHOULDER, 2] > 0 and kp[Keypoint.L_SHOULDER, 2] > 0:
+            return float(np.linalg.norm(kp[Keypoint.R_SHOULDER, :2] - kp[Keypoint.L_SHOULDER, :2]))
         xs = np.flatnonzero(inside.any(axis=0))
         return 0.4 * float(xs[-1] - xs[0]) if len(xs) else 0.25 * inside.shape[1]
 
@@ -215,12 +209,12 @@ class CompositeBackend:
         that hung over background) is background."""
         labels = inputs.labels
         body = np.isin(labels, SKIN)
-        kp = keypoints_from_pose_map(inputs.pose_map)
+        kp = _keypoints(inputs)
         scale = self._body_scale(inputs, inside)
         if kp is not None:
             body |= self._arms(labels, kp, replaced, scale)
             if inputs.category != "upper_body":
-                body |= _limb_capsules(labels.shape, kp, LEG_LIMBS, LEG_RADIUS * scale) & replaced
+                body |= _limb_capsules(labels.shape, kp, LEG_CHAINS, LEG_RADIUS * scale) & replaced
         body |= replaced & self._torso(kp, labels.shape, scale)
         return body & inside
 
@@ -228,9 +222,9 @@ class CompositeBackend:
     def _arms(labels: np.ndarray, kp: np.ndarray, replaced: np.ndarray, scale: float) -> np.ndarray:
         """The arms under the old sleeves: capsules along shoulder-elbow-wrist whose width is the sleeve's own
         (measured across the arm where the sleeve stands free), cut to the old sleeve and the arm labels."""
-        arm_like = replaced | np.isin(labels, (LEFT_ARM, RIGHT_ARM))
+        arm_like = replaced | np.isin(labels, (Lip.LEFT_ARM, Lip.RIGHT_ARM))
         out = np.zeros(labels.shape, bool)
-        for limb in ARM_LIMBS:
+        for limb in ARM_CHAINS:
             pts = []
             for i in limb:
                 if kp[i, 2] <= 0:
@@ -246,8 +240,11 @@ class CompositeBackend:
                 cv2.circle(capsule, _ipt(p), int(round(half)), 1, -1)
             out |= (capsule > 0) & arm_like
         # The shoulder's cap above the shoulder line is the new garment's or the background's, never an arm's.
-        rs, ls = kp[2, :2].astype(np.float64), kp[5, :2].astype(np.float64)
-        if kp[2, 2] > 0 and kp[5, 2] > 0 and abs(ls[0] - rs[0]) > 1:
+        rs, ls = (
+            kp[Keypoint.R_SHOULDER, :2].astype(np.float64),
+            kp[Keypoint.L_SHOULDER, :2].astype(np.float64),
+        )
+        if kp[Keypoint.R_SHOULDER, 2] > 0 and kp[Keypoint.L_SHOULDER, 2] > 0 and abs(ls[0] - rs[0]) > 1:
             ys, xs = np.mgrid[0 : labels.shape[0], 0 : labels.shape[1]]
             line_y = rs[1] + (xs - rs[0]) * (ls[1] - rs[1]) / (ls[0] - rs[0])
             out &= ys > line_y - 0.05 * scale
@@ -258,12 +255,15 @@ class CompositeBackend:
         """The torso's polygon: from the shoulders' tops down the body's sides (the shoulder joints sit over
         them) to a little beyond the hips. Empty without both shoulders."""
         out = np.zeros(shape, np.uint8)
-        if kp is None or not (kp[2, 2] > 0 and kp[5, 2] > 0):
+        if kp is None or not (kp[Keypoint.R_SHOULDER, 2] > 0 and kp[Keypoint.L_SHOULDER, 2] > 0):
             return out > 0
-        rs, ls = kp[2, :2].astype(np.float64), kp[5, :2].astype(np.float64)
+        rs, ls = (
+            kp[Keypoint.R_SHOULDER, :2].astype(np.float64),
+            kp[Keypoint.L_SHOULDER, :2].astype(np.float64),
+        )
         up = np.array([0.0, -0.1 * scale])
-        if kp[8, 2] > 0 and kp[11, 2] > 0:
-            rh, lh = kp[8, :2].astype(np.float64), kp[11, :2].astype(np.float64)
+        if kp[Keypoint.R_HIP, 2] > 0 and kp[Keypoint.L_HIP, 2] > 0:
+            rh, lh = kp[Keypoint.R_HIP, :2].astype(np.float64), kp[Keypoint.L_HIP, :2].astype(np.float64)
             spread = lh - rh
             rh, lh = rh - 0.25 * spread, lh + 0.25 * spread
             rh[1], lh[1] = rh[1] + 0.1 * scale, lh[1] + 0.1 * scale

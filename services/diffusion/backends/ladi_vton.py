@@ -18,18 +18,26 @@ the one its publisher uses):
                                            resolutions (the sub-folder configs give the network sizes)
 
 `{dataset}` is `vitonhd` or `dresscode` (found from the files present). The warping module
-(`warping_{dataset}.pth`) belongs to the warp stage.
+(`warping_{dataset}.pth`) belongs to the warp stage. Every file must fit its network exactly: a missing, renamed or
+unexpected key fails the load with the file and the keys named (`vton.runtime.checkpoints`), never random weights.
+
+Working size: 512x384 (height x width), the size the released checkpoints were trained at, unless the stage's
+`VTON_DIFFUSION_SIZE` names another of `RESOLUTIONS` (1024x768: the networks run, but the released weights never
+saw it) or a request asks for one. Whatever the size, the result comes back at the person photo's size.
 
 `try_on` prepares the inputs as the release's dataset code does (images in [-1, 1] at the working resolution,
-PIL bicubic; the mask binarised, nearest; the pose map in [0, 1], bilinear), runs `LadiVtonPipeline` with
-the request's seed, steps and guidance (50 and 7.5 when 0, as src/inference.py), resizes the result back to the
-person's size and pastes it inside the agnostic mask: every pixel outside the mask is the input person's.
+PIL bicubic; the mask binarised, nearest; the pose map in [0, 1]: the request's, bilinear, or drawn from its
+keypoints at the working size by `vton.runtime.posemap`), runs `LadiVtonPipeline` with the request's seed, steps,
+guidance and scheduler (50, 7.5 and DDIM when unset, as src/inference.py) on a scheduler of its own, resizes the
+result back to the person's size and pastes it inside the agnostic mask: every pixel outside the mask is the input
+person's.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -38,36 +46,35 @@ import torch
 from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, UNet2DConditionModel
 from diffusers.utils import logging as diffusers_logging
 from PIL import Image
-from transformers import (
-    CLIPConfig,
-    CLIPModel,
-    CLIPTextConfig,
-    CLIPTextModel,
-    CLIPTokenizer,
-    CLIPVisionConfig,
-    CLIPVisionModelWithProjection,
-)
+from transformers import CLIPTextModel, CLIPTokenizer, CLIPVisionConfig, CLIPVisionModelWithProjection
 from transformers.utils import logging as hf_logging
 
 from services.diffusion.models import published_configs as P
 from services.diffusion.models.autoencoder_kl import EmascAutoencoderKL
 from services.diffusion.models.emasc import EMASC, emasc_channels
 from services.diffusion.models.inversion_adapter import InversionAdapter
-from services.diffusion.models.ladi_unet import build_extended_unet, extended_unet_config
+from services.diffusion.models.ladi_unet import build_extended_unet
 from services.diffusion.models.text_encoding import CATEGORY_TEXT
 from services.diffusion.pipelines.ladi_vton import LadiVtonPipeline
-from services.diffusion.tiny import TINY_CONFIG, write_tiny_tokenizer
 from services.diffusion.types import TryOnInputs
+from vton.runtime.checkpoints import WeightsMismatch, load_strict, refuse_mismatch
 from vton.runtime.errors import InvalidInput, WeightsMissing
+from vton.runtime.options import SCHEDULERS
+from vton.runtime.posemap import pose_heatmaps
+from vton.runtime.vocab import NUM_KEYPOINTS
 
 DATASETS = ("vitonhd", "dresscode")
 SD_DIR = "stable-diffusion-2-inpainting"
 CLIP_DIR = "CLIP-ViT-H-14-laion2B-s32B-b79K"
 CONFIG_FILE = "vton_config.json"
-RESOLUTIONS = ((512, 384), (1024, 768))  # (height, width); the first is the default
+RESOLUTIONS = (
+    (512, 384),
+    (1024, 768),
+)  # (height, width); the first, the released checkpoints', is the default
+SIZE_ENV = "VTON_DIFFUSION_SIZE"  # HEIGHTxWIDTH, as LaDI-VTON writes its sizes: 512x384 or 1024x768
 DEFAULT_STEPS = 50
 DEFAULT_GUIDANCE = 7.5
-SCHEDULERS = ("ddim", "dpm++")
+DEFAULT_SCHEDULER = "ddim"  # src/inference.py's DDIMScheduler
 RELEASE_URL = "https://github.com/miccunifi/ladi-vton/releases/download/weights"
 
 SD_FILES = (
@@ -100,10 +107,24 @@ def required_files(dataset: str) -> list[str]:
     )
 
 
-def load_official_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """A released `.pth` as a state dict. The release's keys already are this package's module names
-    (the files are the official modules' `state_dict()`), so nothing is renamed."""
-    return torch.load(path, map_location="cpu", weights_only=True)
+def load_official(module: torch.nn.Module, path: Path, what: str) -> None:
+    """A released `.pth` into `module`. The release's keys already are this package's module names (the files are
+    the official modules' `state_dict()`), so nothing is renamed; any other key set is refused."""
+    load_strict(module, torch.load(path, map_location="cpu", weights_only=True), path, what)
+
+
+def checked_from_pretrained(
+    model_class, folder: Path, weights: str, what: str, ignore: tuple[str, ...] = (), **kw
+):
+    """`model_class.from_pretrained(folder)` refusing what the library would fill with random values or drop:
+    a missing, renamed, unexpected (other than those starting with `ignore`) or mis-shaped key."""
+    model, info = model_class.from_pretrained(str(folder), output_loading_info=True, **kw)
+    unexpected = [k for k in info["unexpected_keys"] if not k.startswith(ignore)]
+    refuse_mismatch(folder / weights, what, info["missing_keys"], unexpected)
+    problems = list(info.get("mismatched_keys") or []) + list(info.get("error_msgs") or [])
+    if problems:
+        raise WeightsMismatch(f"{folder / weights} does not fit {what}: {problems}")
+    return model
 
 
 @contextlib.contextmanager
@@ -125,12 +146,25 @@ def _quiet_loading() -> Iterator[None]:
 
 
 def make_scheduler(name: str, config: dict):
-    """DDIM (the official sampler) or DPM-Solver++ (multistep, order 2) from SD-2's scheduler config."""
-    if name == "ddim":
+    """A new scheduler for one call: DDIM (the official sampler, also for "") or DPM-Solver++ (multistep, order 2,
+    good in 20-25 steps), from SD-2's scheduler config."""
+    if name in ("", "ddim"):
         return DDIMScheduler.from_config(config)
-    if name == "dpm++":
+    if name == "dpm-solver++":
         return DPMSolverMultistepScheduler.from_config(config, algorithm_type="dpmsolver++", solver_order=2)
-    raise ValueError(f"scheduler must be one of {', '.join(SCHEDULERS)}, not {name!r}")
+    raise InvalidInput(f"unknown scheduler {name!r}; choose one of: {', '.join(SCHEDULERS)}")
+
+
+def parse_size(text: str, resolutions: tuple[tuple[int, int], ...] = RESOLUTIONS) -> tuple[int, int]:
+    """'512x384' (height x width) -> (512, 384), one of `resolutions`; ValueError naming the setting otherwise."""
+    allowed = ", ".join(f"{h}x{w}" for h, w in resolutions)
+    try:
+        height, width = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise ValueError(f"{SIZE_ENV}={text!r} is not HEIGHTxWIDTH; LaDI-VTON runs at {allowed}") from None
+    if (height, width) not in resolutions:
+        raise ValueError(f"{SIZE_ENV}={text!r}: LaDI-VTON runs at {allowed} (height x width)")
+    return height, width
 
 
 def _read_vton_config(folder: Path) -> dict:
@@ -163,7 +197,8 @@ def _clip_vision_config(folder: Path) -> CLIPVisionConfig:
 
 
 class LadiVtonBackend:
-    """LaDI-VTON's try-on. Build with `from_pretrained(folder)`; call `try_on(TryOnInputs)`."""
+    """LaDI-VTON's try-on. Build with `from_pretrained(folder)`; call `try_on(TryOnInputs)`, from several threads
+    at once if wanted: a call changes nothing the others use."""
 
     def __init__(
         self,
@@ -171,12 +206,15 @@ class LadiVtonBackend:
         dataset: str = "vitonhd",
         resolutions: tuple[tuple[int, int], ...] = RESOLUTIONS,
         scheduler_config: dict | None = None,
+        size: tuple[int, int] | None = None,
     ):
         self.pipeline = pipeline
         self.dataset = dataset
         self.resolutions = tuple(tuple(r) for r in resolutions)
         self.scheduler_config = dict(scheduler_config or pipeline.scheduler.config)
-        self.scheduler_name = "ddim"
+        self.size = tuple(size) if size else self.resolutions[0]
+        if self.size not in self.resolutions:
+            raise ValueError(f"working size {self.size} is not one of {self.resolutions}")
 
     # -- loading -----------------------------------------------------------------------------------------
 
@@ -186,10 +224,14 @@ class LadiVtonBackend:
         folder: Path,
         device: str | torch.device = "cpu",
         dtype: torch.dtype = torch.float32,
-        scheduler: str = "ddim",
         dataset: str | None = None,
+        size: tuple[int, int] | None = None,
     ) -> LadiVtonBackend:
-        """Load the files of `dataset` (default: found from the folder's name and files) from `folder`."""
+        """Load the files of `dataset` (default: found from the folder's name and files) from `folder`.
+
+        `size` (height, width) is the working size of requests that name none; default: `VTON_DIFFUSION_SIZE`,
+        else the first of the resolutions (512x384 for the released checkpoints).
+        """
         folder = Path(folder)
         vton_config = _read_vton_config(folder)
         if dataset is not None and dataset not in DATASETS:
@@ -201,28 +243,43 @@ class LadiVtonBackend:
                 f"LaDI-VTON ({dataset}) needs {', '.join(missing)} in {folder}; "
                 f"get them with `vton weights pull ladi-vton-{dataset}`"
             )
+        resolutions = tuple(tuple(r) for r in vton_config.get("resolutions", RESOLUTIONS))
+        if size is None and os.environ.get(SIZE_ENV):
+            size = parse_size(os.environ[SIZE_ENV], resolutions)
         sd = folder / SD_DIR
         num_vstar = int(vton_config.get("num_vstar", P.NUM_VSTAR))
         int_layers = list(vton_config.get("emasc_int_layers", P.EMASC_INT_LAYERS))
 
-        with _quiet_loading():
+        with _quiet_loading():  # the libraries' chatter; what matters is checked below
             tokenizer = CLIPTokenizer.from_pretrained(str(sd / "tokenizer"))
-            text_encoder = CLIPTextModel.from_pretrained(str(sd / "text_encoder"))
-            vision_encoder = CLIPVisionModelWithProjection.from_pretrained(
-                str(folder / CLIP_DIR), config=_clip_vision_config(folder / CLIP_DIR)
+            text_encoder = checked_from_pretrained(
+                CLIPTextModel, sd / "text_encoder", "pytorch_model.bin", "SD-2's text encoder"
             )
-            vae = EmascAutoencoderKL.from_pretrained(str(sd / "vae"))
+            vision_encoder = checked_from_pretrained(
+                CLIPVisionModelWithProjection,
+                folder / CLIP_DIR,
+                "pytorch_model.bin",
+                "CLIP ViT-H/14's vision tower",
+                # the file is the whole CLIP model; its text tower is not used
+                ignore=("text_model.", "text_projection.", "logit_scale"),
+                config=_clip_vision_config(folder / CLIP_DIR),
+            )
+            vae = checked_from_pretrained(
+                EmascAutoencoderKL,
+                sd / "vae",
+                "diffusion_pytorch_model.bin",
+                "SD-2's VAE",
+                use_safetensors=False,  # the file named in SD_FILES, without a failed look for another
+            )
         unet = build_extended_unet(UNet2DConditionModel.load_config(str(sd / "unet")))
-        unet.load_state_dict(load_official_state_dict(folder / f"unet_{dataset}.pth"), strict=True)
+        load_official(unet, folder / f"unet_{dataset}.pth", "LaDI-VTON's extended UNet")
         emasc_in, emasc_out = emasc_channels(vae.config, int_layers)
         emasc = EMASC(emasc_in, emasc_out, type=vton_config.get("emasc_type", P.EMASC_TYPE))
-        emasc.load_state_dict(load_official_state_dict(folder / f"emasc_{dataset}.pth"), strict=True)
+        load_official(emasc, folder / f"emasc_{dataset}.pth", "LaDI-VTON's EMASC")
         adapter = InversionAdapter.for_encoders(
             vision_encoder.config, text_encoder.config.hidden_size, num_vstar
         )
-        adapter.load_state_dict(
-            load_official_state_dict(folder / f"inversion_adapter_{dataset}.pth"), strict=True
-        )
+        load_official(adapter, folder / f"inversion_adapter_{dataset}.pth", "LaDI-VTON's inversion adapter")
         scheduler_config = dict(DDIMScheduler.load_config(str(sd / "scheduler")))
 
         pipeline = LadiVtonPipeline(
@@ -230,29 +287,21 @@ class LadiVtonBackend:
             text_encoder=text_encoder,
             tokenizer=tokenizer,
             unet=unet,
-            scheduler=make_scheduler(scheduler, scheduler_config),
+            scheduler=make_scheduler(DEFAULT_SCHEDULER, scheduler_config),
             emasc=emasc,
             inversion_adapter=adapter,
             vision_encoder=vision_encoder,
             num_vstar=num_vstar,
             emasc_int_layers=int_layers,
         )
-        _to(pipeline, device, dtype)
-        resolutions = tuple(tuple(r) for r in vton_config.get("resolutions", RESOLUTIONS))
-        backend = cls(pipeline, dataset, resolutions, scheduler_config)
-        backend.scheduler_name = scheduler
-        return backend
-
-    def use_scheduler(self, name: str) -> None:
-        """Switch the sampler: "ddim" (official) or "dpm++" (DPM-Solver++, good in ~20-25 steps)."""
-        self.pipeline.scheduler = make_scheduler(name, self.scheduler_config)
-        self.scheduler_name = name
+        to_device(pipeline, device, dtype)
+        return cls(pipeline, dataset, resolutions, scheduler_config, size)
 
     # -- inference ---------------------------------------------------------------------------------------
 
     def working_size(self, inputs: TryOnInputs) -> tuple[int, int]:
         if inputs.width == 0 and inputs.height == 0:
-            return self.resolutions[0]
+            return self.size
         size = (inputs.height, inputs.width)
         if size not in self.resolutions:
             allowed = ", ".join(f"{w}x{h}" for h, w in self.resolutions)
@@ -271,8 +320,12 @@ class LadiVtonBackend:
         h, w = inputs.person.shape[:2]
         if inputs.agnostic_mask.shape[:2] != (h, w) or inputs.warped_garment.shape[:2] != (h, w):
             raise InvalidInput("agnostic_mask and warped_garment must have the person's size")
-        if inputs.pose_map is not None and (inputs.pose_map.ndim != 3 or inputs.pose_map.shape[0] != 18):
-            raise InvalidInput("pose_map must be [18, H, W]")
+        if inputs.pose_map is not None and (
+            inputs.pose_map.ndim != 3 or inputs.pose_map.shape[0] != NUM_KEYPOINTS
+        ):
+            raise InvalidInput(f"pose_map must be [{NUM_KEYPOINTS}, H, W]")
+        if inputs.keypoints is not None and np.shape(inputs.keypoints) != (NUM_KEYPOINTS, 3):
+            raise InvalidInput(f"keypoints must be [{NUM_KEYPOINTS}, 3] (x, y, confidence)")
 
     def prepare(self, inputs: TryOnInputs, size: tuple[int, int]) -> dict[str, torch.Tensor]:
         """The pipeline's tensors at `size` (height, width), prepared as the release's dataset code does."""
@@ -281,23 +334,34 @@ class LadiVtonBackend:
         mask_img = Image.fromarray((inputs.agnostic_mask >= 128).astype(np.uint8) * 255)
         mask = np.asarray(mask_img.resize((w, h), Image.NEAREST)) >= 128
         mask_t = torch.from_numpy(mask.astype(np.float32))[None, None]
-        if inputs.pose_map is None:
-            # no keypoints: the UNet gets an empty pose map (the official pipeline's no_pose option)
-            pose = torch.zeros(1, 18, h, w)
-        else:
-            pose = torch.from_numpy(inputs.pose_map.astype(np.float32) / 255.0)[None]
-            pose = torch.nn.functional.interpolate(pose, size=size, mode="bilinear", align_corners=False)
         return {
             "image": person,
             "mask": mask_t,
-            "pose_map": pose.clamp(0, 1),
+            "pose_map": self.pose_map(inputs, size),
             "warped_garment": _image_tensor(inputs.warped_garment, size),
             "garment": _image_tensor(inputs.garment, size),
         }
 
+    @staticmethod
+    def pose_map(inputs: TryOnInputs, size: tuple[int, int]) -> torch.Tensor:
+        """[1, 18, H, W] in [0, 1] at `size`: the request's pose map resized, else the release's Gaussians drawn
+        from its keypoints at `size`, else zeros (the official pipeline's no_pose option)."""
+        h, w = size
+        if inputs.pose_map is not None:
+            pose = torch.from_numpy(inputs.pose_map.astype(np.float32) / 255.0)[None]
+            pose = torch.nn.functional.interpolate(pose, size=size, mode="bilinear", align_corners=False)
+            return pose.clamp(0, 1)
+        if inputs.keypoints is not None:
+            keypoints = np.asarray(inputs.keypoints, np.float32).copy()
+            person_h, person_w = inputs.person.shape[:2]
+            keypoints[:, :2] *= np.array([w / person_w, h / person_h], np.float32)
+            return torch.from_numpy(pose_heatmaps(keypoints, w, h))[None]
+        return torch.zeros(1, NUM_KEYPOINTS, h, w)
+
     def try_on(self, inputs: TryOnInputs) -> np.ndarray:
         """The person wearing the garment: uint8 RGB at the person's size, unchanged outside the mask."""
         self.check(inputs)
+        scheduler = make_scheduler(inputs.scheduler, self.scheduler_config)
         size = self.working_size(inputs)
         tensors = self.prepare(inputs, size)
         generator = torch.Generator("cpu").manual_seed(int(inputs.seed))
@@ -309,6 +373,7 @@ class LadiVtonBackend:
             generator=generator,
             output_type="np",
             on_step=inputs.on_step,
+            scheduler=scheduler,
         )[0]
         generated = (image * 255).round().astype(np.uint8)
         h, w = inputs.person.shape[:2]
@@ -328,148 +393,10 @@ def _image_tensor(rgb: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
     return x.permute(2, 0, 1)[None].contiguous()
 
 
-def _to(pipeline: LadiVtonPipeline, device, dtype: torch.dtype) -> None:
+def to_device(pipeline: LadiVtonPipeline, device, dtype: torch.dtype) -> None:
+    """Every network of `pipeline` onto `device` in `dtype`, in eval mode."""
     with _quiet_loading():  # diffusers warns on any `.to(dtype)`, even with nothing to keep in float32
         for name in ("vae", "text_encoder", "unet", "emasc", "inversion_adapter", "vision_encoder"):
             module = getattr(pipeline, name)
             module.to(device=device, dtype=dtype)
             module.eval()
-
-
-# -- random networks: tiny (tests) and published size (benchmarks) ---------------------------------------
-
-
-def _sub_configs(config: dict) -> dict[str, dict]:
-    """Every network's config: the published one updated with `config`'s overrides."""
-    return {
-        "unet": {**P.SD2_INPAINTING_UNET, **config.get("unet", {})},
-        "vae": {**P.SD2_VAE, **config.get("vae", {})},
-        "text_encoder": {**P.SD2_TEXT_ENCODER, **config.get("text_encoder", {})},
-        "vision_encoder": {**P.CLIP_VIT_H_14_VISION, **config.get("vision_encoder", {})},
-        "clip_text": {**P.CLIP_VIT_H_14_TEXT, **config.get("clip_text", config.get("text_encoder", {}))},
-    }
-
-
-def save_random(folder: Path, config: dict = TINY_CONFIG, seed: int = 0) -> Path:
-    """Write random networks of `config`'s sizes in the official files and layout (see the module docstring),
-    plus `vton_config.json`; returns `folder`. Tiny sizes by default; `from_pretrained(folder)` loads them.
-
-    Formats as published: the release's `.pth` state dicts; SD-2's `.bin` files, the text encoder's keys under
-    `text_model.` and the VAE's attention under its 2022 names (query/key/value/proj_attn), which diffusers
-    converts on load; the whole CLIP model (text and vision towers) in the laion folder.
-    """
-    folder = Path(folder)
-    dataset = config.get("dataset", "vitonhd")
-    sub = _sub_configs(config)
-    sd = folder / SD_DIR
-    torch.manual_seed(seed)
-
-    vocab_size = write_tiny_tokenizer(sd / "tokenizer")
-    text_cfg = {**sub["text_encoder"], "vocab_size": vocab_size}
-    # CLIP's own text config names the tokenizer's bos/eos ids, the last two of the tiny vocabulary
-    clip_text_cfg = {**sub["clip_text"], "vocab_size": vocab_size}
-    clip_text_cfg.update(bos_token_id=vocab_size - 2, eos_token_id=vocab_size - 1)
-
-    unet = build_extended_unet(sub["unet"])
-    _write_json(sd / "unet" / "config.json", {"_class_name": "UNet2DConditionModel", **sub["unet"]})
-    torch.save(unet.state_dict(), folder / f"unet_{dataset}.pth")
-
-    vae = EmascAutoencoderKL.from_config(sub["vae"])
-    _write_json(sd / "vae" / "config.json", {"_class_name": "AutoencoderKL", **sub["vae"]})
-    torch.save(_legacy_vae_keys(vae.state_dict()), sd / "vae" / "diffusion_pytorch_model.bin")
-
-    text_encoder = CLIPTextModel(CLIPTextConfig(**text_cfg))
-    (sd / "text_encoder").mkdir(parents=True, exist_ok=True)
-    text_encoder.config.to_json_file(str(sd / "text_encoder" / "config.json"))
-    state = {f"text_model.{k}": v for k, v in text_encoder.state_dict().items()}
-    state["text_model.embeddings.position_ids"] = torch.arange(text_cfg["max_position_embeddings"])[None]
-    torch.save(state, sd / "text_encoder" / "pytorch_model.bin")
-
-    _write_json(sd / "scheduler" / "scheduler_config.json", P.SD2_SCHEDULER)
-
-    projection_dim = config.get("projection_dim", P.CLIP_VIT_H_14_PROJECTION_DIM)
-    clip_config = CLIPConfig(
-        text_config={**clip_text_cfg, "projection_dim": projection_dim},
-        vision_config={**sub["vision_encoder"], "projection_dim": projection_dim},
-        projection_dim=projection_dim,
-    )
-    clip = CLIPModel(clip_config)
-    (folder / CLIP_DIR).mkdir(parents=True, exist_ok=True)
-    clip_config.to_json_file(str(folder / CLIP_DIR / "config.json"))
-    torch.save(clip.state_dict(), folder / CLIP_DIR / "pytorch_model.bin")
-
-    int_layers = list(config.get("emasc_int_layers", P.EMASC_INT_LAYERS))
-    emasc_in, emasc_out = emasc_channels(vae.config, int_layers)
-    emasc = EMASC(emasc_in, emasc_out, type=config.get("emasc_type", P.EMASC_TYPE))
-    torch.save(emasc.state_dict(), folder / f"emasc_{dataset}.pth")
-
-    num_vstar = int(config.get("num_vstar", P.NUM_VSTAR))
-    vision_config = CLIPVisionConfig(**sub["vision_encoder"])
-    adapter = InversionAdapter.for_encoders(vision_config, text_cfg["hidden_size"], num_vstar)
-    torch.save(adapter.state_dict(), folder / f"inversion_adapter_{dataset}.pth")
-
-    keep = ("dataset", "num_vstar", "emasc_int_layers", "emasc_type", "resolutions")
-    _write_json(folder / CONFIG_FILE, {k: config[k] for k in keep if k in config})
-    return folder
-
-
-def build_full_size_random(
-    device: str | torch.device = "cuda", dtype: torch.dtype = torch.float16, dataset: str = "vitonhd"
-) -> LadiVtonBackend:
-    """Every network at its published size with random weights, no file read: for GPU benchmarks.
-
-    Returns a `LadiVtonBackend` on `device` in `dtype`, ready for `try_on` at 512x384 and 1024x768; its
-    `.pipeline` (a `LadiVtonPipeline`) holds the networks: `.unet` (865M parameters, 31 input channels),
-    `.vae` (84M, with EMASC paths), `.text_encoder` (OpenCLIP ViT-H text, 23 layers, 340M), `.vision_encoder`
-    (CLIP ViT-H/14 vision, 632M), `.inversion_adapter` (136M), `.emasc` (8M) and `.scheduler` (DDIM).
-    The tokenizer is the small offline one of `tiny.py` (SD-2's vocabulary is a download); the prompt is still
-    77 tokens, so the compute is the published model's.
-    """
-    import tempfile
-
-    sub = _sub_configs({})
-    with tempfile.TemporaryDirectory() as tmp:
-        write_tiny_tokenizer(Path(tmp))
-        tokenizer = CLIPTokenizer.from_pretrained(tmp)
-    with torch.device(device):
-        unet = UNet2DConditionModel.from_config(extended_unet_config(sub["unet"]))
-        vae = EmascAutoencoderKL.from_config(sub["vae"])
-        text_encoder = CLIPTextModel(CLIPTextConfig(**sub["text_encoder"]))
-        vision_config = CLIPVisionConfig(**sub["vision_encoder"])
-        vision_encoder = CLIPVisionModelWithProjection(vision_config)
-        emasc_in, emasc_out = emasc_channels(vae.config, P.EMASC_INT_LAYERS)
-        emasc = EMASC(emasc_in, emasc_out, type=P.EMASC_TYPE)
-        adapter = InversionAdapter.for_encoders(
-            vision_config, sub["text_encoder"]["hidden_size"], P.NUM_VSTAR
-        )
-    pipeline = LadiVtonPipeline(
-        vae=vae,
-        text_encoder=text_encoder,
-        tokenizer=tokenizer,
-        unet=unet,
-        scheduler=make_scheduler("ddim", P.SD2_SCHEDULER),
-        emasc=emasc,
-        inversion_adapter=adapter,
-        vision_encoder=vision_encoder,
-        num_vstar=P.NUM_VSTAR,
-        emasc_int_layers=P.EMASC_INT_LAYERS,
-    )
-    _to(pipeline, device, dtype)
-    return LadiVtonBackend(pipeline, dataset, RESOLUTIONS, dict(P.SD2_SCHEDULER))
-
-
-def _legacy_vae_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """diffusers' current VAE attention names -> the names SD-2's 2022 VAE file uses."""
-    renames = {".to_q.": ".query.", ".to_k.": ".key.", ".to_v.": ".value.", ".to_out.0.": ".proj_attn."}
-    out = {}
-    for key, value in state.items():
-        for new, old in renames.items():
-            if ".attentions." in key and new in key:
-                key = key.replace(new, old)
-        out[key] = value
-    return out
-
-
-def _write_json(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2))

@@ -8,8 +8,6 @@ The input channels, in the order the official pipeline concatenates them:
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 from diffusers import UNet2DConditionModel
 
@@ -37,14 +35,6 @@ def extended_unet_config(base_config: dict) -> dict:
 def build_extended_unet(base_config: dict) -> UNet2DConditionModel:
     """A randomly initialised extended UNet."""
     return UNet2DConditionModel.from_config(extended_unet_config(base_config))
-
-
-def load_extended_unet(config_path: Path, weights_path: Path) -> UNet2DConditionModel:
-    """The extended UNet from SD-2-inpainting's `unet/config.json` and the released `unet_{dataset}.pth`."""
-    unet = build_extended_unet(UNet2DConditionModel.load_config(str(config_path.parent)))
-    state = torch.load(weights_path, map_location="cpu", weights_only=True)
-    unet.load_state_dict(state, strict=True)
-    return unet
 
 
 def unet_input(

@@ -4,9 +4,16 @@ LaDI-VTON writes `num_vstar` '$' placeholders into the prompt and, after the tok
 inversion adapter's embeddings in their places before the rest of the text encoder runs (positional
 embeddings, transformer, final norm). Here a forward hook on the token embedding does the replacement, so the
 text encoder's own forward (attention kind, causal mask) runs unchanged whatever the transformers version.
+
+The hook is installed once per text encoder and reads what to splice from a context variable, which is local to
+the calling thread: concurrent calls on one text encoder each splice their own words into their own prompts only
+(a hook holding one call's words would write them into every other call's forward running meanwhile).
 """
 
 from __future__ import annotations
+
+import threading
+from contextvars import ContextVar
 
 import torch
 
@@ -46,6 +53,32 @@ def placeholder_positions(input_ids: torch.Tensor, placeholder_id: int, num_vsta
     return torch.stack(rows)
 
 
+# (placeholder positions [B, num_vstar], batch rows [B, num_vstar], embeddings [B, num_vstar, D]) of this thread's
+# call, or None outside encode_with_pseudo_words
+_splice: ContextVar[tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None] = ContextVar(
+    "pseudo_word_splice", default=None
+)
+_install_lock = threading.Lock()
+
+
+def _splice_pseudo_words(_module, _args, output: torch.Tensor) -> torch.Tensor:
+    splice = _splice.get()
+    if splice is None:  # an ordinary forward (the empty prompt of classifier-free guidance)
+        return output
+    positions, batch, words = splice
+    output = output.clone()
+    output[batch, positions] = words.to(device=output.device, dtype=output.dtype)
+    return output
+
+
+def _install_splice_hook(text_encoder) -> None:
+    embedding = text_encoder.get_input_embeddings()
+    with _install_lock:
+        if not getattr(embedding, "_pseudo_word_hook", False):
+            embedding.register_forward_hook(_splice_pseudo_words)
+            embedding._pseudo_word_hook = True
+
+
 def encode_with_pseudo_words(
     text_encoder, input_ids: torch.Tensor, word_embeddings: torch.Tensor, placeholder_id: int
 ) -> torch.Tensor:
@@ -53,14 +86,9 @@ def encode_with_pseudo_words(
     num_vstar = word_embeddings.shape[1]
     positions = placeholder_positions(input_ids, placeholder_id, num_vstar).to(input_ids.device)
     batch = torch.arange(input_ids.shape[0], device=input_ids.device)[:, None].expand_as(positions)
-
-    def splice(_module, _args, output: torch.Tensor) -> torch.Tensor:
-        output = output.clone()
-        output[batch, positions] = word_embeddings.to(device=output.device, dtype=output.dtype)
-        return output
-
-    handle = text_encoder.get_input_embeddings().register_forward_hook(splice)
+    _install_splice_hook(text_encoder)
+    token = _splice.set((positions, batch, word_embeddings))
     try:
         return text_encoder(input_ids).last_hidden_state
     finally:
-        handle.remove()
+        _splice.reset(token)

@@ -26,7 +26,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
-from diffusers import DiffusionPipeline
+from diffusers import DiffusionPipeline, SchedulerMixin
 from diffusers.utils.torch_utils import randn_tensor
 
 from services.diffusion.models.emasc import mask_features
@@ -43,15 +43,28 @@ CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
+def clip_processor_pixels(images: torch.Tensor) -> torch.Tensor:
+    """What transformers 4.27.3's CLIPImageProcessor (the version LaDI-VTON pins) makes of float images in [0, 1]
+    [B, 3, S, S] already at its size S: its resize converts a float image to 8 bits (x * 255, truncated) before
+    PIL resizes it (to the same size: no change), it rescales by 1/255 once, then normalises with CLIP's mean and
+    std. So CLIP sees pixels in [0, 1] quantised down to 1/255 steps: values in about [-1.8, 2.1].
+    `tests/fixtures/clip_processor_4_27_3/` holds that version's own output for a few images.
+    """
+    x = torch.floor(images.float() * 255) / 255
+    mean = torch.tensor(CLIP_MEAN, device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor(CLIP_STD, device=x.device).view(1, 3, 1, 1)
+    return (x - mean) / std
+
+
 class LadiVtonPipeline(DiffusionPipeline):
     """Components: vae (EmascAutoencoderKL), text_encoder (CLIPTextModel), tokenizer (CLIPTokenizer),
     unet (31-channel UNet2DConditionModel), scheduler (DDIM or DPM-Solver++), emasc (EMASC),
     inversion_adapter (InversionAdapter), vision_encoder (CLIPVisionModelWithProjection).
 
-    `clip_double_rescale` reproduces how the official code fed CLIP: it passed images already in [0, 1] to
-    transformers 4.27's CLIP processor, which (after an 8-bit round trip) divided them by 255 once more. The
-    released inversion adapters were trained on features of images prepared that way, so True (the default)
-    matches them; False feeds CLIP the usual [0, 1] images.
+    One pipeline serves concurrent calls: a call never changes a component. Each call steps its own scheduler,
+    the one passed as `scheduler` or a fresh copy of `self.scheduler` (a scheduler keeps the call's timesteps and,
+    for DPM-Solver++, its previous model outputs), and the pseudo-words reach the text encoder through state local
+    to the calling thread (`encode_with_pseudo_words`).
     """
 
     model_cpu_offload_seq = "vision_encoder->inversion_adapter->text_encoder->unet->vae"
@@ -68,7 +81,6 @@ class LadiVtonPipeline(DiffusionPipeline):
         vision_encoder,
         num_vstar: int = 16,
         emasc_int_layers: list[int] = (1, 2, 3, 4, 5),
-        clip_double_rescale: bool = True,
     ):
         super().__init__()
         self.register_modules(
@@ -81,11 +93,7 @@ class LadiVtonPipeline(DiffusionPipeline):
             inversion_adapter=inversion_adapter,
             vision_encoder=vision_encoder,
         )
-        self.register_to_config(
-            num_vstar=num_vstar,
-            emasc_int_layers=list(emasc_int_layers),
-            clip_double_rescale=clip_double_rescale,
-        )
+        self.register_to_config(num_vstar=num_vstar, emasc_int_layers=list(emasc_int_layers))
         self.vae_scale_factor = 2 ** (len(self.vae.config.block_out_channels) - 1)
         self.placeholder_id = tokenizer.convert_tokens_to_ids(PLACEHOLDER_TOKEN)
         self.set_progress_bar_config(disable=True)
@@ -93,17 +101,17 @@ class LadiVtonPipeline(DiffusionPipeline):
     # -- conditioning -------------------------------------------------------------------------------------
 
     def clip_pixels(self, garment: torch.Tensor) -> torch.Tensor:
-        """The garment [-1, 1] -> CLIP's normalised square input, as the official code prepared it."""
+        """The garment [-1, 1] -> CLIP's normalised square input, as the release prepared it (in float32 whatever
+        the pipeline's precision: the release's training fed the processor float32 images).
+
+        src/inference.py resizes (garment + 1) / 2 to CLIP's size with torchvision (bilinear, antialiased; the
+        same as `F.interpolate` here), clamps it to [0, 1] and hands it to transformers 4.27.3's CLIP processor,
+        whose steps on such an image are `clip_processor_pixels`.
+        """
         size = self.vision_encoder.config.image_size
         x = (garment.float() + 1) / 2
-        x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False).clamp(
-            0, 1
-        )
-        if self.config.clip_double_rescale:
-            x = torch.floor(x * 255) / 255 / 255
-        mean = torch.tensor(CLIP_MEAN, device=x.device).view(1, 3, 1, 1)
-        std = torch.tensor(CLIP_STD, device=x.device).view(1, 3, 1, 1)
-        return ((x - mean) / std).to(self.vision_encoder.dtype)
+        x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+        return clip_processor_pixels(x.clamp(0, 1)).to(self.vision_encoder.dtype)
 
     def pseudo_word_embeddings(self, garment: torch.Tensor) -> torch.Tensor:
         """[B, num_vstar, text_hidden] predicted from the garment photo."""
@@ -130,8 +138,9 @@ class LadiVtonPipeline(DiffusionPipeline):
         dist, _ = self.vae.encode_with_features(image)
         return dist.sample(generator=generator) * self.vae.config.scaling_factor
 
-    def _step_kwargs(self, generator, eta: float) -> dict:
-        accepted = set(inspect.signature(self.scheduler.step).parameters)
+    @staticmethod
+    def _step_kwargs(scheduler, generator, eta: float) -> dict:
+        accepted = set(inspect.signature(scheduler.step).parameters)
         kwargs = {}
         if "eta" in accepted:
             kwargs["eta"] = eta
@@ -156,7 +165,10 @@ class LadiVtonPipeline(DiffusionPipeline):
         eta: float = 0.0,
         output_type: str = "pt",
         on_step: Callable[[], None] | None = None,
+        scheduler: SchedulerMixin | None = None,
     ) -> torch.Tensor | np.ndarray:
+        """`scheduler`: this call's own, stepped by it alone (default: a fresh one of `self.scheduler`'s class and
+        config); it must not be shared with another running call."""
         batch, _, height, width = image.shape
         f = self.vae_scale_factor
         if height % f or width % f:
@@ -164,6 +176,8 @@ class LadiVtonPipeline(DiffusionPipeline):
         categories = [category] * batch if isinstance(category, str) else list(category)
         if len(categories) != batch:
             raise ValueError("one category per image is needed")
+        if scheduler is None:
+            scheduler = type(self.scheduler).from_config(self.scheduler.config)
         device = self._execution_device
         dtype = self.unet.dtype
         latent_size = (height // f, width // f)
@@ -182,11 +196,11 @@ class LadiVtonPipeline(DiffusionPipeline):
 
         # 3. garment latents, initial noise, masked-person latents and features (the official draw order)
         garment_latents = self.encode_latents(warped_garment.to(**to), generator)
-        self.scheduler.set_timesteps(num_inference_steps, device=device)
+        scheduler.set_timesteps(num_inference_steps, device=device)
         latents = randn_tensor(
             (batch, self.vae.config.latent_channels, *latent_size), generator, device, dtype
         )
-        latents = latents * self.scheduler.init_noise_sigma
+        latents = latents * scheduler.init_noise_sigma
         dist, features = self.vae.encode_with_features(masked_image)
         masked_latents = dist.sample(generator=generator) * self.vae.config.scaling_factor
         int_layers = list(self.config.emasc_int_layers)
@@ -202,16 +216,16 @@ class LadiVtonPipeline(DiffusionPipeline):
             garment_latents = torch.cat([torch.zeros_like(garment_latents), garment_latents])
 
         # 5. denoise
-        step_kwargs = self._step_kwargs(generator, eta)
-        for t in self.progress_bar(self.scheduler.timesteps):
+        step_kwargs = self._step_kwargs(scheduler, generator, eta)
+        for t in self.progress_bar(scheduler.timesteps):
             model_in = torch.cat([latents] * 2) if do_cfg else latents
-            model_in = self.scheduler.scale_model_input(model_in, t)
+            model_in = scheduler.scale_model_input(model_in, t)
             model_in = unet_input(model_in, mask_small, masked_latents, pose, garment_latents)
             noise = self.unet(model_in, t, encoder_hidden_states=prompt_embeds).sample
             if do_cfg:
                 uncond, cond = noise.chunk(2)
                 noise = uncond + guidance_scale * (cond - uncond)
-            latents = self.scheduler.step(noise, t, latents, **step_kwargs).prev_sample.to(dtype)
+            latents = scheduler.step(noise, t, latents, **step_kwargs).prev_sample.to(dtype)
             if on_step is not None:  # lets the service stop a cancelled or expired call between steps
                 on_step()
 

@@ -2,7 +2,10 @@
 
 Each loader checks the weights before importing its module, so a missing file costs no heavy import."""
 
-from vton.runtime.backend import backend_spec, torch_dtype
+from dataclasses import replace
+
+from vton.runtime.backend import CPU_SHARED, GPU_SHARED, Capabilities, backend_spec, torch_dtype
+from vton.runtime.vocab import LabelSet
 from vton.runtime.weights import require
 
 
@@ -25,9 +28,22 @@ def _geometric(device: str, precision: str):
     return GeometricParser.from_pretrained(folder)
 
 
+def _labels(base: Capabilities, label_set: LabelSet) -> Capabilities:
+    return replace(base, label_sets=(label_set,))
+
+
+# SCHP makes the label set of the dataset its checkpoint was trained on; the stage serves LIP only.
 BACKENDS = {
-    "schp-lip": backend_spec("schp-lip", "full", _schp("lip")),
-    "schp-atr": backend_spec("schp-atr", "full", _schp("atr"), auto=False),
-    "schp-pascal": backend_spec("schp-pascal", "full", _schp("pascal"), auto=False),
-    "geometric": backend_spec("geometric", "embedded", _geometric),
+    "schp-lip": backend_spec(
+        "schp-lip", "full", _schp("lip"), capabilities=_labels(GPU_SHARED, LabelSet.LIP)
+    ),
+    "schp-atr": backend_spec(
+        "schp-atr", "full", _schp("atr"), auto=False, capabilities=_labels(GPU_SHARED, LabelSet.ATR)
+    ),
+    "schp-pascal": backend_spec(
+        "schp-pascal", "full", _schp("pascal"), auto=False, capabilities=_labels(GPU_SHARED, LabelSet.PASCAL)
+    ),
+    "geometric": backend_spec(
+        "geometric", "embedded", _geometric, capabilities=_labels(CPU_SHARED, LabelSet.LIP)
+    ),
 }

@@ -33,7 +33,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from services.parsing import labels as L
 from services.parsing.colour import (
     Gaussian,
     bhattacharyya,
@@ -44,7 +43,9 @@ from services.parsing.colour import (
     to_lab,
 )
 from services.parsing.types import ParseEstimate
+from vton.runtime.blazepose import BlazePose, Landmark
 from vton.runtime.errors import NoPersonFound
+from vton.runtime.vocab import Keypoint, Lip
 
 WORK_HEIGHT = 512
 GUIDE_RADIUS = 4  # at the working size
@@ -56,19 +57,43 @@ LUMA_WEIGHT = 0.35  # lighting changes skin's lightness far more than its hue: w
 GARMENT_CLUSTERS = 6
 SAME_GARMENT_OVERLAP = 0.8  # Bhattacharyya overlap above which upper and lower are one colour distribution
 NOTCH_SHARE = 0.15  # pants: the gap between the legs reaches this share of the garment below the crotch
+# Reaches, as shares of the shoulder width: skin this close to an arm's or a leg's bone is that limb, to the
+# wrist-hand segment a hand; an arm's distance counts at ARM_PREFERENCE (a hand on a thigh is a hand); a leg
+# starts LEG_ABOVE_HIPS above the hips' line.
+ARM_REACH, LEG_REACH, HAND_REACH = 0.32, 0.4, 0.25
+ARM_PREFERENCE = 0.7
+LEG_ABOVE_HIPS = 0.1
+# Cloth beside an arm below the waist is weighed as sleeve or lower garment over a window this share wide.
+SLEEVE_COLOUR_WINDOW = 0.2
+# Skin whose distance to the top's colour model is below TOP_MARGIN times its distance to the skin model is the top.
+TOP_MARGIN = 1.0
+# The neck's zone: down to NECK_BELOW_SHOULDERS below the shoulders' line, NECK_HALF_WIDTH either side of the
+# face's centre. Without a face, the head is what rises HEAD_ABOVE_SHOULDERS above that line within
+# HEAD_HALF_WIDTH of the neck.
+NECK_BELOW_SHOULDERS, NECK_HALF_WIDTH = 0.6, 0.6
+HEAD_ABOVE_SHOULDERS, HEAD_HALF_WIDTH = 0.25, 0.5
 
-# BlazePose landmark indices (MediaPipe's 33-point order; "l" is the person's left).
-_LM = dict(
-    nose=0, l_eye=2, r_eye=5, l_ear=7, r_ear=8, mouth_l=9, mouth_r=10, l_shoulder=11, r_shoulder=12,
-    l_elbow=13, r_elbow=14, l_wrist=15, r_wrist=16, l_pinky=17, r_pinky=18, l_index=19, r_index=20,
-    l_thumb=21, r_thumb=22, l_hip=23, r_hip=24, l_knee=25, r_knee=26, l_ankle=27, r_ankle=28,
-    l_heel=29, r_heel=30, l_toe=31, r_toe=32,
-)  # fmt: skip
-# OpenPose COCO-18 indices.
-_COCO = dict(
-    nose=0, r_shoulder=2, r_elbow=3, r_wrist=4, l_shoulder=5, l_elbow=6, l_wrist=7, r_hip=8, r_knee=9,
-    r_ankle=10, l_hip=11, l_knee=12, l_ankle=13, r_eye=14, l_eye=15, r_ear=16, l_ear=17,
-)  # fmt: skip
+# The skeleton's point names ("l" is the person's left) and where BlazePose's landmarks and OpenPose's COCO-18
+# keypoints have them.
+_LANDMARKS = {
+    "nose": Landmark.NOSE, "l_eye": Landmark.L_EYE, "r_eye": Landmark.R_EYE, "l_ear": Landmark.L_EAR,
+    "r_ear": Landmark.R_EAR, "mouth_l": Landmark.L_MOUTH, "mouth_r": Landmark.R_MOUTH,
+    "l_shoulder": Landmark.L_SHOULDER, "r_shoulder": Landmark.R_SHOULDER, "l_elbow": Landmark.L_ELBOW,
+    "r_elbow": Landmark.R_ELBOW, "l_wrist": Landmark.L_WRIST, "r_wrist": Landmark.R_WRIST,
+    "l_pinky": Landmark.L_PINKY, "r_pinky": Landmark.R_PINKY, "l_index": Landmark.L_INDEX,
+    "r_index": Landmark.R_INDEX, "l_thumb": Landmark.L_THUMB, "r_thumb": Landmark.R_THUMB,
+    "l_hip": Landmark.L_HIP, "r_hip": Landmark.R_HIP, "l_knee": Landmark.L_KNEE, "r_knee": Landmark.R_KNEE,
+    "l_ankle": Landmark.L_ANKLE, "r_ankle": Landmark.R_ANKLE, "l_heel": Landmark.L_HEEL,
+    "r_heel": Landmark.R_HEEL, "l_toe": Landmark.L_TOE, "r_toe": Landmark.R_TOE,
+}  # fmt: skip
+_KEYPOINTS = {
+    "nose": Keypoint.NOSE, "r_shoulder": Keypoint.R_SHOULDER, "r_elbow": Keypoint.R_ELBOW,
+    "r_wrist": Keypoint.R_WRIST, "l_shoulder": Keypoint.L_SHOULDER, "l_elbow": Keypoint.L_ELBOW,
+    "l_wrist": Keypoint.L_WRIST, "r_hip": Keypoint.R_HIP, "r_knee": Keypoint.R_KNEE,
+    "r_ankle": Keypoint.R_ANKLE, "l_hip": Keypoint.L_HIP, "l_knee": Keypoint.L_KNEE,
+    "l_ankle": Keypoint.L_ANKLE, "r_eye": Keypoint.R_EYE, "l_eye": Keypoint.L_EYE, "r_ear": Keypoint.R_EAR,
+    "l_ear": Keypoint.L_EAR,
+}  # fmt: skip
 MIN_VISIBILITY = 0.2
 
 
@@ -91,7 +116,7 @@ class Skeleton:
             x, y = landmarks[:, 0], landmarks[:, 1]
             outside = (x < 0) | (y < 0) | (x >= width) | (y >= height)
             landmarks[outside, 3] = np.maximum(landmarks[outside, 3], 0.5)
-        pts = {name: landmarks[i, [0, 1, 3]] for name, i in _LM.items()}
+        pts = {name: landmarks[i, [0, 1, 3]] for name, i in _LANDMARKS.items()}
         for side in "lr":
             fingers = np.stack([pts[f"{side}_{f}"] for f in ("pinky", "index", "thumb")])
             pts[f"{side}_hand"] = np.array([*fingers[:, :2].mean(0), fingers[:, 2].min()], np.float32)
@@ -100,7 +125,7 @@ class Skeleton:
     @classmethod
     def from_keypoints(cls, keypoints: np.ndarray) -> Skeleton:
         """OpenPose COCO-18 keypoints; hands and feet are extrapolated from the forearm and the shin."""
-        pts = {name: keypoints[i].astype(np.float32).copy() for name, i in _COCO.items()}
+        pts = {name: keypoints[i].astype(np.float32).copy() for name, i in _KEYPOINTS.items()}
         for side in "lr":
             # OpenPose drops joints the frame cuts off; continue the leg down the torso's axis (a thigh is
             # about as long as the torso, a shin as the thigh) so the lower garment still has a bone.
@@ -220,6 +245,10 @@ class _Regions:
         self.labels = np.zeros((self.h, self.w), np.uint8)
         self.unit = self._body_unit()
         self.face_poly = self._face_region(face)
+        self.bones = self._bone_distances()
+        self.shoulders_y = self._line_y("l_shoulder", "r_shoulder")
+        self.hips_y = self._line_y("l_hip", "r_hip")
+        self.skin_distance = np.full((self.h, self.w), np.inf, np.float32)
 
     # --- geometry ----------------------------------------------------------------------------------------------
     def _body_unit(self) -> float:
@@ -312,105 +341,131 @@ class _Regions:
 
     # --- the rules ---------------------------------------------------------------------------------------------
     def run(self) -> np.ndarray:
-        person, labels, u = self.person, self.labels, self.unit
-        bones = self._bone_distances()
-        shoulders_y = self._line_y("l_shoulder", "r_shoulder")
-        hips_y = self._line_y("l_hip", "r_hip")
-        skin_model = self._skin_model()
-        skin = np.zeros_like(person)
-        distance = np.full((self.h, self.w), np.inf, np.float32)
-        if skin_model is not None:
-            # A 3x3 mean of the distance: shading and fabric texture make single pixels flicker.
-            distance = cv2.blur(skin_model.distance(self.features), (3, 3))
-            skin = person & (distance < SKIN_THRESHOLD)
-            skin = cv2.morphologyEx(skin.astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8)) > 0
-        face = self.face_poly & person
-        labels[face] = L.FACE
+        """The label map: face, hair, limbs, neck, shoes, then the garments from what is left."""
+        labels = self.labels
+        skin, self.skin_distance = self._skin()
+        face = self.face_poly & self.person
+        labels[face] = Lip.FACE
         skin &= ~face
-
-        hair = self._hair(skin, face, shoulders_y, bones)
-        labels[hair] = L.HAIR
+        hair = self._hair(skin, face)
+        labels[hair] = Lip.HAIR
         skin &= ~hair
-        skin = self._drop_skin_coloured_garments(skin, bones, shoulders_y, hips_y)
+        skin = self._drop_skin_coloured_garments(skin)
+        skin = self._drop_skin_like_the_top(skin)
+        self._limbs(skin)
+        if face.any():
+            self._neck(skin, face)
+        else:
+            self._head_without_face(skin)
+        cloth = self.person & (labels == 0) & ~skin
+        self._shoes(cloth)
+        self._garments(cloth & (labels == 0))
+        return labels
 
-        # Limbs: skin within reach of a bone, the nearest bone deciding which limb. Arms are favoured over
-        # legs: a hand resting on a thigh is still a hand.
+    def _skin(self) -> tuple[np.ndarray, np.ndarray]:
+        """(skin mask, distance to the skin model) over the person; no skin without a model."""
+        skin_model = self._skin_model()
+        if skin_model is None:
+            return np.zeros_like(self.person), np.full((self.h, self.w), np.inf, np.float32)
+        # A 3x3 mean of the distance: shading and fabric texture make single pixels flicker.
+        distance = cv2.blur(skin_model.distance(self.features), (3, 3))
+        skin = self.person & (distance < SKIN_THRESHOLD)
+        skin = cv2.morphologyEx(skin.astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8)) > 0
+        return skin, distance
+
+    def _drop_skin_like_the_top(self, skin: np.ndarray) -> np.ndarray:
+        """Skin below the shoulders that looks more like the top worn over the chest than like the face is that
+        top: the sleeves and the front of a beige or tan hoodie pass the skin test, but they are of one colour
+        with its chest. The hands and the neck stay skin."""
+        chest = self._chest(0.25, 0.55) & self.person & ~skin
+        top = Gaussian.fit(self.features[chest], floor=6.0, trim=0.8) if chest.sum() > 50 else None
+        if top is None or self.shoulders_y is None:
+            return skin
+        top_distance = cv2.blur(top.distance(self.features), (3, 3))
+        hands = np.minimum(self.bones["l_hand"], self.bones["r_hand"]) < HAND_REACH * self.unit
+        like_top = skin & (top_distance < TOP_MARGIN * self.skin_distance) & (self.ys > self.shoulders_y)
+        return skin & ~(like_top & ~hands)
+
+    def _limbs(self, skin: np.ndarray) -> None:
+        """Skin within reach of a bone is that limb, the nearest bone deciding which. Arms are favoured over legs
+        (a hand resting on a thigh is still a hand), and a leg starts at the hips (a belly is no leg)."""
+        bones, u = self.bones, self.unit
         names = ("l_arm", "r_arm", "l_leg", "r_leg")
-        limb_labels = np.array([L.LEFT_ARM, L.RIGHT_ARM, L.LEFT_LEG, L.RIGHT_LEG], np.uint8)
-        reach = np.array([0.32 * u, 0.32 * u, 0.4 * u, 0.4 * u], np.float32)
-        stack = np.stack([bones[n] * (0.7 if "arm" in n else 1.0) for n in names])
+        limb_labels = np.array([Lip.LEFT_ARM, Lip.RIGHT_ARM, Lip.LEFT_LEG, Lip.RIGHT_LEG], np.uint8)
+        reach = np.array([ARM_REACH * u, ARM_REACH * u, LEG_REACH * u, LEG_REACH * u], np.float32)
+        stack = np.stack([bones[n] * (ARM_PREFERENCE if "arm" in n else 1.0) for n in names])
         nearest = stack.argmin(axis=0)
         near_dist = np.take_along_axis(np.stack([bones[n] for n in names]), nearest[None], 0)[0]
         limb_skin = skin & (near_dist < reach[nearest])
-        labels[limb_skin] = limb_labels[nearest[limb_skin]]
+        if self.hips_y is not None:
+            limb_skin &= (nearest < 2) | (self.ys > self.hips_y - LEG_ABOVE_HIPS * u)
+        self.labels[limb_skin] = limb_labels[nearest[limb_skin]]
         # Hands: skin around the wrist-to-hand segment is the hand even where it rests on a thigh.
         hands = np.stack([bones["l_hand"], bones["r_hand"]])
-        near_hand = skin & (hands.min(axis=0) < 0.25 * u)
-        limb_skin |= near_hand
-        labels[near_hand] = np.where(hands[0] <= hands[1], L.LEFT_ARM, L.RIGHT_ARM)[near_hand]
+        near_hand = skin & (hands.min(axis=0) < HAND_REACH * u)
+        self.labels[near_hand] = np.where(hands[0] <= hands[1], Lip.LEFT_ARM, Lip.RIGHT_ARM)[near_hand]
 
-        # Neck and an open neckline: skin joined to the face, between the chin and the chest, within the
-        # shoulders (LIP counts them as face).
-        if face.any() and shoulders_y is not None:
-            ys, xs = np.nonzero(face)
-            centre_x, centre_y = xs.mean(), ys.mean()
-            zone = (
-                (self.ys > centre_y)
-                & (self.ys < shoulders_y + 0.6 * u)
-                & (np.abs(self.xs - centre_x) < 0.6 * u)
-            )
-            seeds = cv2.dilate(face.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
-            neck = _components_touching(skin & zone & (labels == 0), seeds)
-            # Below the chin the neck is the face's own skin in about the face's light: a pixel there that only
-            # just passes the skin test is a light garment (a white shirt or T-shirt under an open jacket, its
-            # collar), and it is that garment, or it would stay out of the agnostic mask and show through.
-            # Only lighter than the face's lit skin (a beard darkens its median): a neck in the chin's shadow drifts
-            # from the face's colour too.
-            chin = float(ys.max())
-            lighter = self.lab[..., 0] > float(np.percentile(self.lab[..., 0][face], 80))
-            garment_like = neck & (self.ys > chin) & lighter & (distance >= NECK_THRESHOLD * SKIN_THRESHOLD)
-            labels[neck & ~garment_like] = L.FACE
-            labels[garment_like] = L.UPPER_CLOTHES
+    def _neck(self, skin: np.ndarray, face: np.ndarray) -> None:
+        """The neck and an open neckline: skin joined to the face, between the chin and the chest, within the
+        shoulders (LIP counts them as face)."""
+        if self.shoulders_y is None:
+            return
+        u = self.unit
+        ys, xs = np.nonzero(face)
+        centre_x, centre_y = xs.mean(), ys.mean()
+        zone = (
+            (self.ys > centre_y)
+            & (self.ys < self.shoulders_y + NECK_BELOW_SHOULDERS * u)
+            & (np.abs(self.xs - centre_x) < NECK_HALF_WIDTH * u)
+        )
+        seeds = cv2.dilate(face.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+        neck = _components_touching(skin & zone & (self.labels == 0), seeds)
+        # Below the chin the neck is the face's own skin in about the face's light: a pixel there that only
+        # just passes the skin test is a light garment (a white shirt or T-shirt under an open jacket, its
+        # collar), and it is that garment, or it would stay out of the agnostic mask and show through.
+        # Only lighter than the face's lit skin (a beard darkens its median): a neck in the chin's shadow drifts
+        # from the face's colour too.
+        chin = float(ys.max())
+        lighter = self.lab[..., 0] > float(np.percentile(self.lab[..., 0][face], 80))
+        garment_like = (
+            neck & (self.ys > chin) & lighter & (self.skin_distance >= NECK_THRESHOLD * SKIN_THRESHOLD)
+        )
+        self.labels[neck & ~garment_like] = Lip.FACE
+        self.labels[garment_like] = Lip.UPPER_CLOTHES
 
-        if not face.any() and shoulders_y is not None:
-            # The frame cuts the face (or it is turned away): what rises above the shoulders around the neck
-            # is still head, skin as face and the rest as hair, never garment.
-            neck_x = (self.sk.xy("l_shoulder")[0] + self.sk.xy("r_shoulder")[0]) / 2
-            head = (
-                person
-                & (labels == 0)
-                & (self.ys < shoulders_y - 0.25 * u)
-                & (np.abs(self.xs - neck_x) < 0.5 * u)
-            )
-            labels[head & skin] = L.FACE
-            labels[head & ~skin] = L.HAIR
+    def _head_without_face(self, skin: np.ndarray) -> None:
+        """The frame cuts the face (or it is turned away): what rises above the shoulders around the neck is
+        still head, skin as face and the rest as hair, never garment."""
+        if self.shoulders_y is None:
+            return
+        neck_x = (self.sk.xy("l_shoulder")[0] + self.sk.xy("r_shoulder")[0]) / 2
+        head = (
+            self.person
+            & (self.labels == 0)
+            & (self.ys < self.shoulders_y - HEAD_ABOVE_SHOULDERS * self.unit)
+            & (np.abs(self.xs - neck_x) < HEAD_HALF_WIDTH * self.unit)
+        )
+        self.labels[head & skin] = Lip.FACE
+        self.labels[head & ~skin] = Lip.HAIR
 
-        cloth = person & (labels == 0) & ~skin
-        self._shoes(cloth, bones)
-        cloth &= labels == 0
-        self._garments(cloth, bones, shoulders_y, hips_y)
-        return labels
-
-    def _chest(
-        self, bones: dict[str, np.ndarray], shoulders_y, hips_y, top: float, bottom: float
-    ) -> np.ndarray:
+    def _chest(self, top: float, bottom: float) -> np.ndarray:
         """bool: the torso polygon between two shares of the shoulder-to-hip span (0 = shoulders)."""
-        if shoulders_y is None or hips_y is None or not np.isfinite(bones["torso"]).all():
+        if self.shoulders_y is None or self.hips_y is None or not np.isfinite(self.bones["torso"]).all():
             return np.zeros((self.h, self.w), bool)
-        span = hips_y - shoulders_y
+        span = self.hips_y - self.shoulders_y
         return (
-            (bones["torso"] == 0)
-            & (self.ys > shoulders_y + top * span)
-            & (self.ys < shoulders_y + bottom * span)
+            (self.bones["torso"] == 0)
+            & (self.ys > self.shoulders_y + top * span)
+            & (self.ys < self.shoulders_y + bottom * span)
         )
 
-    def _drop_skin_coloured_garments(self, skin: np.ndarray, bones, shoulders_y, hips_y) -> np.ndarray:
+    def _drop_skin_coloured_garments(self, skin: np.ndarray) -> np.ndarray:
         """Skin-coloured garments (beige, tan, nude) pass the skin test; find them by where the "skin" lies.
 
         A chest that is mostly "skin" is a skin-coloured top: only the forearms and hands stay skin there.
         Thighs that are "skin" right up to the hip joints are skin-coloured trousers: the legs are cloth.
         """
-        chest = self._chest(bones, shoulders_y, hips_y, 0.25, 0.55) & self.person
+        chest = self._chest(0.25, 0.55) & self.person
         if chest.sum() > 50 and (skin & chest).sum() > 0.6 * chest.sum():
             upper_arm = np.minimum(
                 _distance_to((self.h, self.w), self.sk.chain("l_shoulder", "l_elbow")),
@@ -420,19 +475,24 @@ class _Regions:
                 _distance_to((self.h, self.w), self.sk.chain("l_elbow", "l_wrist", "l_hand")),
                 _distance_to((self.h, self.w), self.sk.chain("r_elbow", "r_wrist", "r_hand")),
             )
-            above_hips = self.ys < hips_y if hips_y is not None else np.ones_like(skin)
+            above_hips = self.ys < self.hips_y if self.hips_y is not None else np.ones_like(skin)
             skin = skin & ~(above_hips & (forearm >= upper_arm))
-        if hips_y is not None:
-            legs = np.minimum(bones["l_leg"], bones["r_leg"]) < 0.2 * self.unit
-            knee_y = self._knee_row(hips_y)
-            band = legs & self.person & (self.ys > hips_y) & (self.ys < hips_y + 0.25 * (knee_y - hips_y))
+        if self.hips_y is not None:
+            legs = np.minimum(self.bones["l_leg"], self.bones["r_leg"]) < 0.2 * self.unit
+            knee_y = self._knee_row()
+            band = (
+                legs
+                & self.person
+                & (self.ys > self.hips_y)
+                & (self.ys < self.hips_y + 0.25 * (knee_y - self.hips_y))
+            )
             if band.sum() > 50 and (skin & band).sum() > 0.6 * band.sum():
-                arm = np.minimum(bones["l_arm"], bones["r_arm"])
-                leg = np.minimum(bones["l_leg"], bones["r_leg"])
-                skin = skin & ~((self.ys > hips_y - 0.3 * self.unit) & (leg < arm))
+                arm = np.minimum(self.bones["l_arm"], self.bones["r_arm"])
+                leg = np.minimum(self.bones["l_leg"], self.bones["r_leg"])
+                skin = skin & ~((self.ys > self.hips_y - 0.3 * self.unit) & (leg < arm))
         return skin
 
-    def _hair(self, skin: np.ndarray, face: np.ndarray, shoulders_y: np.ndarray | None, bones) -> np.ndarray:
+    def _hair(self, skin: np.ndarray, face: np.ndarray) -> np.ndarray:
         """Around the face above the chin: hair, whatever its colour (blond hair passes the skin test). Below
         the chin: pixels joined to that hair whose colour is closer to the hair than to skin and garment."""
         if not face.any():
@@ -443,8 +503,8 @@ class _Regions:
         chin = fy1 - 0.2 * fh
         around_head = (self.xs > fx0 - 0.8 * fw) & (self.xs < fx1 + 0.8 * fw) & (self.ys > fy0 - 1.2 * fh)
         core = self.person & ~face & around_head & (self.ys < chin)
-        if shoulders_y is not None:
-            core &= self.ys < shoulders_y - 0.1 * self.unit
+        if self.shoulders_y is not None:
+            core &= self.ys < self.shoulders_y - 0.1 * self.unit
         core = _components_touching(core, cv2.dilate(face.astype(np.uint8), np.ones((9, 9), np.uint8)) > 0)
         if core.sum() < 30:
             return core
@@ -460,9 +520,7 @@ class _Regions:
         neck_column = np.abs(self.xs - (fx0 + fx1) / 2) < 0.35 * fw
         below &= ~(skin & ((hair_d >= 0.5 * HAIR_THRESHOLD) | neck_column))
         # A garment of the hair's colour: hair then stays off the torso below the shoulders.
-        chest = (
-            self._chest(bones, shoulders_y, self._line_y("l_hip", "r_hip"), 0.2, 0.6) & self.person & ~skin
-        )
+        chest = self._chest(0.2, 0.6) & self.person & ~skin
         garment = Gaussian.fit(self.lab[chest], floor=9.0, trim=0.8) if chest.sum() > 50 else None
         if garment is not None:
             # Closer to the hair than to the top, judged over a small window: dark hair on a dark top is
@@ -472,28 +530,22 @@ class _Regions:
             below &= margin > 2.0
             if hair_model.distance(garment.mean) < 2 * HAIR_THRESHOLD:
                 # Hair and top of similar colours: hair stays off the torso and the arms.
-                arm = np.minimum(bones["l_arm"], bones["r_arm"])
-                below &= (bones["torso"] > 0) & (arm > 0.3 * self.unit)
+                arm = np.minimum(self.bones["l_arm"], self.bones["r_arm"])
+                below &= (self.bones["torso"] > 0) & (arm > 0.3 * self.unit)
         return core | _components_touching(below | core, core)
 
-    def _shoes(self, cloth: np.ndarray, bones: dict[str, np.ndarray]) -> None:
+    def _shoes(self, cloth: np.ndarray) -> None:
         sk, u = self.sk, self.unit
-        for side, label in (("l", L.LEFT_SHOE), ("r", L.RIGHT_SHOE)):
+        for side, label in (("l", Lip.LEFT_SHOE), ("r", Lip.RIGHT_SHOE)):
             if not sk.ok(f"{side}_ankle"):
                 continue
             ankle_y = sk.xy(f"{side}_ankle")[1]
-            other = bones["r_foot" if side == "l" else "l_foot"]
-            region = cloth & (bones[f"{side}_foot"] < 0.22 * u) & (bones[f"{side}_foot"] <= other)
+            other = self.bones["r_foot" if side == "l" else "l_foot"]
+            region = cloth & (self.bones[f"{side}_foot"] < 0.22 * u) & (self.bones[f"{side}_foot"] <= other)
             region &= self.ys > ankle_y - 0.05 * u
             self.labels[region] = label
 
-    def _garments(
-        self,
-        cloth: np.ndarray,
-        bones: dict[str, np.ndarray],
-        shoulders_y: np.ndarray | None,
-        hips_y: np.ndarray | None,
-    ) -> None:
+    def _garments(self, cloth: np.ndarray) -> None:
         labels, u = self.labels, self.unit
         if not cloth.any():
             return
@@ -502,12 +554,12 @@ class _Regions:
         assign[cloth] = nearest_centre(self.lab[cloth], centres)
         k = len(centres)
 
-        arm = np.minimum(bones["l_arm"], bones["r_arm"])
-        leg = np.minimum(bones["l_leg"], bones["r_leg"])
-        sleeve = cloth & (arm < 0.45 * u) & (arm < bones["torso"]) & (arm < leg)
+        arm = np.minimum(self.bones["l_arm"], self.bones["r_arm"])
+        leg = np.minimum(self.bones["l_leg"], self.bones["r_leg"])
+        sleeve = cloth & (arm < 0.45 * u) & (arm < self.bones["torso"]) & (arm < leg)
 
         # Colour samples: the chest (upper garment) and the thighs (lower garment).
-        upper_sample = cloth & self._chest(bones, shoulders_y, hips_y, 0.2, 0.55)
+        upper_sample = cloth & self._chest(0.2, 0.55)
         min_sample = 0.002 * self.h * self.w
         lower_sample = self._thighs(cloth, 0.3, 0.75)
         if lower_sample.sum() < min_sample:
@@ -515,13 +567,13 @@ class _Regions:
             lower_sample = self._thighs(cloth, 0.0, 0.75)
         n_upper, n_lower = int(upper_sample.sum()), int(lower_sample.sum())
 
-        if n_lower < min_sample or hips_y is None:
+        if n_lower < min_sample or self.hips_y is None:
             # No thighs in the photo: one garment, the upper one.
-            labels[cloth] = L.UPPER_CLOTHES
+            labels[cloth] = Lip.UPPER_CLOTHES
             return
         if n_upper < min_sample:
-            labels[cloth & ~sleeve] = self._lower_label(cloth & ~sleeve, hips_y)
-            labels[cloth & sleeve] = L.UPPER_CLOTHES
+            labels[cloth & ~sleeve] = self._lower_label(cloth & ~sleeve)
+            labels[cloth & sleeve] = Lip.UPPER_CLOTHES
             return
 
         hist_u = histogram(assign[upper_sample], k)
@@ -531,7 +583,9 @@ class _Regions:
 
         # The waist: the row, tilted like the hips, above which pixels look upper and below lower.
         body = cloth & ~sleeve
-        tilt_row = np.clip(np.round(self.ys - (hips_y - hips_y.mean())), 0, self.h - 1).astype(np.int32)
+        tilt_row = np.clip(np.round(self.ys - (self.hips_y - self.hips_y.mean())), 0, self.h - 1).astype(
+            np.int32
+        )
         rows = tilt_row[body]
         cost_above = np.bincount(rows, weights=1.0 - p_upper[body], minlength=self.h)
         cost_below = np.bincount(rows, weights=p_upper[body], minlength=self.h)
@@ -539,19 +593,34 @@ class _Regions:
         total = np.concatenate([[0.0], np.cumsum(cost_above)]) + np.concatenate(
             [np.cumsum(cost_below[::-1])[::-1], [0.0]]
         )
-        lo = int(np.clip(np.mean(shoulders_y) + 0.3 * (hips_y.mean() - np.mean(shoulders_y)), 0, self.h - 1))
-        hi = int(np.clip(self._knee_row(hips_y), lo + 1, self.h))
+        lo = int(
+            np.clip(
+                np.mean(self.shoulders_y) + 0.3 * (self.hips_y.mean() - np.mean(self.shoulders_y)),
+                0,
+                self.h - 1,
+            )
+        )
+        hi = int(np.clip(self._knee_row(), lo + 1, self.h))
         waist = lo + int(np.argmin(total[lo:hi]))
         if same:
             # One colour from top to legs: colour cannot place the waist; it sits a little above the hips.
-            waist = int(np.clip(hips_y.mean() - 0.15 * u, 0, self.h - 1))
+            waist = int(np.clip(self.hips_y.mean() - 0.15 * u, 0, self.h - 1))
         lower_part = body & (tilt_row >= waist)
-        lower_label = self._lower_label(lower_part, hips_y)
-        if same and lower_label == L.SKIRT:
-            labels[cloth] = L.DRESS
+        lower_label = self._lower_label(lower_part)
+        if same and lower_label == Lip.SKIRT:
+            labels[cloth] = Lip.DRESS
             return
+        if not same:
+            # Cloth beside a hanging arm below the waist is the sleeve only in the top's colours: in the lower
+            # garment's it is the skirt or the trousers the hand rests against.
+            # Judged over a window: a print's dark spots share the sleeve's black.
+            size = max(3, round(SLEEVE_COLOUR_WINDOW * u)) | 1
+            weight = cv2.blur(cloth.astype(np.float32), (size, size))
+            looks_upper = cv2.blur(np.where(cloth, p_upper, 0).astype(np.float32), (size, size))
+            looks_upper /= np.maximum(weight, 1e-6)
+            lower_part |= cloth & sleeve & (tilt_row >= waist) & (looks_upper < 0.35)
         # (Same colour with two legs: separates of one colour, or a jumpsuit, which LIP rarely sees.)
-        labels[cloth & ~lower_part] = L.UPPER_CLOTHES
+        labels[cloth & ~lower_part] = Lip.UPPER_CLOTHES
         labels[lower_part] = lower_label
 
     def _thighs(self, cloth: np.ndarray, start: float, stop: float) -> np.ndarray:
@@ -565,14 +634,14 @@ class _Regions:
                 sample |= cloth & (seg < 0.15 * self.unit)
         return sample
 
-    def _knee_row(self, hips_y: np.ndarray) -> float:
+    def _knee_row(self) -> float:
         sk = self.sk
         knees = [sk.xy(n)[1] for n in ("l_knee", "r_knee") if sk.ok(n)]
         if knees:
             return float(np.mean(knees))
-        return float(hips_y.mean() + 1.2 * self.unit)
+        return float(self.hips_y.mean() + 1.2 * self.unit)
 
-    def _lower_label(self, garment: np.ndarray, hips_y: np.ndarray) -> int:
+    def _lower_label(self, garment: np.ndarray) -> int:
         """Pants or skirt, from the notch between the legs.
 
         Trousers end lower along the legs than between them: the gap between the legs cuts a notch up to the
@@ -586,14 +655,14 @@ class _Regions:
             cv2.morphologyEx(garment.astype(np.uint8), cv2.MORPH_OPEN, np.ones((size, size), np.uint8)) > 0
         )
         if any(len(leg) < 2 for leg in legs) or not garment.any():
-            return L.PANTS
-        hip_y = float(hips_y.mean())
-        knee_y = self._knee_row(hips_y)
+            return Lip.PANTS
+        hip_y = float(self.hips_y.mean())
+        knee_y = self._knee_row()
         crotch = hip_y + 0.2 * (knee_y - hip_y)
         last = min(self.h - 1, int(np.nonzero(garment)[0].max()))
         rows = np.arange(max(0, int(crotch)), last + 1)
         if len(rows) < 3:
-            return L.PANTS
+            return Lip.PANTS
 
         def leg_x(leg: list[np.ndarray]) -> np.ndarray:
             pts = np.array(leg)
@@ -608,15 +677,15 @@ class _Regions:
         along_legs = covered(left) | covered(right)
         between = covered((left + right) / 2)
         if not along_legs.any():
-            return L.PANTS
+            return Lip.PANTS
         leg_end = int(np.flatnonzero(along_legs).max())
         gaps = np.flatnonzero(~between[: leg_end + 1])
         mid_end = int(gaps[0]) if len(gaps) else leg_end + 1
         notch = (leg_end + 1 - mid_end) / (leg_end + 1)
         if notch > NOTCH_SHARE:
-            return L.PANTS
+            return Lip.PANTS
         # No notch but the frame cuts the garment: no hem in sight, and trousers are the likelier garment.
-        return L.PANTS if rows[leg_end] >= self.h - 2 else L.SKIRT
+        return Lip.PANTS if rows[leg_end] >= self.h - 2 else Lip.SKIRT
 
 
 def parse_person(
@@ -647,13 +716,11 @@ class GeometricParser:
 
     label_set = "lip"
 
-    def __init__(self, pose):
+    def __init__(self, pose: BlazePose):
         self.pose = pose
 
     @classmethod
     def from_pretrained(cls, folder: Path, landmark_model: str = "full") -> GeometricParser:
-        from vton.runtime.blazepose import BlazePose
-
         return cls(BlazePose.from_pretrained(Path(folder), landmark_model=landmark_model))
 
     def parse(self, image: np.ndarray) -> ParseEstimate:

@@ -10,13 +10,12 @@ What `parse` does, step by step as SCHP's `simple_extractor.py` / `evaluate.py` 
 4. the logits go back to the photo through the inverse affine map (bilinear per channel, zero outside) and
    the label is their argmax.
 
-Weights: the released `exp-schp-*.pth` files, a dict whose `state_dict` has DataParallel's `module.` prefix.
-`save_random` writes random weights in that same layout (plus a tiny `vton_config.json`) for tests.
+Weights: the released `exp-schp-*.pth` files, a dict whose `state_dict` has DataParallel's `module.` prefix
+(`services/parsing/testing.py` writes random ones in that layout for tests).
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,16 +25,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from services.parsing.models.schp import (
-    CE2P,
-    CONFIG_FILE,
-    ActivatedBatchNorm,
-    CE2PConfig,
-    load_config,
-    module_to_official_keys,
-    official_to_module_keys,
-)
+from services.parsing.models.schp import CE2P, load_config, official_to_module_keys
 from services.parsing.types import ParseEstimate
+from vton.runtime.checkpoints import load_strict
 from vton.runtime.errors import InvalidInput, NoPersonFound, WeightsMissing
 
 
@@ -59,18 +51,6 @@ DATASETS: dict[str, DatasetSpec] = {
 # SCHP's ImageNet statistics in BGR order (the network was trained on cv2-read BGR images scaled to 0..1).
 BGR_MEAN = (0.406, 0.456, 0.485)
 BGR_STD = (0.225, 0.224, 0.229)
-
-# Small enough for a CPU test, same code path as the published network.
-TINY_CONFIG = CE2PConfig(
-    layers=(1, 1, 1, 1),
-    stem_width=8,
-    base_planes=8,
-    context_features=16,
-    edge_features=8,
-    decoder_features=16,
-    decoder_skip_features=8,
-    fusion_features=16,
-)
 
 
 def dataset_spec(dataset: str) -> DatasetSpec:
@@ -189,14 +169,15 @@ class SCHPBackend:
             raise WeightsMissing(
                 f"SCHP {dataset} needs {spec.checkpoint} in {folder}; get it with `vton weights pull schp-{dataset}`"
             )
-        config = load_config(folder, spec.num_classes)
-        model = CE2P(config)
+        model = CE2P(load_config(folder, spec.num_classes))
         try:
             checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-            state = checkpoint.get("state_dict", checkpoint)
-            model.load_state_dict(official_to_module_keys(state), strict=True)
-        except Exception as exc:  # a truncated download, another network's file, a corrupt pickle
+        except Exception as exc:  # a truncated download, a corrupt pickle
             raise WeightsMissing(f"{path} is not a usable SCHP {dataset} checkpoint: {exc}") from exc
+        state = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, dict) else None
+        if not isinstance(state, dict):
+            raise WeightsMissing(f"{path} is not a usable SCHP {dataset} checkpoint: it holds no state dict")
+        load_strict(model, official_to_module_keys(state), path, f"SCHP's {dataset} network")
         return cls(model, dataset, device, dtype, flip, scales)
 
     def _input_tensor(self, bgr_crop: np.ndarray) -> torch.Tensor:
@@ -246,70 +227,3 @@ class SCHPBackend:
         if not people and self.require_person:
             raise NoPersonFound("no person found")
         return ParseEstimate(labels=labels, label_set=self.dataset, people_detected=people)
-
-
-def save_random(folder: Path, dataset: str = "lip", config: CE2PConfig = TINY_CONFIG, seed: int = 0) -> Path:
-    """Random weights in the released layout (`{'state_dict': {'module.' + key: tensor}}`) + vton_config.json."""
-    spec = dataset_spec(dataset)
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    config = CE2PConfig.from_json({**config.to_json(), "num_classes": spec.num_classes})
-    torch.manual_seed(seed)
-    model = CE2P(config)
-    _randomise_batch_norms(model)
-    torch.save({"state_dict": module_to_official_keys(model.state_dict())}, folder / spec.checkpoint)
-    (folder / CONFIG_FILE).write_text(json.dumps(config.to_json(), indent=2) + "\n")
-    return folder / spec.checkpoint
-
-
-def _randomise_batch_norms(model: CE2P) -> None:
-    """Give every norm non-trivial statistics so round-trips and outputs exercise all four tensors."""
-    for name, tensor in model.state_dict().items():
-        if name.endswith("running_var"):
-            tensor.uniform_(0.5, 1.5)
-        elif name.endswith(("running_mean", ".bias")) and tensor.dim() == 1:
-            tensor.normal_(0.0, 0.1)
-
-
-def calibrate_batch_norms(model: CE2P, images: torch.Tensor) -> None:
-    """Set every norm's running statistics to those its inputs have on `images` (float32, batch >= 2).
-
-    SCHP re-estimates batch norm statistics after averaging weights (`bn_re_estimate`); here it keeps a
-    randomly initialised network's activations near unit scale, which half precision needs: untouched, a
-    random ResNet-101 overflows float16 within a few stages.
-    """
-    norms = [m for m in model.modules() if isinstance(m, ActivatedBatchNorm)]
-    momenta = [m.momentum for m in norms]
-    for m in norms:
-        m.momentum = 1.0  # running statistics := this batch's statistics
-    model.train()
-    with torch.no_grad():
-        model(images)
-    model.eval()
-    for m, momentum in zip(norms, momenta, strict=True):
-        m.momentum = momentum
-
-
-def smooth_random_images(count: int, size: int, device: str | torch.device) -> torch.Tensor:
-    """Normalised-range images with photo-like spatial correlation (white noise would understate how much
-    pooled features vary between real images, and so their norms' variances)."""
-    coarse = torch.randn(count, 3, 6, 6, device=device)
-    fine = F.interpolate(coarse, size=(size, size), mode="bilinear", align_corners=False)
-    return fine + 0.1 * torch.randn_like(fine)
-
-
-def build_full_size_random(
-    device: str | torch.device = "cuda",
-    dtype: torch.dtype = torch.float16,
-    dataset: str = "lip",
-    seed: int = 0,
-) -> SCHPBackend:
-    """The published-size ResNet-101 CE2P with random weights (for GPU benchmarks without the checkpoint).
-
-    Its parse means nothing and may be all background, so it never raises NoPersonFound.
-    """
-    spec = dataset_spec(dataset)
-    torch.manual_seed(seed)
-    model = CE2P(CE2PConfig(num_classes=spec.num_classes)).to(device)
-    calibrate_batch_norms(model, smooth_random_images(8, 193, device))
-    return SCHPBackend(model, dataset, device=device, dtype=dtype, require_person=False)

@@ -64,8 +64,11 @@ def load_config(folder: Path, num_classes: int) -> CE2PConfig:
 
 
 class ActivatedBatchNorm(nn.Module):
-    """Batch norm followed by LeakyReLU (slope 0.01) or nothing: InPlaceABNSync's inference behaviour.
+    """Batch norm followed by LeakyReLU (slope 0.01) or nothing: InPlaceABNSync's behaviour.
 
+    InPlaceABN scales by |weight| + eps, not by the weight (its kernels, `inplace_abn_cpu.cpp` and
+    `inplace_abn_cuda.cu`: y = (x - mean) / sqrt(var + eps) * (|weight| + eps) + bias), so a channel whose stored
+    weight is negative keeps its sign; the released checkpoints were trained and are read that way.
     It holds the same four tensors InPlaceABNSync saved (no `num_batches_tracked`), so names and key count
     match the released checkpoints.
     """
@@ -85,7 +88,7 @@ class ActivatedBatchNorm(nn.Module):
             x,
             self.running_mean,
             self.running_var,
-            self.weight,
+            self.weight.abs() + self.eps,
             self.bias,
             self.training,
             self.momentum,

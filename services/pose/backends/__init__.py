@@ -2,7 +2,7 @@
 
 Each loader checks the weights before importing its module, so a missing file costs no heavy import."""
 
-from vton.runtime.backend import backend_spec, torch_dtype
+from vton.runtime.backend import CPU_SHARED, GPU_SHARED, backend_spec, torch_dtype
 from vton.runtime.weights import require
 
 
@@ -21,6 +21,6 @@ def _blazepose(device: str, precision: str):
 
 
 BACKENDS = {
-    "openpose-body": backend_spec("openpose-body", "full", _openpose),
-    "blazepose-litert": backend_spec("blazepose-litert", "embedded", _blazepose),
+    "openpose-body": backend_spec("openpose-body", "full", _openpose, capabilities=GPU_SHARED),
+    "blazepose-litert": backend_spec("blazepose-litert", "embedded", _blazepose, capabilities=CPU_SHARED),
 }

@@ -29,18 +29,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from services.pose.models.openpose_body import (
-    BodyPoseModel,
-    OpenPoseConfig,
-    checkpoint_from_module,
-    state_dict_from_checkpoint,
-)
+from services.pose.models.openpose_body import BodyPoseModel, OpenPoseConfig, module_key_from_checkpoint
 from services.pose.types import PoseEstimate
+from vton.runtime.checkpoints import check_keys, load_strict
 from vton.runtime.errors import InvalidInput, NoPersonFound, WeightsMissing
+from vton.runtime.vocab import LIMBS as SKELETON_LIMBS
+from vton.runtime.vocab import NUM_KEYPOINTS, Keypoint
 
 CHECKPOINT = "body_pose_model.pth"
 CONFIG_FILE = "vton_config.json"
-NUM_PARTS = 18
 
 BOX_SIZE = 368  # network input height at scale 1
 STRIDE = 8
@@ -52,22 +49,24 @@ PEAK_SIGMA = 3.0
 MIN_PARTS = 4
 MIN_MEAN_SCORE = 0.4
 
-# The 19 limbs in the network's PAF order: (part A, part B, PAF channel of x, PAF channel of y), COCO-18 indices.
-# The first 17 form the tree of the skeleton; the last two (shoulder-ear) only attach parts to existing people.
-LIMBS: tuple[tuple[int, int, int, int], ...] = (
-    (1, 2, 12, 13), (1, 5, 20, 21), (2, 3, 14, 15), (3, 4, 16, 17), (5, 6, 22, 23), (6, 7, 24, 25),
-    (1, 8, 0, 1), (8, 9, 2, 3), (9, 10, 4, 5), (1, 11, 6, 7), (11, 12, 8, 9), (12, 13, 10, 11),
-    (1, 0, 28, 29), (0, 14, 30, 31), (14, 16, 34, 35), (0, 15, 32, 33), (15, 17, 36, 37),
-    (2, 16, 18, 19), (5, 17, 26, 27),
+# The network's 19 limbs: the 17 of the skeleton (a tree), then the two shoulder-ear links, which only attach parts
+# to existing people. Each is (part A, part B, PAF channel of x, PAF channel of y).
+EAR_LINKS = ((Keypoint.R_SHOULDER, Keypoint.R_EAR), (Keypoint.L_SHOULDER, Keypoint.L_EAR))
+PAF_CHANNELS = (
+    (12, 13), (20, 21), (14, 15), (16, 17), (22, 23), (24, 25), (0, 1), (2, 3), (4, 5), (6, 7), (8, 9), (10, 11),
+    (28, 29), (30, 31), (34, 35), (32, 33), (36, 37), (18, 19), (26, 27),
 )  # fmt: skip
-TREE_LIMBS = 17
+LIMBS: tuple[tuple[int, int, int, int], ...] = tuple(
+    (int(a), int(b), x, y) for (a, b), (x, y) in zip(SKELETON_LIMBS + EAR_LINKS, PAF_CHANNELS, strict=True)
+)
+TREE_LIMBS = len(SKELETON_LIMBS)
 
 
 @dataclass
 class Person:
     """One assembled person: for each part the index of its candidate (-1 = missing), and the running totals."""
 
-    parts: np.ndarray = field(default_factory=lambda: np.full(NUM_PARTS, -1, np.int64))
+    parts: np.ndarray = field(default_factory=lambda: np.full(NUM_KEYPOINTS, -1, np.int64))
     score: float = 0.0  # sum of the part scores and the limb scores
     count: int = 0  # number of parts
 
@@ -78,7 +77,7 @@ def find_peaks(
     """Per part (the first 18 channels of [H, W, C]): [n, 3] float (x, y, score) of its peaks, in row-major order."""
     radius = int(4 * sigma + 0.5)  # the Gaussian truncated at 4 sigma
     peaks = []
-    for part in range(NUM_PARTS):
+    for part in range(NUM_KEYPOINTS):
         raw = np.ascontiguousarray(heatmaps[:, :, part], dtype=np.float32)
         smooth = cv2.GaussianBlur(raw, (2 * radius + 1, 2 * radius + 1), sigma, borderType=cv2.BORDER_REFLECT)
         padded = np.pad(smooth, 1)  # zeros outside: a border pixel only needs to beat its inner neighbours
@@ -176,7 +175,7 @@ def _overlap(first: Person, second: Person) -> bool:
 
 def person_keypoints(person: Person, candidates: np.ndarray) -> np.ndarray:
     """float32 [18, 3] (x, y, score), zeros for missing parts."""
-    keypoints = np.zeros((NUM_PARTS, 3), np.float32)
+    keypoints = np.zeros((NUM_KEYPOINTS, 3), np.float32)
     present = person.parts >= 0
     keypoints[present] = candidates[person.parts[present], :3]
     return keypoints
@@ -231,7 +230,10 @@ class OpenPoseBackend:
             config = OpenPoseConfig.from_dict(json.loads((folder / CONFIG_FILE).read_text()))
         model = BodyPoseModel(config)
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-        model.load_state_dict(state_dict_from_checkpoint(model, checkpoint), strict=True)
+        # the file names layers without the torch port's block prefix: check in its names, then load in the model's
+        names = module_key_from_checkpoint(model)
+        check_keys(path, names, checkpoint, "the OpenPose body network")
+        load_strict(model, {names[k]: v for k, v in checkpoint.items()}, path, "the OpenPose body network")
         return cls(model, device, dtype, **kwargs)
 
     def estimate(self, image: np.ndarray) -> PoseEstimate:
@@ -280,33 +282,3 @@ class OpenPoseBackend:
         return np.ascontiguousarray(mean[:, :, :num_heatmaps]), np.ascontiguousarray(
             mean[:, :, num_heatmaps:]
         )
-
-
-TINY_CONFIG = OpenPoseConfig(
-    vgg_channels=(4, 8, 8, 16), cpm_channels=(16, 8), stage1_hidden=16, stage_channels=8
-)
-
-
-def save_random(folder: Path, config: OpenPoseConfig = TINY_CONFIG, seed: int = 0) -> Path:
-    """Random weights in the official file's layout (`body_pose_model.pth`, Caffe layer names without the block
-    prefix, a plain state dict saved with torch.save) plus `vton_config.json`; returns the checkpoint's path."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        model = BodyPoseModel(config)
-    path = folder / CHECKPOINT
-    torch.save(checkpoint_from_module(model), path)
-    (folder / CONFIG_FILE).write_text(json.dumps(config.to_dict(), indent=2))
-    return path
-
-
-def build_full_size_random(
-    device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32, **kwargs
-) -> OpenPoseBackend:
-    """An OpenPoseBackend with the published network (52.3 M parameters) and random weights, touching no file.
-
-    Returns the backend itself (model on `device` in `dtype`, the four default scales unless `scales=` is given):
-    `network_maps(image)` has the release's compute and memory; `estimate` runs but a random network finds nobody.
-    """
-    return OpenPoseBackend(BodyPoseModel(), device, dtype, **kwargs)

@@ -2,7 +2,9 @@
 
 A VGG-19 front (conv1_1 .. conv4_2, then conv4_3_CPM and conv4_4_CPM down to 128 channels at 1/8 resolution) feeds
 six stages of two branches: L1 predicts the 38 part affinity fields (19 limbs x (x, y)), L2 the 19 heatmaps (18
-parts + background). Each stage after the first sees [L1, L2, VGG features] (38 + 19 + 128 = 185 channels).
+parts + background). Each stage after the first sees [L1, L2, VGG features] (38 + 19 + 128 = 185 channels). Every
+convolution but a stage's output is followed by a ReLU, and so is the last stage's heatmap output (see
+`RELU_ON_LAST_HEATMAPS`).
 The network expects BGR input scaled to [-0.5, 0.5) (pixel / 256 - 0.5), as the Caffe original.
 
 Module names are those of the torch port every user of the file builds (`model0.conv1_1`, `model1_1.conv5_1_CPM_L1`,
@@ -21,6 +23,10 @@ import torch
 from torch import nn
 
 NUM_STAGES = 6
+# pytorch-openpose's `bodypose_model` (which every user of body_pose_model.pth runs) lists `Mconv7_stage6_L1`
+# twice in its `no_relu_layers` and never `Mconv7_stage6_L2`, so it applies a ReLU to the final heatmaps (stage 6,
+# branch L2); the Caffe original does not. The released file has been used with the ReLU, so it is kept.
+RELU_ON_LAST_HEATMAPS = (NUM_STAGES, 2)
 
 
 @dataclass(frozen=True)
@@ -122,7 +128,8 @@ class BodyPoseModel(nn.Module):
             )
             for stage in range(2, NUM_STAGES + 1):
                 layers = _refinement_stage_layers(cfg, stage, branch, outputs)
-                self.add_module(f"model{stage}_{branch}", _block(layers, relu_after_last=False))
+                relu = (stage, branch) == RELU_ON_LAST_HEATMAPS
+                self.add_module(f"model{stage}_{branch}", _block(layers, relu_after_last=relu))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         features = self.model0(x)
@@ -146,20 +153,6 @@ def module_key_from_checkpoint(model: BodyPoseModel) -> dict[str, str]:
     if len(mapping) != len(model.state_dict()):
         raise AssertionError("layer names are not unique across blocks")
     return mapping
-
-
-def state_dict_from_checkpoint(
-    model: BodyPoseModel, checkpoint: dict[str, torch.Tensor]
-) -> dict[str, torch.Tensor]:
-    """The checkpoint's tensors under the module's names; raises KeyError naming missing or unexpected layers."""
-    mapping = module_key_from_checkpoint(model)
-    missing = sorted(set(mapping) - set(checkpoint))
-    unexpected = sorted(set(checkpoint) - set(mapping))
-    if missing or unexpected:
-        raise KeyError(
-            f"checkpoint does not match the body pose network: missing {missing}, unexpected {unexpected}"
-        )
-    return {mapping[k]: v for k, v in checkpoint.items()}
 
 
 def checkpoint_from_module(model: BodyPoseModel) -> OrderedDict[str, torch.Tensor]:

@@ -2,7 +2,7 @@
 
 Each loader checks the weights before importing its module, so a missing file costs no heavy import."""
 
-from vton.runtime.backend import backend_spec, torch_dtype
+from vton.runtime.backend import CPU_SHARED, GPU_SHARED, backend_spec, torch_dtype
 from vton.runtime.weights import require
 
 
@@ -23,7 +23,11 @@ def _tps(device: str, precision: str):
 
 
 BACKENDS = {
-    "ladi-vton-warp-dresscode": backend_spec("ladi-vton-warp-dresscode", "full", _ladi("dresscode")),
-    "ladi-vton-warp-vitonhd": backend_spec("ladi-vton-warp-vitonhd", "full", _ladi("vitonhd")),
-    "keypoint-tps": backend_spec("keypoint-tps", "embedded", _tps),
+    "ladi-vton-warp-dresscode": backend_spec(
+        "ladi-vton-warp-dresscode", "full", _ladi("dresscode"), capabilities=GPU_SHARED
+    ),
+    "ladi-vton-warp-vitonhd": backend_spec(
+        "ladi-vton-warp-vitonhd", "full", _ladi("vitonhd"), capabilities=GPU_SHARED
+    ),
+    "keypoint-tps": backend_spec("keypoint-tps", "embedded", _tps, capabilities=CPU_SHARED),
 }

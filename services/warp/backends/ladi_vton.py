@@ -16,8 +16,8 @@ The garment mask is warped with the same grid (zero padding) to give the warped 
 resized to the person's size.
 
 Inputs are prepared the way the dataset code of the release prepares them: images normalised to [-1, 1]; the pose
-map a Gaussian exp(-d²/9²) per keypoint at 512 rows (scaled with the working height), taken from
-`inputs.pose_map` when given; for the Dress Code checkpoint the garment's background is painted white with its mask
+map `inputs.pose_map` when given, else the release's Gaussians drawn from the keypoints at the working resolution
+(`vton.runtime.posemap`: sigma 9 px on a 512-row map, as the released weights saw it); for the Dress Code checkpoint the garment's background is painted white with its mask
 (the release README recommends in-shop images with a white background). Garment photos whose aspect differs from
 the working resolution's are padded with white, not stretched: the training photos were all 3:4. `im_mask` is
 rebuilt from `person` and `agnostic_mask` (the dataset's definition), whatever fill `masked_person` carries.
@@ -34,16 +34,18 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from services.warp.category import classify_garment
 from services.warp.garment import garment_mask as garment_mask_of
 from services.warp.models import ConvNetTPS, RefinementConfig, RefinementUNet, TPSConfig
-from services.warp.types import WarpInputs, WarpOutput
+from services.warp.types import CategoryGuess, WarpInputs, WarpOutput
+from vton.runtime.checkpoints import WeightsMismatch, load_strict
 from vton.runtime.errors import InvalidInput, WeightsMissing
+from vton.runtime.posemap import pose_heatmaps
+from vton.runtime.vocab import CATEGORIES
 
 DATASETS = ("vitonhd", "dresscode")
-CATEGORIES = ("upper_body", "lower_body", "dresses")
 DEFAULT_SIZE = (512, 384)  # (height, width) the checkpoints were trained at
 CONFIG_FILE = "vton_config.json"
-POSE_SIGMA_AT_512 = 9.0  # kpoint_to_heatmap(..., sigma=9) of the dataset code, on a 512-row map
 
 
 def checkpoint_name(dataset: str) -> str:
@@ -83,12 +85,23 @@ class LadiVtonWarpBackend:
             raise WeightsMissing(f"{folder} holds neither {names}")
         dataset = present[0]
         tps_config, refinement_config = read_config(folder)
-        checkpoint = torch.load(folder / checkpoint_name(dataset), map_location="cpu", weights_only=True)
+        path = folder / checkpoint_name(dataset)
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(checkpoint, dict) or not {"tps", "refinement"} <= set(checkpoint):
+            # the hub loader reads only these two entries of the file, so nothing else is required or refused
+            raise WeightsMismatch(
+                f"{path} is not LaDI-VTON's warping module: it lacks its `tps` or `refinement` entry"
+            )
         tps = ConvNetTPS(tps_config)
         refinement = RefinementUNet(refinement_config)
-        tps.load_state_dict(checkpoint["tps"], strict=True)
-        refinement.load_state_dict(checkpoint["refinement"], strict=True)
+        load_strict(tps, checkpoint["tps"], path, "the warping module's TPS network (its `tps` entry)")
+        load_strict(
+            refinement, checkpoint["refinement"], path, "the refinement U-Net (its `refinement` entry)"
+        )
         return cls(tps, refinement, dataset, device, dtype)
+
+    def classify(self, garment: np.ndarray) -> CategoryGuess:
+        return classify_garment(garment)  # LaDI-VTON has no classifier: the embedded one, from the silhouette
 
     @torch.inference_mode()
     def warp(self, inputs: WarpInputs) -> WarpOutput:
@@ -213,25 +226,15 @@ def _masked_person(person: np.ndarray, agnostic_mask: np.ndarray, height: int, w
 
 
 def _pose_map(inputs: WarpInputs, person_h: int, person_w: int, height: int, width: int) -> np.ndarray:
-    """float32 [18, H, W] in [0, 1] at the working resolution."""
+    """float32 [18, H, W] in [0, 1] at the working resolution: the request's map resized, or the dataset's Gaussians
+    drawn from the keypoints at the working resolution (as the release draws them at its own)."""
     if inputs.pose_map is not None:
         maps = torch.from_numpy(inputs.pose_map.astype(np.float32) / 255.0)[None]
         maps = F.interpolate(maps, size=(height, width), mode="bilinear", antialias=True, align_corners=False)
         return maps[0].clamp(0, 1).numpy()
-    keypoints = np.asarray(inputs.keypoints, np.float32)
-    scale = np.array([width / person_w, height / person_h], np.float32)
-    return keypoint_heatmaps(keypoints[:, :2] * scale, keypoints[:, 2] > 0, height, width)
-
-
-def keypoint_heatmaps(points: np.ndarray, present: np.ndarray, height: int, width: int) -> np.ndarray:
-    """[18, H, W] Gaussians exp(-d²/sigma²) peaking at 1, zero maps for missing points (the dataset's pose map)."""
-    sigma = POSE_SIGMA_AT_512 * height / 512
-    ys, xs = np.mgrid[:height, :width].astype(np.float32)
-    maps = np.zeros((len(points), height, width), np.float32)
-    for i, ((x, y), ok) in enumerate(zip(points, present, strict=True)):
-        if ok and (x > 0 or y > 0):
-            maps[i] = np.exp(-((xs - x) ** 2 + (ys - y) ** 2) / sigma**2)
-    return maps
+    keypoints = np.asarray(inputs.keypoints, np.float32).copy()
+    keypoints[:, :2] *= np.array([width / person_w, height / person_h], np.float32)
+    return pose_heatmaps(keypoints, width, height)
 
 
 def _image_tensor(image: np.ndarray) -> torch.Tensor:
@@ -251,51 +254,3 @@ def read_config(folder: Path) -> tuple[TPSConfig, RefinementConfig]:
         return TPSConfig(), RefinementConfig()
     data = json.loads(path.read_text())
     return TPSConfig.from_dict(data.get("tps", {})), RefinementConfig.from_dict(data.get("refinement", {}))
-
-
-TINY_TPS = TPSConfig(ngf=4, max_channels=32, regression_channels=(16, 16, 8, 8))
-TINY_REFINEMENT = RefinementConfig(base_channels=4)
-
-
-def save_random(
-    folder: Path,
-    dataset: str = "vitonhd",
-    tps_config: TPSConfig = TINY_TPS,
-    refinement_config: RefinementConfig = TINY_REFINEMENT,
-    seed: int = 0,
-) -> Path:
-    """Write random weights in the release's format (`warping_{dataset}.pth` = {"tps": ..., "refinement": ...})
-    plus `vton_config.json` with the sizes; returns the checkpoint's path. Tiny sizes by default.
-
-    The TPS regressor gets small random weights on top of the official identity initialisation, so a random
-    network warps (mildly) instead of returning the identity grid.
-    """
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    with torch.random.fork_rng(), torch.no_grad():
-        torch.manual_seed(seed)
-        tps, refinement = ConvNetTPS(tps_config), RefinementUNet(refinement_config)
-        for module in (tps, refinement):
-            for name, tensor in module.state_dict().items():
-                if name.endswith("running_var"):
-                    tensor.uniform_(0.5, 1.5)
-                elif name.endswith("running_mean"):
-                    tensor.normal_(0, 0.1)
-        linear = tps.loc_net.regression.linear
-        linear.weight.normal_(0, 0.5 / linear.in_features**0.5)
-    path = folder / checkpoint_name(dataset)
-    torch.save({"tps": tps.state_dict(), "refinement": refinement.state_dict()}, path)
-    config = {"tps": tps_config.to_dict(), "refinement": refinement_config.to_dict()}
-    (folder / CONFIG_FILE).write_text(json.dumps(config, indent=2))
-    return path
-
-
-def build_full_size_random(
-    device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32, dataset: str = "vitonhd"
-) -> LadiVtonWarpBackend:
-    """A LadiVtonWarpBackend with the published network sizes and random weights, touching no file.
-
-    Returns the backend itself (networks on `device`, TPS in float32, refinement U-Net in `dtype`), ready for
-    `warp(WarpInputs)` or for timing `sampling_grid` / `refine` directly: same compute and memory as the release.
-    """
-    return LadiVtonWarpBackend(ConvNetTPS(), RefinementUNet(), dataset, device, dtype)

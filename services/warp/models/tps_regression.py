@@ -7,14 +7,18 @@ regressor turns it into 5x5 source control points bounded by tanh, and the TPS t
 pixel of the 256x192 grid. Module and attribute names (`extractionA.model.0`, `loc_net.regression.linear`,
 `gridGen.inverse_kernel`, ...) are those of the official code, so its checkpoint loads with strict=True.
 
-Only inference is here: the official forward also returns regularisation losses for training, which are omitted.
+The official forward also returns six regularisation terms that training adds to its loss (the second-order
+constraints on the predicted control-point grid); `forward(..., with_regularisers=True)` returns them as the
+reference computes them (`tps_regularisers`), inference leaves them out.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import NamedTuple
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from services.warp.models.tps_grid import TPSGridGen, regular_control_points
@@ -133,6 +137,66 @@ class BoundedGridLocNet(nn.Module):
         return self.regression(correlation).view(correlation.shape[0], -1, 2)
 
 
+class TPSRegularisers(NamedTuple):
+    """LaDI-VTON's grid constraints (`rx, ry, cx, cy, rg, cg` of its BoundedGridLocNet), each a scalar.
+
+    rx, ry / cx, cy: how unevenly the squared spacing of neighbouring control points changes along each row / column
+    (the change of the x and y components, floored at 0.08 element-wise, then averaged); rg / cg: how far each
+    triple of consecutive points along a row / column is from collinear (twice the triangle's area, summed, floored
+    at 0.02). train_tps.py adds `mean(rx + ry + cx + cy + rg + cg) * const_weight` to its L1 loss.
+    """
+
+    rx: torch.Tensor
+    ry: torch.Tensor
+    cx: torch.Tensor
+    cy: torch.Tensor
+    rg: torch.Tensor
+    cg: torch.Tensor
+
+    def total(self) -> torch.Tensor:
+        return self.rx + self.ry + self.cx + self.cy + self.rg + self.cg
+
+
+SPACING_FLOOR = 0.08
+COLLINEARITY_FLOOR = 0.02
+
+
+def _collinearity(p0: torch.Tensor, p1: torch.Tensor, p2: torch.Tensor) -> torch.Tensor:
+    """|cross(p1 - p0, p1 - p2)| for [..., 2] points: 0 when the three are on one line."""
+    return torch.abs(
+        (p1[..., 1] - p0[..., 1]) * (p1[..., 0] - p2[..., 0])
+        - (p1[..., 1] - p2[..., 1]) * (p1[..., 0] - p0[..., 0])
+    )
+
+
+def tps_regularisers(control_points: torch.Tensor, grid_size: int) -> TPSRegularisers:
+    """The reference's constraints on [B, grid_size², 2] control points (rows of the grid outer, x inner).
+
+    As in the reference, the collinearity terms rg and cg are computed on the first sample of the batch only
+    (its `grad_row`/`grad_col` index `[0]`); the spacing terms use the whole batch.
+    """
+    grid = control_points.view(
+        control_points.shape[0], grid_size, grid_size, 2
+    )  # [B, row (y), column (x), 2]
+    along_rows = (grid[:, :, 1:] - grid[:, :, :-1]) ** 2
+    along_cols = (grid[:, 1:] - grid[:, :-1]) ** 2
+    row_change = torch.abs(along_rows[:, :, 1:] - along_rows[:, :, :-1])
+    col_change = torch.abs(along_cols[:, 1:] - along_cols[:, :-1])
+    floor = control_points.new_tensor(SPACING_FLOOR)
+    first = grid[0]
+    rg = _collinearity(first[:, :-2], first[:, 1:-1], first[:, 2:]).sum()
+    cg = _collinearity(first[:-2], first[1:-1], first[2:]).sum()
+    bound = control_points.new_tensor(COLLINEARITY_FLOOR)
+    return TPSRegularisers(
+        rx=torch.maximum(floor, row_change[..., 0]).mean(),
+        ry=torch.maximum(floor, row_change[..., 1]).mean(),
+        cx=torch.maximum(floor, col_change[..., 0]).mean(),
+        cy=torch.maximum(floor, col_change[..., 1]).mean(),
+        rg=torch.maximum(rg, bound),
+        cg=torch.maximum(cg, bound),
+    )
+
+
 class ConvNetTPS(nn.Module):
     """(garment [B,3,256,192], body [B,21,256,192]) in [-1, 1] -> (grid [B,256,192,2], control points [B,N,2])."""
 
@@ -155,9 +219,40 @@ class ConvNetTPS(nn.Module):
         )
         self.gridGen = TPSGridGen(cfg.height, cfg.width, targets)
 
-    def forward(self, garment: torch.Tensor, body: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, garment: torch.Tensor, body: torch.Tensor, with_regularisers: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor] | tuple[torch.Tensor, torch.Tensor, TPSRegularisers]:
+        """(grid, control points), plus the training regularisers when `with_regularisers` is set."""
         features_a = l2_normalise(self.extractionA(garment))
         features_b = l2_normalise(self.extractionB(body))
         control_points = self.loc_net(correlate(features_a, features_b))
         coords = self.gridGen(control_points)
-        return coords.view(garment.shape[0], self.height, self.width, 2), control_points
+        grid = coords.view(garment.shape[0], self.height, self.width, 2)
+        if with_regularisers:
+            return grid, control_points, tps_regularisers(control_points, self.config.grid_size)
+        return grid, control_points
+
+
+def predict_grid(
+    tps: ConvNetTPS, cloth: torch.Tensor, body: torch.Tensor, with_regularisers: bool = False
+) -> tuple[torch.Tensor, ...]:
+    """The sampling grid at the inputs' resolution, predicted by `tps` at its own (LaDI-VTON's inference and
+    training): garment [B, 3, H, W] and body [B, 21, H, W] (masked person, pose map) are resized (bilinear,
+    antialiased) to the network's size, and its grid resized back to H x W. Returns (grid [B, H, W, 2], control
+    points), plus the regularisers when asked."""
+    height, width = cloth.shape[-2:]
+    low = (tps.height, tps.width)
+    low_cloth = F.interpolate(cloth, size=low, mode="bilinear", antialias=True, align_corners=False)
+    low_body = F.interpolate(body, size=low, mode="bilinear", antialias=True, align_corners=False)
+    # float32 even under mixed precision: the TPS solve's precision decides the geometry (as the backend runs it)
+    with torch.autocast(cloth.device.type, enabled=False):
+        low_grid, *rest = tps(low_cloth.float(), low_body.float(), with_regularisers=with_regularisers)
+    if (height, width) != low:
+        low_grid = F.interpolate(
+            low_grid.permute(0, 3, 1, 2),
+            size=(height, width),
+            mode="bilinear",
+            antialias=True,
+            align_corners=False,
+        ).permute(0, 2, 3, 1)
+    return (low_grid, *rest)
