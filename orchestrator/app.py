@@ -24,14 +24,18 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from orchestrator.auth import Authenticator
+from orchestrator.batch_steps import BatchSteps
+from orchestrator.batches import BatchStore
 from orchestrator.breaker import STORAGE, DependencyBreaker
+from orchestrator.catalog_poller import CatalogPoller
 from orchestrator.deps import AppContext, error_response
 from orchestrator.errors import ApiError
+from orchestrator.incoming import IncomingStore, IncomingWatcher
 from orchestrator.jobs import JobStore
 from orchestrator.metrics import OrchestratorMetrics
 from orchestrator.pipeline import TryOnPipeline
-from orchestrator.routers import health, jobs, keys, objects, tryon, web
-from orchestrator.schemas import job_payload
+from orchestrator.routers import batches, health, incoming, jobs, keys, objects, tryon, web
+from orchestrator.schemas import batch_payload, job_payload
 from orchestrator.settings import Settings, load_settings
 from orchestrator.stages import StageClients
 from orchestrator.storage import StorageError, storage_from_settings
@@ -199,7 +203,10 @@ def build_context(settings: Settings) -> AppContext:
     store = JobStore(settings.resolved_database_url)
     storage = storage_from_settings(settings)
     clients = StageClients(settings.stage_addrs, timeout_s=settings.stage_timeout_s)
-    pipeline = TryOnPipeline(clients, storage, max_working_pixels=settings.max_working_pixels)
+    batch_store = BatchStore(store)
+    # a batch's shared step is claimed for as long as its stage calls may take
+    shared = BatchSteps(batch_store, storage, lease_s=settings.stage_timeout_s + 60)
+    pipeline = TryOnPipeline(clients, storage, shared=shared, max_working_pixels=settings.max_working_pixels)
     breaker = DependencyBreaker(
         # the storage is up when the bucket answers (created here when S3 came up after the orchestrator)
         _dependency_checks(clients, storage.ensure_bucket, settings.readiness_timeout_s),
@@ -221,7 +228,18 @@ def build_context(settings: Settings) -> AppContext:
     tenants = TenantStore(store.engine)
     deliveries = DeliveryStore(store.engine)
     webhooks = webhook_dispatcher(
-        settings, deliveries, tenants, {"job": job_payload(store, storage.presign, deliveries)}
+        settings,
+        deliveries,
+        tenants,
+        {
+            "job": job_payload(store, storage.presign, deliveries),
+            "batch": batch_payload(batch_store, storage.presign, deliveries),
+        },
+    )
+    incoming_store = IncomingStore(store.engine)
+    watcher = IncomingWatcher(incoming_store, batch_store, storage, settings, wake=runner.wake)
+    catalog = CatalogPoller(
+        batch_store, storage, watcher, bucket=settings.s3_bucket, incoming_poll_s=settings.incoming_poll_s
     )
     return AppContext(
         settings,
@@ -235,6 +253,9 @@ def build_context(settings: Settings) -> AppContext:
         Authenticator(settings, tenants),
         deliveries,
         webhooks,
+        batch_store,
+        incoming_store,
+        catalog,
     )
 
 
@@ -252,6 +273,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if settings.workers > 0:
             await run_in_threadpool(ctx.runner.start)
             ctx.webhooks.start()
+            ctx.catalog.start()
         log_event(
             log,
             "orchestrator started",
@@ -291,6 +313,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.include_router(tryon.router)
     app.include_router(jobs.router)
+    app.include_router(batches.router)
+    app.include_router(incoming.router)
     app.include_router(objects.router)
     app.include_router(keys.router)
     app.include_router(keys.admin_router)

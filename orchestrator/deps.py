@@ -13,7 +13,10 @@ from fastapi import Depends, Request
 from fastapi.responses import JSONResponse
 
 from orchestrator.auth import Authenticator
+from orchestrator.batches import BatchStore
+from orchestrator.catalog_poller import CatalogPoller
 from orchestrator.errors import ApiError
+from orchestrator.incoming import IncomingStore
 from orchestrator.jobs import JobStore
 from orchestrator.metrics import OrchestratorMetrics
 from orchestrator.pipeline import TryOnPipeline
@@ -38,6 +41,9 @@ class AppContext:
     auth: Authenticator
     deliveries: DeliveryStore
     webhooks: WebhookDispatcher
+    batches: BatchStore
+    incoming: IncomingStore
+    catalog: CatalogPoller
     bucket_ready: bool = False
     # Set by SIGTERM (or the app's shutdown): no new work, waiting clients answered, running jobs handed back.
     shutting_down: threading.Event = field(default_factory=threading.Event)
@@ -49,14 +55,18 @@ class AppContext:
             self.bucket_ready = True
 
     def begin_shutdown(self) -> threading.Thread:
-        """Stop taking work: /readyz and POST /v1/tryon answer 503 from now on, clients waiting on a job get
-        503 with its id, and the workers hand their running jobs back to the queue (in the thread returned,
-        the same one for every call)."""
+        """Stop taking work: /readyz, POST /v1/tryon and POST /v1/batches answer 503 from now on, clients
+        waiting on a job get 503 with its id, the workers hand their running jobs back to the queue and the
+        catalog stops watching incoming garments (in the thread returned, the same one for every call)."""
         if self._hand_back is None:
             self.shutting_down.set()
-            self._hand_back = threading.Thread(target=self.runner.stop, name="vton-hand-back", daemon=True)
+            self._hand_back = threading.Thread(target=self._stop_work, name="vton-hand-back", daemon=True)
             self._hand_back.start()
         return self._hand_back
+
+    def _stop_work(self) -> None:
+        self.runner.stop()  # first: the running jobs go back to the queue at once
+        self.catalog.stop()
 
 
 def context(request: Request) -> AppContext:

@@ -10,6 +10,10 @@ writer's lock at once instead of failing a later upgrade, on PostgreSQL it locks
 Every job belongs to a tenant (orchestrator.tenants) and keeps its objects under the tenant's prefix. A job
 created with an `Idempotency-Key` records the key in the same transaction, and a job that names a callback
 URL gets its webhook delivery queued in the transaction that finishes it (orchestrator.webhooks delivers it).
+
+A job created without a category has it inferred from the garment photo when it runs (its first step,
+`category`); a job of a catalog batch (orchestrator.batches) names the batch, its person and garment there, and
+where its result goes.
 """
 
 from __future__ import annotations
@@ -39,6 +43,8 @@ JOB_STATUSES = (QUEUED, RUNNING, SUCCEEDED, FAILED)
 FINISHED = (SUCCEEDED, FAILED)
 # A stage of a job: pending (not reached), running, succeeded, failed, or skipped (an earlier one failed).
 PENDING, SKIPPED = "pending", "skipped"
+# The step of a job that came without a category: the warp stage infers it from the garment photo, first.
+CATEGORY_STEP = "category"
 
 
 @dataclass(frozen=True)
@@ -48,11 +54,13 @@ class StageState:
     seconds: float | None = None
     error: str | None = None
     people_detected: int | None = None  # the person stages say how many people the photo holds
+    reused: bool | None = None  # True: done once for the job's batch and reused, not called by this job
 
 
 @dataclass(frozen=True)
 class Job:
-    """A try-on job as stored: what the client asked for (None: the backend's default), where it stands."""
+    """A try-on job as stored: what the client asked for (None: the backend's default), where it stands.
+    `category` is "" while it is still to be inferred from the garment."""
 
     id: str
     status: str
@@ -80,6 +88,13 @@ class Job:
     tenant_id: str = DEFAULT_TENANT
     key_id: str | None = None  # the API key that created it
     callback_url: str | None = None
+    category_inferred: bool = False
+    category_confidence: float | None = None  # an inferred category's score, in [0, 1]
+    category_scores: dict[str, float] | None = None  # every category's score
+    batch_id: str | None = None
+    batch_person: int | None = None  # positions of the person and the garment in the batch
+    batch_garment: int | None = None
+    output_key: str | None = None  # a batch job's result goes here instead of under its own prefix
 
     @property
     def storage_prefix(self) -> str:
@@ -184,46 +199,21 @@ class JobStore:
         With `idempotency`, the key is recorded with the job in one transaction; IdempotencyTaken (and no
         job) when the tenant's key is already taken by a request of the window (a concurrent retry)."""
         now = time.time()
-        row = JobRow(
-            id=job_id,
-            tenant_id=tenant_id,
-            key_id=key_id,
-            callback_url=callback_url,
-            status=QUEUED,
-            category=options.category,
-            seed=options.seed,
-            steps=options.steps or None,
-            guidance_scale=options.guidance_scale or None,
-            scheduler=options.scheduler or None,
+        row = job_row(
+            job_id,
+            options,
             person_key=person_key,
             garment_key=garment_key,
             request_id=request_id,
-            created_at=now,
-            updated_at=now,
-            attempts=0,
-            stages=[StageRow(stage=name, position=i, status=PENDING) for i, name in enumerate(JOB_STEPS)],
+            tenant_id=tenant_id,
+            key_id=key_id,
+            callback_url=callback_url,
+            now=now,
         )
         try:
             with self._sessions.begin() as session:
                 if idempotency is not None:
-                    # an expired use of the key frees it (the write first: it takes SQLite's lock)
-                    session.execute(
-                        delete(IdempotencyRow).where(
-                            IdempotencyRow.tenant_id == tenant_id,
-                            IdempotencyRow.key == idempotency.key,
-                            IdempotencyRow.created_at < now - idempotency.window_s,
-                        )
-                    )
-                    session.add(
-                        IdempotencyRow(
-                            tenant_id=tenant_id,
-                            key=idempotency.key,
-                            fingerprint=idempotency.fingerprint,
-                            resource_id=job_id,
-                            created_at=now,
-                        )
-                    )
-                    session.flush()  # the key's uniqueness is checked before the job is written
+                    record_idempotency(session, tenant_id, idempotency, job_id, now)
                 session.add(row)
         except IntegrityError:
             prior = (
@@ -264,6 +254,16 @@ class JobStore:
         with self._sessions() as session:
             row = session.get(JobRow, job_id)
             return _to_job(row) if row is not None else None
+
+    def batch_jobs(self, batch_id: str) -> list[Job]:
+        """The jobs of a batch, garment by garment, person by person."""
+        with self._sessions() as session:
+            rows = session.scalars(
+                select(JobRow)
+                .where(JobRow.batch_id == batch_id)
+                .order_by(JobRow.batch_garment, JobRow.batch_person)
+            ).all()
+            return [_to_job(row) for row in rows]
 
     def counts_by_status(self) -> dict[str, int]:
         with self._sessions() as session:
@@ -328,7 +328,7 @@ class JobStore:
         """Record a stage's progress (what `state` leaves None keeps its earlier value, but for the error);
         False (and nothing written) when the claim is no longer this worker's."""
         values: dict = {"status": state.status, "error": state.error}
-        for name in ("backend", "seconds", "people_detected"):
+        for name in ("backend", "seconds", "people_detected", "reused"):
             if getattr(state, name) is not None:
                 values[name] = getattr(state, name)
         with self._sessions.begin() as session:
@@ -338,6 +338,27 @@ class JobStore:
                 update(StageRow)
                 .where(StageRow.job_id == job_id, StageRow.stage == stage)
                 .values(**values)
+                .execution_options(synchronize_session=False)
+            )
+        return True
+
+    def set_category(
+        self, job_id: str, token: str, category: str, confidence: float, scores: dict[str, float]
+    ) -> bool:
+        """Record the category inferred from the garment (the job's options take it from now on); False when
+        the claim is no longer this worker's."""
+        with self._sessions.begin() as session:
+            if not self._touch(session, job_id, token):
+                return False
+            session.execute(
+                update(JobRow)
+                .where(JobRow.id == job_id)
+                .values(
+                    category=category,
+                    category_inferred=True,
+                    category_confidence=confidence,
+                    category_scores=scores,
+                )
                 .execution_options(synchronize_session=False)
             )
         return True
@@ -497,6 +518,76 @@ class JobStore:
         )
 
 
+def job_row(
+    job_id: str,
+    options: TryOnOptions,
+    *,
+    person_key: str,
+    garment_key: str,
+    request_id: str,
+    tenant_id: str,
+    now: float,
+    key_id: str | None = None,
+    callback_url: str | None = None,
+    batch: tuple[str, int, int] | None = None,
+    output_key: str | None = None,
+) -> JobRow:
+    """A queued job's row with every step pending: options at the backend's default are stored as null, a
+    category left "" as null (it is inferred, in a first `category` step). `batch` is (batch id, person
+    position, garment position) for a job of a catalog batch."""
+    steps = ([CATEGORY_STEP] if not options.category else []) + list(JOB_STEPS)
+    batch_id, batch_person, batch_garment = batch or (None, None, None)
+    return JobRow(
+        id=job_id,
+        tenant_id=tenant_id,
+        key_id=key_id,
+        callback_url=callback_url,
+        status=QUEUED,
+        category=options.category or None,
+        category_inferred=False,
+        seed=options.seed,
+        steps=options.steps or None,
+        guidance_scale=options.guidance_scale or None,
+        scheduler=options.scheduler or None,
+        person_key=person_key,
+        garment_key=garment_key,
+        request_id=request_id,
+        created_at=now,
+        updated_at=now,
+        attempts=0,
+        batch_id=batch_id,
+        batch_person=batch_person,
+        batch_garment=batch_garment,
+        output_key=output_key,
+        stages=[StageRow(stage=name, position=i, status=PENDING) for i, name in enumerate(steps)],
+    )
+
+
+def record_idempotency(
+    session: Session, tenant_id: str, idempotency: Idempotency, resource_id: str, now: float
+) -> None:
+    """Record a tenant's Idempotency-Key in the caller's transaction, before what it creates: a key taken by a
+    concurrent request fails the flush (IntegrityError) and so the transaction."""
+    # an expired use of the key frees it (the write first: it takes SQLite's lock)
+    session.execute(
+        delete(IdempotencyRow).where(
+            IdempotencyRow.tenant_id == tenant_id,
+            IdempotencyRow.key == idempotency.key,
+            IdempotencyRow.created_at < now - idempotency.window_s,
+        )
+    )
+    session.add(
+        IdempotencyRow(
+            tenant_id=tenant_id,
+            key=idempotency.key,
+            fingerprint=idempotency.fingerprint,
+            resource_id=resource_id,
+            created_at=now,
+        )
+    )
+    session.flush()  # the key's uniqueness is checked before anything else is written
+
+
 def _final_values(
     status: str,
     now: float,
@@ -533,7 +624,7 @@ def _reset_stages(session: Session, job_id: str) -> None:
     session.execute(
         update(StageRow)
         .where(StageRow.job_id == job_id)
-        .values(status=PENDING, backend=None, seconds=None, error=None)
+        .values(status=PENDING, backend=None, seconds=None, error=None, reused=None)
         .execution_options(synchronize_session=False)
     )
 
@@ -552,7 +643,7 @@ def _to_job(row: JobRow) -> Job:
     return Job(
         id=row.id,
         status=row.status,
-        category=row.category,
+        category=row.category or "",
         seed=row.seed,
         steps=row.steps,
         guidance_scale=row.guidance_scale,
@@ -576,6 +667,7 @@ def _to_job(row: JobRow) -> Job:
                 seconds=s.seconds,
                 error=s.error,
                 people_detected=s.people_detected,
+                reused=s.reused,
             )
             for s in row.stages
         },
@@ -585,6 +677,13 @@ def _to_job(row: JobRow) -> Job:
         tenant_id=row.tenant_id,
         key_id=row.key_id,
         callback_url=row.callback_url,
+        category_inferred=row.category_inferred,
+        category_confidence=row.category_confidence,
+        category_scores=row.category_scores,
+        batch_id=row.batch_id,
+        batch_person=row.batch_person,
+        batch_garment=row.batch_garment,
+        output_key=row.output_key,
     )
 
 

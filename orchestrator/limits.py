@@ -59,14 +59,16 @@ def rate_limited(key_id: str, wait_s: float) -> ApiError:
     )
 
 
-def check_queue_room(queued_of_tenant: int, queued_in_all: int, per_tenant: int, in_all: int) -> None:
-    """429 when one more queued job would pass the tenant's bound or the platform's."""
-    if queued_of_tenant >= per_tenant:
+def check_queue_room(
+    queued_of_tenant: int, queued_in_all: int, per_tenant: int, in_all: int, adding: int = 1
+) -> None:
+    """429 when `adding` more queued jobs (a batch's) would pass the tenant's bound or the platform's."""
+    if queued_of_tenant + adding > per_tenant:
         reason, message = (
             "tenant_queue_full",
             f"you have {queued_of_tenant} jobs queued, the limit is {per_tenant}",
         )
-    elif queued_in_all >= in_all:
+    elif queued_in_all + adding > in_all:
         reason, message = "queue_full", f"the platform has {queued_in_all} jobs queued, its limit"
     else:
         return

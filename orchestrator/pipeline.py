@@ -3,6 +3,10 @@ warp and the diffusion; every step's artifacts go to storage as soon as the step
 
 Plain Python over the stubs: it reports progress through a `Progress` (the worker writes it to the job
 store), and it stops between and during calls when `Progress.cancelled()` says the worker is shutting down.
+
+A job without a category first asks the warp stage to infer it from the garment photo. What a job may share with
+the other jobs of its catalog batch (the garment's category, the person's pose, densepose and parsing) goes
+through `SharedSteps` (orchestrator.batches): done by the first job that needs it, reused by the others.
 """
 
 from __future__ import annotations
@@ -10,24 +14,28 @@ from __future__ import annotations
 import queue
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import grpc
 from google.protobuf.message import Message
 
-from orchestrator.jobs import RUNNING, SUCCEEDED, Job, StageState
+from orchestrator.jobs import CATEGORY_STEP, RUNNING, SUCCEEDED, Job, StageState
 from orchestrator.stages import StageClients, StageError
 from orchestrator.working_size import paste_full_size, working_copy
 from vton.runtime import images, proto_vocab
 from vton.runtime.options import TryOnOptions
-from vton.runtime.vocab import JOB_STEPS, Stage
+from vton.runtime.vocab import CATEGORIES, JOB_STEPS, Stage
 from vton.v1 import common_pb2, densepose_pb2, diffusion_pb2, parsing_pb2, pose_pb2, warp_pb2
 
-# The stage service each step calls: the agnostic mask is the parsing stage's second call.
+# The stage service each step calls: the agnostic mask is the parsing stage's second call, the category the
+# warp stage's.
 STEP_STAGES: dict[str, Stage] = {
-    step: Stage.PARSING if step == "agnostic_mask" else Stage(step) for step in JOB_STEPS
+    CATEGORY_STEP: Stage.WARP,
+    **{step: Stage.PARSING if step == "agnostic_mask" else Stage(step) for step in JOB_STEPS},
 }
+# The steps that look at the person photo alone: a batch does them once per person.
+PERSON_STEPS: tuple[str, ...] = ("pose", "densepose", "parsing")
 
 # What each step stores: artifact file name -> its bytes in the step's response. The job JSON lists each
 # artifact under its stem ("pose" for pose.json) with a URL ending in the file name.
@@ -54,6 +62,8 @@ STEP_ARTIFACTS: dict[str, dict[str, Callable[[Any], bytes]]] = {
 # Artifact file names in the order the steps make them.
 ARTIFACTS: tuple[str, ...] = tuple(name for files in STEP_ARTIFACTS.values() for name in files)
 IMAGE_FORMATS = {"png": "png", "jpeg": "jpg", "webp": "webp"}
+# The proto's Category values by name, and back (what ClassifyGarment answers).
+_CATEGORY_NAMES = {proto_vocab.category_enum(name): name for name in CATEGORIES}
 
 
 def input_key(job_prefix: str, name: str, image_format: str) -> str:
@@ -106,6 +116,39 @@ class Progress(Protocol):
     def cancelled(self) -> bool: ...
 
 
+@dataclass(frozen=True)
+class CategoryGuess:
+    """The category the warp stage inferred from a garment photo, how sure it is, and the call that said so."""
+
+    category: str
+    confidence: float
+    scores: dict[str, float]
+    state: StageState  # the `category` step as it succeeded
+
+
+@dataclass(frozen=True)
+class PersonAnalysis:
+    """What pose and parsing answered for a person photo (the later steps read them), and how each person step
+    went: its state and its artifacts (name -> storage key)."""
+
+    pose: Any
+    parsing: Any
+    states: dict[str, StageState]
+    artifacts: dict[str, str] = field(default_factory=dict)
+
+
+class SharedSteps(Protocol):
+    """Steps a job may share with the other jobs of its batch. Each takes the function that does the step for
+    this job; an implementation calls it, or reuses what another job of the batch made (reporting that to
+    `progress`). `category` also records the guess on the job."""
+
+    def category(self, job: Job, infer: Callable[[], CategoryGuess], progress: Progress) -> CategoryGuess: ...
+
+    def person(
+        self, job: Job, analyse: Callable[[], PersonAnalysis], progress: Progress
+    ) -> PersonAnalysis: ...
+
+
 class Interrupted(Exception):
     """The worker is stopping: the job goes back to the queue and runs again elsewhere or after a restart."""
 
@@ -131,49 +174,112 @@ class TryOnPipeline:
     """Runs one job; `run` returns the storage key of the result or raises StageError / Interrupted."""
 
     def __init__(
-        self, clients: StageClients, storage: Storage, *, max_working_pixels: int, poll_s: float = 0.2
+        self,
+        clients: StageClients,
+        storage: Storage,
+        *,
+        shared: SharedSteps,
+        max_working_pixels: int,
+        poll_s: float = 0.2,
     ) -> None:
         self.clients = clients
         self.storage = storage
+        self.shared = shared
         self.max_working_pixels = max_working_pixels
         self.poll_s = poll_s
 
     def run(self, job: Job, progress: Progress) -> str:
-        inputs = self._load_inputs(job)
+        inputs = self._load_inputs(job, progress)
         calls = _Calls(self, job, progress)
-        pose, parsing = self._analyse_person(calls, inputs)
+        pose, parsing = self._analyse_person(job, progress, inputs)
         agnostic = self._mask_garment_region(calls, inputs, pose, parsing)
         warped = self._warp_garment(calls, inputs, pose, parsing, agnostic)
         image = self._try_on(calls, inputs, pose, parsing, agnostic, warped)
         return self._store_result(job, inputs, image, agnostic.mask.data)
 
-    def _load_inputs(self, job: Job) -> _Inputs:
+    def _load_inputs(self, job: Job, progress: Progress) -> _Inputs:
         person = self.storage.get(job.person_key)
         garment = self.storage.get(job.garment_key)
         # A large photo goes through the stages at a working size (the artifacts are at that size); so does a
         # large garment photo, whose details past a couple of megapixels no stage uses.
+        garment_message = image_message(working_copy(garment, self.max_working_pixels) or garment)
+        category = job.category
+        if not category or job.category_inferred:  # none given (a rerun infers again: its step shows done)
+            category = self._infer_category(job, progress, garment_message)
         working = working_copy(person, self.max_working_pixels)
         return _Inputs(
             person=image_message(working or person),
-            garment=image_message(working_copy(garment, self.max_working_pixels) or garment),
-            options=options_message(job.options),
+            garment=garment_message,
+            options=options_message(replace(job.options, category=category)),
             original=person if working is not None else None,
         )
 
-    def _analyse_person(self, calls: _Calls, inputs: _Inputs) -> tuple[Any, Any]:
-        """Pose, densepose and parsing at once: the person photo alone feeds all three."""
+    def _infer_category(self, job: Job, progress: Progress, garment: common_pb2.Image) -> str:
+        """The garment's category from its photo (the warp stage's ClassifyGarment), before the person stages."""
+
+        def infer() -> CategoryGuess:
+            recorded = _Recorded(progress)
+            request = warp_pb2.ClassifyGarmentRequest(garment=garment)
+            try:
+                response = _Calls(self, job, recorded).one(
+                    CATEGORY_STEP, self.clients.warp.ClassifyGarment, request
+                )
+            except StageError as exc:
+                raise self._category_error(exc) from None
+            if response.category not in _CATEGORY_NAMES:
+                raise StageError(
+                    CATEGORY_STEP,
+                    Stage.WARP,
+                    grpc.StatusCode.INTERNAL,
+                    "the warp stage answered ClassifyGarment without a category",
+                )
+            return CategoryGuess(
+                _CATEGORY_NAMES[response.category],
+                round(float(response.confidence), 4),
+                {
+                    _CATEGORY_NAMES[s.category]: round(float(s.score), 4)
+                    for s in response.scores
+                    if s.category in _CATEGORY_NAMES
+                },
+                recorded.states[CATEGORY_STEP],
+            )
+
+        return self.shared.category(job, infer, progress).category
+
+    def _category_error(self, exc: StageError) -> StageError:
+        """A failed inference in the client's terms: a photo with no garment in it, or a warp stage that
+        cannot infer at all (one from before ClassifyGarment)."""
+        if exc.code == grpc.StatusCode.FAILED_PRECONDITION:
+            exc.error_code = "no_garment"
+        elif exc.code == grpc.StatusCode.UNIMPLEMENTED:
+            address = self.clients.addresses[Stage.WARP]
+            exc.message = (
+                f"the warp stage ({address}) cannot infer a garment's category (it has no ClassifyGarment): "
+                "name the category in the request"
+            )
+        return exc
+
+    def _analyse_person(self, job: Job, progress: Progress, inputs: _Inputs) -> tuple[Any, Any]:
+        """Pose, densepose and parsing at once: the person photo alone feeds all three (a batch's jobs share
+        them)."""
         c, person = self.clients, inputs.person
-        done = calls.run(
-            {
-                "pose": (c.pose.EstimatePose, pose_pb2.EstimatePoseRequest(image=person)),
-                "densepose": (
-                    c.densepose.EstimateDensePose,
-                    densepose_pb2.EstimateDensePoseRequest(image=person),
-                ),
-                "parsing": (c.parsing.Parse, parsing_pb2.ParseRequest(image=person, label_set="lip")),
-            }
-        )
-        return done["pose"], done["parsing"]
+
+        def analyse() -> PersonAnalysis:
+            recorded = _Recorded(progress)
+            done = _Calls(self, job, recorded).run(
+                {
+                    "pose": (c.pose.EstimatePose, pose_pb2.EstimatePoseRequest(image=person)),
+                    "densepose": (
+                        c.densepose.EstimateDensePose,
+                        densepose_pb2.EstimateDensePoseRequest(image=person),
+                    ),
+                    "parsing": (c.parsing.Parse, parsing_pb2.ParseRequest(image=person, label_set="lip")),
+                }
+            )
+            return PersonAnalysis(done["pose"], done["parsing"], recorded.states, recorded.artifacts)
+
+        analysis = self.shared.person(job, analyse, progress)
+        return analysis.pose, analysis.parsing
 
     def _mask_garment_region(self, calls: _Calls, inputs: _Inputs, pose: Any, parsing: Any) -> Any:
         request = parsing_pb2.CreateAgnosticMaskRequest(
@@ -222,7 +328,28 @@ class TryOnPipeline:
     def _store_result(self, job: Job, inputs: _Inputs, image: bytes, mask: bytes) -> str:
         if inputs.original is not None:
             image = paste_full_size(inputs.original, image, mask)
-        return self.storage.put(result_key(job.storage_prefix), image, "image/png")
+        return self.storage.put(job.output_key or result_key(job.storage_prefix), image, "image/png")
+
+
+class _Recorded:
+    """A job's Progress that also keeps what was reported (each step's last state, the artifacts), so a step a
+    batch shares can be handed to its other jobs."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.states: dict[str, StageState] = {}
+        self.artifacts: dict[str, str] = {}
+
+    def stage(self, step: str, state: StageState) -> None:
+        self.states[step] = state
+        self.progress.stage(step, state)
+
+    def artifact(self, name: str, key: str) -> None:
+        self.artifacts[name] = key
+        self.progress.artifact(name, key)
+
+    def cancelled(self) -> bool:
+        return self.progress.cancelled()
 
 
 class _Calls:

@@ -10,9 +10,10 @@ from typing import Any, Literal
 from fastapi import UploadFile
 from pydantic import BaseModel, ConfigDict, Field
 
-from orchestrator.jobs import Job, JobStore
+from orchestrator.batches import BATCH_FINISHED, Batch, BatchItem, BatchStore
+from orchestrator.jobs import JOB_STATUSES, QUEUED, Job, JobStore
 from orchestrator.pipeline import ARTIFACTS
-from orchestrator.tenants import ApiKey
+from orchestrator.tenants import ApiKey, tenant_prefix
 from orchestrator.webhooks import Delivery, DeliveryStore, Payload
 from vton.runtime.options import MAX_GUIDANCE_SCALE, MAX_SEED, MAX_STEPS, SCHEDULERS
 from vton.runtime.vocab import CATEGORIES
@@ -27,6 +28,7 @@ StageStatus = Literal["pending", "running", "succeeded", "failed", "skipped"]
 ERROR_HTTP_STATUS = {
     "invalid_input": 400,
     "no_person": 422,
+    "no_garment": 422,
     "stage_unavailable": 503,
     "storage_unavailable": 503,
     "stage_timeout": 504,
@@ -40,7 +42,11 @@ class TryOnOptionsIn(BaseModel):
     """The options of a try-on request, as the client sent them. Their limits are checked by the platform's one
     validator (vton.runtime.options), the same the stages apply."""
 
-    category: str = Field(description=" | ".join(CATEGORIES), json_schema_extra={"enum": list(CATEGORIES)})
+    category: str | None = Field(
+        None,
+        description=f"{' | '.join(CATEGORIES)}; absent: inferred from the garment photo",
+        json_schema_extra={"enum": list(CATEGORIES)},
+    )
     seed: int | None = Field(None, description=f"Random seed, 0..{MAX_SEED}; chosen at random when absent")
     # 0 is no number of steps: a client asks for the backend's default by leaving the field out.
     steps: int | None = Field(
@@ -114,10 +120,24 @@ class StageOut(BaseModel):
         None,
         description="People the stage found in the photo (pose, densepose, parsing); it used the largest",
     )
+    reused: bool = Field(
+        False,
+        description="Done once for the job's batch (by another of its jobs) and reused, not called again",
+    )
+
+
+class CategoryOut(BaseModel):
+    name: str | None = Field(description="The garment's category; null: not inferred yet")
+    inferred: bool = Field(description="Inferred from the garment photo, the request having named none")
+    confidence: float | None = Field(
+        None,
+        description="Inferred: the chosen category's score in [0, 1]; below about 0.75 the photo is ambiguous",
+    )
+    scores: dict[str, float] | None = Field(None, description="Inferred: every category's score")
 
 
 class OptionsOut(BaseModel):
-    category: str
+    category: str | None = Field(description="null: to be inferred from the garment photo")
     seed: int
     steps: int | None = Field(None, description="null: the backend's default")
     guidance_scale: float | None = Field(None, description="null: the backend's default")
@@ -157,6 +177,10 @@ class JobOut(BaseModel):
     tenant: str = Field(description="The tenant the job belongs to (the one of the API key that sent it)")
     status: JobStatus
     options: OptionsOut
+    category: CategoryOut = Field(
+        description="The garment's category, and whether and how surely it was inferred"
+    )
+    batch: str | None = Field(None, description="The catalog batch the job is part of")
     created_at: datetime
     started_at: datetime | None = None
     finished_at: datetime | None = None
@@ -197,6 +221,10 @@ def callback_out(job: Job, delivery: Delivery | None) -> CallbackOut | None:
         return None
     if delivery is None:  # the job has not finished: nothing was sent yet
         return CallbackOut(url=job.callback_url, status="pending", attempts=[])
+    return _callback_of(delivery)
+
+
+def _callback_of(delivery: Delivery) -> CallbackOut:
     return CallbackOut(
         url=delivery.url,
         status=delivery.status,
@@ -219,12 +247,16 @@ def job_out(job: Job, presign, delivery: Delivery | None = None) -> JobOut:
         tenant=job.tenant_id,
         status=job.status,
         options=OptionsOut(
-            category=job.category,
+            category=job.category or None,
             seed=job.seed,
             steps=job.steps,
             guidance_scale=job.guidance_scale,
             scheduler=job.scheduler,
         ),
+        category=category_out(
+            job.category or None, job.category_inferred, job.category_confidence, job.category_scores
+        ),
+        batch=job.batch_id,
         created_at=_when(job.created_at),
         started_at=_when(job.started_at),
         finished_at=_when(job.finished_at),
@@ -237,6 +269,7 @@ def job_out(job: Job, presign, delivery: Delivery | None = None) -> JobOut:
                 seconds=s.seconds,
                 error=s.error,
                 people_detected=s.people_detected,
+                reused=bool(s.reused),
             )
             for name, s in job.stages.items()
         },
@@ -256,6 +289,18 @@ def job_out(job: Job, presign, delivery: Delivery | None = None) -> JobOut:
         error_stage=job.error_stage,
         callback=callback_out(job, delivery),
         links=LinksOut(self=job_path(job.id), result=result_url),
+    )
+
+
+def category_out(
+    name: str | None, inferred: bool, confidence: float | None, scores: dict[str, float] | None
+) -> CategoryOut:
+    """A category as the API shows it: a name given by the client, or one inferred (with how sure)."""
+    return CategoryOut(
+        name=name,
+        inferred=inferred,
+        confidence=confidence if inferred else None,
+        scores=scores if inferred else None,
     )
 
 
@@ -344,3 +389,193 @@ def key_out(key: ApiKey) -> KeyOut:
         last_used_at=_when(key.last_used_at),
         revoked_at=_when(key.revoked_at),
     )
+
+
+# --- catalog batches ----------------------------------------------------------------------------------------------
+
+BatchStatus = Literal["queued", "running", "finished"]
+
+
+class BatchOptionsIn(TryOnOptionsIn):
+    """The options of a batch: those of a try-on, the same for every job; `category` is the default of the
+    garments that name none (absent: each is inferred from its photo). `callback_url` gets the finished batch."""
+
+
+class BatchGarmentIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    key: str = Field(description="`s3://<bucket>/tenants/<tenant>/<key>` or `<key>` below your prefix")
+    category: str | None = Field(
+        None, description="This garment's category; absent: the batch's, else inferred"
+    )
+
+
+class BatchByReference(BatchOptionsIn):
+    """The JSON body of POST /v1/batches: people and garments named as objects of the tenant."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    people: list[str] = Field(min_length=1, description="Person photos: object keys, as for POST /v1/tryon")
+    garments: list[str | BatchGarmentIn] = Field(
+        min_length=1, description="Garment photos: object keys, or {key, category}"
+    )
+
+
+class BatchForm(BatchOptionsIn):
+    """The multipart form of POST /v1/batches: the photos themselves (repeat the fields) and the options."""
+
+    people: list[UploadFile] = Field(
+        min_length=1, description="Person photos (PNG, JPEG or WebP): repeat the field"
+    )
+    garments: list[UploadFile] = Field(min_length=1, description="Garment photos: repeat the field")
+    categories: list[str] = Field(
+        [], description="One per garment, in order (empty: the batch's category, else inferred); or none"
+    )
+
+
+class BatchLinksOut(BaseModel):
+    self: str
+    manifest: str | None = Field(None, description="Presigned GET URL of manifest.json once finished")
+
+
+class BatchItemOut(BaseModel):
+    name: str = Field(description="What the manifest calls it: the file name, or the key it was named by")
+    key: str = Field(description="The photo's key below your prefix")
+    url: str = Field(description="Presigned GET URL of the photo")
+
+
+class BatchPersonOut(BatchItemOut):
+    analysis: Literal["pending", "running", "succeeded", "failed"] = Field(
+        description="The person's pose, densepose and parsing, done once for the batch"
+    )
+    error: str | None = None
+
+
+class BatchGarmentOut(BatchItemOut):
+    category: CategoryOut
+
+
+class BatchJobOut(BaseModel):
+    id: str
+    person: int = Field(description="Index into `people`")
+    garment: int = Field(description="Index into `garments`")
+    status: JobStatus
+    result_url: str | None = Field(None, description="Presigned GET URL of the try-on image (PNG)")
+    error: str | None = None
+    links: LinksOut
+
+
+class BatchOut(BaseModel):
+    id: str
+    tenant: str
+    source: Literal["api", "incoming"] = Field(
+        description="api: POST /v1/batches; incoming: a garment dropped into the tenant's incoming prefix"
+    )
+    status: BatchStatus = Field(
+        description="queued: no job started yet; running; finished: every job ended and the manifest is written"
+    )
+    created_at: datetime
+    finished_at: datetime | None = None
+    total: int = Field(description="Jobs of the batch: garments x people")
+    progress: float = Field(description="Share of the jobs that have ended, in [0, 1]")
+    counts: dict[str, int] = Field(description="Jobs by status: queued, running, succeeded, failed")
+    error: str | None = Field(None, description="Why the batch made no job (it has a manifest all the same)")
+    people: list[BatchPersonOut]
+    garments: list[BatchGarmentOut]
+    jobs: list[BatchJobOut] = Field(description="Garment by garment, person by person")
+    manifest_url: str | None = Field(None, description="Finished: presigned GET URL of manifest.json")
+    manifest_csv_url: str | None = Field(None, description="Finished: presigned GET URL of manifest.csv")
+    manifest_key: str = Field(description="The manifest's key below your prefix (manifest.csv beside it)")
+    callback: CallbackOut | None = None
+    links: BatchLinksOut
+
+
+class BatchAccepted(BaseModel):
+    id: str
+    status: BatchStatus
+    total: int
+    links: BatchLinksOut
+
+
+def batch_path(batch_id: str) -> str:
+    return f"/v1/batches/{batch_id}"
+
+
+def batch_out(batch: Batch, jobs: list[Job], presign, delivery: Delivery | None = None) -> BatchOut:
+    """The batch as clients see it, with every job's state; `presign(key)` turns keys into URLs."""
+    prefix = tenant_prefix(batch.tenant_id)
+    counts = dict.fromkeys(JOB_STATUSES, 0)
+    for job in jobs:
+        counts[job.status] += 1
+    ended = sum(1 for job in jobs if job.finished)
+    finished = batch.status == BATCH_FINISHED
+    waiting = bool(jobs) and counts[QUEUED] == len(jobs)
+    status = "finished" if finished else "queued" if waiting else "running"
+
+    def item(i: BatchItem) -> dict[str, Any]:
+        return {"name": i.name, "key": i.key.removeprefix(prefix), "url": presign(i.key)}
+
+    manifest_url = presign(batch.manifest_key) if finished else None
+    return BatchOut(
+        id=batch.id,
+        tenant=batch.tenant_id,
+        source=batch.source,
+        status=status,
+        created_at=_when(batch.created_at),
+        finished_at=_when(batch.finished_at),
+        total=len(jobs),
+        progress=round(ended / len(jobs), 4) if jobs else float(finished),
+        counts=counts,
+        error=batch.error,
+        people=[BatchPersonOut(**item(p), analysis=p.status, error=p.error) for p in batch.people],
+        garments=[
+            BatchGarmentOut(
+                **item(g),
+                category=category_out(
+                    g.category,
+                    g.category_inferred,
+                    (g.result or {}).get("confidence"),
+                    (g.result or {}).get("scores"),
+                ),
+            )
+            for g in batch.garments
+        ],
+        jobs=[
+            BatchJobOut(
+                id=job.id,
+                person=job.batch_person or 0,
+                garment=job.batch_garment or 0,
+                status=job.status,
+                result_url=presign(job.result_key) if job.result_key else None,
+                error=job.error,
+                links=LinksOut(self=job_path(job.id)),
+            )
+            for job in jobs
+        ],
+        manifest_url=manifest_url,
+        manifest_csv_url=presign(batch.manifest_csv_key) if finished else None,
+        manifest_key=batch.manifest_key.removeprefix(prefix),
+        callback=_batch_callback(batch, delivery),
+        links=BatchLinksOut(self=batch_path(batch.id), manifest=manifest_url),
+    )
+
+
+def _batch_callback(batch: Batch, delivery: Delivery | None) -> CallbackOut | None:
+    if batch.callback_url is None:
+        return None
+    if delivery is None:
+        return CallbackOut(url=batch.callback_url, status="pending", attempts=[])
+    return _callback_of(delivery)
+
+
+def batch_payload(batches: BatchStore, presign: Callable[[str], str], deliveries: DeliveryStore) -> Payload:
+    """What a batch's callback sends: the batch's JSON as GET /v1/batches/{id} shows it."""
+
+    def payload(delivery: Delivery) -> dict[str, Any] | None:
+        batch = batches.get_for_tenant(delivery.subject_id, delivery.tenant_id)
+        if batch is None:
+            return None
+        jobs = batches.jobs.batch_jobs(batch.id)
+        return batch_out(batch, jobs, presign, deliveries.get(delivery.id)).model_dump(mode="json")
+
+    return payload

@@ -154,6 +154,12 @@ class Settings(_StageAddresses):  # type: ignore[misc, valid-type]
     idempotency_window_s: float = Field(
         86400.0, gt=0, description="How long an `Idempotency-Key` returns the job it first created"
     )
+    incoming_poll_s: float = Field(
+        10.0,
+        gt=0,
+        description="How often each tenant's incoming-garment prefix is listed for new garments (by replicas "
+        "that run jobs)",
+    )
     webhook_timeout_s: float = Field(10.0, gt=0, description="Deadline of each callback delivery")
     webhook_retry_for_s: float = Field(
         3600.0, gt=0, description="How long a callback that fails is retried before it is given up"

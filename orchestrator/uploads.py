@@ -11,15 +11,17 @@ import os
 import secrets
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
 from fastapi import UploadFile
 
 from orchestrator.errors import ApiError
-from orchestrator.schemas import TryOnForm
+from orchestrator.schemas import TryOnOptionsIn
 from orchestrator.working_size import check_workable
 from vton.runtime import images
 from vton.runtime.errors import InvalidInput
 from vton.runtime.options import OptionError, TryOnOptions, validate_options
+from vton.runtime.vocab import CATEGORIES
 
 # A seed the client leaves out is drawn from this range.
 _RANDOM_SEEDS = 2**31
@@ -40,13 +42,16 @@ _DECODER = ThreadPoolExecutor(
 )
 
 
-def checked_options(form: TryOnForm) -> TryOnOptions:
-    """The form's options through the platform's one validator (the stages apply the same limits)."""
+def checked_options(form: TryOnOptionsIn) -> TryOnOptions:
+    """The form's options through the platform's one validator (the stages apply the same limits). Without a
+    category the options say "" (inferred from the garment photo when the job runs)."""
     seed = form.seed if form.seed is not None else secrets.randbelow(_RANDOM_SEEDS)
+    category = form.category or CATEGORIES[0]  # any valid one: the other options are checked all the same
     try:
-        return validate_options(form.category, seed, form.steps, form.guidance_scale, form.scheduler)
+        options = validate_options(category, seed, form.steps, form.guidance_scale, form.scheduler)
     except OptionError as exc:
         raise ApiError(422, str(exc), {"field": exc.field, "value": getattr(form, exc.field)}) from None
+    return options if form.category else replace(options, category="")
 
 
 def _size_text(n: int) -> str:

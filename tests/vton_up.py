@@ -88,9 +88,13 @@ class VtonUp:
             self.output.append(line)
 
     @property
-    def auth(self) -> dict[str, str]:
+    def headers(self) -> dict[str, str]:
         """The headers of a request with the API key `vton up` printed."""
         return {"Authorization": f"Bearer {self.api_key}"}
+
+    def client(self, **options: object) -> httpx.Client:
+        """An HTTP client of the API whose requests carry that key, as a shop's would."""
+        return httpx.Client(base_url=self.url, headers=self.headers, **options)  # type: ignore[arg-type]
 
     @property
     def text(self) -> str:
@@ -207,13 +211,12 @@ class JobLedger:
     garment: bytes
     accepted: dict[str, float] = field(default_factory=dict)  # job id -> when it was accepted (monotonic)
     refused: int = 0  # submissions answered with an error or not answered (the API restarting)
-    rate_limited: int = (
-        0  # requests answered 429 (the key's rate or the queue's bound), retried after Retry-After
-    )
+    # requests answered 429 (the key's rate or the queue's bound), retried after Retry-After
+    rate_limited: int = 0
     finished: dict[str, dict] = field(default_factory=dict)  # job id -> the finished job
 
     @property
-    def auth(self) -> dict[str, str]:
+    def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.api_key}"}
 
     def submit(self, retry_s: float = 120) -> str:
@@ -227,7 +230,7 @@ class JobLedger:
                     self.url + "/v1/tryon",
                     files={"person": ("person.png", self.person), "garment": ("garment.jpg", self.garment)},
                     data={"category": "upper_body"},
-                    headers=self.auth,
+                    headers=self.headers,
                     timeout=60,
                 )
                 if response.status_code == 202:
@@ -253,7 +256,7 @@ class JobLedger:
     def follow(self, timeout: float, every_s: float = 0.5) -> None:
         """Poll every accepted job until it finishes or `timeout` passes (through restarts of the API)."""
         deadline = time.monotonic() + timeout
-        with httpx.Client(timeout=10, headers=self.auth) as client:
+        with httpx.Client(timeout=10, headers=self.headers) as client:
             while time.monotonic() < deadline:
                 pending = [job_id for job_id in self.accepted if job_id not in self.finished]
                 if not pending:

@@ -124,6 +124,11 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.modules.split(","):
         results[name] = bench(name, args.steps, device)
         print(name, json.dumps(results[name]), flush=True)
+    out = Path(args.out)
+    # A run of some modules updates their entries and keeps the others' (measured on the same GPU model)
+    earlier = json.loads(out.read_text()) if out.is_file() else {}
+    if earlier.get("gpu") == torch.cuda.get_device_name():
+        results = {**earlier.get("modules", {}), **results}
     report = {
         "gpu": torch.cuda.get_device_name(),
         "torch": torch.__version__,
@@ -132,7 +137,6 @@ def main(argv: list[str] | None = None) -> int:
         "timing": f"median of {args.steps} steps after one warm-up; peak = torch.cuda.max_memory_allocated",
         "modules": results,
     }
-    out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"written {out}")

@@ -14,7 +14,7 @@ import httpx
 
 from vton import weights_cli
 from vton.runtime.vocab import CATEGORIES, STAGES, Category
-from vton_cli.client import DEFAULT_SERVER, ApiError, ApiKeyInfo, Job, VtonClient
+from vton_cli.client import DEFAULT_SERVER, ApiError, ApiKeyInfo, Batch, Job, VtonClient
 from vton_cli.credentials import save_keys
 from vton_cli.platform import PlatformConfig, run_up
 
@@ -87,6 +87,87 @@ def cmd_tryon(args: argparse.Namespace) -> int:
     except (ApiError, httpx.HTTPError, OSError) as exc:
         return _failed("tryon", args.server, exc)
     print(f"result written to {args.output}")
+    return 0
+
+
+_PHOTO_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+
+
+def _photos(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in _PHOTO_SUFFIXES)
+
+
+def _garments(folder: Path, default: str | None) -> list[tuple[Path, str | None]]:
+    """The garment photos of GARMENTS_DIR (category: --category, else inferred) and of its subfolders named after
+    a category (upper_body/, lower_body/, dresses/: that category)."""
+    found = [(path, default) for path in _photos(folder)]
+    for category in CATEGORIES:
+        if (folder / category).is_dir():
+            found += [(path, category) for path in _photos(folder / category)]
+    return found
+
+
+def _result_path(out: Path, batch: Batch, garment: int, person: int) -> Path:
+    """OUT_DIR/<garment name>/<person name>.png, the names as the batch has them (without extension)."""
+    garment_name = Path(batch.garments[garment]["name"]).with_suffix("")
+    return out / garment_name / Path(batch.people[person]["name"]).with_suffix(".png").name
+
+
+def cmd_batch(args: argparse.Namespace) -> int:
+    """`vton batch PEOPLE_DIR GARMENTS_DIR -o OUT_DIR`: every garment on every person, with a progress bar; the
+    results and the manifest (JSON and CSV) downloaded into OUT_DIR."""
+    from tqdm import tqdm
+
+    people_dir, garments_dir, out = Path(args.people), Path(args.garments), Path(args.output)
+    for folder in (people_dir, garments_dir):
+        if not folder.is_dir():
+            print(f"vton batch: {folder} is not a folder", file=sys.stderr)
+            return 2
+    people, garments = _photos(people_dir), _garments(garments_dir, args.category)
+    if not people or not garments:
+        empty = people_dir if not people else garments_dir
+        print(f"vton batch: no photos (.png, .jpg, .webp) in {empty}", file=sys.stderr)
+        return 2
+    try:
+        with VtonClient(args.server) as client:
+            batch_id = client.submit_batch(
+                people,
+                [path for path, _ in garments],
+                [category for _, category in garments],
+                seed=args.seed,
+                steps=args.steps,
+                guidance_scale=args.guidance_scale,
+            )
+            print(f"batch {batch_id}: {len(garments)} garments x {len(people)} people", flush=True)
+            with tqdm(total=len(garments) * len(people), unit="try-on", file=sys.stdout) as bar:
+
+                def progress(batch: Batch) -> None:
+                    bar.update(batch.ended - bar.n)
+                    bar.set_postfix(
+                        succeeded=batch.counts.get("succeeded", 0), failed=batch.counts.get("failed", 0)
+                    )
+
+                batch = client.wait_batch(batch_id, on_update=progress, timeout=args.timeout)
+            out.mkdir(parents=True, exist_ok=True)
+            for job in batch.jobs:
+                if job.result_url:
+                    path = _result_path(out, batch, job.garment, job.person)
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    path.write_bytes(client.download(job.result_url))
+            (out / "manifest.json").write_bytes(client.download(batch.manifest_url))
+            (out / "manifest.csv").write_bytes(client.download(batch.manifest_csv_url))
+    except (ApiError, httpx.HTTPError, OSError, TimeoutError) as exc:
+        return _failed("batch", args.server, exc)
+    failed = batch.counts.get("failed", 0)
+    print(
+        f"{batch.total - failed} of {batch.total} try-ons written to {out}, with manifest.json and manifest.csv"
+    )
+    if failed:
+        print(
+            f"vton batch: {failed} try-ons failed: their errors are in {out / 'manifest.csv'}",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 
@@ -176,7 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
     tryon = sub.add_parser("tryon", help="send a try-on to a running platform")
     tryon.add_argument("person")
     tryon.add_argument("garment")
-    tryon.add_argument("--category", required=True, choices=CATEGORIES)
+    tryon.add_argument("--category", choices=CATEGORIES, help="default: inferred from the garment photo")
     tryon.add_argument("-o", "--output", required=True, help="where to write the result (PNG)")
     tryon.add_argument("--server", default=DEFAULT_SERVER)
     tryon.add_argument("--artifacts", help="a folder for every stage's artifact and the job's JSON")
@@ -184,6 +265,29 @@ def build_parser() -> argparse.ArgumentParser:
     tryon.add_argument("--steps", type=int)
     tryon.add_argument("--guidance-scale", type=float)
     tryon.set_defaults(func=cmd_tryon)
+
+    batch = sub.add_parser(
+        "batch",
+        help="try every garment on every person through a running platform; results and manifest into OUT_DIR",
+    )
+    batch.add_argument("people", help="a folder of person photos")
+    batch.add_argument(
+        "garments",
+        help="a folder of garment photos; those in its subfolders upper_body/, lower_body/, dresses/ have that "
+        "category",
+    )
+    batch.add_argument("-o", "--output", required=True, help="folder for the results and the manifest")
+    batch.add_argument(
+        "--category", choices=CATEGORIES, help="of the garments outside category folders (default: inferred)"
+    )
+    batch.add_argument("--server", default=DEFAULT_SERVER)
+    batch.add_argument("--seed", type=int)
+    batch.add_argument("--steps", type=int)
+    batch.add_argument("--guidance-scale", type=float)
+    batch.add_argument(
+        "--timeout", type=float, default=3600, help="seconds to wait for the batch (default 3600)"
+    )
+    batch.set_defaults(func=cmd_batch)
 
     keys = sub.add_parser(
         "keys",

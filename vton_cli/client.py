@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 
@@ -75,6 +76,61 @@ class Job:
 
 
 @dataclass
+class BatchJob:
+    id: str
+    person: int  # index into Batch.people
+    garment: int  # index into Batch.garments
+    status: str
+    result_url: str | None = None
+    error: str | None = None
+
+
+@dataclass
+class Batch:
+    """A catalog batch: its people and garments (name, key, url; a garment's category), every job, the manifest."""
+
+    id: str
+    status: str  # queued | running | finished
+    total: int
+    counts: dict[str, int]
+    people: list[dict]
+    garments: list[dict]
+    jobs: list[BatchJob]
+    manifest_url: str | None = None
+    manifest_csv_url: str | None = None
+    error: str | None = None
+    raw: dict = field(default_factory=dict)
+
+    @property
+    def finished(self) -> bool:
+        return self.status == "finished"
+
+    @property
+    def ended(self) -> int:
+        """Jobs that have ended (succeeded or failed)."""
+        return self.counts.get("succeeded", 0) + self.counts.get("failed", 0)
+
+    @classmethod
+    def from_json(cls, data: dict) -> Batch:
+        return cls(
+            id=data["id"],
+            status=data["status"],
+            total=data["total"],
+            counts=dict(data.get("counts") or {}),
+            people=list(data.get("people") or []),
+            garments=list(data.get("garments") or []),
+            jobs=[
+                BatchJob(j["id"], j["person"], j["garment"], j["status"], j.get("result_url"), j.get("error"))
+                for j in data.get("jobs") or []
+            ],
+            manifest_url=data.get("manifest_url"),
+            manifest_csv_url=data.get("manifest_csv_url"),
+            error=data.get("error"),
+            raw=data,
+        )
+
+
+@dataclass
 class ApiKeyInfo:
     id: str
     tenant: str
@@ -97,6 +153,33 @@ class ApiKeyInfo:
             key=data.get("key"),
             webhook_secret=data.get("webhook_secret"),
         )
+
+
+_Polled = TypeVar("_Polled", Job, Batch)
+
+
+def _poll(
+    fetch: Callable[[], _Polled],
+    state: Callable[[_Polled], object],
+    on_update: Callable[[_Polled], None] | None,
+    timeout: float,
+    poll: float,
+    late: Callable[[_Polled], str],
+) -> _Polled:
+    """`fetch()` until what it gets is finished, calling `on_update` whenever `state` of it changes; TimeoutError
+    (saying `late(last)`) after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while True:
+        current = fetch()
+        if on_update and state(current) != last:
+            on_update(current)
+        last = state(current)
+        if current.finished:
+            return current
+        if time.monotonic() > deadline:
+            raise TimeoutError(late(current))
+        time.sleep(poll)
 
 
 class VtonClient:
@@ -141,13 +224,19 @@ class VtonClient:
         self,
         person: Path,
         garment: Path,
-        category: str,
+        category: str | None,
         seed: int | None = None,
         steps: int | None = None,
         guidance_scale: float | None = None,
     ) -> Job:
-        data = {"category": category}
-        for key, value in (("seed", seed), ("steps", steps), ("guidance_scale", guidance_scale)):
+        """A try-on of two photos; category None: inferred from the garment photo."""
+        data = {}
+        for key, value in (
+            ("category", category),
+            ("seed", seed),
+            ("steps", steps),
+            ("guidance_scale", guidance_scale),
+        ):
             if value is not None:
                 data[key] = str(value)
         files = {
@@ -167,27 +256,58 @@ class VtonClient:
         poll: float = 0.25,
     ) -> Job:
         """Poll the job until it finishes, calling `on_update` whenever its state changes."""
-        deadline = time.monotonic() + timeout
-        last = None
-        while True:
-            job = self.job(job_id)
-            state = (job.status, [(s.name, s.status) for s in job.stages])
-            if on_update and state != last:
-                on_update(job)
-            last = state
-            if job.finished:
-                return job
-            if time.monotonic() > deadline:
-                raise TimeoutError(
-                    f"job {job_id} did not finish within {timeout:.0f} s (last status {job.status})"
-                )
-            time.sleep(poll)
+        return _poll(
+            lambda: self.job(job_id),
+            lambda job: (job.status, [(s.name, s.status) for s in job.stages]),
+            on_update,
+            timeout,
+            poll,
+            lambda job: f"job {job_id} did not finish within {timeout:.0f} s (last status {job.status})",
+        )
 
     def submit_objects(self, person: str, garment: str, category: str, **options) -> Job:
         """A try-on of two of the tenant's objects (`s3://...` or keys below its prefix), nothing uploaded."""
         body = {"person": person, "garment": garment, "category": category}
         body |= {name: value for name, value in options.items() if value is not None}
         return Job.from_json(self._check(self.http.post("/v1/tryon", json=body)))
+
+    def submit_batch(
+        self,
+        people: list[Path],
+        garments: list[Path],
+        categories: list[str | None] | None = None,
+        **options,
+    ) -> str:
+        """Upload a batch: every garment on every person. `categories` has one entry per garment (None: the
+        batch's `category` option, else inferred from the photo). Returns the batch id."""
+        files = [("people", (p.name, p.read_bytes())) for p in people]
+        files += [("garments", (g.name, g.read_bytes())) for g in garments]
+        data: dict[str, str | list[str]] = {k: str(v) for k, v in options.items() if v is not None}
+        if categories and any(categories):
+            data["categories"] = [c or "" for c in categories]
+        return self._check(self.http.post("/v1/batches", data=data, files=files))["id"]
+
+    def batch(self, batch_id: str) -> Batch:
+        return Batch.from_json(self._check(self.http.get(f"/v1/batches/{batch_id}")))
+
+    def wait_batch(
+        self,
+        batch_id: str,
+        on_update: Callable[[Batch], None] | None = None,
+        timeout: float = 3600,
+        poll: float = 0.5,
+    ) -> Batch:
+        """Poll the batch until it is finished (its manifest written), calling `on_update` on every change."""
+        return _poll(
+            lambda: self.batch(batch_id),
+            lambda batch: (batch.status, sorted(batch.counts.items())),
+            on_update,
+            timeout,
+            poll,
+            lambda batch: (
+                f"batch {batch_id} did not finish within {timeout:.0f} s ({batch.ended}/{batch.total} ended)"
+            ),
+        )
 
     def put_object(self, key: str, path: Path) -> dict:
         """Store a photo at `tenants/<tenant>/<key>`; its description (key, uri, size, url)."""

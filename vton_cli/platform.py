@@ -143,6 +143,16 @@ class Platform:
         self.log(f"  supervisor    restarts at http://{cfg.host}:{cfg.supervisor_metrics_port}/metrics")
         self.supervisor.watch()
 
+    def restart(self, name: str, timeout: float = 120) -> None:
+        """Stop one process (SIGTERM, as an operator's restart does) and start it again as it was started,
+        waiting until it serves again. A restart on purpose: the supervisor does not count it as a crash."""
+        self.supervisor.restart(name, timeout)
+        deadline = time.monotonic() + timeout
+        if name == ORCHESTRATOR:
+            self._wait_http(name, f"{self.config.api_url}/readyz", deadline)
+        elif name in STAGES:
+            self._wait_grpc(name, f"{self.config.host}:{self.config.grpc_port(name)}", deadline)
+
     def _spawn(self, name: str, cmd: list[str], env: dict[str, str]) -> None:
         self.supervisor.start(name, Process(cmd, env, self.logs_dir / f"{name}.log"))
 

@@ -5,7 +5,7 @@ after a delay that doubles with each quick crash in a row (0.5 s, 1 s, 2 s ... u
 `stable_after_s` counts as healthy and resets the count. After `max_fast_crashes` quick crashes in a row the
 supervisor gives up on the child and says so (`vton up` then stops the platform with the child's log): a child
 that cannot stay up (a port taken, a broken install) is not restarted forever. A child stopped on purpose
-(`stop`) is not restarted.
+(`stop`) is not restarted; one restarted on purpose (`restart`) is started again without counting a crash.
 
 Every restart is logged and counted in Prometheus metrics the supervisor serves on its own port:
 `vton_process_restarts_total{process}` and `vton_process_up{process}`.
@@ -183,6 +183,17 @@ class Supervisor:
             self.metrics.up.labels(child.name).set(0)
             if child.thread is not None:
                 child.thread.join(5)
+
+    def restart(self, name: str, timeout: float, down_s: float = 0.0) -> None:
+        """Stop a child on purpose and start it again as it was, `down_s` seconds after the stop began (not a
+        crash: no backoff, not counted); watched again if it was watched."""
+        child = self.children[name]
+        began = time.monotonic()
+        self.stop([name], timeout)
+        time.sleep(max(0.0, down_s - (time.monotonic() - began)))
+        self.start(name, child.service)
+        if child.thread is not None:
+            self.watch()
 
     def _watch(self, child: _Child) -> None:
         while not child.stopping.is_set():

@@ -20,7 +20,14 @@ from orchestrator.errors import ApiError
 from orchestrator.pipeline import image_format
 from orchestrator.schemas import AUTH_RESPONSES, ErrorOut, ObjectList, ObjectOut
 from orchestrator.storage import ObjectInfo, content_type_for
-from orchestrator.tenants import RESERVED_PREFIXES, TenantError, check_relative_key, tenant_prefix
+from orchestrator.tenants import (
+    RESERVED_PREFIXES,
+    NotTheTenantsObject,
+    TenantError,
+    check_relative_key,
+    object_key,
+    tenant_prefix,
+)
 from orchestrator.uploads import checked_image
 
 router = APIRouter(prefix="/v1/objects", tags=["objects"], responses=AUTH_RESPONSES)
@@ -45,6 +52,32 @@ def _object_out(ctx: AppContext, principal: Principal, info: ObjectInfo) -> Obje
         last_modified=datetime.fromtimestamp(info.last_modified, UTC),
         url=ctx.storage.presign(info.key),
     )
+
+
+async def referenced_photo(ctx: AppContext, principal: Principal, reference: str, what: str) -> str:
+    """The key of the object a request names as `what` (`s3://...` or a key below the tenant's prefix): the
+    tenant's own (another's answers 404 like one that does not exist) and a photo the upload checks pass."""
+    max_bytes = ctx.settings.max_upload_bytes
+    problem = {"field": what, "value": reference}
+    try:
+        key = object_key(principal.tenant_id, reference, ctx.settings.s3_bucket)
+    except TenantError as exc:
+        raise ApiError(400, f"{what}: {exc}", problem) from None
+    except NotTheTenantsObject:
+        key = None  # another tenant's object: answered as one that does not exist
+    info = await run_in_threadpool(ctx.storage.head, key) if key else None
+    if info is None:
+        raise ApiError(404, f"{what}: no object {reference!r} among yours", problem)
+    if info.size > max_bytes:
+        raise ApiError(
+            413,
+            f"the {what} object is larger than the upload limit of {max_bytes} bytes",
+            {"field": what, "limit_bytes": max_bytes},
+        )
+    data = await run_in_threadpool(ctx.storage.get, key)
+    upload = UploadFile(io.BytesIO(data), filename=key)
+    await checked_image(upload, what, max_bytes, ctx.settings.max_working_pixels)  # as an upload
+    return key
 
 
 async def _body(request: Request, limit: int) -> bytes:

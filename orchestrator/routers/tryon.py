@@ -8,13 +8,12 @@ retried request answer with the job the first one made; the queue's bounds answe
 from __future__ import annotations
 
 import asyncio
-import io
 import logging
 import time
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from fastapi import APIRouter, Depends, Header, Query, Request, UploadFile
+from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
@@ -37,6 +36,7 @@ from orchestrator.idempotency import (
 from orchestrator.jobs import SUCCEEDED, Job, new_job_id
 from orchestrator.limits import check_queue_room
 from orchestrator.pipeline import image_format, input_key
+from orchestrator.routers.objects import referenced_photo
 from orchestrator.schemas import (
     AUTH_RESPONSES,
     ERROR_HTTP_STATUS,
@@ -50,7 +50,7 @@ from orchestrator.schemas import (
     job_out,
     job_path,
 )
-from orchestrator.tenants import NotTheTenantsObject, TenantError, job_prefix, object_key
+from orchestrator.tenants import job_prefix
 from orchestrator.uploads import checked_image, checked_options
 from vton.runtime.logs import log_event, request_id_var
 from vton.runtime.options import TryOnOptions
@@ -251,30 +251,10 @@ async def _uploaded_photos(ctx: AppContext, form: TryOnForm) -> dict[str, bytes]
 
 async def _referenced_photos(ctx: AppContext, principal: Principal, body: TryOnByReference) -> dict[str, str]:
     """The keys of the two objects the JSON names, each the tenant's own and a photo the upload checks pass."""
-    max_bytes = ctx.settings.max_upload_bytes
-    keys = {}
-    for what, reference in (("person", body.person), ("garment", body.garment)):
-        problem = {"field": what, "value": reference}
-        try:
-            key = object_key(principal.tenant_id, reference, ctx.settings.s3_bucket)
-        except TenantError as exc:
-            raise ApiError(400, f"{what}: {exc}", problem) from None
-        except NotTheTenantsObject:
-            key = None  # another tenant's object: answered as one that does not exist
-        info = await run_in_threadpool(ctx.storage.head, key) if key else None
-        if info is None:
-            raise ApiError(404, f"{what}: no object {reference!r} among yours", problem)
-        if info.size > max_bytes:
-            raise ApiError(
-                413,
-                f"the {what} object is larger than the upload limit of {max_bytes} bytes",
-                {"field": what, "limit_bytes": max_bytes},
-            )
-        data = await run_in_threadpool(ctx.storage.get, key)
-        upload = UploadFile(io.BytesIO(data), filename=key)
-        await checked_image(upload, what, max_bytes, ctx.settings.max_working_pixels)  # as an upload
-        keys[what] = key
-    return keys
+    return {
+        what: await referenced_photo(ctx, principal, reference, what)
+        for what, reference in (("person", body.person), ("garment", body.garment))
+    }
 
 
 def _checked_callback(ctx: AppContext, url: str | None) -> str | None:

@@ -436,7 +436,17 @@ def _torso_outline(m: np.ndarray, dress: bool) -> _TorsoOutline:
         if np.isfinite(band).any():
             base_y = lo + int(np.nanargmin(band))
     span = max(base_y - top_y, 1)
-    torso_width = float(np.nanmedian(widths[int(base_y - TORSO_WIDTH_SPAN * span) : base_y + 1]))
+    near_base = widths[int(base_y - TORSO_WIDTH_SPAN * span) : base_y + 1]
+    # A slit up the hem, or a mask that is the garment's outline and print rather than its silhouette (some of
+    # VITON's cloth masks), leaves the axis outside the garment above the base: the torso's width is then read
+    # wherever a row crosses the axis, and a mask where none does shows no torso to place.
+    measured = near_base if np.isfinite(near_base).any() else widths
+    if not np.isfinite(measured).any():
+        raise NoPersonFound(
+            "no garment found: no row of the garment mask crosses its middle column, so it shows no torso "
+            "(it looks like an outline or scattered pieces, not the garment's filled silhouette)"
+        )
+    torso_width = float(np.nanmedian(measured))
     return _TorsoOutline(m, cx, top_y, hem_y, base_y, left, right, torso_width)
 
 

@@ -25,7 +25,13 @@ from vton.runtime.vocab import GRPC_PORTS, METRICS_PORTS, STAGES
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "compose.yaml"
 SCHEMA = ROOT / ".tools" / "share" / "compose-spec.json"
-SECRET_VARIABLES = ("POSTGRES_PASSWORD", "MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD")
+SECRET_VARIABLES = (
+    "POSTGRES_PASSWORD",
+    "MINIO_ROOT_USER",
+    "MINIO_ROOT_PASSWORD",
+    "VTON_KEY_PEPPER",
+    "VTON_ADMIN_KEY",
+)
 
 
 @pytest.fixture(scope="module")
@@ -154,15 +160,19 @@ def test_orchestrator_waits_for_healthy_stages_and_stores(compose: dict) -> None
 
 def test_orchestrator_uses_postgres_and_minio_from_the_compose_network(compose: dict) -> None:
     env = compose["services"]["orchestrator"]["environment"]
-    filled = {
-        k: interpolate(
-            str(v), {"POSTGRES_PASSWORD": "pw", "MINIO_ROOT_USER": "u", "MINIO_ROOT_PASSWORD": "p"}
-        )
-        for k, v in env.items()
+    secrets = {
+        "POSTGRES_PASSWORD": "pw",
+        "MINIO_ROOT_USER": "u",
+        "MINIO_ROOT_PASSWORD": "p",
+        "VTON_KEY_PEPPER": "pepper",
+        "VTON_ADMIN_KEY": "admin",
     }
+    filled = {k: interpolate(str(v), secrets) for k, v in env.items()}
     assert filled["VTON_DATABASE_URL"] == "postgresql+psycopg://vton:pw@postgres:5432/vton"
     assert filled["VTON_S3_ENDPOINT"] == "http://minio:9000"
     assert filled["AWS_ACCESS_KEY_ID"] == "u" and filled["AWS_SECRET_ACCESS_KEY"] == "p"
+    # the orchestrator refuses to start without the pepper; without the admin key no API key can be made
+    assert filled["VTON_KEY_PEPPER"] == "pepper" and filled["VTON_ADMIN_KEY"] == "admin"
     assert filled["VTON_HTTP_HOST"] == "0.0.0.0"
 
 
@@ -177,6 +187,9 @@ def test_no_secret_is_written_in_the_file(compose: dict) -> None:
     env = compose["services"]["orchestrator"]["environment"]
     with pytest.raises(KeyError, match="POSTGRES_PASSWORD"):
         interpolate(env["VTON_DATABASE_URL"], {})
+    for variable in ("VTON_KEY_PEPPER", "VTON_ADMIN_KEY"):
+        with pytest.raises(KeyError, match=variable):
+            interpolate(env[variable], {})
 
 
 def test_published_ports_default_to_loopback(compose: dict) -> None:

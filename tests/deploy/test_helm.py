@@ -38,7 +38,13 @@ def grpc_service(stage: str) -> str:
 KUBE_VERSIONS = ("1.27.0", "1.37.0")
 RENDER_KUBE_VERSION = "1.33.0"
 CRD_API_VERSIONS = ("monitoring.coreos.com/v1", "keda.sh/v1alpha1")
-SECRET_ENV = {"VTON_DATABASE_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
+SECRET_ENV = {
+    "VTON_DATABASE_URL",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "VTON_KEY_PEPPER",
+    "VTON_ADMIN_KEY",
+}
 
 
 def tool(name: str) -> str:

@@ -43,7 +43,7 @@ def platform(tmp_path_factory):
     with pytest.MonkeyPatch.context() as env:
         env.setenv("VTON_CONFIG_DIR", str(tmp_path_factory.mktemp("config")))
         up = VtonUp(tmp_path_factory.mktemp("platform")).start()
-        yield {"url": up.url, "proc": up.proc, "output": up.output, "up": up, "auth": up.auth}
+        yield {"url": up.url, "proc": up.proc, "output": up.output, "up": up, "auth": up.headers}
         if up.proc.poll() is None:
             up.stop(60)
 

@@ -1,8 +1,9 @@
-"""Fixtures of the orchestrator's tests: a real SeaweedFS S3 server, buckets, settings, PostgreSQL by URL, and
-API clients that hold a key of their own tenant."""
+"""Fixtures of the orchestrator's tests: a real SeaweedFS S3 server, buckets, settings, PostgreSQL by URL, the real
+stage services in this process, and API clients that hold a key of their own tenant."""
 
 from __future__ import annotations
 
+import importlib
 import os
 import secrets
 import uuid
@@ -10,7 +11,10 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
+import boto3
 import pytest
+from botocore.config import Config
+from botocore.exceptions import ClientError
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
@@ -38,8 +42,27 @@ def s3_server(tmp_path_factory) -> SeaweedS3:
 
 
 @pytest.fixture
-def bucket_name() -> str:
-    return f"vton-test-{uuid.uuid4().hex[:12]}"
+def bucket_name(s3_server: SeaweedS3) -> Iterator[str]:
+    """A fresh bucket's name; the bucket, if the test made it, is deleted after it: SeaweedFS gives every bucket
+    a volume of its own and has about as many as the disk has free GBs, fewer than this suite has tests."""
+    name = f"vton-test-{uuid.uuid4().hex[:12]}"
+    yield name
+    client = boto3.client(
+        "s3",
+        endpoint_url=s3_server.endpoint,
+        aws_access_key_id=ACCESS_KEY,
+        aws_secret_access_key=SECRET_KEY,
+        region_name="us-east-1",
+        config=Config(s3={"addressing_style": "path"}),
+    )
+    try:
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=name):
+            if keys := [{"Key": o["Key"]} for o in page.get("Contents", [])]:
+                client.delete_objects(Bucket=name, Delete={"Objects": keys})
+        client.delete_bucket(Bucket=name)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") != "NoSuchBucket":
+            raise
 
 
 @pytest.fixture
@@ -112,6 +135,23 @@ def new_key() -> Callable[..., str]:
 @pytest.fixture
 def admin_headers() -> dict[str, str]:
     return dict(ADMIN_HEADERS)
+
+
+@pytest.fixture(scope="module")
+def real_stages() -> Iterator[dict[str, str]]:
+    """The five stage services with their `auto` backends (the embedded ones on a fresh machine), in this process:
+    stage -> address."""
+    servers, addresses = [], {}
+    try:
+        for stage in STAGES:
+            service = importlib.import_module(f"services.{stage}.service")
+            server, port, _health = service.build_server(backend="auto", port=0)
+            servers.append(server)
+            addresses[stage] = f"127.0.0.1:{port}"
+        yield addresses
+    finally:
+        for server in servers:
+            server.stop(0)
 
 
 def postgres_url() -> str | None:

@@ -566,22 +566,7 @@ def _wait_for(client: TestClient, job_id: str, timeout: float = 30) -> dict:
 # --- the real stage services, started in this process -------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def real_stages():
-    """The five stage services with their `auto` backends (the embedded ones on a fresh machine)."""
-    import importlib
-
-    servers, addresses = [], {}
-    try:
-        for stage in STAGES:
-            service = importlib.import_module(f"services.{stage}.service")
-            server, port, _health = service.build_server(backend="auto", port=0)
-            servers.append(server)
-            addresses[stage] = f"127.0.0.1:{port}"
-        yield addresses
-    finally:
-        for server in servers:
-            server.stop(0)
+# (`real_stages`, the five stage services in this process: tests/orchestrator/conftest.py)
 
 
 def test_a_job_through_the_real_stage_services(settings, real_stages, examples, api_client):

@@ -91,6 +91,7 @@ def test_sigterm_answers_the_waiting_client_with_its_job_id_and_keeps_the_job(se
         refused = httpx.post(
             url + "/v1/tryon", files=form["files"], data=form["data"], headers=auth, timeout=5
         )
+        refused_batch = httpx.post(url + "/v1/batches", json={}, headers=auth, timeout=5)
         job_id = waited["body"]["detail"]["id"]
         still = httpx.get(f"{url}/v1/jobs/{job_id}", headers=auth, timeout=5)
         assert proc.wait(30) is not None
@@ -108,6 +109,7 @@ def test_sigterm_answers_the_waiting_client_with_its_job_id_and_keeps_the_job(se
     assert (ready.status_code, ready.json()) == (503, {"ready": False, "shutting_down": True})
     assert refused.status_code == 503 and refused.headers["retry-after"] == "5"
     assert "shutting down" in refused.json()["error"]
+    assert refused_batch.status_code == 503 and "shutting down" in refused_batch.json()["error"]
     assert still.status_code == 200 and still.json()["status"] == "queued"
     assert stopped >= DRAIN_S, "it keeps answering (503) for the drain period"
 

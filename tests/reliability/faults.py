@@ -74,13 +74,8 @@ def in_process_platform(data_dir: Path) -> Platform:
 def hold_down(platform: Platform, name: str, seconds: float) -> float:
     """Stop one process abruptly (SIGTERM, SIGKILL 0.1 s later), keep it down `seconds`, start it again; returns
     how long it was down (the S3 server's restart includes its start-up until S3 answers)."""
-    supervisor = platform.supervisor
-    service = supervisor.children[name].service
     started = time.monotonic()
-    supervisor.stop([name], timeout=0.1)
-    time.sleep(max(0.0, seconds - (time.monotonic() - started)))
-    supervisor.start(name, service)
-    supervisor.watch()
+    platform.supervisor.restart(name, timeout=0.1, down_s=seconds)
     return time.monotonic() - started
 
 

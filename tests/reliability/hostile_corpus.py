@@ -414,6 +414,12 @@ class ApiServer:
         self.url = f"http://127.0.0.1:{self.port}"
         self.s3 = SeaweedS3(folder / "s3", free_s3_port(), "hostile", "hostile-" + secrets.token_hex(8))
         self._proc: subprocess.Popen | None = None
+        self._admin_key = "admin-" + secrets.token_hex(8)
+        self.headers: dict[str, str] = {}
+
+    def client(self, **options: object) -> httpx.Client:
+        """An HTTP client of the API whose requests carry a tenant's key, as a shop's would."""
+        return httpx.Client(base_url=self.url, headers=self.headers, **options)  # type: ignore[arg-type]
 
     def __enter__(self) -> ApiServer:
         self.s3.start(timeout=60)
@@ -427,6 +433,8 @@ class ApiServer:
             "AWS_SECRET_ACCESS_KEY": self.s3.secret_key,
             "VTON_WORKERS": str(self.workers),
             "VTON_STAGE_TIMEOUT_S": "120",
+            "VTON_KEY_PEPPER": secrets.token_urlsafe(32),
+            "VTON_ADMIN_KEY": self._admin_key,
             **{f"VTON_{stage.upper()}_ADDR": address for stage, address in self.stages.items()},
         }
         self._log = open(self.folder / "orchestrator.log", "wb")  # noqa: SIM115 - closed in __exit__
@@ -443,10 +451,21 @@ class ApiServer:
                 raise RuntimeError(f"the orchestrator exited: {self.log_tail()}")
             with contextlib.suppress(httpx.HTTPError):
                 if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
+                    self.headers = {"Authorization": f"Bearer {self._create_key()}"}
                     return self
             time.sleep(0.1)
         self.__exit__()
         raise RuntimeError(f"the orchestrator did not answer within 60 s: {self.log_tail()}")
+
+    def _create_key(self) -> str:
+        response = httpx.post(
+            self.url + "/v1/admin/keys",
+            json={"tenant": "hostile"},
+            headers={"Authorization": f"Bearer {self._admin_key}"},
+            timeout=10,
+        )
+        response.raise_for_status()
+        return str(response.json()["key"])
 
     def __exit__(self, *exc: object) -> None:
         if self._proc is not None:

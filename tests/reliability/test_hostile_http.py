@@ -63,7 +63,7 @@ def _send_all(api: ApiServer, files: tuple[Hostile, ...], concurrency: int) -> l
     def one(job: tuple[Hostile, bool]) -> str | None:
         hostile, as_garment = job
         role = "garment" if as_garment else "person"
-        with httpx.Client(base_url=api.url) as client:
+        with api.client() as client:
             try:
                 response = _post(client, hostile, as_garment)
             except httpx.TimeoutException:
@@ -100,7 +100,7 @@ def test_four_webp_bombs_at_once_are_refused_at_once_naming_the_declared_size(ap
     assert 9_000 < len(bomb.data) < 11_000
 
     def attack(_: int) -> tuple[httpx.Response, float]:
-        with httpx.Client(base_url=api.url) as client:
+        with api.client() as client:
             started = time.perf_counter()
             return _post(client, bomb), time.perf_counter() - started
 
@@ -119,7 +119,7 @@ def test_jpeg_headers_followed_by_24_MB_of_zeros_decode_off_the_event_loop(api):
     (zeros,) = [h for h in corpus() if h.name == "jpeg-header-then-24MB-of-zeros"]
 
     def attack(_: int) -> int:
-        with httpx.Client(base_url=api.url) as client:
+        with api.client() as client:
             return _post(client, zeros).status_code
 
     with HealthProbe(api.url) as probe, ThreadPoolExecutor(2) as pool:
@@ -130,7 +130,7 @@ def test_jpeg_headers_followed_by_24_MB_of_zeros_decode_off_the_event_loop(api):
 
 def test_a_40x1000000_png_is_refused_naming_40x1000000(api):
     (sliver,) = [h for h in corpus() if h.name == "png-40x1000000"]
-    with httpx.Client(base_url=api.url) as client:
+    with api.client() as client:
         response = _post(client, sliver)
     assert response.status_code == 400
     assert response.json()["error"].startswith("the person image: the image is 40x1000000;")
@@ -171,7 +171,7 @@ def test_a_photo_stored_sideways_comes_back_upright(platform, examples):
     upright = images.read_rgb(str(examples / "avatars" / "1.png"))
     sideways = jpeg(np.ascontiguousarray(np.rot90(upright, 1)), exif=exif_block(6), quality=95)
     garment = (examples / "clothes" / "shirts" / "1_front.jpg").read_bytes()
-    with httpx.Client(base_url=platform.url, timeout=REQUEST_TIMEOUT_S) as client:
+    with platform.client(timeout=REQUEST_TIMEOUT_S) as client:
         response = client.post(
             "/v1/tryon?wait=true",
             files={
@@ -196,7 +196,7 @@ def test_every_file_the_api_accepts_runs_through_the_stages_without_a_stage_refu
     invalid input (a check the API missed) and never with a 5xx."""
     accepted = [h for h in corpus(heavy=True) if h.status == ACCEPTED]
     outcomes = {}
-    with httpx.Client(base_url=platform.url) as client:
+    with platform.client() as client:
         for hostile in accepted:
             for as_garment in (False, True):
                 response = _post(client, hostile, as_garment, wait=True)

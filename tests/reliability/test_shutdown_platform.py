@@ -9,8 +9,6 @@ import signal
 import threading
 import time
 
-import httpx
-
 from tests.reliability.faults import ledger_for, record, reliability
 from tests.vton_up import VtonUp
 from vton.runtime.vocab import STAGES
@@ -43,13 +41,12 @@ def test_sigterm_under_load_stops_the_api_first_and_every_job_finishes_after_a_r
         queued = [ledger.submit() for _ in range(8)]  # 2 workers: two run, six wait in the queue
 
         def wait_on_a_job() -> None:
-            response = httpx.post(
-                up.url + "/v1/tryon?wait=true",
-                files={"person": ("p.png", ledger.person), "garment": ("g.jpg", ledger.garment)},
-                data={"category": "upper_body"},
-                headers=up.auth,
-                timeout=120,
-            )
+            with up.client(timeout=120) as api:
+                response = api.post(
+                    "/v1/tryon?wait=true",
+                    files={"person": ("p.png", ledger.person), "garment": ("g.jpg", ledger.garment)},
+                    data={"category": "upper_body"},
+                )
             waiting.update(status=response.status_code, body=response.json())
 
         client = threading.Thread(target=wait_on_a_job)

@@ -12,9 +12,10 @@ import torch
 from PIL import Image
 
 from training.data.dataset import open_dataset
+from training.data.raw import derive
 from training.eval.evaluate import GARMENT_LABELS, Prediction, evaluate, load_metrics
 from training.eval.perceptual import LPIPS, fid, kid
-from vton.runtime.errors import WeightsMissing
+from vton.runtime.errors import NoPersonFound, WeightsMissing
 from vton_cli.cli import main as vton
 
 
@@ -105,6 +106,46 @@ def test_an_oracle_chain_scores_perfectly_and_every_metric_is_reported(viton256,
     assert [p["name"] for p in on_disk["per_pair"]] == [e.name for e in dataset.entries[:4]]
     sheet = Image.open(tmp_path / "eval" / "contact_sheet.png")
     assert sheet.height > 4 * 256
+
+
+class _RefusingChain(_OracleChain):
+    """The oracle, except for one pair that a stage refuses, with its clear error or with a bug."""
+
+    def __init__(self, refused: str, error: Exception):
+        self.refused, self.error = refused, error
+
+    def predict(self, entry, raw) -> Prediction:
+        if entry.name == self.refused:
+            raise self.error
+        return super().predict(entry, raw)
+
+
+def test_a_pair_a_stage_refuses_is_recorded_and_scored_as_no_tryon(viton256, tmp_path):
+    dataset = open_dataset(viton256, "test")
+    refused = dataset.entries[1]
+    error = NoPersonFound("no garment found: the garment mask is empty")
+    report = evaluate(dataset, _RefusingChain(refused.name, error), tmp_path, limit=3, progress=False)
+    assert report["pairs"] == 3
+    assert report["failures"] == [
+        {"name": refused.name, "garment": refused.garment_name, "reason": f"NoPersonFound: {error}"}
+    ]
+    answered, failed, _ = report["per_pair"]
+    assert answered["failure"] is None and answered["ssim"] == pytest.approx(1.0)
+    # What the user gets is an error, so no try-on: the masked person unchanged, and no warped garment.
+    assert failed["ssim"] == pytest.approx(failed["masked_person_ssim"]) and failed["ssim"] < 0.95
+    assert failed["warp_iou"] == 0.0
+    raw = dataset.raw(1)
+    masked_l1 = np.abs(derive(raw).masked_person.astype(float) - raw.person.astype(float)).mean() / 255
+    assert failed["l1"] == pytest.approx(masked_l1, rel=1e-4)
+    # The refused pair counts in the means like any other.
+    assert report["metrics"]["warp_iou"] == pytest.approx(2 / 3)
+
+
+def test_an_error_that_is_no_stage_error_stops_the_evaluation(viton256, tmp_path):
+    dataset = open_dataset(viton256, "test")
+    chain = _RefusingChain(dataset.entries[0].name, ValueError("cannot convert float NaN to integer"))
+    with pytest.raises(ValueError, match="NaN"):
+        evaluate(dataset, chain, tmp_path, limit=2, progress=False)
 
 
 def test_vton_eval_data_in_process_with_the_embedded_backends(viton256, tmp_path, capsys):

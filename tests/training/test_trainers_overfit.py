@@ -21,6 +21,7 @@ from training.trainers import make_trainer
 # MODULE: (steps, learning rate, trainer options): a few steps of a learning rate high enough for tiny networks.
 RUNS = {
     "warp-tps": ("warp", 12, 3e-3, {"tps_steps": 12}),
+    "warp-tps-with-mask-loss": ("warp", 12, 3e-3, {"tps_steps": 12, "mask_weight": 1.0}),
     "warp-refinement": ("warp", 25, 1e-2, {"tps_steps": 0}),
     "emasc": ("emasc", 25, 3e-3, {"vgg_weight": 0.0}),
     "inversion": ("inversion", 30, 1e-2, {}),

@@ -227,3 +227,33 @@ def test_long_sleeves_hanging_against_the_torso_are_found_on_both_sides(examples
         assert abs(marks[f"{side}_shoulder"][0] - marks[f"{side}_armpit"][0]) < 0.15 * width
         # The sleeve ends low, beside the hem.
         assert marks[f"{side}_sleeve_end"][1] > marks[f"{side}_armpit"][1] + 0.5 * width
+
+
+# --- masks the analysis once crashed on (VITON test cloth masks) ----------------------------------------------
+
+
+def test_a_slit_up_the_hem_along_the_axis_still_gives_the_tshirts_landmarks():
+    # Like VITON's 015816_1: the mask's gap runs up the middle from the hem, so no row near the hem crosses the
+    # middle column (the torso's width read there was NaN and the neckline's search crashed on it).
+    shape, pts = _tshirt()
+    shape[280:, 186:199] = 0
+    analysis = analyse_garment(np.zeros((*shape.shape, 3), np.uint8), "upper_body", mask=shape)
+    marks = analysis.landmarks
+    assert all(np.isfinite(p).all() for p in marks.values())
+    assert _near(marks["neckline"], pts["neckline"], 8)
+    # The sides cannot be walked up from the slit hem: the armpits sit on them at the garments' usual height.
+    lowest = 0.5 * (pts["armpit_r"][1] + pts["hem_r"][1])
+    for side, point in (("right", pts["armpit_r"]), ("left", pts["armpit_l"])):
+        x, y = marks[f"{side}_armpit"]
+        assert abs(x - point[0]) <= 4 and marks[f"{side}_shoulder"][1] < y < lowest
+    assert {"right_sleeve", "left_sleeve"} <= set(analysis.parts)
+
+
+def test_a_mask_that_is_only_the_garments_broken_outline_is_a_clear_error():
+    # Like VITON's 015105_1 and 017062_1: a dark garment's cloth mask that kept its outline alone, open at the
+    # neck and the hem, so the middle column meets no garment: no torso to read, said so, not a numpy error.
+    shape, _ = _tshirt()
+    outline = cv2.morphologyEx(shape, cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8))
+    outline[:, 150:235] = 0
+    with pytest.raises(NoPersonFound, match="no row of the garment mask crosses its middle column"):
+        analyse_garment(np.zeros((*shape.shape, 3), np.uint8), "upper_body", mask=outline)

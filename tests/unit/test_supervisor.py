@@ -73,6 +73,21 @@ def test_a_child_that_keeps_crashing_is_given_up_after_quick_crashes_in_a_row(su
     assert (tmp_path / "densepose.log").read_text().count("cannot start: port taken") == 4
 
 
+def test_a_restart_on_purpose_is_no_crash_and_the_new_process_is_watched_again(supervisor, lines, tmp_path):
+    child = Process(SLEEPER, {}, tmp_path / "orchestrator.log")
+    supervisor.start("orchestrator", child)
+    supervisor.watch()
+    first = child.pid
+    supervisor.restart("orchestrator", timeout=5)
+    second = child.pid
+    assert second != first and child.exit_code() is None
+    assert _restarts(supervisor, "orchestrator") == 0 and not any("exited" in line for line in lines), lines
+    # the restarted process is supervised like the first: killed, it comes back
+    os.kill(second, signal.SIGKILL)
+    _until(lambda: child.pid != second and child.exit_code() is None)
+    assert _restarts(supervisor, "orchestrator") == 1
+
+
 def test_the_backoff_doubles_up_to_its_ceiling():
     policy = RestartPolicy(initial_backoff_s=0.5, max_backoff_s=30)
     assert [policy.backoff(n) for n in range(0, 9)] == [0.5, 0.5, 1, 2, 4, 8, 16, 30, 30]

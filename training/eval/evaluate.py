@@ -30,6 +30,7 @@ from training.eval.contact_sheet import contact_sheet
 from training.eval.metrics import iou, l1, psnr, ssim
 from training.eval.perceptual import LPIPS, InceptionFeatures, fid, kid
 from vton.runtime import images
+from vton.runtime.errors import InvalidInput, NoPersonFound
 from vton.runtime.vocab import Lip
 
 # The person's garment, and the garment with the limbs it covers (what a try-on repaints), per category.
@@ -45,6 +46,9 @@ LIMB_LABELS = {
 }
 SHEET_COLUMNS = ["masked person", "garment", "warped garment", "result", "real photo"]
 SHEET_ROWS = 16  # a contact sheet of a whole test split would be hundreds of megapixels
+# The clear errors a stage refuses a pair with (gRPC INVALID_ARGUMENT / FAILED_PRECONDITION, HTTP 4xx): the pair
+# is recorded as a failure and scored as no try-on. Any other exception is a bug and stops the evaluation.
+STAGE_ERRORS = (InvalidInput, NoPersonFound)
 
 
 @dataclass
@@ -55,12 +59,31 @@ class Prediction:
     warped_garment: np.ndarray | None = None  # uint8 RGB
     warped_mask: np.ndarray | None = None  # uint8 or bool, > 0 where the warped garment is
     seconds: float = 0.0
+    failure: str | None = None  # the stage error the chain refused the pair with
 
 
 class Chain(Protocol):
     backends: dict[str, str]
 
     def predict(self, entry: Entry, raw: RawSample) -> Prediction: ...
+
+
+def predict_or_refuse(chain: Chain, entry: Entry, raw: RawSample) -> Prediction:
+    """The chain's prediction; for a pair a stage refuses with its clear error, what a user gets: no try-on.
+
+    The masked person unchanged is then the result and the warp is empty (black, its mask IoU 0), so a chain
+    that refuses pairs is scored on every pair like one that answers them; the error is kept as the failure.
+    """
+    try:
+        return chain.predict(entry, raw)
+    except STAGE_ERRORS as err:
+        masked = derive(raw).masked_person
+        return Prediction(
+            result=masked.copy(),
+            warped_garment=np.zeros_like(masked),
+            warped_mask=np.zeros(masked.shape[:2], np.uint8),
+            failure=f"{type(err).__name__}: {err}",
+        )
 
 
 @dataclass
@@ -121,7 +144,7 @@ def evaluate(
     for index in range(count):
         entry, raw = dataset.entries[index], dataset.raw(index)
         started = time.monotonic()
-        prediction = chain.predict(entry, raw)
+        prediction = predict_or_refuse(chain, entry, raw)
         seconds = prediction.seconds or time.monotonic() - started
         scores = score_pair(raw, prediction, metrics.lpips)
         per_pair.append(
@@ -131,6 +154,7 @@ def evaluate(
                 "category": entry.category,
                 **scores,
                 "seconds": round(seconds, 3),
+                "failure": prediction.failure,
             }
         )
         height, width = raw.size
@@ -148,7 +172,7 @@ def evaluate(
         bar.update(1)
     bar.close()
 
-    names = [k for k in per_pair[0] if k not in ("name", "garment", "category", "seconds")]
+    names = [k for k in per_pair[0] if k not in ("name", "garment", "category", "seconds", "failure")]
     summary = {name: _mean([p.get(name) for p in per_pair]) for name in names}
     skipped = dict(metrics.skipped)
     if metrics.inception is not None:
@@ -168,6 +192,11 @@ def evaluate(
         "backends": dict(chain.backends),
         "metrics": summary,
         "skipped": skipped,
+        "failures": [
+            {"name": p["name"], "garment": p["garment"], "reason": p["failure"]}
+            for p in per_pair
+            if p["failure"]
+        ],
         "per_pair": per_pair,
     }
     (out / "report.json").write_text(json.dumps(report, indent=2))

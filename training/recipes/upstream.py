@@ -9,7 +9,7 @@ from training.config import TrainConfig, trainer_options
 from training.data.dataset import TryOnDataset, open_dataset
 from training.data.formats import resize
 from training.data.raw import derive
-from training.eval.evaluate import GARMENT_LABELS, InProcessChain, evaluate
+from training.eval.evaluate import GARMENT_LABELS, InProcessChain, evaluate, predict_or_refuse
 from training.eval.metrics import l1, ssim
 from training.loop import checkpoint_dirs, train
 from training.losses.vgg import perceptual_loss
@@ -30,6 +30,7 @@ __all__ = [
     "l1",
     "open_dataset",
     "perceptual_loss",
+    "predict_or_refuse",
     "resize",
     "ssim",
     "train",

@@ -31,6 +31,7 @@ from training.recipes.upstream import (
     evaluate,
     l1,
     open_dataset,
+    predict_or_refuse,
     resize,
     ssim,
 )
@@ -68,7 +69,8 @@ class WarpScored:
         self.scores: list[dict[str, float | None]] = []
 
     def predict(self, entry, raw):
-        prediction = self.chain.predict(entry, raw)
+        # A pair the chain refuses is scored here too, with its empty warp, as the evaluation scores it.
+        prediction = predict_or_refuse(self.chain, entry, raw)
         height, width = raw.size
         region = np.isin(raw.parse, GARMENT_LABELS[raw.category])
         warped = resize(prediction.warped_garment, width, height)
@@ -87,7 +89,13 @@ def _mean(values: list[float | None]) -> float | None:
 
 
 def evaluate_chain(
-    root: Path, warp: str, diffusion: str, out: Path, device: str = "cpu", limit: int | None = None
+    root: Path,
+    warp: str,
+    diffusion: str,
+    out: Path,
+    device: str = "cpu",
+    limit: int | None = None,
+    progress: bool = False,
 ) -> dict:
     """Evaluate warp + diffusion on the paired test split of the CP-VTON folder `root` (all pairs, or `limit`)
     and draw the unpaired sheet; writes the evaluation's reports under `out` and returns the summary."""
@@ -97,7 +105,7 @@ def evaluate_chain(
     chain.warp = AtDatasetSize(chain.warp, paired.height, paired.width)
     scored = WarpScored(chain)
     started = time.monotonic()
-    report = evaluate(paired, scored, out / "paired", limit=limit, progress=False)
+    report = evaluate(paired, scored, out / "paired", limit=limit, progress=progress)
     seconds = time.monotonic() - started
     evaluate(
         open_dataset(root, "test", "unpaired", layout="cpvton"), chain, out / "unpaired", limit=SHEET_PAIRS
@@ -109,6 +117,9 @@ def evaluate_chain(
         **{ours: report["metrics"].get(theirs) for theirs, ours in METRIC_NAMES.items()},
         "warp_ssim_garment": _mean([s["warp_ssim_garment"] for s in scored.scores]),
         "warp_l1_garment": _mean([s["warp_l1_garment"] for s in scored.scores]),
+        # Pairs a stage refused with its clear error, scored as no try-on (the masked person unchanged).
+        "failures": len(report["failures"]),
+        "failed_pairs": report["failures"],
         "seconds_per_pair": round(seconds / max(1, report["pairs"]), 4),
         "l1_scale": "0..1 (x255 for grey levels)",
         "sheets": {"paired": "paired/contact_sheet.png", "unpaired": "unpaired/contact_sheet.png"},
@@ -119,13 +130,14 @@ def evaluate_chain(
 
 def bench(learned: dict, embedded: dict) -> dict:
     """bench/learned-chain-viton256.json: both chains' summaries, and whether the issue's floors hold."""
-    keys = ("pairs", "warp_mask_iou", "ssim", "ssim_garment_region", "l1_garment_region")
+    keys = ("pairs", "failures", "warp_mask_iou", "ssim", "ssim_garment_region", "l1_garment_region")
+    learned, embedded = _with_defaults(learned), _with_defaults(embedded)
     floors = {
         "warp_mask_iou_above_embedded": learned["warp_mask_iou"] > embedded["warp_mask_iou"],
         "ssim_garment_region_above_embedded": learned["ssim_garment_region"]
         > embedded["ssim_garment_region"],
         "l1_garment_region_below_embedded": learned["l1_garment_region"] < embedded["l1_garment_region"],
-        "train_minutes_at_most_20": sum(learned.get("train_minutes", {}).values()) <= 20,
+        "train_minutes_at_most_20": sum(learned["train_minutes"].values()) <= 20,
         "same_pairs": learned["pairs"] == embedded["pairs"],
     }
     return {
@@ -135,6 +147,20 @@ def bench(learned: dict, embedded: dict) -> dict:
         "learned": {**{k: learned.get(k) for k in keys}, **_rest(learned, keys)},
         "embedded": {**{k: embedded.get(k) for k in keys}, **_rest(embedded, keys)},
         "floors": floors,
+    }
+
+
+def _with_defaults(summary: dict) -> dict:
+    """A summary with `failures` and `train_minutes` per module always there.
+
+    A summary without `failures` comes from before refused pairs were recorded, when any error stopped the
+    evaluation: a complete one had none. A chain without `train_minutes` (the embedded one: geometry and
+    compositing) trained none of its modules.
+    """
+    return {
+        "failures": 0,
+        "train_minutes": {backend: 0.0 for backend in summary.get("backends", {}).values()},
+        **summary,
     }
 
 
@@ -163,7 +189,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "embedded":
         if args.shards:
             unpack(args.shards, args.data)
-        summary = evaluate_chain(args.data / ROOT, "keypoint-tps", "composite", args.out, "cpu", args.limit)
+        summary = evaluate_chain(
+            args.data / ROOT, "keypoint-tps", "composite", args.out, "cpu", args.limit, progress=True
+        )
         (args.out / "embedded-chain.json").write_text(json.dumps(summary, indent=2) + "\n")
         print(json.dumps(summary, indent=2))
     else:
