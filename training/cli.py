@@ -50,12 +50,12 @@ def run(args: argparse.Namespace) -> int:
 
         trainer = make_trainer(args.module, config)
         dataset = open_training_set(args.data, config, out)
-        train(trainer, dataset, out, resume=args.resume)
+        train(trainer, dataset, out, resume=args.resume, data=args.data)
         if args.push and _is_main_process():
-            from training.s3transfer import upload_weights
+            from vton.runtime.weights import push
 
             print(f"uploading {trainer.backend} to {args.push}")
-            upload_weights(out / WEIGHTS / trainer.backend, args.push)
+            push(trainer.backend, args.push, root=out / WEIGHTS)
     except (ConfigError, WeightsMissing, FileNotFoundError, ValueError) as exc:
         print(f"vton train: {exc}", file=sys.stderr)
         return 2

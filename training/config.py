@@ -47,6 +47,9 @@ class TrainConfig:
     models_dir: str | None = None  # where the official files are; default VTON_MODELS_DIR
     vgg_weights: str | None = None  # torchvision's vgg19 file for the perceptual losses; absent: skipped
     device: str | None = None  # "cpu" forces the CPU; default: what Accelerate finds
+    weights_license: str | None = (
+        None  # the licence of the trained weights, recorded in the export's provenance
+    )
     options: dict = field(default_factory=dict)  # the trainer's own settings
 
     def __post_init__(self) -> None:

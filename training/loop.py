@@ -9,8 +9,8 @@ own way:
 - checkpoints every `checkpoint_every` steps under OUT/checkpoints/step-NNNNNNN (models, optimizer, learning-rate
   schedule, EMA, every process's random state), the last `keep_checkpoints` kept;
 - at each checkpoint and at the end, the trained weights exported as the stage's own files under
-  OUT/weights/<backend>/ (a models directory: `VTON_MODELS_DIR=OUT/weights vton serve STAGE` serves them), with a
-  SHA256SUMS file;
+  OUT/weights/<backend>/ (a models directory: `VTON_MODELS_DIR=OUT/weights vton serve STAGE` serves them), with
+  provenance.json and SHA256SUMS (training/provenance.py);
 - TensorBoard logs under OUT/logs (losses, learning rate, sample grids) and a progress bar;
 - an exponential moving average of the weights when `ema_decay` > 0 (then the export holds the average).
 """
@@ -18,7 +18,6 @@ own way:
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import math
 import shutil
@@ -30,6 +29,7 @@ from torch.utils.data import Dataset
 
 from training.batches import MicroBatchPlan, micro_batches, to_device
 from training.config import ConfigError
+from training.provenance import write_records
 from training.tensorboard import RunLog
 from training.trainers.base import ModuleTrainer
 
@@ -103,21 +103,16 @@ def _make_accelerator(config):
         raise ConfigError(f"mixed_precision={config.mixed_precision}: {exc}") from exc
 
 
-def write_checksums(files: list[Path], folder: Path) -> Path:
-    """SHA256SUMS in `folder` for `files` (what `vton weights pull --from s3://` can check trained files with)."""
-    lines = []
-    for path in sorted(files):
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()
-        lines.append(f"{digest}  {path.relative_to(folder)}")
-    out = folder / "SHA256SUMS"
-    out.write_text("\n".join(lines) + "\n")
-    return out
-
-
 def train(
-    trainer: ModuleTrainer, dataset: Dataset, out_dir: Path, resume: bool = False, log=print
+    trainer: ModuleTrainer,
+    dataset: Dataset,
+    out_dir: Path,
+    resume: bool = False,
+    log=print,
+    data: str = "unnamed data",
 ) -> RunResult:
-    """Run `trainer` on `dataset` up to `trainer.config.steps`, writing everything under `out_dir`."""
+    """Run `trainer` on `dataset` up to `trainer.config.steps`, writing everything under `out_dir`; `data` names the
+    dataset in the export's provenance.json (`vton train` gives its --data)."""
     from accelerate.utils import set_seed
     from tqdm.auto import tqdm
 
@@ -225,7 +220,7 @@ def train(
         if main and ((step + 1) % config.sample_every == 0 or step + 1 == config.steps):
             run_log.grid("samples", _samples(trainer, accelerator, batch), step + 1)
         if (step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps:
-            result.exported = _checkpoint(trainer, accelerator, ema, out_dir, step + 1)
+            result.exported = _checkpoint(trainer, accelerator, ema, out_dir, step + 1, data)
     bar.close()
     run_log.close()
     accelerator.wait_for_everyone()
@@ -262,7 +257,9 @@ def _samples(trainer: ModuleTrainer, accelerator, batch) -> list[torch.Tensor]:
         trainer.train_mode()
 
 
-def _checkpoint(trainer: ModuleTrainer, accelerator, ema: dict, out_dir: Path, step: int) -> list[Path]:
+def _checkpoint(
+    trainer: ModuleTrainer, accelerator, ema: dict, out_dir: Path, step: int, data: str
+) -> list[Path]:
     """Save the training state (all processes), export the weights and drop old states (main process)."""
     state_dir = out_dir / CHECKPOINTS / f"step-{step:07d}"
     accelerator.save_state(str(state_dir))
@@ -278,7 +275,7 @@ def _checkpoint(trainer: ModuleTrainer, accelerator, ema: dict, out_dir: Path, s
         folder = out_dir / WEIGHTS / trainer.backend
         folder.mkdir(parents=True, exist_ok=True)
         exported = trainer.export(modules, folder)
-        exported.append(write_checksums(exported, folder))
+        exported += write_records(trainer, exported, folder, step, data)
         for old in checkpoint_dirs(out_dir)[: -trainer.config.keep_checkpoints]:
             shutil.rmtree(old, ignore_errors=True)
     accelerator.wait_for_everyone()

@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 
 from vton import weights_cli
+from vton.runtime.options import SCHEDULERS, OptionError, validate_options
 from vton.runtime.vocab import CATEGORIES, STAGES, Category
 from vton_cli.client import DEFAULT_SERVER, ApiError, ApiKeyInfo, Batch, Job, VtonClient
 from vton_cli.credentials import save_keys
@@ -71,9 +72,16 @@ def cmd_tryon(args: argparse.Namespace) -> int:
         if not path.is_file():
             print(f"vton tryon: {path} does not exist", file=sys.stderr)
             return 2
+    options = (args.seed, args.steps, args.guidance_scale, args.scheduler)
+    try:  # the platform's own limits, checked before the photos are uploaded
+        # without --category any valid one stands in (the API infers it): the other options are checked the same
+        validate_options(args.category or CATEGORIES[0], *options)
+    except OptionError as exc:
+        print(f"vton tryon: --{exc.field.replace('_', '-')}: {exc}", file=sys.stderr)
+        return 2
     try:
         with VtonClient(args.server) as client:
-            job = client.submit(person, garment, args.category, args.seed, args.steps, args.guidance_scale)
+            job = client.submit(person, garment, args.category, *options)
             print(f"job {job.id} accepted", flush=True)
             job = client.wait(job.id, on_update=_print_progress)
             if args.artifacts:
@@ -264,6 +272,9 @@ def build_parser() -> argparse.ArgumentParser:
     tryon.add_argument("--seed", type=int)
     tryon.add_argument("--steps", type=int)
     tryon.add_argument("--guidance-scale", type=float)
+    tryon.add_argument(
+        "--scheduler", help=f"the denoising scheduler: {' | '.join(SCHEDULERS)} (default: the backend's)"
+    )
     tryon.set_defaults(func=cmd_tryon)
 
     batch = sub.add_parser(

@@ -228,6 +228,7 @@ class VtonClient:
         seed: int | None = None,
         steps: int | None = None,
         guidance_scale: float | None = None,
+        scheduler: str | None = None,
     ) -> Job:
         """A try-on of two photos; category None: inferred from the garment photo."""
         data = {}
@@ -236,6 +237,7 @@ class VtonClient:
             ("seed", seed),
             ("steps", steps),
             ("guidance_scale", guidance_scale),
+            ("scheduler", scheduler),
         ):
             if value is not None:
                 data[key] = str(value)

@@ -11,16 +11,13 @@ from vton.runtime import messages, server
 from vton.runtime.vocab import Stage
 from vton.v1 import densepose_pb2, densepose_pb2_grpc
 
-FULL_NAME = densepose_pb2.DESCRIPTOR.services_by_name["DensePoseService"].full_name
-
 
 class DensePoseServicer(densepose_pb2_grpc.DensePoseServiceServicer, server.StageServicer[DensePoseBackend]):
     def EstimateDensePose(
         self, request: densepose_pb2.EstimateDensePoseRequest, context: grpc.ServicerContext
     ) -> densepose_pb2.EstimateDensePoseResponse:
         image = messages.rgb_from(request.image, "image")
-        with self.slots.held():
-            estimate = self.backend.estimate(image)
+        estimate = self.in_slot(self.backend.estimate, image)
         return densepose_pb2.EstimateDensePoseResponse(
             iuv=messages.tensor(estimate.iuv.astype("float32")),
             visualization=messages.png_image(render_iuv(image, estimate.iuv)),
@@ -31,7 +28,6 @@ class DensePoseServicer(densepose_pb2_grpc.DensePoseServiceServicer, server.Stag
 
 build_server = server.stage_builder(
     Stage.DENSEPOSE,
-    FULL_NAME,
     densepose_pb2_grpc.add_DensePoseServiceServicer_to_server,
     DensePoseServicer,
     BACKENDS,

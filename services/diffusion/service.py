@@ -10,8 +10,6 @@ from vton.runtime.options import validate_options
 from vton.runtime.vocab import Stage
 from vton.v1 import diffusion_pb2, diffusion_pb2_grpc
 
-FULL_NAME = diffusion_pb2.DESCRIPTOR.services_by_name["DiffusionService"].full_name
-
 
 class DiffusionServicer(diffusion_pb2_grpc.DiffusionServiceServicer, server.StageServicer[TryOnBackend]):
     def TryOn(self, request, context) -> diffusion_pb2.TryOnResponse:
@@ -48,8 +46,7 @@ class DiffusionServicer(diffusion_pb2_grpc.DiffusionServiceServicer, server.Stag
             label_map=messages.spatial(inputs.labels),
             pose_map=messages.spatial(inputs.pose_map, channels_first=True),
         )
-        with self.slots.held():
-            image = self.backend.try_on(inputs)
+        image = self.in_slot(self.backend.try_on, inputs)
         return diffusion_pb2.TryOnResponse(
             image=messages.png_image(image), backend=messages.backend_info(self.info)
         )
@@ -57,7 +54,6 @@ class DiffusionServicer(diffusion_pb2_grpc.DiffusionServiceServicer, server.Stag
 
 build_server = server.stage_builder(
     Stage.DIFFUSION,
-    FULL_NAME,
     diffusion_pb2_grpc.add_DiffusionServiceServicer_to_server,
     DiffusionServicer,
     BACKENDS,

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from vton.runtime.errors import InvalidInput
+from vton.runtime.images import require_rgb
 
 
 @dataclass
@@ -31,10 +32,7 @@ class TryOnInputs:
 
 def person_size(inputs: TryOnInputs) -> tuple[int, int]:
     """(height, width) of the person, once it is a uint8 RGB image and every per-pixel input has its size."""
-    person = inputs.person
-    if person.ndim != 3 or person.shape[2] != 3 or person.dtype != np.uint8:
-        raise InvalidInput("the person must be a uint8 RGB image [H, W, 3]")
-    h, w = person.shape[:2]
+    h, w = require_rgb(inputs.person, "the person").shape[:2]
     for name in ("agnostic_mask", "warped_garment", "warped_mask", "labels"):
         arr = getattr(inputs, name)
         if arr.shape[:2] != (h, w):

@@ -14,7 +14,6 @@ from vton.runtime.errors import InvalidInput
 from vton.runtime.vocab import LabelSet, Stage
 from vton.v1 import parsing_pb2, parsing_pb2_grpc
 
-FULL_NAME = parsing_pb2.DESCRIPTOR.services_by_name["ParsingService"].full_name
 AGNOSTIC = manifest_info("lip-agnostic-mask", "embedded")
 
 
@@ -29,8 +28,7 @@ class ParsingServicer(parsing_pb2_grpc.ParsingServiceServicer, server.StageServi
                 f"label_set {request.label_set!r} is not served by backend {self.info.name}; "
                 f"it makes {', '.join(served)}"
             )
-        with self.slots.held():
-            estimate = self.backend.parse(image)
+        estimate = self.in_slot(self.backend.parse, image)
         return parsing_pb2.ParseResponse(
             label_map=messages.label_map(estimate.labels, estimate.label_set),
             visualization=messages.png_image(colorize(estimate.labels)),
@@ -72,7 +70,6 @@ def without_lip(spec: BackendSpec[ParsingBackend]) -> str | None:
 
 build_server = server.stage_builder(
     Stage.PARSING,
-    FULL_NAME,
     parsing_pb2_grpc.add_ParsingServiceServicer_to_server,
     ParsingServicer,
     BACKENDS,

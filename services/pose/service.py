@@ -11,8 +11,6 @@ from vton.runtime import messages, server
 from vton.runtime.vocab import Stage
 from vton.v1 import pose_pb2, pose_pb2_grpc
 
-FULL_NAME = pose_pb2.DESCRIPTOR.services_by_name["PoseService"].full_name
-
 
 class PoseServicer(pose_pb2_grpc.PoseServiceServicer, server.StageServicer[PoseBackend]):
     def EstimatePose(
@@ -20,8 +18,7 @@ class PoseServicer(pose_pb2_grpc.PoseServiceServicer, server.StageServicer[PoseB
     ) -> pose_pb2.EstimatePoseResponse:
         image = messages.rgb_from(request.image, "image")
         height, width = image.shape[:2]
-        with self.slots.held():
-            estimate = self.backend.estimate(image)
+        estimate = self.in_slot(self.backend.estimate, image)
         return pose_pb2.EstimatePoseResponse(
             keypoints=messages.keypoints(estimate.keypoints),
             openpose_json=to_openpose_json(estimate.keypoints),
@@ -33,5 +30,5 @@ class PoseServicer(pose_pb2_grpc.PoseServiceServicer, server.StageServicer[PoseB
 
 
 build_server = server.stage_builder(
-    Stage.POSE, FULL_NAME, pose_pb2_grpc.add_PoseServiceServicer_to_server, PoseServicer, BACKENDS
+    Stage.POSE, pose_pb2_grpc.add_PoseServiceServicer_to_server, PoseServicer, BACKENDS
 )

@@ -8,6 +8,7 @@ and the limbs as polylines through the keypoints.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import takewhile
 
 import cv2
 import numpy as np
@@ -96,12 +97,7 @@ class Body:
 
     def limb(self, indices: tuple[int, ...]) -> list[np.ndarray]:
         """The polyline through the limb's keypoints, stopping at the first missing one."""
-        points = []
-        for i in indices:
-            if not self.has(i):
-                break
-            points.append(self.point(i))
-        return points
+        return [self.point(i) for i in takewhile(self.has, indices)]
 
     # --- label map ---------------------------------------------------------------------------------------------
     def limb_capsules(self, limbs: list[tuple[int, ...]], radius: float) -> np.ndarray:

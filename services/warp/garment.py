@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 
 from vton.runtime.errors import InvalidInput, NoPersonFound
+from vton.runtime.images import require_rgb
 
 CATEGORIES = ("upper_body", "lower_body", "dresses")
 
@@ -225,9 +226,7 @@ def garment_mask(image: np.ndarray) -> np.ndarray:
     Raises NoPersonFound when nothing separates from the background (an empty or uniform photo) or when no
     background can be found (the garment fills the whole frame).
     """
-    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-        raise InvalidInput("the garment photo must be a uint8 RGB image [h, w, 3]")
-    h, w = image.shape[:2]
+    h, w = require_rgb(image, "the garment photo").shape[:2]
     scale = min(1.0, _WORK_SIDE / max(h, w))
     small = cv2.resize(image, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
     sh, sw = small.shape[:2]

@@ -10,8 +10,6 @@ from vton.runtime import messages, proto_vocab, server
 from vton.runtime.vocab import Category, Stage
 from vton.v1 import common_pb2, warp_pb2, warp_pb2_grpc
 
-FULL_NAME = warp_pb2.DESCRIPTOR.services_by_name["WarpService"].full_name
-
 
 class WarpServicer(warp_pb2_grpc.WarpServiceServicer, server.StageServicer[WarpBackend]):
     def WarpGarment(
@@ -41,8 +39,7 @@ class WarpServicer(warp_pb2_grpc.WarpServiceServicer, server.StageServicer[WarpB
             pose_map=messages.spatial(inputs.pose_map, channels_first=True),
             iuv=messages.spatial(inputs.iuv, channels_first=True),
         )
-        with self.slots.held():
-            out = self.backend.warp(inputs)
+        out = self.in_slot(self.backend.warp, inputs)
         return warp_pb2.WarpGarmentResponse(
             warped_garment=messages.png_image(out.warped_garment),
             warped_mask=messages.png_image(out.warped_mask),
@@ -57,8 +54,7 @@ class WarpServicer(warp_pb2_grpc.WarpServiceServicer, server.StageServicer[WarpB
         self, request: warp_pb2.ClassifyGarmentRequest, context: grpc.ServicerContext
     ) -> warp_pb2.ClassifyGarmentResponse:
         garment = messages.rgb_from(request.garment, "garment")
-        with self.slots.held():
-            guess = self.backend.classify(garment)
+        guess = self.in_slot(self.backend.classify, garment)
         return warp_pb2.ClassifyGarmentResponse(
             category=proto_vocab.category_enum(guess.category),
             confidence=guess.confidence,
@@ -71,5 +67,5 @@ class WarpServicer(warp_pb2_grpc.WarpServiceServicer, server.StageServicer[WarpB
 
 
 build_server = server.stage_builder(
-    Stage.WARP, FULL_NAME, warp_pb2_grpc.add_WarpServiceServicer_to_server, WarpServicer, BACKENDS
+    Stage.WARP, warp_pb2_grpc.add_WarpServiceServicer_to_server, WarpServicer, BACKENDS
 )

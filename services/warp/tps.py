@@ -5,10 +5,10 @@ f(p) = a0 + a1 x + a2 y + sum_i w_i U(|p - c_i|), U(r) = r^2 log r^2. Fitting so
 system; a small regulariser on the kernel's diagonal relaxes exact interpolation so that noisy or nearly
 coincident control points cannot fold the map.
 
-Warping an image needs the inverse map (for every output pixel, where to read in the source), so `warp` fits
-the spline from the target points back to the source points and evaluates it on a coarse grid of the output,
+Warping an image needs the inverse map (for every output pixel, where to read in the source), so `inverse_maps`
+fits the spline from the target points back to the source points and evaluates it on a coarse grid of the output,
 which is then upsampled: the spline is smooth, so a grid every few pixels loses nothing visible and costs a
-fraction of a per-pixel evaluation.
+fraction of a per-pixel evaluation. `warp` carries an image and its mask through such maps.
 """
 
 from __future__ import annotations
@@ -98,19 +98,12 @@ def pad_colors(image: np.ndarray, mask: np.ndarray, radius: int = 6) -> np.ndarr
 
 
 def warp(
-    image: np.ndarray,
-    mask: np.ndarray,
-    source: np.ndarray,
-    target: np.ndarray,
-    out_size: tuple[int, int],
-    grid_step: int = 8,
-    regularization: float = 1e-3,
+    image: np.ndarray, mask: np.ndarray, maps: tuple[np.ndarray, np.ndarray]
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Warp an image and its mask so that `source` points land on `target`; returns (image, mask) at out_size.
-
-    The mask is 0/255; outside the warped mask the image is 0.
+    """Warp an image and its mask through cv2.remap `maps` (e.g. `inverse_maps`, which takes source points onto
+    target points): (image, mask) at the maps' size. The mask is 0/255; outside the warped mask the image is 0.
     """
-    map_x, map_y = inverse_maps(source, target, out_size, grid_step, regularization)
+    map_x, map_y = maps
     # The garment's outermost pixels blend into its photo's background (antialiasing, JPEG): take their colour
     # from further in, so that no trace of that background reaches the person.
     core = cv2.erode((mask > 0).astype(np.uint8), np.ones((3, 3), np.uint8), iterations=2)

@@ -17,19 +17,10 @@ import pytest
 from services.diffusion import testing as ladi_diffusion
 from services.parsing import testing as schp
 from services.warp import testing as ladi_warp
+from tests.stages import TryOnChain, serving, stub
 from vton.runtime import images, messages
 from vton.runtime.weights import models_dir
-from vton.v1 import (
-    common_pb2,
-    diffusion_pb2,
-    diffusion_pb2_grpc,
-    parsing_pb2,
-    parsing_pb2_grpc,
-    pose_pb2,
-    pose_pb2_grpc,
-    warp_pb2,
-    warp_pb2_grpc,
-)
+from vton.v1 import common_pb2, diffusion_pb2
 
 BACKENDS = {
     "pose": "blazepose-litert",
@@ -51,72 +42,29 @@ def tiny_models(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def stubs(tiny_models):
-    mp = pytest.MonkeyPatch()
-    mp.setenv("VTON_MODELS_DIR", str(tiny_models))
-    started = []
-    for stage, backend in BACKENDS.items():
-        module = __import__(f"services.{stage}.service", fromlist=["build_server"])
-        server, port, _ = module.build_server(backend=backend, port=0)
-        started.append((server, grpc.insecure_channel(f"127.0.0.1:{port}")))
-    mp.undo()
-    channels = dict(zip(BACKENDS, (ch for _, ch in started), strict=True))
-    yield {
-        "pose": pose_pb2_grpc.PoseServiceStub(channels["pose"]),
-        "parsing": parsing_pb2_grpc.ParsingServiceStub(channels["parsing"]),
-        "warp": warp_pb2_grpc.WarpServiceStub(channels["warp"]),
-        "diffusion": diffusion_pb2_grpc.DiffusionServiceStub(channels["diffusion"]),
-    }
-    for server, channel in started:
-        channel.close()
-        server.stop(0)
+    with serving(BACKENDS, models=tiny_models) as channels:
+        yield {stage: stub(stage, chan) for stage, chan in channels.items()}
 
 
 def test_a_tryon_runs_through_the_full_backends_at_tiny_size(stubs, examples):
     person_rgb = images.read_rgb(str(examples / "avatars" / "2.png"))
-    person = messages.png_image(person_rgb)
-    garment = messages.png_image(images.read_rgb(str(examples / "clothes" / "shirts" / "1_front.jpg")))
-    options = common_pb2.TryOnOptions(category=common_pb2.CATEGORY_UPPER_BODY, seed=7, steps=2)
-    pose = stubs["pose"].EstimatePose(pose_pb2.EstimatePoseRequest(image=person), timeout=60)
-    parse = stubs["parsing"].Parse(parsing_pb2.ParseRequest(image=person), timeout=60)
-    assert parse.backend.name == "schp-lip" and parse.backend.kind == "full"
-    agnostic = stubs["parsing"].CreateAgnosticMask(
-        parsing_pb2.CreateAgnosticMaskRequest(
-            image=person, label_map=parse.label_map, keypoints=pose.keypoints, options=options
-        ),
-        timeout=60,
+    chain = TryOnChain(
+        person=messages.png_image(person_rgb),
+        garment=messages.png_image(images.read_rgb(str(examples / "clothes" / "shirts" / "1_front.jpg"))),
+        options=common_pb2.TryOnOptions(category=common_pb2.CATEGORY_UPPER_BODY, seed=7, steps=2),
     )
-    warped = stubs["warp"].WarpGarment(
-        warp_pb2.WarpGarmentRequest(
-            garment=garment,
-            person=person,
-            masked_person=agnostic.masked_person,
-            agnostic_mask=agnostic.mask,
-            keypoints=pose.keypoints,
-            pose_map=pose.pose_map,
-            label_map=parse.label_map,
-            options=options,
-        ),
-        timeout=120,
-    )
-    assert warped.backend.name == "ladi-vton-warp-vitonhd"
-    assert (warped.warped_garment.width, warped.warped_garment.height) == (person.width, person.height)
-    result = stubs["diffusion"].TryOn(
-        diffusion_pb2.TryOnRequest(
-            person=person,
-            masked_person=agnostic.masked_person,
-            agnostic_mask=agnostic.mask,
-            pose_map=pose.pose_map,
-            warped_garment=warped.warped_garment,
-            warped_mask=warped.warped_mask,
-            garment=garment,
-            label_map=parse.label_map,
-            options=options,
-        ),
-        timeout=300,
-    )
+    chain.pose = stubs["pose"].EstimatePose(chain.pose_request(), timeout=60)
+    chain.parse = stubs["parsing"].Parse(chain.parse_request(), timeout=60)
+    assert chain.parse.backend.name == "schp-lip" and chain.parse.backend.kind == "full"
+    chain.agnostic = stubs["parsing"].CreateAgnosticMask(chain.agnostic_mask_request(), timeout=60)
+    chain.warped = stubs["warp"].WarpGarment(chain.warp_request(), timeout=120)
+    assert chain.warped.backend.name == "ladi-vton-warp-vitonhd"
+    garment_size = (chain.warped.warped_garment.width, chain.warped.warped_garment.height)
+    assert garment_size == (chain.person.width, chain.person.height)
+    result = stubs["diffusion"].TryOn(chain.try_on_request(), timeout=300)
     assert result.backend.name == "ladi-vton-vitonhd" and result.backend.kind == "full"
     out = images.decode_rgb(result.image.data)
-    mask = images.decode_gray(agnostic.mask.data) > 0
+    mask = images.decode_gray(chain.agnostic.mask.data) > 0
     assert out.shape == person_rgb.shape
     assert np.array_equal(out[~mask], person_rgb[~mask])
 

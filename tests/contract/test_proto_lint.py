@@ -10,23 +10,13 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def buf() -> str:
-    candidate = ROOT / ".tools" / "bin" / "buf"
-    found = str(candidate) if candidate.is_file() else shutil.which("buf")
-    if found is None:
-        pytest.fail("buf is not installed: run `bash tools/install_deploy_tools.sh`")
-    return found
+from tests.deploy.tools import ROOT, run, tool
 
 
 def run_buf(cwd: Path, cache: Path) -> subprocess.CompletedProcess[str]:
     # Its own cache directory: buf writes one under $HOME otherwise, and needs nothing from the network here.
     env = {**os.environ, "BUF_CACHE_DIR": str(cache)}
-    return subprocess.run([buf(), "lint"], cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
+    return run(tool("buf"), "lint", cwd=cwd, env=env, timeout=120)
 
 
 def test_protos_pass_buf_lint(tmp_path: Path) -> None:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
 import threading
 import time
-from pathlib import Path
+from dataclasses import replace
 
 import grpc
 import numpy as np
@@ -15,25 +14,21 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from services.pose.service import FULL_NAME as POSE_SERVICE
 from services.pose.service import PoseServicer
 from services.pose.types import PoseEstimate
+from tests.stages import TryOnChain, channel, serving, stub
 from vton.runtime import images, messages, proto_vocab, server
 from vton.runtime.backend import BackendInfo, BackendSpec, Capabilities
-from vton.runtime.vocab import NUM_KEYPOINTS, NUM_LIP_LABELS, STAGES, Category, Keypoint, Lip
-from vton.v1 import (
-    common_pb2,
-    densepose_pb2,
-    densepose_pb2_grpc,
-    diffusion_pb2,
-    diffusion_pb2_grpc,
-    parsing_pb2,
-    parsing_pb2_grpc,
-    pose_pb2,
-    pose_pb2_grpc,
-    warp_pb2,
-    warp_pb2_grpc,
+from vton.runtime.vocab import (
+    NUM_KEYPOINTS,
+    NUM_LIP_LABELS,
+    SERVICE_NAMES,
+    STAGES,
+    Category,
+    Keypoint,
+    Lip,
 )
+from vton.v1 import common_pb2, densepose_pb2, parsing_pb2, pose_pb2, pose_pb2_grpc
 
 EMBEDDED = {
     "pose": "blazepose-litert",
@@ -44,29 +39,10 @@ EMBEDDED = {
 }
 
 
-REPO = Path(__file__).resolve().parents[2]
-
-
-def _channel(port: int) -> grpc.Channel:
-    return grpc.insecure_channel(
-        f"127.0.0.1:{port}",
-        options=[("grpc.max_receive_message_length", 64 << 20), ("grpc.max_send_message_length", 64 << 20)],
-    )
-
-
-def _start(stage: str):
-    module = importlib.import_module(f"services.{stage}.service")
-    started, port, _ = module.build_server(backend=EMBEDDED[stage], port=0)
-    return started, _channel(port)
-
-
 @pytest.fixture(scope="module")
 def channels():
-    started = {stage: _start(stage) for stage in EMBEDDED}
-    yield {stage: ch for stage, (_, ch) in started.items()}
-    for stage_server, channel in started.values():
-        channel.close()
-        stage_server.stop(0)
+    with serving(EMBEDDED) as started:
+        yield started
 
 
 @pytest.fixture(scope="module")
@@ -81,43 +57,34 @@ def garment(examples) -> common_pb2.Image:
 
 
 @pytest.fixture(scope="module")
-def analysis(channels, person):
-    """Pose, DensePose and parsing of the example person, then its agnostic mask: what the orchestrator sends on."""
+def analysis(channels, person, garment) -> TryOnChain:
+    """Pose and parsing of the example person, then its agnostic mask: what the orchestrator sends on."""
     options = common_pb2.TryOnOptions(category=proto_vocab.category_enum(Category.UPPER_BODY), seed=1)
-    pose = pose_pb2_grpc.PoseServiceStub(channels["pose"]).EstimatePose(
-        pose_pb2.EstimatePoseRequest(image=person)
-    )
-    dense = densepose_pb2_grpc.DensePoseServiceStub(channels["densepose"]).EstimateDensePose(
-        densepose_pb2.EstimateDensePoseRequest(image=person)
-    )
-    parsing = parsing_pb2_grpc.ParsingServiceStub(channels["parsing"])
-    parse = parsing.Parse(parsing_pb2.ParseRequest(image=person))
-    agnostic = parsing.CreateAgnosticMask(
-        parsing_pb2.CreateAgnosticMaskRequest(
-            image=person, label_map=parse.label_map, keypoints=pose.keypoints, options=options
-        )
-    )
-    return {"pose": pose, "densepose": dense, "parse": parse, "agnostic": agnostic, "options": options}
+    return TryOnChain(person, garment, options).analyse(channels, timeout=60)
+
+
+@pytest.fixture(scope="module")
+def densepose(channels, person):
+    request = densepose_pb2.EstimateDensePoseRequest(image=person)
+    return stub("densepose", channels["densepose"]).EstimateDensePose(request, timeout=60)
 
 
 def test_every_stage_reports_serving_and_lists_itself_by_reflection(channels):
     assert tuple(channels) == STAGES
-    names = {stage: importlib.import_module(f"services.{stage}.service").FULL_NAME for stage in STAGES}
-    assert names["densepose"] == "vton.v1.DensePoseService"
-    for stage, channel in channels.items():
-        health = health_pb2_grpc.HealthStub(channel)
-        reply = health.Check(health_pb2.HealthCheckRequest(service=names[stage]), timeout=5)
+    for stage, chan in channels.items():
+        health = health_pb2_grpc.HealthStub(chan)
+        reply = health.Check(health_pb2.HealthCheckRequest(service=SERVICE_NAMES[stage]), timeout=5)
         assert reply.status == health_pb2.HealthCheckResponse.SERVING, stage
-        refl = reflection_pb2_grpc.ServerReflectionStub(channel)
+        refl = reflection_pb2_grpc.ServerReflectionStub(chan)
         (answer,) = list(
             refl.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]))
         )
         listed = {s.name for s in answer.list_services_response.service}
-        assert names[stage] in listed and "grpc.health.v1.Health" in listed
+        assert SERVICE_NAMES[stage] in listed and "grpc.health.v1.Health" in listed
 
 
 def test_pose_answers_18_keypoints_openpose_json_and_pose_map(analysis, person):
-    pose = analysis["pose"]
+    pose = analysis.pose
     assert len(pose.keypoints) == NUM_KEYPOINTS
     assert pose.backend.name == "blazepose-litert" and pose.backend.kind == "embedded"
     doc = json.loads(pose.openpose_json)
@@ -129,70 +96,40 @@ def test_pose_answers_18_keypoints_openpose_json_and_pose_map(analysis, person):
     assert pose.people_detected == 1
 
 
-def test_densepose_answers_an_iuv_of_the_image_size(analysis, person):
-    iuv = messages.array_from(analysis["densepose"].iuv, "iuv")
+def test_densepose_answers_an_iuv_of_the_image_size(densepose, person):
+    iuv = messages.array_from(densepose.iuv, "iuv")
     assert iuv.shape == (3, person.height, person.width)
     assert set(np.unique(iuv[0]).astype(int)) <= set(range(25)) and (iuv[0] > 0).mean() > 0.05
-    assert analysis["densepose"].backend.name == "geometric"
+    assert densepose.backend.name == "geometric"
 
 
 def test_parsing_and_agnostic_mask_cover_the_upper_body_and_keep_the_face(analysis, person):
-    labels = images.decode_gray(analysis["parse"].label_map.image.data)
+    labels = images.decode_gray(analysis.parse.label_map.image.data)
     assert labels.shape == (person.height, person.width) and labels.max() < NUM_LIP_LABELS
-    assert analysis["parse"].label_map.label_set == "lip"
-    mask = images.decode_gray(analysis["agnostic"].mask.data)
+    assert analysis.parse.label_map.label_set == "lip"
+    mask = images.decode_gray(analysis.agnostic.mask.data)
     assert mask.shape == labels.shape
     face = labels == Lip.FACE
     upper = labels == Lip.UPPER_CLOTHES
     assert face.any() and upper.any()
     # The face label runs down the neck, which LaDI-VTON's mask repaints below the shoulder line: the face
     # itself, down to the nose, must stay untouched.
-    nose_y = int(analysis["pose"].keypoints[Keypoint.NOSE].y)
+    nose_y = int(analysis.pose.keypoints[Keypoint.NOSE].y)
     assert (mask[:nose_y][face[:nose_y]] == 0).all(), "the face must stay out of the mask"
     assert (mask[upper] > 0).mean() > 0.9, "the upper clothes must be inside the mask"
 
 
-def test_warp_and_composite_give_a_person_sized_result_identical_outside_the_mask(
-    channels, analysis, person, garment
-):
-    pose, parse, agnostic, options = (
-        analysis["pose"],
-        analysis["parse"],
-        analysis["agnostic"],
-        analysis["options"],
-    )
-    warped = warp_pb2_grpc.WarpServiceStub(channels["warp"]).WarpGarment(
-        warp_pb2.WarpGarmentRequest(
-            garment=garment,
-            person=person,
-            masked_person=agnostic.masked_person,
-            agnostic_mask=agnostic.mask,
-            keypoints=pose.keypoints,
-            pose_map=pose.pose_map,
-            label_map=parse.label_map,
-            options=options,
-        )
-    )
+def test_warp_and_composite_give_a_person_sized_result_identical_outside_the_mask(channels, analysis, person):
+    warped = stub("warp", channels["warp"]).WarpGarment(analysis.warp_request(), timeout=60)
     assert warped.backend.name == "keypoint-tps" and (
         warped.warped_mask.width,
         warped.warped_mask.height,
     ) == (person.width, person.height)
-    result = diffusion_pb2_grpc.DiffusionServiceStub(channels["diffusion"]).TryOn(
-        diffusion_pb2.TryOnRequest(
-            person=person,
-            masked_person=agnostic.masked_person,
-            agnostic_mask=agnostic.mask,
-            pose_map=pose.pose_map,
-            warped_garment=warped.warped_garment,
-            warped_mask=warped.warped_mask,
-            garment=garment,
-            label_map=parse.label_map,
-            options=options,
-        )
-    )
+    chain = replace(analysis, warped=warped)
+    result = stub("diffusion", channels["diffusion"]).TryOn(chain.try_on_request(), timeout=60)
     assert result.backend.name == "composite"
     out, src = images.decode_rgb(result.image.data), images.decode_rgb(person.data)
-    mask = images.decode_gray(agnostic.mask.data) > 0
+    mask = images.decode_gray(analysis.agnostic.mask.data) > 0
     assert out.shape == src.shape
     assert np.array_equal(out[~mask], src[~mask])
     assert np.abs(out[mask].astype(int) - src[mask]).mean() > 5
@@ -207,45 +144,33 @@ def test_warp_and_composite_give_a_person_sized_result_identical_outside_the_mas
     ],
 )
 def test_bad_image_is_invalid_argument_naming_the_problem(channels, data, needle):
-    stub = pose_pb2_grpc.PoseServiceStub(channels["pose"])
+    pose = stub("pose", channels["pose"])
     with pytest.raises(grpc.RpcError) as err:
-        stub.EstimatePose(pose_pb2.EstimatePoseRequest(image=common_pb2.Image(data=data)), timeout=10)
+        pose.EstimatePose(pose_pb2.EstimatePoseRequest(image=common_pb2.Image(data=data)), timeout=10)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert needle in err.value.details()
 
 
 def test_a_photo_without_a_person_is_failed_precondition(channels, garment):
-    stub = pose_pb2_grpc.PoseServiceStub(channels["pose"])
+    pose = stub("pose", channels["pose"])
     blank = messages.png_image(np.full((512, 384, 3), 200, np.uint8))
     for image in (blank, garment):
         with pytest.raises(grpc.RpcError) as err:
-            stub.EstimatePose(pose_pb2.EstimatePoseRequest(image=image), timeout=10)
+            pose.EstimatePose(pose_pb2.EstimatePoseRequest(image=image), timeout=10)
         assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
         assert "no person found" in err.value.details()
 
 
-def test_unknown_category_and_missing_keypoints_are_invalid_argument(channels, analysis, person):
-    stub = parsing_pb2_grpc.ParsingServiceStub(channels["parsing"])
-    parse, pose = analysis["parse"], analysis["pose"]
+def test_unknown_category_and_missing_keypoints_are_invalid_argument(channels, analysis):
+    parsing = stub("parsing", channels["parsing"])
+    without_category = replace(analysis, options=common_pb2.TryOnOptions()).agnostic_mask_request()
     with pytest.raises(grpc.RpcError) as err:
-        stub.CreateAgnosticMask(
-            parsing_pb2.CreateAgnosticMaskRequest(
-                image=person,
-                label_map=parse.label_map,
-                keypoints=pose.keypoints,
-                options=common_pb2.TryOnOptions(),
-            )
-        )
+        parsing.CreateAgnosticMask(without_category, timeout=30)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "category" in err.value.details()
+    five_keypoints = analysis.agnostic_mask_request()
+    del five_keypoints.keypoints[5:]
     with pytest.raises(grpc.RpcError) as err:
-        stub.CreateAgnosticMask(
-            parsing_pb2.CreateAgnosticMaskRequest(
-                image=person,
-                label_map=parse.label_map,
-                keypoints=pose.keypoints[:5],
-                options=analysis["options"],
-            )
-        )
+        parsing.CreateAgnosticMask(five_keypoints, timeout=30)
     assert (
         err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         and f"{NUM_KEYPOINTS} keypoints" in err.value.details()
@@ -253,16 +178,16 @@ def test_unknown_category_and_missing_keypoints_are_invalid_argument(channels, a
 
 
 def test_an_expired_deadline_is_deadline_exceeded(channels, person):
-    stub = pose_pb2_grpc.PoseServiceStub(channels["pose"])
+    pose = stub("pose", channels["pose"])
     with pytest.raises(grpc.RpcError) as err:
-        stub.EstimatePose(pose_pb2.EstimatePoseRequest(image=person), timeout=0.0005)
+        pose.EstimatePose(pose_pb2.EstimatePoseRequest(image=person), timeout=0.0005)
     assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
 
 
 def test_the_request_id_reaches_the_stage_logs(channels, person, caplog):
-    stub = pose_pb2_grpc.PoseServiceStub(channels["pose"])
+    pose = stub("pose", channels["pose"])
     with caplog.at_level(logging.INFO, logger="vton.grpc"):
-        stub.EstimatePose(
+        pose.EstimatePose(
             pose_pb2.EstimatePoseRequest(image=person), metadata=[("x-request-id", "req-abc-123")], timeout=30
         )
     from vton.runtime.logs import JsonFormatter
@@ -285,17 +210,17 @@ def test_metrics_count_requests_by_code(channels, person):
         )
 
     before_ok, before_bad = count("OK"), count("INVALID_ARGUMENT")
-    stub = pose_pb2_grpc.PoseServiceStub(channels["pose"])
-    stub.EstimatePose(pose_pb2.EstimatePoseRequest(image=person), timeout=30)
+    pose = stub("pose", channels["pose"])
+    pose.EstimatePose(pose_pb2.EstimatePoseRequest(image=person), timeout=30)
     with pytest.raises(grpc.RpcError):
-        stub.EstimatePose(pose_pb2.EstimatePoseRequest(image=common_pb2.Image(data=b"x")), timeout=30)
+        pose.EstimatePose(pose_pb2.EstimatePoseRequest(image=common_pb2.Image(data=b"x")), timeout=30)
     assert count("OK") == before_ok + 1 and count("INVALID_ARGUMENT") == before_bad + 1
 
 
 def test_parsing_refuses_a_label_set_its_backend_does_not_make(channels, person):
-    stub = parsing_pb2_grpc.ParsingServiceStub(channels["parsing"])
+    parsing = stub("parsing", channels["parsing"])
     with pytest.raises(grpc.RpcError) as err:
-        stub.Parse(parsing_pb2.ParseRequest(image=person, label_set="atr"), timeout=30)
+        parsing.Parse(parsing_pb2.ParseRequest(image=person, label_set="atr"), timeout=30)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "'atr' is not served by backend geometric; it makes lip" in err.value.details()
 
@@ -304,7 +229,7 @@ def test_the_agnostic_mask_reports_its_version_and_licence_from_the_manifest(ana
     from vton.runtime.weights import load_manifest
 
     entry = load_manifest()["lip-agnostic-mask"]
-    backend = analysis["agnostic"].backend
+    backend = analysis.agnostic.backend
     assert (backend.name, backend.version, backend.weights_license) == (
         "lip-agnostic-mask",
         entry.version,
@@ -342,10 +267,10 @@ def _serve_probe(capabilities: Capabilities, seconds: float = 0.3):
         BackendInfo("probe", "0", "embedded", "Apache-2.0"), lambda *_: probe, True, capabilities
     )
     build = server.stage_builder(
-        "pose", POSE_SERVICE, pose_pb2_grpc.add_PoseServiceServicer_to_server, PoseServicer, {"probe": spec}
+        "pose", pose_pb2_grpc.add_PoseServiceServicer_to_server, PoseServicer, {"probe": spec}
     )
     started, port, _ = build(backend="probe", port=0, max_workers=8)
-    return probe, started, _channel(port)
+    return probe, started, channel(port)
 
 
 @pytest.mark.parametrize(
@@ -354,35 +279,35 @@ def _serve_probe(capabilities: Capabilities, seconds: float = 0.3):
     ids=["max_concurrency=1", "max_concurrency=3"],
 )
 def test_the_server_lets_no_more_calls_into_a_backend_than_it_takes(capabilities, expected_peak):
-    probe, started, channel = _serve_probe(capabilities)
+    probe, started, chan = _serve_probe(capabilities)
     image = messages.png_image(np.full((64, 48, 3), 128, np.uint8))
     try:
-        stub = pose_pb2_grpc.PoseServiceStub(channel)
+        pose = stub("pose", chan)
         calls = [
-            stub.EstimatePose.future(pose_pb2.EstimatePoseRequest(image=image), timeout=30) for _ in range(7)
+            pose.EstimatePose.future(pose_pb2.EstimatePoseRequest(image=image), timeout=30) for _ in range(7)
         ]
         answers = [call.result() for call in calls]
     finally:
-        channel.close()
+        chan.close()
         started.stop(0)
     assert all(a.backend.name == "probe" for a in answers) and probe.calls == 7
     assert probe.peak == expected_peak
 
 
 def test_a_call_waiting_for_the_backend_leaves_the_queue_at_its_deadline(caplog):
-    probe, started, channel = _serve_probe(Capabilities(), seconds=1.5)
+    probe, started, chan = _serve_probe(Capabilities(), seconds=1.5)
     image = messages.png_image(np.full((64, 48, 3), 128, np.uint8))
     try:
-        stub = pose_pb2_grpc.PoseServiceStub(channel)
+        pose = stub("pose", chan)
         with caplog.at_level(logging.INFO, logger="vton.grpc"):
-            first = stub.EstimatePose.future(pose_pb2.EstimatePoseRequest(image=image), timeout=30)
+            first = pose.EstimatePose.future(pose_pb2.EstimatePoseRequest(image=image), timeout=30)
             time.sleep(0.3)  # the first call is inside the backend now
             with pytest.raises(grpc.RpcError) as err:
-                stub.EstimatePose(pose_pb2.EstimatePoseRequest(image=image), timeout=0.5)
+                pose.EstimatePose(pose_pb2.EstimatePoseRequest(image=image), timeout=0.5)
             assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
             assert first.result().people_detected == 1
     finally:
-        channel.close()
+        chan.close()
         started.stop(0)
     assert probe.calls == 1, "the call that timed out in the queue must never reach the backend"
     # The server let the waiting call go at its deadline, while the slot was still taken, not once it came free.

@@ -11,18 +11,14 @@ from __future__ import annotations
 import copy
 import json
 import re
-import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import jsonschema
 import pytest
 import yaml
 
+from tests.deploy.tools import ROOT, run, tool
 from vton.runtime.vocab import GRPC_PORTS, METRICS_PORTS, STAGES
 
-ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "compose.yaml"
 SCHEMA = ROOT / ".tools" / "share" / "compose-spec.json"
 SECRET_VARIABLES = (
@@ -81,15 +77,7 @@ def test_schema_check_is_real(schema: dict, compose: dict) -> None:
 
 
 def test_compose_file_passes_yamllint() -> None:
-    yamllint = shutil.which("yamllint", path=str(Path(sys.executable).parent)) or shutil.which("yamllint")
-    if yamllint is None:
-        pytest.fail("yamllint is not installed: run `bash tools/install_deploy_tools.sh`")
-    result = subprocess.run(
-        [yamllint, "--strict", "-c", str(ROOT / ".yamllint.yaml"), str(COMPOSE)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = run(tool("yamllint"), "--strict", "-c", str(ROOT / ".yamllint.yaml"), str(COMPOSE))
     assert result.returncode == 0, result.stdout + result.stderr
 
 

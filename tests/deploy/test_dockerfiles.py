@@ -4,14 +4,15 @@ hadolint lints every Dockerfile with the repository's .hadolint.yaml (any findin
 silenced inline). The rest reads the Dockerfiles as an image builder would and checks what the images promise:
 multi-stage builds on the right bases, a non-root user, a health check, weights never baked in, only the service's
 own code, and third-party packages that cover exactly what the service's code imports, each pinned in
-requirements.txt. The package the images install is built as a wheel to check it carries its data files.
+requirements.txt. The training image (training/Dockerfile, what the Helm chart's training job runs) is checked the
+same way against what `python -m training` imports. The package the images install is built as a wheel to check
+it carries its data files.
 """
 
 from __future__ import annotations
 
 import ast
 import re
-import shutil
 import subprocess
 import sys
 import zipfile
@@ -19,13 +20,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
-TOOLS_BIN = ROOT / ".tools" / "bin"
-STAGE_PORTS = {"pose": 50051, "densepose": 50052, "parsing": 50053, "warp": 50054, "diffusion": 50055}
-DOCKERFILES = {stage: ROOT / "services" / stage / "Dockerfile" for stage in STAGE_PORTS} | {
+from tests.deploy.tools import ROOT, run, tool
+from vton.runtime.vocab import API_PORT, GRPC_PORTS, STAGES
+
+DOCKERFILES = {stage: ROOT / "services" / stage / "Dockerfile" for stage in STAGES} | {
     "orchestrator": ROOT / "orchestrator" / "Dockerfile"
 }
+TRAINING_DOCKERFILE = ROOT / "training" / "Dockerfile"
+ALL_DOCKERFILES = DOCKERFILES | {"training": TRAINING_DOCKERFILE}
 INTERNAL = {"vton", "services", "orchestrator"}
 # Import name -> the distribution (as named in requirements.txt) that provides it.
 DISTRIBUTIONS = {
@@ -63,6 +67,8 @@ DISTRIBUTIONS = {
     "torchvision": "torchvision",
     "scipy": "scipy",
     "av": "av",
+    "accelerate": "accelerate",
+    "tqdm": "tqdm",
 }
 # Built or pinned by the densepose Dockerfile itself: detectron2 and what it and the DensePose project import.
 DENSEPOSE_BUILD = {"detectron2", "torchvision", "scipy", "av"}
@@ -70,20 +76,13 @@ DENSEPOSE_BUILD = {"detectron2", "torchvision", "scipy", "av"}
 STAGE_EXTRAS = {
     "safetensors": "diffusers and transformers load weights with it: pinned to the project's version",
 }
+TRAINING_EXTRAS = {
+    "tensorboard": "torch.utils.tensorboard's SummaryWriter (the run's logs) loads it by name",
+}
 ORCHESTRATOR_EXTRAS = {
     "python-multipart": "FastAPI parses the multipart try-on upload with it, loaded by name",
     "psycopg": "SQLAlchemy loads the PostgreSQL driver named by the postgresql+psycopg:// URL",
 }
-
-
-def tool(name: str) -> str:
-    for candidate in (TOOLS_BIN / name, Path(sys.executable).parent / name):
-        if candidate.is_file():
-            return str(candidate)
-    found = shutil.which(name)
-    if found is None:
-        pytest.fail(f"{name} is not installed: run `bash tools/install_deploy_tools.sh`")
-    return found
 
 
 # ---------------------------------------------------------------------------------------------- parsing
@@ -146,6 +145,23 @@ def service_packages(dockerfile: Dockerfile) -> list[str]:
     return dockerfile.args["SERVICE_PACKAGES"].split()
 
 
+def copied_sources(dockerfile: Dockerfile) -> list[str]:
+    """The build-context paths the COPY instructions of every stage take (not those from another stage)."""
+    copies = [a for s in dockerfile.stages for a in s.args("COPY") if not a.startswith("--from")]
+    return [word for copy in copies for word in copy.split()[:-1]]
+
+
+def copied_packages(sources: list[str]) -> set[str]:
+    """The project's Python packages (or single files of them) among `sources`."""
+    return {s.rstrip("/") for s in sources if s.split("/")[0] in INTERNAL | {"vton_cli", "training"}}
+
+
+def dockerignore_patterns(path: Path) -> set[str]:
+    return {
+        line.strip() for line in path.read_text().splitlines() if line.strip() and not line.startswith("#")
+    }
+
+
 def requirement_pins() -> dict[str, str]:
     pins = {}
     for line in (ROOT / "requirements.txt").read_text().splitlines():
@@ -155,9 +171,10 @@ def requirement_pins() -> dict[str, str]:
     return pins
 
 
-def imported_top_level_modules(roots: list[Path]) -> set[str]:
+def imported_top_level_modules(roots: list[Path], internal: set[str] = INTERNAL) -> set[str]:
     """Third-party top-level modules imported by the roots and every project module they reach (at any depth,
-    imports inside functions included: those load the backends chosen at start)."""
+    imports inside functions included: those load the backends chosen at start); `internal` names the project's
+    packages to follow."""
     seen: set[Path] = set()
     external: set[str] = set()
     queue = list(roots)
@@ -183,7 +200,7 @@ def imported_top_level_modules(roots: list[Path]) -> set[str]:
                 top = name.split(".")[0]
                 if not top or top in sys.stdlib_module_names or top == "__future__":
                     continue
-                if top not in INTERNAL:
+                if top not in internal:
                     external.add(top)
                     continue
                 parts = name.split(".")
@@ -196,14 +213,9 @@ def imported_top_level_modules(roots: list[Path]) -> set[str]:
 # ---------------------------------------------------------------------------------------------- hadolint
 
 
-@pytest.mark.parametrize("service", list(DOCKERFILES))
-def test_hadolint_passes_with_the_project_config(service: str) -> None:
-    result = subprocess.run(
-        [tool("hadolint"), "--config", str(ROOT / ".hadolint.yaml"), str(DOCKERFILES[service])],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+@pytest.mark.parametrize("image", list(ALL_DOCKERFILES))
+def test_hadolint_passes_with_the_project_config(image: str) -> None:
+    result = run(tool("hadolint"), "--config", str(ROOT / ".hadolint.yaml"), str(ALL_DOCKERFILES[image]))
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -211,25 +223,20 @@ def test_hadolint_config_fails_on_warnings(tmp_path: Path) -> None:
     """The config is strict: an unpinned, root, untrusted-registry Dockerfile is refused, not just reported."""
     bad = tmp_path / "Dockerfile"
     bad.write_text("FROM quay.io/someone/python:latest\nRUN pip install requests\nUSER root\n")
-    result = subprocess.run(
-        [tool("hadolint"), "--config", str(ROOT / ".hadolint.yaml"), str(bad)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = run(tool("hadolint"), "--config", str(ROOT / ".hadolint.yaml"), str(bad))
     assert result.returncode != 0
     for rule in ("DL3026", "DL3013", "DL3002"):
         assert rule in result.stdout, rule
 
 
 def test_every_inline_hadolint_ignore_says_why() -> None:
-    for service, path in DOCKERFILES.items():
+    for image, path in ALL_DOCKERFILES.items():
         lines = path.read_text().splitlines()
         for number, line in enumerate(lines):
             if "hadolint ignore=" in line:
                 before = lines[number - 1].strip()
                 assert before.startswith("#") and "hadolint" not in before and len(before) > 20, (
-                    f"{service}: line {number + 1} silences a rule without a reason on the line above"
+                    f"{image}: line {number + 1} silences a rule without a reason on the line above"
                 )
 
 
@@ -257,11 +264,11 @@ def test_multi_stage_build_ends_as_a_non_root_user_with_a_health_check(service: 
     module = "orchestrator" if service == "orchestrator" else f"services.{service}"
     assert entrypoint == f'["python", "-m", "{module}"]'
     exposed = " ".join(final.args("EXPOSE")).split()
-    port = 8080 if service == "orchestrator" else STAGE_PORTS[service]
+    port = API_PORT if service == "orchestrator" else GRPC_PORTS[service]
     assert str(port) in exposed
 
 
-@pytest.mark.parametrize("stage", list(STAGE_PORTS))
+@pytest.mark.parametrize("stage", STAGES)
 def test_gpu_stages_run_on_cuda_with_the_cuda_build_of_torch(stage: str) -> None:
     dockerfile = parse_dockerfile(DOCKERFILES[stage])
     for build_stage in dockerfile.stages:
@@ -273,7 +280,7 @@ def test_gpu_stages_run_on_cuda_with_the_cuda_build_of_torch(stage: str) -> None
         "torch comes from the CUDA index, not requirements.txt"
     )
     env = " ".join(dockerfile.final.args("ENV"))
-    assert "VTON_DEVICE=cuda" in env and f"VTON_GRPC_PORT={STAGE_PORTS[stage]}" in env
+    assert "VTON_DEVICE=cuda" in env and f"VTON_GRPC_PORT={GRPC_PORTS[stage]}" in env
     assert "VTON_GRPC_HOST=0.0.0.0" in env, "reachable from outside the container, not loopback alone"
 
 
@@ -303,8 +310,7 @@ def test_densepose_builds_detectron2_from_a_pinned_commit_with_cuda_kernels() ->
 @pytest.mark.parametrize("service", list(DOCKERFILES))
 def test_images_copy_only_their_own_service_and_no_weights(service: str) -> None:
     dockerfile = parse_dockerfile(DOCKERFILES[service])
-    copies = [a for s in dockerfile.stages for a in s.args("COPY") if not a.startswith("--from")]
-    sources = [word for copy in copies for word in copy.split()[:-1]]
+    sources = copied_sources(dockerfile)
     for source in sources:
         other_services = re.match(r"services/(\w+)", source)
         if other_services and other_services.group(1) != "__init__":
@@ -316,7 +322,7 @@ def test_images_copy_only_their_own_service_and_no_weights(service: str) -> None
     # Of the Python packages, an image holds vton (runtime, stubs, weights command) and its own code: never
     # vton_cli (the CLI) or training.
     own = ["orchestrator"] if service == "orchestrator" else ["services/__init__.py", f"services/{service}"]
-    packages = {s.rstrip("/") for s in sources if s.split("/")[0] in INTERNAL | {"vton_cli", "training"}}
+    packages = copied_packages(sources)
     assert packages == {"vton", *own}, f"{service} copies {sorted(packages)}"
     runs = " ".join(a for s in dockerfile.stages for a in s.args("RUN"))
     assert "weights pull" not in runs, "weights are mounted or pulled at start, never baked in"
@@ -341,11 +347,7 @@ def test_the_init_containers_weights_command_runs_without_the_cli(tmp_path: Path
 
 
 def test_dockerignore_keeps_weights_environments_and_generated_stubs_out() -> None:
-    patterns = {
-        line.strip()
-        for line in (ROOT / ".dockerignore").read_text().splitlines()
-        if line.strip() and not line.startswith("#")
-    }
+    patterns = dockerignore_patterns(ROOT / ".dockerignore")
     for required in (
         ".git",
         ".venv",
@@ -367,13 +369,13 @@ def test_dockerignore_keeps_weights_environments_and_generated_stubs_out() -> No
 # ---------------------------------------------------------------------------------------------- dependencies
 
 
-@pytest.mark.parametrize("service", list(DOCKERFILES))
-def test_service_packages_are_pinned_in_requirements(service: str) -> None:
+@pytest.mark.parametrize("image", list(ALL_DOCKERFILES))
+def test_service_packages_are_pinned_in_requirements(image: str) -> None:
     pins = requirement_pins()
-    packages = service_packages(parse_dockerfile(DOCKERFILES[service]))
+    packages = service_packages(parse_dockerfile(ALL_DOCKERFILES[image]))
     assert len(packages) == len(set(packages))
     missing = [p for p in packages if p.lower() not in pins]
-    assert not missing, f"{service}: no pin in requirements.txt for {missing} (the image build would stop)"
+    assert not missing, f"{image}: no pin in requirements.txt for {missing} (the image build would stop)"
 
 
 @pytest.mark.parametrize("service", list(DOCKERFILES))
@@ -428,3 +430,78 @@ def test_the_installed_package_carries_its_data_files(tmp_path: Path) -> None:
     assert set(web) <= names, sorted(set(web) - names)
     migrations = {p.relative_to(ROOT).as_posix() for p in (ROOT / "orchestrator/migrations").rglob("*.py")}
     assert migrations <= names, sorted(migrations - names)  # the orchestrator migrates its database at start
+
+
+# ---------------------------------------------------------------------------------------------- training image
+
+
+def test_the_training_image_runs_the_training_package_on_cuda_as_a_non_root_user() -> None:
+    dockerfile = parse_dockerfile(TRAINING_DOCKERFILE)
+    assert len(dockerfile.stages) >= 2 and dockerfile.final.name == "runtime"
+    for build_stage in dockerfile.stages:
+        assert dockerfile.expand(build_stage.base).startswith("docker.io/nvidia/cuda:"), build_stage.base
+    assert dockerfile.args["TORCH_INDEX_URL"].startswith("https://download.pytorch.org/whl/cu")
+    assert '--index-url "${TORCH_INDEX_URL}" -r torch.txt' in " ".join(dockerfile.stages[0].args("RUN"))
+    assert "torch" not in service_packages(dockerfile), "torch comes from the CUDA index"
+    final = dockerfile.final
+    assert any(a.startswith("--from=builder /opt/venv") for a in final.args("COPY"))
+    (user,) = final.args("USER")
+    assert user.split(":")[0].isdigit() and int(user.split(":")[0]) != 0, user
+    assert final.args("HEALTHCHECK") == ["NONE"], "a batch run: the Job watches its exit status"
+    assert final.args("ENTRYPOINT") == ['["python", "-m", "training"]']
+    assert "VTON_MODELS_DIR=/models" in " ".join(final.args("ENV"))
+
+
+def test_the_training_image_holds_training_the_stages_code_and_vton_but_no_weights() -> None:
+    dockerfile = parse_dockerfile(TRAINING_DOCKERFILE)
+    sources = copied_sources(dockerfile)
+    assert copied_packages(sources) == {"vton", "services", "training"}, sorted(copied_packages(sources))
+    for source in sources:
+        assert not re.search(r"models|\.(pth|pt|ckpt|safetensors|bin|onnx|tflite)$", source), source
+    assert "weights pull" not in " ".join(a for s in dockerfile.stages for a in s.args("RUN"))
+
+
+def test_the_training_images_packages_cover_what_training_imports_and_little_else() -> None:
+    provided = set(service_packages(parse_dockerfile(TRAINING_DOCKERFILE))) | {"torch"}
+    # `python -m training` is what the job runs, `python -m vton.weights_cli` its init container.
+    roots = [ROOT / "training" / "__main__.py", ROOT / "vton" / "weights_cli.py"]
+    modules = imported_top_level_modules(roots, INTERNAL | {"training"})
+    assert "tensorboard" not in modules and "accelerate" in modules, sorted(modules)
+    unknown = sorted(m for m in modules if m not in DISTRIBUTIONS)
+    assert not unknown, f"training imports {unknown}: map them to a distribution in DISTRIBUTIONS"
+    needed = {DISTRIBUTIONS[m] for m in modules}
+    assert needed <= provided, f"training imports {sorted(needed - provided)} that its image does not install"
+    unexplained = provided - needed - set(TRAINING_EXTRAS) - {"torch"}
+    assert not unexplained, f"the training image installs {sorted(unexplained)} that nothing it runs imports"
+
+
+def test_the_training_build_context_is_the_root_one_with_training_let_in() -> None:
+    """BuildKit reads training/Dockerfile.dockerignore instead of the root .dockerignore for this build: the same
+    patterns (weights, environments, stubs, tests stay out), less `training`."""
+    root = dockerignore_patterns(ROOT / ".dockerignore")
+    training = dockerignore_patterns(TRAINING_DOCKERFILE.with_name("Dockerfile.dockerignore"))
+    assert "training" in root
+    assert training == root - {"training"}, (sorted(training - root), sorted(root - training - {"training"}))
+
+
+def test_the_charts_training_job_runs_this_image_and_only_what_it_holds() -> None:
+    """values.yaml's training.image is the tag training/Dockerfile documents, and each command of the rendered
+    training pod runs a module the image copies (a `vton ...` command would need the CLI client it lacks)."""
+    from tests.deploy.test_helm_training import ENABLED, render
+
+    values = yaml.safe_load((ROOT / "helm" / "vton" / "values.yaml").read_text())
+    repository = values["training"]["image"]["repository"]
+    assert f"docker build -f training/Dockerfile -t {repository} ." in TRAINING_DOCKERFILE.read_text()
+    code, out, err = render(*ENABLED)
+    assert code == 0, err
+    (job,) = [d for d in yaml.safe_load_all(out) if d and d["kind"] == "Job"]
+    pod = job["spec"]["template"]["spec"]
+    held = copied_packages(copied_sources(parse_dockerfile(TRAINING_DOCKERFILE)))
+    for container in pod["initContainers"] + pod["containers"]:
+        assert container["image"].startswith(f"{repository}:"), container["image"]
+        command = container["command"]
+        assert command[0] in {"python", "torchrun"}, (
+            f"{container['name']} runs {command[0]}, not in the image"
+        )
+        module = command[command.index("-m") + 1]
+        assert module.split(".")[0] in held, f"{container['name']} runs {module}, not in the image"

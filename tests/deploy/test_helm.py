@@ -12,26 +12,16 @@ from __future__ import annotations
 import importlib
 import json
 import re
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-from vton.runtime.vocab import GRPC_PORTS, METRICS_PORTS, STAGES
+from tests.deploy.tools import ROOT, run, tool
+from vton.runtime.vocab import GRPC_PORTS, METRICS_PORTS, SERVICE_NAMES, STAGES
 
-ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "helm" / "vton"
 EXAMPLE = CHART / "examples" / "gpu-production.yaml"
-TOOLS_BIN = ROOT / ".tools" / "bin"
-
-
-def grpc_service(stage: str) -> str:
-    """The full name of the one gRPC service a stage's proto declares (what its readiness is reported under)."""
-    (service,) = importlib.import_module(f"vton.v1.{stage}_pb2").DESCRIPTOR.services_by_name.values()
-    return service.full_name
 
 
 # The chart's floor (native gRPC probes are GA in 1.27) and the newest schemas kubernetes-validate ships.
@@ -45,21 +35,6 @@ SECRET_ENV = {
     "VTON_KEY_PEPPER",
     "VTON_ADMIN_KEY",
 }
-
-
-def tool(name: str) -> str:
-    """A deploy tool from .tools/bin or the virtualenv; a missing one fails with the command that installs it."""
-    for candidate in (TOOLS_BIN / name, Path(sys.executable).parent / name):
-        if candidate.is_file():
-            return str(candidate)
-    found = shutil.which(name)
-    if found is None:
-        pytest.fail(f"{name} is not installed: run `bash tools/install_deploy_tools.sh`")
-    return found
-
-
-def run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(args, capture_output=True, text=True, timeout=60, cwd=ROOT)
 
 
 def helm_template(*extra: str, release: str = "vton", namespace: str = "vton") -> str:
@@ -78,6 +53,13 @@ def helm_template(*extra: str, release: str = "vton", namespace: str = "vton") -
     )
     assert result.returncode == 0, result.stderr
     return result.stdout
+
+
+def helm_refusal(*settings: str) -> str:
+    """What helm says when it refuses to render the chart with SETTINGS (each a `--set`); accepting them fails."""
+    result = run(tool("helm"), "template", "vton", str(CHART), *(a for s in settings for a in ("--set", s)))
+    assert result.returncode != 0, f"{settings} were accepted"
+    return result.stderr
 
 
 def manifests(rendered: str) -> list[dict]:
@@ -182,39 +164,20 @@ def test_chart_yaml_files_pass_yamllint() -> None:
     ],
 )
 def test_schema_refuses_wrong_values_naming_the_value(setting: str, path: str, words: str) -> None:
-    result = run(tool("helm"), "template", "vton", str(CHART), "--set", setting)
-    assert result.returncode != 0, f"{setting} was accepted"
-    assert path in result.stderr and words in result.stderr, result.stderr
+    refusal = helm_refusal(setting)
+    assert path in refusal and words in refusal, refusal
 
 
 def test_schema_refuses_a_secret_inlined_as_an_env_value() -> None:
-    result = run(
-        tool("helm"),
-        "template",
-        "vton",
-        str(CHART),
-        "--set",
-        "orchestrator.extraEnv[0].name=AWS_SECRET_ACCESS_KEY",
-        "--set",
-        "orchestrator.extraEnv[0].value=hunter2",
+    refusal = helm_refusal(
+        "orchestrator.extraEnv[0].name=AWS_SECRET_ACCESS_KEY", "orchestrator.extraEnv[0].value=hunter2"
     )
-    assert result.returncode != 0
-    assert "/orchestrator/extraEnv/0" in result.stderr and "valueFrom" in result.stderr
+    assert "/orchestrator/extraEnv/0" in refusal and "valueFrom" in refusal
 
 
 def test_min_replicas_above_max_fails_with_a_message() -> None:
-    result = run(
-        tool("helm"),
-        "template",
-        "vton",
-        str(CHART),
-        "--set",
-        "stages.warp.autoscaling.minReplicas=5",
-        "--set",
-        "stages.warp.autoscaling.maxReplicas=2",
-    )
-    assert result.returncode != 0
-    assert "warp.autoscaling: minReplicas (5) is above maxReplicas (2)" in result.stderr
+    refusal = helm_refusal("stages.warp.autoscaling.minReplicas=5", "stages.warp.autoscaling.maxReplicas=2")
+    assert "warp.autoscaling: minReplicas (5) is above maxReplicas (2)" in refusal
 
 
 # ---------------------------------------------------------------------------------------------- manifests
@@ -301,8 +264,8 @@ def test_stages_have_native_grpc_probes_with_a_long_startup(docs: list[dict]) ->
         for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
             assert container[probe]["grpc"]["port"] == grpc_port, (stage, probe)
         # Readiness and startup follow the stage's own service (SERVING once its networks are loaded).
-        assert container["readinessProbe"]["grpc"]["service"] == grpc_service(stage)
-        assert container["startupProbe"]["grpc"]["service"] == grpc_service(stage)
+        assert container["readinessProbe"]["grpc"]["service"] == SERVICE_NAMES[stage]
+        assert container["startupProbe"]["grpc"]["service"] == SERVICE_NAMES[stage]
         startup = container["startupProbe"]
         assert startup["periodSeconds"] * startup["failureThreshold"] >= 300, (
             f"{stage}: startup budget too short"
@@ -347,7 +310,7 @@ def test_the_probes_catch_each_fault(docs: list[dict]) -> None:
         else:
             # liveness asks the server (""), readiness the stage's service: a stage that is loading or
             # draining leaves the Service without being restarted
-            assert live["grpc"]["service"] == "" and ready["grpc"]["service"] == grpc_service(component)
+            assert live["grpc"]["service"] == "" and ready["grpc"]["service"] == SERVICE_NAMES[component]
             assert pod["terminationGracePeriodSeconds"] > 10, "the stage drains its calls for 10 s"
 
 
@@ -412,9 +375,7 @@ def test_orchestrator_dials_each_stage_service_on_its_grpc_port(docs: list[dict]
 
 
 def test_a_stage_run_elsewhere_needs_its_address() -> None:
-    result = run(tool("helm"), "template", "vton", str(CHART), "--set", "stages.diffusion.enabled=false")
-    assert result.returncode != 0
-    assert "orchestrator.stageAddresses.diffusion" in result.stderr
+    assert "orchestrator.stageAddresses.diffusion" in helm_refusal("stages.diffusion.enabled=false")
     docs = manifests(
         helm_template(
             "--set",

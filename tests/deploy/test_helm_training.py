@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from tests.deploy.test_helm import CHART, RENDER_KUBE_VERSION, run, tool
+from tests.deploy.test_helm import CHART, RENDER_KUBE_VERSION
+from tests.deploy.tools import run, tool
 
 ENABLED = [
     "--set", "training.enabled=true",
@@ -57,9 +58,8 @@ def test_without_the_crd_a_single_node_job_trains_and_pushes_to_the_weights_buck
         "--push", "s3://weights/models",
     ]  # fmt: skip
     (init,) = pod["initContainers"]
-    assert init["command"] == [
-        "vton",
-        "weights",
+    assert init["command"] == ["python", "-m", "vton.weights_cli"]  # the training image has no `vton` CLI
+    assert init["args"] == [
         "pull",
         "ladi-vton-vitonhd",
         "ladi-vton-warp-vitonhd",

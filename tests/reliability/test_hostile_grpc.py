@@ -14,20 +14,10 @@ import grpc
 import pytest
 from google.protobuf.message import Message
 
-from tests.reliability.hostile_corpus import ACCEPTED, Hostile, corpus, stage_servers
-from vton.v1 import (
-    common_pb2,
-    densepose_pb2,
-    densepose_pb2_grpc,
-    diffusion_pb2,
-    diffusion_pb2_grpc,
-    parsing_pb2,
-    parsing_pb2_grpc,
-    pose_pb2,
-    pose_pb2_grpc,
-    warp_pb2,
-    warp_pb2_grpc,
-)
+from tests.reliability.hostile_corpus import ACCEPTED, Hostile, corpus
+from tests.stages import TryOnChain, serving, stub
+from vton.runtime.vocab import STAGES
+from vton.v1 import common_pb2, densepose_pb2
 
 DEADLINE_S = 60
 ANSWERS = {grpc.StatusCode.OK, grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.FAILED_PRECONDITION}
@@ -52,48 +42,15 @@ def calls(examples) -> list[Call]:
         data=(examples / "clothes" / "shirts" / "1_front.jpg").read_bytes(), format="jpeg"
     )
     options = common_pb2.TryOnOptions(category=common_pb2.CATEGORY_UPPER_BODY)
-    with stage_servers() as addresses:
-        channels = {stage: grpc.insecure_channel(address) for stage, address in addresses.items()}
-        pose = pose_pb2_grpc.PoseServiceStub(channels["pose"])
-        densepose = densepose_pb2_grpc.DensePoseServiceStub(channels["densepose"])
-        parsing = parsing_pb2_grpc.ParsingServiceStub(channels["parsing"])
-        warp = warp_pb2_grpc.WarpServiceStub(channels["warp"])
-        diffusion = diffusion_pb2_grpc.DiffusionServiceStub(channels["diffusion"])
-
-        pose_request = pose_pb2.EstimatePoseRequest(image=person)
-        parse_request = parsing_pb2.ParseRequest(image=person, label_set="lip")
-        keypoints = pose.EstimatePose(pose_request, timeout=DEADLINE_S)
-        parsed = parsing.Parse(parse_request, timeout=DEADLINE_S)
-        mask_request = parsing_pb2.CreateAgnosticMaskRequest(
-            image=person, label_map=parsed.label_map, keypoints=keypoints.keypoints, options=options
-        )
-        agnostic = parsing.CreateAgnosticMask(mask_request, timeout=DEADLINE_S)
-        warp_request = warp_pb2.WarpGarmentRequest(
-            garment=garment,
-            person=person,
-            masked_person=agnostic.masked_person,
-            agnostic_mask=agnostic.mask,
-            keypoints=keypoints.keypoints,
-            pose_map=keypoints.pose_map,
-            label_map=parsed.label_map,
-            options=options,
-        )
-        warped = warp.WarpGarment(warp_request, timeout=DEADLINE_S)
-        warp_request.garment_mask.CopyFrom(warped.garment_mask)
-        tryon_request = diffusion_pb2.TryOnRequest(
-            person=person,
-            masked_person=agnostic.masked_person,
-            agnostic_mask=agnostic.mask,
-            pose_map=keypoints.pose_map,
-            warped_garment=warped.warped_garment,
-            warped_mask=warped.warped_mask,
-            garment=garment,
-            label_map=parsed.label_map,
-            options=options,
-        )
+    with serving(dict.fromkeys(STAGES, "auto")) as channels:
+        pose, densepose, parsing, warp, diffusion = (stub(stage, channels[stage]) for stage in STAGES)
+        chain = TryOnChain(person, garment, options).analyse(channels, timeout=DEADLINE_S)
+        warp_request = chain.warp_request()
+        chain.warped = warp.WarpGarment(warp_request, timeout=DEADLINE_S)
+        warp_request.garment_mask.CopyFrom(chain.warped.garment_mask)
         per_pixel = ("person", "masked_person", "agnostic_mask", "label_map.image")
         yield [
-            Call("pose.EstimatePose", pose.EstimatePose, pose_request, ("image",), ("image",)),
+            Call("pose.EstimatePose", pose.EstimatePose, chain.pose_request(), ("image",), ("image",)),
             Call(
                 "densepose.EstimateDensePose",
                 densepose.EstimateDensePose,
@@ -101,11 +58,11 @@ def calls(examples) -> list[Call]:
                 ("image",),
                 ("image",),
             ),
-            Call("parsing.Parse", parsing.Parse, parse_request, ("image",), ("image",)),
+            Call("parsing.Parse", parsing.Parse, chain.parse_request(), ("image",), ("image",)),
             Call(
                 "parsing.CreateAgnosticMask",
                 parsing.CreateAgnosticMask,
-                mask_request,
+                chain.agnostic_mask_request(),
                 ("image", "label_map.image"),
                 (),
             ),
@@ -119,13 +76,11 @@ def calls(examples) -> list[Call]:
             Call(
                 "diffusion.TryOn",
                 diffusion.TryOn,
-                tryon_request,
+                chain.try_on_request(),
                 ("garment", "warped_garment", "warped_mask", *per_pixel),
                 ("garment",),
             ),
         ]
-        for channel in channels.values():
-            channel.close()
 
 
 def _with_image(request: Message, path: str, data: bytes) -> Message:

@@ -1,5 +1,6 @@
 """What a trainer exports is what its stage serves: the files load through the backend's own loader with the trained
-tensors, and the stage's gRPC server started on the export folder (VTON_MODELS_DIR=OUT/weights) answers a call."""
+tensors, and the stage's gRPC server started on the export folder (VTON_MODELS_DIR=OUT/weights) answers a call,
+saying in its backend info that the weights are self-trained (the export's provenance.json)."""
 
 from __future__ import annotations
 
@@ -8,27 +9,19 @@ import numpy as np
 import pytest
 import torch
 
+from tests.stages import serve as serve_stage
+from tests.stages import stub
 from tests.training.conftest import tiny_config
 from training.loop import WEIGHTS, train
 from training.trainers import make_trainer
 from vton.runtime import messages
-from vton.v1 import (
-    common_pb2,
-    diffusion_pb2,
-    diffusion_pb2_grpc,
-    parsing_pb2,
-    parsing_pb2_grpc,
-    pose_pb2,
-    pose_pb2_grpc,
-    warp_pb2,
-    warp_pb2_grpc,
-)
+from vton.v1 import common_pb2, diffusion_pb2, parsing_pb2, pose_pb2, warp_pb2
 
 
 def _train(module: str, tiny_models, synthetic, out, steps: int = 2, **options) -> tuple:
     config = tiny_config(tiny_models, steps, options=options)
     trainer = make_trainer(module, config)
-    result = train(trainer, synthetic(2, 64, 48), out, log=lambda *_: None)
+    result = train(trainer, synthetic(2, 64, 48), out, log=lambda *_: None, data="synthetic")
     return trainer, result
 
 
@@ -41,17 +34,13 @@ def _mask(mask: torch.Tensor) -> np.ndarray:
 
 
 @pytest.fixture
-def serve(monkeypatch):
-    """Start STAGE's gRPC server with BACKEND from the models directory ROOT; stopped after the test."""
+def serve():
+    """Start STAGE's gRPC server with BACKEND from the models directory ROOT: its stub; stopped after the test."""
     started = []
 
     def start(stage: str, backend: str, root):
-        monkeypatch.setenv("VTON_MODELS_DIR", str(root))
-        module = __import__(f"services.{stage}.service", fromlist=["build_server"])
-        server, port, _ = module.build_server(backend=backend, port=0)
-        channel = grpc.insecure_channel(f"127.0.0.1:{port}")
-        started.append((server, channel))
-        return channel
+        started.append(serve_stage(stage, backend, models=root))
+        return stub(stage, started[-1][1])
 
     yield start
     for server, channel in started:
@@ -71,14 +60,19 @@ def test_the_warp_export_is_served_by_the_warp_stage(tiny_models, synthetic, tmp
 
     trainer, result = _train("warp", tiny_models, synthetic, tmp_path, tps_steps=1)
     folder = tmp_path / WEIGHTS / "ladi-vton-warp-vitonhd"
-    assert {p.name for p in result.exported} == {"warping_vitonhd.pth", "vton_config.json", "SHA256SUMS"}
+    assert {p.name for p in result.exported} == {
+        "warping_vitonhd.pth",
+        "vton_config.json",
+        "provenance.json",
+        "SHA256SUMS",
+    }
     loaded = LadiVtonWarpBackend.from_pretrained(folder)
     _same_tensors(loaded.tps, trainer.trainable["tps"])
     _same_tensors(loaded.refinement, trainer.trainable["refinement"])
 
     sample = synthetic(1, 128, 96)[0]
-    stub = warp_pb2_grpc.WarpServiceStub(serve("warp", "ladi-vton-warp-vitonhd", tmp_path / WEIGHTS))
-    reply = stub.WarpGarment(
+    warp = serve("warp", "ladi-vton-warp-vitonhd", tmp_path / WEIGHTS)
+    reply = warp.WarpGarment(
         warp_pb2.WarpGarmentRequest(
             garment=messages.png_image(_uint8(sample.garment)),
             garment_mask=messages.png_image(_mask(sample.garment_mask)),
@@ -92,6 +86,9 @@ def test_the_warp_export_is_served_by_the_warp_stage(tiny_models, synthetic, tmp
         timeout=120,
     )
     assert reply.backend.name == "ladi-vton-warp-vitonhd"
+    assert reply.backend.weights_license == (
+        "self-trained (fine-tuned on synthetic; from ladi-vton-warp-vitonhd: CC-BY-NC-4.0)"
+    )
     assert (reply.warped_garment.height, reply.warped_garment.width) == (128, 96)
 
 
@@ -103,9 +100,9 @@ def test_the_pose_export_is_served_by_the_pose_stage(tiny_models, synthetic, tmp
     _same_tensors(loaded.model, trainer.trainable["pose"].body)
 
     person = messages.png_image(_uint8(synthetic(1, 128, 96)[0].person))
-    stub = pose_pb2_grpc.PoseServiceStub(serve("pose", "openpose-body", tmp_path / WEIGHTS))
+    pose = serve("pose", "openpose-body", tmp_path / WEIGHTS)
     try:
-        reply = stub.EstimatePose(pose_pb2.EstimatePoseRequest(image=person), timeout=120)
+        reply = pose.EstimatePose(pose_pb2.EstimatePoseRequest(image=person), timeout=120)
         assert reply.backend.name == "openpose-body" and len(reply.keypoints) == 18
     except grpc.RpcError as err:  # a barely trained tiny network may find nobody: the stage says so
         assert err.code() == grpc.StatusCode.FAILED_PRECONDITION and "no person" in err.details()
@@ -119,9 +116,9 @@ def test_the_parsing_export_is_served_by_the_parsing_stage(tiny_models, syntheti
     _same_tensors(loaded.model, trainer.trainable["parsing"])
 
     person = messages.png_image(_uint8(synthetic(1, 128, 96)[0].person))
-    stub = parsing_pb2_grpc.ParsingServiceStub(serve("parsing", "schp-lip", tmp_path / WEIGHTS))
+    parsing = serve("parsing", "schp-lip", tmp_path / WEIGHTS)
     try:
-        reply = stub.Parse(parsing_pb2.ParseRequest(image=person), timeout=120)
+        reply = parsing.Parse(parsing_pb2.ParseRequest(image=person), timeout=120)
         assert reply.backend.name == "schp-lip"
         assert (reply.label_map.image.height, reply.label_map.image.width) == (128, 96)
     except grpc.RpcError as err:
@@ -145,18 +142,16 @@ def test_a_diffusion_module_export_is_served_by_the_diffusion_stage(
     folder = tmp_path / WEIGHTS / "ladi-vton-vitonhd"
     trained = folder / trained_file
     assert trained.is_file() and not trained.is_symlink()
-    assert [p.name for p in result.exported] == [trained_file, "SHA256SUMS"]
+    assert [p.name for p in result.exported] == [trained_file, "provenance.json", "SHA256SUMS"]
     loaded = LadiVtonBackend.from_pretrained(folder)
     (network,) = trainer.trainable.values()
     _same_tensors(getattr(loaded.pipeline, attribute), network)
 
     sample = synthetic(1, 128, 96)[0]
-    stub = diffusion_pb2_grpc.DiffusionServiceStub(
-        serve("diffusion", "ladi-vton-vitonhd", tmp_path / WEIGHTS)
-    )
+    diffusion = serve("diffusion", "ladi-vton-vitonhd", tmp_path / WEIGHTS)
     person = _uint8(sample.person)
     mask = _mask(sample.agnostic_mask)
-    reply = stub.TryOn(
+    reply = diffusion.TryOn(
         diffusion_pb2.TryOnRequest(
             person=messages.png_image(person),
             masked_person=messages.png_image(_uint8(sample.masked_person)),
@@ -171,4 +166,8 @@ def test_a_diffusion_module_export_is_served_by_the_diffusion_stage(
         timeout=300,
     )
     assert reply.backend.name == "ladi-vton-vitonhd"
+    # the other files of the folder are the published ones: their licence still applies
+    assert reply.backend.weights_license == (
+        "self-trained (fine-tuned on synthetic; from ladi-vton-vitonhd: CC-BY-NC-4.0)"
+    )
     assert (reply.image.height, reply.image.width) == person.shape[:2]

@@ -3,8 +3,9 @@
 The loss is measured before and after training on the same batch with the same random draws (noise, timesteps,
 augmentations, dropout), so a diffusion trainer's random timesteps cannot fake or hide the progress.
 
-The inversion adapter is the exception to "half": its only lever on the frozen UNet's noise prediction is the
-prompt, and a random UNet's prediction of random noise depends little on it, so the test asks for a clear fall.
+The inversion adapter's only lever on the frozen UNet's noise prediction is the prompt, so it is trained against a
+tiny SD-2 UNet that its prompt steers, as SD-2's own is (tests/training/conftest.py: PROMPT_GAIN); a random UNet's
+prediction hardly depends on the prompt.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ RUNS = {
     "warp-tps-with-mask-loss": ("warp", 12, 3e-3, {"tps_steps": 12, "mask_weight": 1.0}),
     "warp-refinement": ("warp", 25, 1e-2, {"tps_steps": 0}),
     "emasc": ("emasc", 25, 3e-3, {"vgg_weight": 0.0}),
-    "inversion": ("inversion", 30, 1e-2, {}),
+    "inversion": ("inversion", 20, 1e-2, {}),
     "unet": ("unet", 25, 2e-3, {}),
     "pose": ("pose", 30, 3e-3, {}),
     "parsing": ("parsing", 30, 1e-1, {"input_size": 48}),
@@ -57,5 +58,4 @@ def test_a_trainer_halves_its_loss_on_one_fixed_batch(run, tiny_models, syntheti
     after = fixed_draw_loss(trainer, batch, phase_step)
 
     assert result.step == steps and len(result.losses) == steps
-    wanted = before * 0.99 if module == "inversion" else before / 2
-    assert after <= wanted, f"{run}: loss {before:.4f} -> {after:.4f} in {steps} steps"
+    assert after <= before / 2, f"{run}: loss {before:.4f} -> {after:.4f} in {steps} steps"

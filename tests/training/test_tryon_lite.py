@@ -7,7 +7,6 @@ packed into shards as the real set is, in a Python that cannot import diffusers 
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 import os
 import subprocess
@@ -24,20 +23,15 @@ from services.diffusion.backends.tryon_lite import TryOnLiteBackend
 from services.warp.backends.ladi_vton import LadiVtonWarpBackend
 from services.warp.testing import save_random
 from services.warp.types import WarpInputs
+from training.config import TrainConfig
+from training.data.dataset import open_dataset
 from training.data.sample import TryOnSample, collate
+from training.loop import train
+from training.recipes.gpu_pairs import GpuPairs
 from training.recipes.pack_viton import pack, unpack
+from training.trainers.tryon_lite import TryOnLiteTrainer, ssim_map, warp_batch
 from vton.runtime import messages
 from vton.v1 import common_pb2, diffusion_pb2, diffusion_pb2_grpc
-
-# The shared loop and the dataset readers come with issue 11's branches (trainers, datasets); until both are
-# merged there is nothing to train with. Only their absence skips: a name they renamed fails the import below.
-for _module in ("training.loop", "training.data.dataset"):
-    if importlib.util.find_spec(_module) is None:
-        pytest.skip(f"{_module} is not in this tree yet (issue 11's branches)", allow_module_level=True)
-
-from training.recipes.gpu_pairs import GpuPairs  # noqa: E402
-from training.recipes.upstream import TrainConfig, open_dataset, train  # noqa: E402
-from training.trainers.tryon_lite import TryOnLiteTrainer, ssim_map, warp_batch  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 TINY_OPTIONS = {"channels": [8, 16, 32], "vgg_weight": 0.0}

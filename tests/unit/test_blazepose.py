@@ -18,9 +18,9 @@ from vton.runtime.blazepose import (
     feet_point_away,
     ssd_anchor_centres,
 )
-from vton.runtime.errors import InvalidInput, NoPersonFound, WeightsMissing
+from vton.runtime.errors import InvalidInput, NoPersonFound
+from vton.runtime.images import read_rgb
 from vton.runtime.vocab import Keypoint
-from vton.runtime.weights import require
 
 SHARED = (Path(__file__).resolve().parents[2] / "../shared/data").resolve()
 needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/data is not on this machine")
@@ -32,20 +32,6 @@ L_HIP, L_KNEE, L_ANKLE = Keypoint.L_HIP, Keypoint.L_KNEE, Keypoint.L_ANKLE
 R_EYE, L_EYE = Keypoint.R_EYE, Keypoint.L_EYE
 # BODY_25 index of each COCO-18 joint (BODY_25 adds MidHip at 8 and the feet after 18).
 BODY25_FOR_COCO18 = [0, 1, 2, 3, 4, 5, 6, 7, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18]
-
-
-def read_rgb(path: Path) -> np.ndarray:
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    assert image is not None, path
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-
-
-@pytest.fixture(scope="module")
-def blazepose() -> BlazePose:
-    try:
-        return BlazePose.from_pretrained(require("blazepose-litert"))
-    except WeightsMissing as exc:
-        pytest.skip(str(exc))
 
 
 @pytest.fixture(scope="module")
@@ -305,8 +291,8 @@ def test_face_mesh_lies_on_the_face(blazepose, avatars):
     assert y0 < lm[0, 1] < y1
 
 
-def test_heavy_model_agrees_with_full(blazepose, avatars):
-    heavy = BlazePose.from_pretrained(require("blazepose-litert"), landmark_model="heavy")
+def test_heavy_model_agrees_with_full(blazepose, blazepose_folder, avatars):
+    heavy = BlazePose.from_pretrained(blazepose_folder, landmark_model="heavy")
     image = read_rgb(avatars[2])
     a, b = blazepose.observe(image).keypoints, heavy.observe(image).keypoints
     both = (a[:, 2] > 0) & (b[:, 2] > 0)

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import cv2
 import numpy as np
 import pytest
@@ -12,15 +9,10 @@ from PIL import Image
 
 from services.diffusion.backends.composite import CompositeBackend
 from services.diffusion.types import TryOnInputs
-from services.warp.backends.keypoint_tps import KeypointTPSWarp
 from services.warp.garment import garment_mask
-from services.warp.types import WarpInputs
+from tests.unit.embedded_chain import ANNOTATED, DATA, annotated_person, composite_try_on, needs_data
 from vton.runtime.errors import InvalidInput
 from vton.runtime.vocab import Lip
-
-DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
-ANNOTATED = DATA / "annotated" / "vitonhd"
-needs_data = pytest.mark.skipif(not DATA.is_dir(), reason="../shared/data is not on this machine")
 
 PERSONS = ("00891_00", "07445_00", "08909_00", "12419_00")
 GARMENTS = {
@@ -31,54 +23,9 @@ GARMENTS = {
 }
 
 
-def _coco18(path: Path) -> np.ndarray:
-    """OpenPose BODY_25 JSON -> COCO-18: BODY_25 0..7 = COCO 0..7, 8 (MidHip) dropped, 9..18 = COCO 8..17."""
-    body25 = np.array(json.loads(path.read_text())["people"][0]["pose_keypoints_2d"], np.float32).reshape(
-        25, 3
-    )
-    return body25[[*range(8), *range(9, 19)]]
-
-
-def _pose_map(keypoints: np.ndarray, h: int, w: int) -> np.ndarray:
-    r = max(3, h // 128)
-    out = np.zeros((18, h, w), np.uint8)
-    for i, (x, y, c) in enumerate(keypoints):
-        if c > 0:
-            out[i, max(0, int(y) - r) : int(y) + r + 1, max(0, int(x) - r) : int(x) + r + 1] = 255
-    return out
-
-
-def _try_on(name: str, product: np.ndarray, seed: int = 0):
+def _try_on(name: str, product: np.ndarray, seed: int = 0) -> tuple[np.ndarray, TryOnInputs]:
     """The embedded chain on an annotated person: reference pose and parse, LaDI-VTON's agnostic mask."""
-    from services.parsing.agnostic import cloth_agnostic
-    from services.parsing.labels import vitonhd_to_lip
-
-    photo = np.array(Image.open(ANNOTATED / "image" / f"{name}.jpg").convert("RGB"))
-    parse = next(
-        p for d in ("image-parse", "image-parse-v3") if (p := ANNOTATED / d / f"{name}.png").is_file()
-    )
-    labels = vitonhd_to_lip(np.array(Image.open(parse)))
-    pose = next(
-        p
-        for d in ("openpose-json", "openpose_json")
-        if (p := ANNOTATED / d / f"{name}_keypoints.json").is_file()
-    )
-    keypoints = _coco18(pose)
-    mask, masked = cloth_agnostic(photo, labels, keypoints, "upper_body")
-    warped = KeypointTPSWarp().warp(WarpInputs(product, photo, masked, mask, keypoints, labels, "upper_body"))
-    inputs = TryOnInputs(
-        person=photo,
-        masked_person=masked,
-        agnostic_mask=mask,
-        warped_garment=warped.warped_garment,
-        warped_mask=warped.warped_mask,
-        garment=product,
-        labels=labels,
-        category="upper_body",
-        pose_map=_pose_map(keypoints, *photo.shape[:2]),
-        seed=seed,
-    )
-    return CompositeBackend().try_on(inputs), inputs
+    return composite_try_on(*annotated_person(name), product, seed=seed)
 
 
 def _lab(image: np.ndarray) -> np.ndarray:
@@ -127,7 +74,7 @@ def test_no_pixel_of_the_product_photos_background_reaches_the_result():
 def test_skin_uncovered_by_a_sleeveless_top_takes_the_persons_skin_tone():
     # 07445 wears long maroon sleeves; the cami leaves the arms bare.
     result, inputs = _try_on("07445_00", _product("cami"))
-    person, kp = inputs.person, _coco18(ANNOTATED / "openpose-json" / "07445_00_keypoints.json")
+    person, kp = inputs.person, annotated_person("07445_00")[2]
     face = (inputs.labels == Lip.FACE) & (inputs.agnostic_mask == 0)
     skin = np.median(_lab(person)[face], axis=0)
     for shoulder, elbow in ((2, 3), (5, 6)):

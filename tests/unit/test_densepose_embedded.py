@@ -11,8 +11,8 @@ import pytest
 from services.densepose.backends.geometric import GeometricDensePose, fit_iuv
 from services.densepose.types import DensePoseEstimate
 from services.densepose.visualize import render_iuv
-from vton.runtime.errors import NoPersonFound, WeightsMissing
-from vton.runtime.weights import require
+from vton.runtime.errors import NoPersonFound
+from vton.runtime.images import read_rgb
 
 SHARED = (Path(__file__).resolve().parents[2] / "../shared/data").resolve()
 needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/data is not on this machine")
@@ -25,16 +25,9 @@ UPPER_LEG_R, UPPER_LEG_L = (7, 9), (8, 10)
 HEAD_RIGHT, HEAD_LEFT = 23, 24
 
 
-def read_rgb(path: Path) -> np.ndarray:
-    return cv2.cvtColor(cv2.imread(str(path), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
-
-
 @pytest.fixture(scope="module")
-def densepose() -> GeometricDensePose:
-    try:
-        return GeometricDensePose.from_pretrained(require("blazepose-litert"))
-    except WeightsMissing as exc:
-        pytest.skip(str(exc))
+def densepose(blazepose) -> GeometricDensePose:
+    return GeometricDensePose(blazepose)
 
 
 def photos(examples: Path) -> list[Path]:

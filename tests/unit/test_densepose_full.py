@@ -12,11 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from services.densepose.backends.torchscript import (
-    EXPORT_FILE,
-    DensePoseTorchScript,
-    resized_shape,
-)
+from services.densepose.backends.rcnn import resized_shape
+from services.densepose.backends.torchscript import EXPORT_FILE, DensePoseTorchScript
 from services.densepose.iuv import (
     ChartOutput,
     chart_to_box_iuv,

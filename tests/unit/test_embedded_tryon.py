@@ -25,9 +25,7 @@ from services.warp.placement import FLAT_FACTOR
 from services.warp.types import WarpInputs
 from services.warp.upper import CHEST_PRIOR
 from vton.runtime.blazepose import BlazePose
-from vton.runtime.errors import WeightsMissing
 from vton.runtime.vocab import Category, Keypoint, Lip
-from vton.runtime.weights import require
 from vton_cli.examples import fetch_examples
 
 DATA = (Path(__file__).resolve().parents[2] / ".." / "shared" / "data").resolve()
@@ -55,17 +53,8 @@ class TryOn:
 
 
 @cache
-def _pose() -> BlazePose:
-    try:
-        return BlazePose.from_pretrained(require("blazepose-litert"))
-    except WeightsMissing as exc:
-        pytest.skip(str(exc))
-
-
-@cache
-def try_on(person_path: Path, garment_path: Path, category: Category) -> TryOn:
+def try_on(pose: BlazePose, person_path: Path, garment_path: Path, category: Category) -> TryOn:
     """One try-on through the embedded backends, in process, as the stages chain them."""
-    pose = _pose()
     person = np.array(Image.open(person_path).convert("RGB"))
     garment = np.array(Image.open(garment_path).convert("RGB"))
     observation = pose.observe(person, with_face=True)
@@ -154,10 +143,10 @@ ONE_PIECE = [
 @pytest.mark.parametrize(
     ("person", "garment", "category"), ONE_PIECE, ids=["trousers", "shirt", "seated", "ruffles", "tee"]
 )
-def test_the_garment_lands_in_one_piece(person, garment, category):
+def test_the_garment_lands_in_one_piece(person, garment, category, blazepose):
     """Class 2: a hand on the hip, a seated pose, ruffled sleeves or a waistband above the top worn over it no
     longer leave loose patches of the new garment (four of these five came out in two pieces before)."""
-    t = try_on(person(), garment(), Category(category))
+    t = try_on(blazepose, person(), garment(), Category(category))
     assert pieces(t.warped_mask) == 1
 
 
@@ -185,10 +174,10 @@ def print_through(t: TryOn, sigma: float = 3.0) -> float:
     ],
     ids=["knit-shirt", "knit-print", "slogan"],
 )
-def test_the_old_garments_knit_and_print_do_not_show_through(person, garment):
+def test_the_old_garments_knit_and_print_do_not_show_through(person, garment, blazepose):
     """Class 3: a shirt onto a cable-knit sweater, a blouse onto a slogan T-shirt: the new garment takes the
     person's light, not the old garment's knit or letters (0.37-0.48 of correlation before, in the comments)."""
-    t = try_on(person(), garment(), Category.UPPER_BODY)
+    t = try_on(blazepose, person(), garment(), Category.UPPER_BODY)
     assert print_through(t) < 0.15
 
 
@@ -211,10 +200,10 @@ def leg_coverage(t: TryOn, chain: tuple[Keypoint, ...]) -> float:
     ("person", "garment"),
     [("avatars/2.png", "clothes/pants/1_front.jpg"), ("avatars/4.png", "clothes/pants/1_front.jpg")],
 )
-def test_trousers_run_down_both_legs_to_the_shoes(person, garment):
+def test_trousers_run_down_both_legs_to_the_shoes(person, garment, blazepose):
     """Class 4: each trouser leg follows its leg from the hip to the ankle (before: 0.61 and 0.79 of one leg,
     straight jeans on legs apart came out as a bent skirt with a leg cut)."""
-    t = try_on(examples_path(person), examples_path(garment), Category.LOWER_BODY)
+    t = try_on(blazepose, examples_path(person), examples_path(garment), Category.LOWER_BODY)
     for chain in (
         (Keypoint.R_HIP, Keypoint.R_KNEE, Keypoint.R_ANKLE),
         (Keypoint.L_HIP, Keypoint.L_KNEE, Keypoint.L_ANKLE),
@@ -225,10 +214,10 @@ def test_trousers_run_down_both_legs_to_the_shoes(person, garment):
 @pytest.mark.parametrize(
     ("person", "skirt"), [("01008_00.jpg", "051412_1.jpg"), ("02849_00.jpg", "051515_1.jpg")]
 )
-def test_trousers_onto_a_person_in_a_skirt_cover_both_legs(person, skirt):
+def test_trousers_onto_a_person_in_a_skirt_cover_both_legs(person, skirt, blazepose):
     """Class 4: trousers onto shop photos of people in skirts, cut at the thighs: both thighs are trousered down
     to the frame and the skirt is gone."""
-    t = try_on(shared("people", person), shared("garments", "lower", skirt), Category.LOWER_BODY)
+    t = try_on(blazepose, shared("people", person), shared("garments", "lower", skirt), Category.LOWER_BODY)
     h = t.warped_mask.shape[0]
     for hip, knee in ((Keypoint.R_HIP, Keypoint.R_KNEE), (Keypoint.L_HIP, Keypoint.L_KNEE)):
         # The knee is below the frame: the thigh runs on to the frame's edge.
@@ -268,11 +257,11 @@ def garment_length_ratio(t: TryOn) -> float:
 @pytest.mark.parametrize(
     ("person", "dress"), [("avatars/1.png", "051998_1.jpg"), ("avatars/2.png", "052234_1.jpg")]
 )
-def test_a_long_dress_onto_a_person_in_trousers_reaches_the_shoes(person, dress):
+def test_a_long_dress_onto_a_person_in_trousers_reaches_the_shoes(person, dress, blazepose):
     """Class 4: a long dress onto a studio photo of a person in trousers ends at the ankles (before: above the
     knee, the trousers' legs filled in below, or past the shoes), at the product photo's length, and no trouser
     shows."""
-    t = try_on(examples_path(person), DATA / "garments" / "dresses" / dress, Category.DRESSES)
+    t = try_on(blazepose, examples_path(person), DATA / "garments" / "dresses" / dress, Category.DRESSES)
     k = t.keypoints
     ankles = float(np.mean(k[[Keypoint.R_ANKLE, Keypoint.L_ANKLE], 1]))
     knees = float(np.mean(k[[Keypoint.R_KNEE, Keypoint.L_KNEE], 1]))

@@ -138,63 +138,26 @@ def test_contact_sheet_without_real_photos_has_four_columns():
 # --- the floor: the embedded chain beats returning the masked person unchanged -------------------------------
 
 
-def _pose_map(keypoints: np.ndarray, h: int, w: int) -> np.ndarray:
-    """LaDI-VTON's pose map: a small filled square per keypoint, one channel each."""
-    r = max(3, h // 128)
-    out = np.zeros((18, h, w), np.uint8)
-    for i, (x, y, c) in enumerate(keypoints):
-        if c > 0:
-            out[i, max(0, int(y) - r) : int(y) + r + 1, max(0, int(x) - r) : int(x) + r + 1] = 255
-    return out
-
-
 @needs_data
-def test_embedded_chain_beats_the_masked_person_on_paired_ssim():
-    pytest.importorskip("ai_edge_litert")
-    from services.diffusion.backends.composite import CompositeBackend
-    from services.diffusion.types import TryOnInputs
-    from services.parsing.agnostic import cloth_agnostic
+def test_embedded_chain_beats_the_masked_person_on_paired_ssim(blazepose):
     from services.parsing.backends.geometric import GeometricParser
     from services.parsing.labels import vitonhd_to_lip
-    from services.warp.backends.keypoint_tps import KeypointTPSWarp
-    from services.warp.types import WarpInputs
-    from vton.runtime.blazepose import BlazePose
-    from vton.runtime.errors import WeightsMissing
-    from vton.runtime.weights import require
+    from tests.unit.embedded_chain import composite_try_on
 
-    try:
-        pose = BlazePose.from_pretrained(require("blazepose-litert"))
-    except WeightsMissing as exc:
-        pytest.skip(str(exc))
-    parser = GeometricParser(pose)
-    warp, composite = KeypointTPSWarp(), CompositeBackend()
+    parser = GeometricParser(blazepose)
     chain, baseline = [], []
     for person_path in sorted((PAIRS / "image").glob("*.jpg")):
         name = person_path.stem
         person = np.array(Image.open(person_path).convert("RGB"))
         garment = np.array(Image.open(PAIRS / "cloth" / f"{name}.jpg").convert("RGB"))
-        observation = pose.observe(person, with_face=True)
+        observation = blazepose.observe(person, with_face=True)
         reference = PAIRS / "image-parse-v3" / f"{name}.png"
         if reference.is_file():
             labels = vitonhd_to_lip(np.array(Image.open(reference)))
         else:
             labels = parser.parse_observation(person, observation).labels
-        keypoints = observation.keypoints
-        mask, masked = cloth_agnostic(person, labels, keypoints, "upper_body")
-        warped = warp.warp(WarpInputs(garment, person, masked, mask, keypoints, labels, "upper_body"))
-        result = composite.try_on(
-            TryOnInputs(
-                person=person,
-                masked_person=masked,
-                agnostic_mask=mask,
-                warped_garment=warped.warped_garment,
-                warped_mask=warped.warped_mask,
-                garment=garment,
-                labels=labels,
-                category="upper_body",
-                pose_map=_pose_map(keypoints, *person.shape[:2]),
-            )
-        )
+        result, inputs = composite_try_on(person, labels, observation.keypoints, garment)
+        masked = inputs.masked_person
         chain.append(ssim(result, person))
         baseline.append(ssim(masked, person))
         print(f"{name}: SSIM chain {chain[-1]:.4f}, masked person {baseline[-1]:.4f}")

@@ -16,8 +16,7 @@ from services.parsing import labels as L
 from services.parsing.agnostic import agnostic_mask
 from services.parsing.backends.geometric import GeometricParser, Skeleton, parse_person
 from services.parsing.types import ParseEstimate
-from vton.runtime.errors import NoPersonFound, WeightsMissing
-from vton.runtime.weights import require
+from vton.runtime.errors import NoPersonFound
 
 SHARED = (Path(__file__).resolve().parents[2] / ".." / "shared" / "data").resolve()
 requires_shared = pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/data is not on this machine")
@@ -58,11 +57,8 @@ class Parsed:
 
 
 @pytest.fixture(scope="module")
-def parser() -> GeometricParser:
-    try:
-        return GeometricParser.from_pretrained(require("blazepose-litert"))
-    except WeightsMissing as exc:
-        pytest.skip(str(exc))
+def parser(blazepose) -> GeometricParser:
+    return GeometricParser(blazepose)
 
 
 def run(parser: GeometricParser, path: Path) -> Parsed:

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 
@@ -19,20 +17,13 @@ from services.pose.openpose_format import (
     to_openpose_json,
 )
 from services.pose.types import PoseEstimate
-from vton.runtime.errors import NoPersonFound, WeightsMissing
-from vton.runtime.weights import require
-
-
-def read_rgb(path: Path) -> np.ndarray:
-    return cv2.cvtColor(cv2.imread(str(path), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+from vton.runtime.errors import NoPersonFound
+from vton.runtime.images import read_rgb
 
 
 @pytest.fixture(scope="module")
-def backend() -> BlazePoseBackend:
-    try:
-        return BlazePoseBackend.from_pretrained(require("blazepose-litert"))
-    except WeightsMissing as exc:
-        pytest.skip(str(exc))
+def backend(blazepose) -> BlazePoseBackend:
+    return BlazePoseBackend(blazepose)
 
 
 @pytest.fixture(scope="module")

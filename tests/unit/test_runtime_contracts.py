@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+
 import pytest
 
 from vton.runtime import messages, proto_vocab
@@ -9,7 +11,15 @@ from vton.runtime.backend import BackendInfo, BackendSpec, Capabilities
 from vton.runtime.config import StageSettings
 from vton.runtime.errors import InvalidInput, WeightsMissing
 from vton.runtime.server import stage_builder
-from vton.runtime.vocab import CATEGORIES, GRPC_PORTS, METRICS_PORTS, STAGES, Category, LabelSet
+from vton.runtime.vocab import (
+    CATEGORIES,
+    GRPC_PORTS,
+    METRICS_PORTS,
+    SERVICE_NAMES,
+    STAGES,
+    Category,
+    LabelSet,
+)
 from vton.v1 import common_pb2
 
 
@@ -42,6 +52,12 @@ def test_a_stage_listens_on_its_vocabulary_ports_unless_told_otherwise(monkeypat
     assert StageSettings.from_env("warp").grpc_port == 6000
     with pytest.raises(ValueError, match="unknown stage 'tryon'; choose one of: pose, densepose"):
         StageSettings.from_env("tryon")
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_each_stages_service_name_is_the_one_service_its_proto_declares(stage: str) -> None:
+    (service,) = importlib.import_module(f"vton.v1.{stage}_pb2").DESCRIPTOR.services_by_name.values()
+    assert SERVICE_NAMES[stage] == service.full_name
 
 
 @pytest.mark.parametrize(
@@ -88,7 +104,7 @@ def _builder(specs: dict[str, BackendSpec[_Loaded]], served: list[tuple[BackendS
     def refuse(spec: BackendSpec[_Loaded]) -> str | None:
         return None if LabelSet.LIP in spec.capabilities.label_sets else "no LIP labels"
 
-    return stage_builder("parsing", "vton.v1.ParsingService", lambda *_: None, servicer, specs, refuse)
+    return stage_builder("parsing", lambda *_: None, servicer, specs, refuse)
 
 
 def test_a_refused_backend_is_refused_before_loading_and_passed_by_auto(monkeypatch) -> None:
@@ -108,6 +124,7 @@ def test_a_refused_backend_is_refused_before_loading_and_passed_by_auto(monkeypa
     assert served == []
     build(backend="auto")
     ((spec, backend),) = served
-    assert spec is specs["lip"] and backend.name == "lip"
+    # equal, not the same object: the server serves a copy whose info gives the loaded files' licence
+    assert spec == specs["lip"] and backend.name == "lip"
     with pytest.raises(WeightsMissing, match="lip-missing weights are absent"):
         build(backend="lip-missing")

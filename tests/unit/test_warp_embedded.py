@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -12,12 +11,9 @@ from PIL import Image
 from services.warp import tps
 from services.warp.backends.keypoint_tps import KeypointTPSWarp
 from services.warp.types import WarpInputs
+from tests.unit.embedded_chain import ANNOTATED, DATA, annotated_person, needs_data
 from vton.runtime.errors import NoPersonFound
 from vton.runtime.vocab import Lip
-
-DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
-ANNOTATED = DATA / "annotated" / "vitonhd"
-needs_data = pytest.mark.skipif(not DATA.is_dir(), reason="../shared/data is not on this machine")
 
 UPPER_CLOTHES, PANTS, SKIRT = Lip.UPPER_CLOTHES, Lip.PANTS, Lip.SKIRT
 ARMS, HEAD = (Lip.LEFT_ARM, Lip.RIGHT_ARM), (Lip.HAT, Lip.HAIR, Lip.SUNGLASSES, Lip.FACE)
@@ -50,7 +46,8 @@ def test_warp_moves_the_image_with_its_points():
     mask = np.zeros((120, 100), np.uint8)
     mask[40:60, 30:50] = 255
     corners = np.array([[0, 0], [99, 0], [0, 119], [99, 119], [50, 60]], float)
-    warped, warped_mask = tps.warp(image, mask, corners, corners + [10, 20], (160, 140), grid_step=4)
+    maps = tps.inverse_maps(corners, corners + [10, 20], (160, 140), grid_step=4)
+    warped, warped_mask = tps.warp(image, mask, maps)
     assert warped.shape == (160, 140, 3) and warped_mask.shape == (160, 140)
     ys, xs = np.nonzero(warped_mask)
     assert (ys.min(), ys.max(), xs.min(), xs.max()) == pytest.approx((60, 79, 40, 59), abs=1)
@@ -61,35 +58,10 @@ def test_warp_moves_the_image_with_its_points():
 # --- the backend on real persons -----------------------------------------------------------------------------
 
 
-def _coco18(path: Path) -> np.ndarray:
-    """OpenPose BODY_25 JSON -> COCO-18: BODY_25 0..7 = COCO 0..7, 8 (MidHip) dropped, 9..18 = COCO 8..17."""
-    body25 = np.array(json.loads(path.read_text())["people"][0]["pose_keypoints_2d"], np.float32).reshape(
-        25, 3
-    )
-    return body25[[*range(8), *range(9, 19)]]
-
-
-def _person(name: str):
-    """Photo, LIP labels and COCO-18 keypoints of an annotated VITON-HD person."""
-    from services.parsing.labels import vitonhd_to_lip
-
-    photo = np.array(Image.open(ANNOTATED / "image" / f"{name}.jpg").convert("RGB"))
-    parse = next(
-        p for d in ("image-parse", "image-parse-v3") if (p := ANNOTATED / d / f"{name}.png").is_file()
-    )
-    labels = vitonhd_to_lip(np.array(Image.open(parse)))
-    pose = next(
-        p
-        for d in ("openpose-json", "openpose_json")
-        if (p := ANNOTATED / d / f"{name}_keypoints.json").is_file()
-    )
-    return photo, labels, _coco18(pose)
-
-
 def _warp(name: str, garment: Path, category: str = "upper_body"):
     from services.parsing.agnostic import cloth_agnostic
 
-    photo, labels, keypoints = _person(name)
+    photo, labels, keypoints = annotated_person(name)
     mask, masked = cloth_agnostic(photo, labels, keypoints, category)
     product = np.array(Image.open(garment).convert("RGB"))
     inputs = WarpInputs(product, photo, masked, mask, keypoints, labels, category)
@@ -163,7 +135,7 @@ def test_trousers_cover_the_legs():
 
 @needs_data
 def test_a_given_garment_mask_is_used():
-    photo, labels, keypoints = _person("12419_00")
+    photo, labels, keypoints = annotated_person("12419_00")
     product = np.array(Image.open(TSHIRT).convert("RGB"))
     given = np.zeros(product.shape[:2], np.uint8)
     given[150:900, 150:620] = 255  # a box: the warp must take this, not separate the photo itself
@@ -175,8 +147,8 @@ def test_a_given_garment_mask_is_used():
 
 
 @needs_data
-def test_a_pose_without_shoulders_is_no_person():
-    photo, labels, keypoints = _person("12419_00")
+def test_a_pose_without_shoulders_is_noannotated_person():
+    photo, labels, keypoints = annotated_person("12419_00")
     keypoints = keypoints.copy()
     keypoints[[2, 5]] = 0
     product = np.array(Image.open(TSHIRT).convert("RGB"))
@@ -219,7 +191,7 @@ def test_a_long_sleeve_is_one_piece_from_shoulder_past_the_elbow_to_the_wrist():
 def test_a_sleeve_without_the_arms_keypoints_hangs_from_the_shoulder_along_the_side():
     from services.parsing.agnostic import cloth_agnostic
 
-    photo, labels, keypoints = _person("07445_00")
+    photo, labels, keypoints = annotated_person("07445_00")
     mask, masked = cloth_agnostic(photo, labels, keypoints, "upper_body")
     armless = keypoints.copy()
     armless[[3, 4, 6, 7]] = 0  # elbows and wrists not seen
@@ -243,15 +215,13 @@ def test_a_sleeve_without_the_arms_keypoints_hangs_from_the_shoulder_along_the_s
         assert not band.any()
 
 
-def test_a_long_sleeve_on_a_studio_photo_follows_the_whole_arm_without_gaps(examples):
+def test_a_long_sleeve_on_a_studio_photo_follows_the_whole_arm_without_gaps(examples, blazepose):
     """Avatar 1 (a full-length studio photo, arms hanging) in a long-sleeved shirt: the embedded chain's own
     pose and parse, the case whose sleeves used to land as fragments."""
     from services.parsing.agnostic import cloth_agnostic
     from services.parsing.backends.geometric import GeometricParser
-    from vton.runtime.blazepose import BlazePose
-    from vton.runtime.weights import require
 
-    pose = BlazePose.from_pretrained(require("blazepose-litert"))
+    pose = blazepose
     root = examples
     photo = np.array(Image.open(root / "avatars" / "1.png").convert("RGB"))
     product = np.array(Image.open(root / "clothes" / "shirts" / "1_front.jpg").convert("RGB"))

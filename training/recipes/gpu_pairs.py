@@ -16,8 +16,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from training.data.dataset import TryOnDataset
+from training.data.raw import derive
 from training.data.sample import TryOnSample
-from training.recipes.upstream import TryOnDataset, derive
 
 # The masked person's grey inside the agnostic mask: uint8 128 in [-1, 1], as the reader's image tensors have it.
 MASK_GREY = 128 / 127.5 - 1

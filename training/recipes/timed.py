@@ -18,7 +18,8 @@ from pathlib import Path
 
 from torch.utils.data import Dataset
 
-from training.recipes.upstream import ModuleTrainer, checkpoint_dirs, train
+from training.loop import checkpoint_dirs, train
+from training.trainers.base import ModuleTrainer
 
 CALIBRATION_STEPS = 60
 SKIPPED_STEPS = 10  # the first steps of a chunk pay for warm-up (kernels chosen, memory allocated)

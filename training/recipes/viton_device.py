@@ -50,12 +50,14 @@ os.environ.setdefault("TQDM_MININTERVAL", "30")
 
 import torch  # noqa: E402
 
+from training.config import TrainConfig  # noqa: E402
+from training.data.dataset import open_dataset  # noqa: E402
 from training.recipes.gpu_pairs import GpuPairs  # noqa: E402
 from training.recipes.pack_viton import ROOT, unpack  # noqa: E402
 from training.recipes.timed import CALIBRATION_STEPS, RESERVE_S, Phase, PlanFile, last_step, run_timed  # noqa: E402
-from training.recipes.upstream import TrainConfig, WarpTrainer, open_dataset  # noqa: E402
 from training.recipes.viton_eval import evaluate_chain  # noqa: E402
 from training.trainers.tryon_lite import TryOnLiteTrainer, warp_batch  # noqa: E402
+from training.trainers.warp import WarpTrainer  # noqa: E402
 
 WARP_BACKEND = "ladi-vton-warp-vitonhd"
 TPS_SHARE = 0.5  # of the warp's minutes, for the TPS network (whose grid alone makes the warped mask)

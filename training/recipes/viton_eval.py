@@ -24,17 +24,11 @@ from pathlib import Path
 
 import numpy as np
 
+from training.data.dataset import open_dataset
+from training.data.formats import resize
+from training.eval.evaluate import GARMENT_LABELS, InProcessChain, evaluate, predict_or_refuse
+from training.eval.metrics import l1, ssim
 from training.recipes.pack_viton import ROOT, unpack
-from training.recipes.upstream import (
-    GARMENT_LABELS,
-    InProcessChain,
-    evaluate,
-    l1,
-    open_dataset,
-    predict_or_refuse,
-    resize,
-    ssim,
-)
 
 SHEET_PAIRS = 16
 # Their names in the evaluation's report -> the names of bench/learned-chain-viton256.json.

@@ -26,8 +26,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from services.diffusion.models.tryon_lite import CONFIG_NAME, WEIGHTS_NAME, TryOnLite, TryOnLiteConfig, paste
+from training.config import trainer_options
 from training.data.sample import TryOnSample
-from training.recipes.upstream import ModuleTrainer, perceptual_loss, trainer_options
+from training.losses.vgg import perceptual_loss
+from training.trainers.base import ModuleTrainer
 
 SSIM_WINDOW, SSIM_SIGMA = 11, 1.5
 SSIM_C1, SSIM_C2 = 0.01**2, 0.03**2  # K1, K2 of the metric, for images in [0, 1]

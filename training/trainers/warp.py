@@ -12,7 +12,7 @@ Two phases in one run, as the reference trains them one after the other:
    `vgg_weight` VGG (skipped without the VGG file).
 Adam with betas (0.5, 0.99) and lr 1e-4, as the reference. Starts from the official `warping_{dataset}.pth` or, as
 the paper's own training does, from scratch. The export is that same file ({"tps", "refinement"}) plus
-vton_config.json with the network sizes.
+vton_config.json with the network sizes and the working size it trained at (the backend's default size).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from services.warp.backends.ladi_vton import CONFIG_FILE, checkpoint_name
 from services.warp.models import ConvNetTPS, RefinementConfig, RefinementUNet, TPSConfig
 from services.warp.models.tps_regression import predict_grid
 from training.config import trainer_options
@@ -32,8 +33,6 @@ from training.data.sample import TryOnSample
 from training.losses.vgg import perceptual_loss
 from training.trainers.base import ModuleTrainer
 from training.trainers.common import cpu_state_dict, garment_region, person_garment
-
-CONFIG_FILE = "vton_config.json"  # the warp backend's (services/warp/backends/ladi_vton.py) size file
 
 
 @dataclass(frozen=True)
@@ -45,10 +44,6 @@ class WarpOptions:
     vgg_weight: float = 0.25
     tps: dict = field(default_factory=dict)  # TPSConfig sizes when starting from scratch (default: published)
     refinement: dict = field(default_factory=dict)  # RefinementConfig sizes when starting from scratch
-
-
-def checkpoint_name(dataset: str) -> str:
-    return f"warping_{dataset}.pth"
 
 
 class WarpTrainer(ModuleTrainer):
@@ -163,7 +158,11 @@ class WarpTrainer(ModuleTrainer):
         tps, refinement = modules["tps"], modules["refinement"]
         path = folder / checkpoint_name(self.config.dataset)
         torch.save({"tps": cpu_state_dict(tps), "refinement": cpu_state_dict(refinement)}, path)
-        sizes = {"tps": tps.config.to_dict(), "refinement": refinement.config.to_dict()}
+        sizes = {
+            "tps": tps.config.to_dict(),
+            "refinement": refinement.config.to_dict(),
+            "working_size": [self.config.height, self.config.width],  # what the backend runs at by default
+        }
         config_path = folder / CONFIG_FILE
         config_path.write_text(json.dumps(sizes, indent=2) + "\n")
         return [path, config_path]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Generic, TypeVar
 
 from vton.runtime.errors import WeightsMissing
@@ -92,6 +92,13 @@ def backend_spec(
     return BackendSpec(manifest_info(name, kind), load, auto, capabilities or Capabilities())
 
 
+def loaded_info(info: BackendInfo) -> BackendInfo:
+    """`info` with the licence of the files the backend loads (self-trained ones say so, see weights.py)."""
+    from vton.runtime.weights import load_manifest, weights_license
+
+    return replace(info, weights_license=weights_license(info.name)) if info.name in load_manifest() else info
+
+
 def select_backend(
     specs: Mapping[str, BackendSpec[B]], requested: str, device: str = "cpu", precision: str = "fp32"
 ) -> tuple[BackendInfo, B]:
@@ -99,13 +106,13 @@ def select_backend(
     if requested != "auto":
         if requested not in specs:
             raise ValueError(f"unknown backend {requested!r}; choose one of: auto, {', '.join(specs)}")
-        return specs[requested].info, specs[requested].load(device, precision)
+        return loaded_info(specs[requested].info), specs[requested].load(device, precision)
     missing: list[str] = []
     for spec in specs.values():
         if not spec.auto:
             continue
         try:
-            return spec.info, spec.load(device, precision)
+            return loaded_info(spec.info), spec.load(device, precision)
         except WeightsMissing as exc:
             missing.append(f"{spec.info.name}: {exc}")
     raise WeightsMissing("no backend could be loaded:\n" + "\n".join(missing))

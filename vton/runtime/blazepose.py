@@ -29,11 +29,13 @@ import math
 from dataclasses import dataclass
 from enum import IntEnum
 from pathlib import Path
+from typing import Self
 
 import cv2
 import numpy as np
 
-from vton.runtime.errors import InvalidInput, NoPersonFound
+from vton.runtime.errors import NoPersonFound
+from vton.runtime.images import require_rgb
 from vton.runtime.litert import TfliteModel
 from vton.runtime.vocab import NUM_KEYPOINTS, Keypoint
 
@@ -511,6 +513,18 @@ class BlazePose:
         return mesh
 
 
+class OnBlazePose:
+    """What the embedded pose, DensePose and parsing backends are built on: one BlazePose, loaded from the
+    `blazepose-litert` folder; each backend turns its observations into its own answer."""
+
+    def __init__(self, pose: BlazePose) -> None:
+        self.pose = pose
+
+    @classmethod
+    def from_pretrained(cls, folder: Path, landmark_model: str = "full") -> Self:
+        return cls(BlazePose.from_pretrained(Path(folder), landmark_model=landmark_model))
+
+
 def _crop(image: np.ndarray, crop_to_image: np.ndarray, crop_size: int, roi_size: float) -> np.ndarray:
     """The rotated square as a crop_size x crop_size crop, edges replicated (MediaPipe's default border).
 
@@ -717,8 +731,4 @@ def _person_box(
 
 
 def _check_image(image: np.ndarray) -> np.ndarray:
-    if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3:
-        raise InvalidInput("the image must be an RGB array of shape [H, W, 3]")
-    if image.dtype != np.uint8:
-        raise InvalidInput(f"the image must be uint8 RGB, not {image.dtype}")
-    return np.ascontiguousarray(image)
+    return np.ascontiguousarray(require_rgb(image))

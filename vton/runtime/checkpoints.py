@@ -3,13 +3,15 @@
 A full backend never runs with a parameter its file did not set: a damaged download, a file of another network or
 a renamed layer is refused with the missing and the unexpected keys, instead of leaving random values (what
 `from_pretrained` of the model libraries does with a warning) or failing later with a shape error in a request.
+A network's sizes travel beside its weights as JSON (`NetworkConfig`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Self, cast
 
 from vton.runtime.errors import WeightsMissing
 
@@ -53,3 +55,25 @@ def load_strict(
         module.load_state_dict(state, strict=True)
     except RuntimeError as exc:  # the keys fit, so a shape does not: torch's message names the tensor
         raise WeightsMismatch(f"{path} does not fit {what}: {exc}") from None
+
+
+class NetworkConfig:
+    """A network's sizes, as a frozen dataclass that derives from this, written to and read from the JSON config
+    file beside its weights. Reading skips comment keys ("_..."), refuses a field the class does not have, naming
+    it, and turns JSON's lists back into the tuples the fields hold."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(cast(Any, self))  # Any: the subclass, not this mixin, is the dataclass
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Self:
+        values = {key: _tuples(value) for key, value in data.items() if not key.startswith("_")}
+        fields = dataclasses.fields(cast(Any, cls))
+        unknown = sorted(set(values) - {f.name for f in fields})
+        if unknown:
+            raise ValueError(f"unknown {cls.__name__} field(s): {', '.join(unknown)}")
+        return cls(**values)
+
+
+def _tuples(value: Any) -> Any:
+    return tuple(_tuples(item) for item in value) if isinstance(value, list) else value

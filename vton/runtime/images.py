@@ -13,6 +13,7 @@ are not applied: the pixels are taken as sRGB, as most browsers do without a pro
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
@@ -138,12 +139,24 @@ def encode_png(arr: np.ndarray) -> bytes:
     return buf.tobytes()
 
 
-def read_rgb(path: str) -> np.ndarray:
+def require_rgb(image: object, name: str = "the image") -> np.ndarray:
+    """IMAGE when it is a uint8 RGB array [H, W, 3], else InvalidInput naming NAME and what it is: a backend's
+    check of what it is handed (the servicers decode requests into such arrays)."""
+    if not isinstance(image, np.ndarray):
+        raise InvalidInput(f"{name} must be a uint8 RGB image [H, W, 3], not a {type(image).__name__}")
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        raise InvalidInput(
+            f"{name} must be a uint8 RGB image [H, W, 3], not {image.dtype} {list(image.shape)}"
+        )
+    return image
+
+
+def read_rgb(path: str | os.PathLike[str]) -> np.ndarray:
     with open(path, "rb") as f:
         return decode_rgb(f.read())
 
 
-def write_png(path: str, arr: np.ndarray) -> None:
+def write_png(path: str | os.PathLike[str], arr: np.ndarray) -> None:
     with open(path, "wb") as f:
         f.write(encode_png(arr))
 

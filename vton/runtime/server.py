@@ -16,7 +16,8 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from concurrent import futures
-from typing import Any, Generic, TypeVar
+from dataclasses import replace
+from typing import Any, Generic, ParamSpec, TypeVar
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -26,6 +27,7 @@ from vton.runtime import metrics
 from vton.runtime.backend import BackendInfo, BackendSpec, Capabilities, select_backend
 from vton.runtime.errors import InvalidInput, NoPersonFound
 from vton.runtime.logs import REQUEST_ID_METADATA, log_event, request_id_var
+from vton.runtime.vocab import SERVICE_NAMES
 
 # A 1024x768 request carries a few encoded images and an 18-channel pose map: 64 MiB leaves ample room.
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
@@ -73,13 +75,15 @@ class BackendSlots:
 
 
 B = TypeVar("B")
+R = TypeVar("R")
+P = ParamSpec("P")
 
 
 class StageServicer(Generic[B]):
     """What every stage's servicer holds: its backend, what the backend declared, and the slots its calls take.
 
-    A servicer calls its backend inside `with self.slots.held():`; work that does not touch the backend (decoding,
-    checks, drawing) stays outside, so it overlaps with other calls.
+    A servicer calls its backend through `in_slot`; work that does not touch the backend (decoding, checks,
+    drawing) stays outside, so it overlaps with other calls.
     """
 
     def __init__(self, spec: BackendSpec[B], backend: B) -> None:
@@ -87,6 +91,11 @@ class StageServicer(Generic[B]):
         self.capabilities: Capabilities = spec.capabilities
         self.backend = backend
         self.slots = BackendSlots(spec.capabilities.max_concurrency)
+
+    def in_slot(self, method: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+        """`method(*args, **kwargs)`, one of the backend's, inside a backend slot (see BackendSlots)."""
+        with self.slots.held():
+            return method(*args, **kwargs)
 
 
 class _StageInterceptor(grpc.ServerInterceptor):
@@ -192,13 +201,13 @@ def build_server(
 
 def stage_builder(
     stage: str,
-    full_name: str,
     register: Callable[[Any, grpc.Server], None],
     servicer: Callable[[BackendSpec[B], B], object],
     backends: Mapping[str, BackendSpec[B]],
     refuse: Callable[[BackendSpec[B]], str | None] | None = None,
 ) -> Callable[..., tuple[grpc.Server, int, health.HealthServicer]]:
-    """The `build_server` of a stage: load the chosen backend, wrap it in the stage's servicer, start serving.
+    """The `build_server` of a stage: load the chosen backend, wrap it in the stage's servicer, start serving
+    (under the stage's service name of the vocabulary).
 
     `refuse(spec)` says why the stage cannot serve with a backend (from its declared capabilities), or None: such
     a backend is refused at start, before its weights load, and `auto` passes it by.
@@ -220,8 +229,9 @@ def stage_builder(
         usable = {name: spec for name, spec in backends.items() if why_not(spec) is None}
         info, impl = select_backend(usable, backend, device, precision)
         metrics.BACKEND.labels(stage, info.name, info.kind, info.version).set(1)
+        spec = replace(usable[info.name], info=info)  # info: the licence of the files it loaded
         return build_server(
-            stage, full_name, register, servicer(usable[info.name], impl), host, port, max_workers
+            stage, SERVICE_NAMES[stage], register, servicer(spec, impl), host, port, max_workers
         )
 
     return build

@@ -1,4 +1,4 @@
-"""The platform's one vocabulary: categories, stages and their ports, COCO-18 keypoints and LIP labels.
+"""The platform's one vocabulary: categories, stages with their ports and services, COCO-18 keypoints and LIP labels.
 
 Every place that names one of these imports it from here (the protos carry the same values as enums;
 `vton.runtime.messages` maps between the two), so adding a category or moving a port is a one-line change.
@@ -35,6 +35,15 @@ STAGES: tuple[str, ...] = tuple(s.value for s in Stage)
 # all use these (a test checks the chart's list against them).
 GRPC_PORTS: dict[str, int] = {stage: 50051 + i for i, stage in enumerate(STAGES)}
 METRICS_PORTS: dict[str, int] = {stage: 9101 + i for i, stage in enumerate(STAGES)}
+# Each stage's gRPC service, the one `vton/v1/<stage>.proto` declares (a test checks): what its server registers,
+# reports its health under and lists by reflection, and what the orchestrator's retries and health checks name.
+SERVICE_NAMES: dict[str, str] = {
+    Stage.POSE: "vton.v1.PoseService",
+    Stage.DENSEPOSE: "vton.v1.DensePoseService",
+    Stage.PARSING: "vton.v1.ParsingService",
+    Stage.WARP: "vton.v1.WarpService",
+    Stage.DIFFUSION: "vton.v1.DiffusionService",
+}
 API_PORT = 8080  # the orchestrator's HTTP API
 # The steps a job records: the five stages plus the agnostic mask, which the parsing stage computes on its
 # own call once pose and parsing are known.

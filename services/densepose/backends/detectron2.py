@@ -27,19 +27,14 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from services.densepose.backends.torchscript import (
-    MIN_SCORE,
-    check_image,
-    detector_input,
-    precision_context,
-)
-from services.densepose.iuv import ChartOutput, chart_to_image_iuv, largest_box_index
-from services.densepose.types import DensePoseEstimate
+from services.densepose.backends.rcnn import MIN_SCORE, R50FPNBackend, detector_input
+from services.densepose.iuv import ChartOutput
 from vton.runtime.checkpoints import WeightsMismatch, refuse_mismatch
 from vton.runtime.errors import NoPersonFound, WeightsMissing
 
@@ -104,58 +99,28 @@ def build_config(folder: Path, device: str, min_score: float):
     return cfg
 
 
-class DensePoseDetectron2:
+class DensePoseDetectron2(R50FPNBackend):
     """detectron2's DefaultPredictor with the DensePose R50-FPN s1x model; IUV of the largest person."""
 
-    def __init__(
-        self,
-        predictor,
-        device: str | torch.device = "cpu",
-        dtype: torch.dtype = torch.float32,
-        min_score: float = MIN_SCORE,
-    ):
-        self.predictor = predictor
-        self.device = torch.device(device)
-        self.dtype = dtype
-        self.min_score = min_score
-
-    @classmethod
-    def from_pretrained(
-        cls,
-        folder: Path,
-        device: str | torch.device = "cpu",
-        dtype: torch.dtype = torch.float32,
-        min_score: float = MIN_SCORE,
-    ) -> DensePoseDetectron2:
+    def load(self, folder: Path) -> Any:
         _, default_predictor, _ = import_densepose()
-        cfg = build_config(Path(folder), str(device), min_score)
+        cfg = build_config(folder, str(self.device), self.min_score)
         # the predictor would load the weights itself, logging and ignoring what does not fit: load them here
         without_weights = cfg.clone()
         without_weights.defrost()
         without_weights.MODEL.WEIGHTS = ""
         predictor = default_predictor(without_weights)
         load_weights(predictor.model, Path(cfg.MODEL.WEIGHTS))
-        return cls(predictor, device, dtype, min_score)
+        return predictor
 
-    @torch.inference_mode()
-    def estimate(self, image: np.ndarray) -> DensePoseEstimate:
-        """uint8 RGB [H, W, 3] -> IUV float32 [3, H, W] of the largest person."""
-        check_image(image)
+    def detect(self, image: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, ChartOutput]:
         bgr = np.ascontiguousarray(image[:, :, ::-1])  # DefaultPredictor takes BGR, like cv2.imread
-        with precision_context(self.device, self.dtype):
-            instances = self.predictor(bgr)["instances"].to("cpu")
+        instances = self.network(bgr)["instances"].to("cpu")
         if len(instances) == 0 or not instances.has("pred_densepose"):
             raise NoPersonFound("no person found")
-        boxes = instances.pred_boxes.tensor.float()
-        keep = torch.nonzero(instances.scores >= self.min_score).flatten()
-        if keep.numel() == 0:
-            raise NoPersonFound("no person found")
-        best = int(keep[largest_box_index(boxes[keep])])
         dp = instances.pred_densepose
-        chart = ChartOutput(dp.coarse_segm[best], dp.fine_segm[best], dp.u[best], dp.v[best])
-        return DensePoseEstimate(
-            iuv=chart_to_image_iuv(chart, boxes[best], image.shape[:2]), people_detected=int(keep.numel())
-        )
+        charts = ChartOutput(dp.coarse_segm, dp.fine_segm, dp.u, dp.v)
+        return instances.pred_boxes.tensor, instances.scores, charts
 
 
 class DensePoseExportAdapter(nn.Module):

@@ -24,13 +24,12 @@ split part (arms, head). These are the model's own chart coordinates, not SMPL's
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import cv2
 import numpy as np
 
 from services.densepose.types import DensePoseEstimate
-from vton.runtime.blazepose import BlazePose, Landmark, faces_camera
+from vton.runtime.blazepose import Landmark, OnBlazePose, faces_camera
 
 # DensePose part indices
 TORSO_BACK, TORSO_FRONT = 1, 2
@@ -342,15 +341,8 @@ def fit_iuv(landmarks: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return BodyPartModel(landmarks, mask).iuv()
 
 
-class GeometricDensePose:
+class GeometricDensePose(OnBlazePose):
     """DensePose-format IUV from the pose and the person mask: fast, weight-free geometry over BlazePose."""
-
-    def __init__(self, pose: BlazePose):
-        self.pose = pose
-
-    @classmethod
-    def from_pretrained(cls, folder: Path, landmark_model: str = "full") -> GeometricDensePose:
-        return cls(BlazePose.from_pretrained(Path(folder), landmark_model=landmark_model))
 
     def estimate(self, image: np.ndarray) -> DensePoseEstimate:
         """The largest person's IUV; raises NoPersonFound when the photo holds nobody."""

@@ -40,34 +40,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
-from services.densepose.iuv import ChartOutput, chart_to_image_iuv, largest_box_index
-from services.densepose.types import DensePoseEstimate
-from vton.runtime.errors import InvalidInput, NoPersonFound, WeightsMissing
+from services.densepose.backends.rcnn import R50FPNBackend, detector_input
+from services.densepose.iuv import ChartOutput
+from vton.runtime.errors import WeightsMissing
 
 EXPORT_FILE = "densepose_rcnn_R_50_FPN_s1x.ts"
-MIN_SIZE_TEST = 800  # detectron2's INPUT.MIN_SIZE_TEST / MAX_SIZE_TEST defaults, used by the config
-MAX_SIZE_TEST = 1333
-MIN_SCORE = 0.8  # DensePose's apply_net default for showing detections
-
-
-def resized_shape(height: int, width: int, short: int = MIN_SIZE_TEST, longest: int = MAX_SIZE_TEST):
-    """detectron2's ResizeShortestEdge.get_output_shape: (new_h, new_w)."""
-    scale = short / min(height, width)
-    new_h, new_w = (short, scale * width) if height < width else (scale * height, short)
-    if max(new_h, new_w) > longest:
-        factor = longest / max(new_h, new_w)
-        new_h, new_w = new_h * factor, new_w * factor
-    return int(new_h + 0.5), int(new_w + 0.5)
-
-
-def detector_input(image_rgb: np.ndarray) -> tuple[torch.Tensor, tuple[int, int]]:
-    """uint8 RGB photo -> the float32 BGR [3, h, w] tensor DefaultPredictor feeds the model, and (h, w)."""
-    new_h, new_w = resized_shape(*image_rgb.shape[:2])
-    bgr = np.ascontiguousarray(image_rgb[:, :, ::-1])
-    resized = np.asarray(Image.fromarray(bgr).resize((new_w, new_h), Image.BILINEAR))
-    return torch.from_numpy(resized.astype(np.float32).transpose(2, 0, 1)), (new_h, new_w)
 
 
 def boxes_to_photo(boxes: torch.Tensor, input_hw: tuple[int, int], photo_hw: tuple[int, int]) -> torch.Tensor:
@@ -79,59 +57,11 @@ def boxes_to_photo(boxes: torch.Tensor, input_hw: tuple[int, int], photo_hw: tup
     return out
 
 
-def estimate_from_outputs(
-    outputs: tuple[torch.Tensor, ...], input_hw: tuple[int, int], photo_hw: tuple[int, int], min_score: float
-) -> DensePoseEstimate:
-    """The exported module's six outputs -> the IUV of the largest confidently detected person."""
-    boxes, scores, coarse, fine, u, v = (t.float() for t in outputs)
-    boxes = boxes_to_photo(boxes, input_hw, photo_hw)
-    nonempty = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
-    keep = torch.nonzero(nonempty & (scores >= min_score)).flatten()
-    if keep.numel() == 0:
-        raise NoPersonFound("no person found")
-    best = int(keep[largest_box_index(boxes[keep])])
-    chart = ChartOutput(coarse[best], fine[best], u[best], v[best])
-    return DensePoseEstimate(
-        iuv=chart_to_image_iuv(chart, boxes[best], photo_hw), people_detected=int(keep.numel())
-    )
-
-
-def check_image(image: np.ndarray) -> None:
-    if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-        raise InvalidInput("image must be a uint8 RGB array [H, W, 3]")
-
-
-def precision_context(device: torch.device, dtype: torch.dtype):
-    """The export runs in float32; another dtype runs it under autocast (the graph's ops go through it)."""
-    if dtype == torch.float32:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
-
-
-class DensePoseTorchScript:
+class DensePoseTorchScript(R50FPNBackend):
     """DensePose R50-FPN chart estimates from the TorchScript export described in this module's docstring."""
 
-    def __init__(
-        self,
-        module: torch.jit.ScriptModule,
-        device: str | torch.device = "cpu",
-        dtype: torch.dtype = torch.float32,
-        min_score: float = MIN_SCORE,
-    ):
-        self.module = module.eval()
-        self.device = torch.device(device)
-        self.dtype = dtype
-        self.min_score = min_score
-
-    @classmethod
-    def from_pretrained(
-        cls,
-        folder: Path,
-        device: str | torch.device = "cpu",
-        dtype: torch.dtype = torch.float32,
-        min_score: float = MIN_SCORE,
-    ) -> DensePoseTorchScript:
-        path = Path(folder) / EXPORT_FILE
+    def load(self, folder: Path) -> torch.jit.ScriptModule:
+        path = folder / EXPORT_FILE
         if not path.is_file():
             raise WeightsMissing(
                 f"densepose-r50-fpn-torchscript needs {EXPORT_FILE} in {folder}: export it on a machine with "
@@ -155,18 +85,14 @@ class DensePoseTorchScript:
                 "it was exported for"
             ) from exc
         exported_on = next((p.device for p in module.parameters()), None)
-        if exported_on is not None and exported_on.type != torch.device(device).type:
+        device = self.device.type
+        if exported_on is not None and exported_on.type != device:
             raise WeightsMissing(
-                f"{path} was exported for {exported_on.type}, not {torch.device(device).type}: export it again "
-                f"with `--device {torch.device(device).type}`"
+                f"{path} was exported for {exported_on.type}, not {device}: export it again with `--device {device}`"
             )
-        return cls(module, device, dtype, min_score)
+        return module.eval()
 
-    @torch.inference_mode()
-    def estimate(self, image: np.ndarray) -> DensePoseEstimate:
-        """uint8 RGB [H, W, 3] -> IUV float32 [3, H, W] of the largest person."""
-        check_image(image)
+    def detect(self, image: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, ChartOutput]:
         tensor, input_hw = detector_input(image)
-        with precision_context(self.device, self.dtype):
-            outputs = self.module(tensor.to(self.device))
-        return estimate_from_outputs(tuple(outputs), input_hw, image.shape[:2], self.min_score)
+        boxes, scores, coarse, fine, u, v = (t.float() for t in self.network(tensor.to(self.device)))
+        return boxes_to_photo(boxes, input_hw, image.shape[:2]), scores, ChartOutput(coarse, fine, u, v)

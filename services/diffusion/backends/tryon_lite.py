@@ -3,15 +3,18 @@
 Folder (`<models>/tryon-lite/`): `config.json` and `diffusion_pytorch_model.safetensors`, as `vton train tryon-lite`
 writes them (docs/training.md). No base model and no download: the weights are whoever trained them.
 
-The network runs at the size it was trained at (its config's height and width). The person, the masked person
-(rebuilt from the person and the agnostic mask, as the training data builds it), the warped garment and the pose map
-are resized to it; the composition mask and the rendering come back at the person's size and are composed there
-with the full-size warped garment, so the garment keeps the warp's own resolution. Pixels outside the agnostic mask
-are the person's, bit for bit. Deterministic: seed, steps and guidance do not apply.
+The network runs at the size it was trained at (its config's height and width), or at the size a request names, up
+to 1024x768 (the U-Net is convolutional throughout: the same weights run at any multiple of its downsampling). The
+person, the masked person (rebuilt from the person and the agnostic mask, as the training data builds it), the warped
+garment and the pose map are resized to it; the composition mask and the rendering come back at the person's size
+and are composed there with the full-size warped garment, so the garment keeps the warp's own resolution. Pixels
+outside the agnostic mask are the person's, bit for bit. Deterministic: seed, steps and guidance do not apply.
 """
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +24,8 @@ import torch.nn.functional as F
 from services.diffusion.models.tryon_lite import TryOnLite
 from services.diffusion.types import TryOnInputs, person_size
 from vton.runtime.errors import InvalidInput, WeightsMissing
+
+MAX_PIXELS = 1024 * 768  # the platform's largest working size: beyond it a request only costs memory
 
 
 class TryOnLiteBackend:
@@ -58,18 +63,37 @@ class TryOnLiteBackend:
                 f"this tryon-lite generator dresses {category} garments only (the category it was trained on), "
                 f"not {inputs.category!r}"
             )
-        height, width = self.size
-        if (inputs.width or inputs.height) and (inputs.height, inputs.width) != (height, width):
+        self.network(self.working_size(inputs))
+
+    def working_size(self, inputs: TryOnInputs) -> tuple[int, int]:
+        """(height, width): the request's, else the trained size."""
+        if not (inputs.width or inputs.height):
+            return self.size
+        return inputs.height or self.size[0], inputs.width or self.size[1]
+
+    def network(self, size: tuple[int, int]) -> TryOnLite:
+        """The network to run at `size`: the trained one at its own size; at another, the same modules and weights
+        under a config of that size (InvalidInput where the U-Net cannot run there)."""
+        if size == self.size:
+            return self.model
+        if size[0] * size[1] > MAX_PIXELS:
+            raise InvalidInput(f"tryon-lite runs at 1024x768 pixels at most, not {size[1]}x{size[0]}")
+        try:
+            config = dataclasses.replace(self.model.config, height=size[0], width=size[1])
+        except ValueError as exc:
             raise InvalidInput(
-                f"tryon-lite runs at {width}x{height} (width x height, its trained size), "
-                f"not {inputs.width}x{inputs.height}; leave the size at 0"
-            )
+                f"tryon-lite cannot run at {size[1]}x{size[0]} (width x height; trained at "
+                f"{self.size[1]}x{self.size[0]}): {exc}"
+            ) from None
+        sized = copy.copy(self.model)  # shares every submodule and parameter: no second copy of the weights
+        sized.config = config
+        return sized
 
     @torch.inference_mode()
     def try_on(self, inputs: TryOnInputs) -> np.ndarray:
         self.check(inputs)
         h, w = inputs.person.shape[:2]
-        size = self.size
+        size = self.working_size(inputs)
         person = _image(inputs.person)
         repaint = torch.from_numpy(inputs.agnostic_mask >= 128).float()[None, None]
         small_repaint = F.interpolate(repaint, size=size, mode="nearest")
@@ -87,7 +111,8 @@ class TryOnLiteBackend:
             labels = torch.from_numpy(inputs.labels.astype(np.int64))[None, None].float()
             parse = F.interpolate(labels, size=size, mode="nearest")[:, 0].long()
         tensors = [masked, small_repaint, _resize(warped, size), _resize(warped_mask, size), pose]
-        out = self.model(*(t.to(self.device, self.dtype) for t in tensors), parse=_to(parse, self.device))
+        network = self.network(size)
+        out = network(*(t.to(self.device, self.dtype) for t in tensors), parse=_to(parse, self.device))
 
         # Compose at the person's size: the full-size warped garment where the mask takes it.
         mask = F.interpolate(

@@ -22,7 +22,7 @@ machines without the serving stack.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from vton.runtime.checkpoints import NetworkConfig
 from vton.runtime.vocab import CATEGORIES
 
 CONFIG_NAME = "config.json"
@@ -46,7 +47,7 @@ BASE_INPUT_CHANNELS = sum(INPUT_CHANNELS.values())
 
 
 @dataclass(frozen=True)
-class TryOnLiteConfig:
+class TryOnLiteConfig(NetworkConfig):
     """The network's sizes and the resolution it was trained at (height, width)."""
 
     height: int = 256
@@ -77,19 +78,7 @@ class TryOnLiteConfig:
         return BASE_INPUT_CHANNELS + len(self.parse_groups)
 
     def to_dict(self) -> dict:
-        return {"_class_name": "TryOnLite", **asdict(self)}
-
-    @classmethod
-    def from_dict(cls, data: dict) -> TryOnLiteConfig:
-        data = {k: v for k, v in data.items() if not k.startswith("_")}
-        unknown = set(data) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"unknown tryon-lite config field(s): {', '.join(sorted(unknown))}")
-        if "channels" in data:
-            data["channels"] = tuple(data["channels"])
-        if "parse_groups" in data:
-            data["parse_groups"] = tuple(tuple(g) for g in data["parse_groups"])
-        return cls(**data)
+        return {"_class_name": "TryOnLite", **super().to_dict()}
 
 
 @dataclass

@@ -28,7 +28,7 @@ upper clothes), hats (labelled hair).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
+from itertools import takewhile
 
 import cv2
 import numpy as np
@@ -43,7 +43,7 @@ from services.parsing.colour import (
     to_lab,
 )
 from services.parsing.types import ParseEstimate
-from vton.runtime.blazepose import BlazePose, Landmark
+from vton.runtime.blazepose import Landmark, OnBlazePose
 from vton.runtime.errors import NoPersonFound
 from vton.runtime.vocab import Keypoint, Lip
 
@@ -159,12 +159,7 @@ class Skeleton:
 
     def chain(self, *names: str) -> list[np.ndarray]:
         """The longest prefix of the named points that are all present (a limb stops at its first gap)."""
-        out = []
-        for n in names:
-            if not self.ok(n):
-                break
-            out.append(self.xy(n))
-        return out
+        return [self.xy(n) for n in takewhile(self.ok, names)]
 
 
 def _distance_to(shape: tuple[int, int], polyline: list[np.ndarray]) -> np.ndarray:
@@ -711,17 +706,10 @@ def parse_person(
     return _fill_unlabelled(labels, person_full)
 
 
-class GeometricParser:
+class GeometricParser(OnBlazePose):
     """Embedded parsing backend: BlazePose (pose, segmentation, face mesh) plus the region rules above."""
 
     label_set = "lip"
-
-    def __init__(self, pose: BlazePose):
-        self.pose = pose
-
-    @classmethod
-    def from_pretrained(cls, folder: Path, landmark_model: str = "full") -> GeometricParser:
-        return cls(BlazePose.from_pretrained(Path(folder), landmark_model=landmark_model))
 
     def parse(self, image: np.ndarray) -> ParseEstimate:
         """LIP label map of the largest person; raises NoPersonFound when the photo shows nobody."""

@@ -28,7 +28,8 @@ import torch.nn.functional as F
 from services.parsing.models.schp import CE2P, load_config, official_to_module_keys
 from services.parsing.types import ParseEstimate
 from vton.runtime.checkpoints import load_strict
-from vton.runtime.errors import InvalidInput, NoPersonFound, WeightsMissing
+from vton.runtime.errors import NoPersonFound, WeightsMissing
+from vton.runtime.images import require_rgb
 
 
 @dataclass(frozen=True)
@@ -202,14 +203,7 @@ class SCHPBackend:
     @torch.inference_mode()
     def parse(self, image: np.ndarray) -> ParseEstimate:
         """uint8 RGB [H, W, 3] -> labels uint8 [H, W] in this dataset's label set."""
-        if (
-            not isinstance(image, np.ndarray)
-            or image.dtype != np.uint8
-            or image.ndim != 3
-            or image.shape[2] != 3
-        ):
-            raise InvalidInput("image must be a uint8 RGB array [H, W, 3]")
-        height, width = image.shape[:2]
+        height, width = require_rgb(image).shape[:2]
         in_h, in_w = self.spec.input_size
         center, scale = person_center_scale(width, height, in_w / in_h)
         affine = crop_affine(center, scale, self.spec.input_size)

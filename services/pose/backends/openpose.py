@@ -32,7 +32,8 @@ import torch.nn.functional as F
 from services.pose.models.openpose_body import BodyPoseModel, OpenPoseConfig, module_key_from_checkpoint
 from services.pose.types import PoseEstimate
 from vton.runtime.checkpoints import check_keys, load_strict
-from vton.runtime.errors import InvalidInput, NoPersonFound, WeightsMissing
+from vton.runtime.errors import NoPersonFound, WeightsMissing
+from vton.runtime.images import require_rgb
 from vton.runtime.vocab import LIMBS as SKELETON_LIMBS
 from vton.runtime.vocab import NUM_KEYPOINTS, Keypoint
 
@@ -237,14 +238,7 @@ class OpenPoseBackend:
         return cls(model, device, dtype, **kwargs)
 
     def estimate(self, image: np.ndarray) -> PoseEstimate:
-        if (
-            not isinstance(image, np.ndarray)
-            or image.dtype != np.uint8
-            or image.ndim != 3
-            or image.shape[2] != 3
-        ):
-            raise InvalidInput("the image must be uint8 RGB [H, W, 3]")
-        height, width = image.shape[:2]
+        height, width = require_rgb(image).shape[:2]
         factor = min(1.0, self.max_map_side / max(height, width))
         work = image
         if factor < 1.0:

@@ -17,10 +17,12 @@ are that one mapping.
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 from torch import nn
+
+from vton.runtime.checkpoints import NetworkConfig
 
 NUM_STAGES = 6
 # pytorch-openpose's `bodypose_model` (which every user of body_pose_model.pth runs) lists `Mconv7_stage6_L1`
@@ -30,7 +32,7 @@ RELU_ON_LAST_HEATMAPS = (NUM_STAGES, 2)
 
 
 @dataclass(frozen=True)
-class OpenPoseConfig:
+class OpenPoseConfig(NetworkConfig):
     """Channel widths; the defaults are the published network's."""
 
     vgg_channels: tuple[int, int, int, int] = (64, 128, 256, 512)  # conv1_*, conv2_*, conv3_*, conv4_1/4_2
@@ -39,17 +41,6 @@ class OpenPoseConfig:
     stage_channels: int = 128  # the 3x3 (stage 1) and 7x7 (stages 2-6) convolutions
     num_pafs: int = 38
     num_heatmaps: int = 19
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> OpenPoseConfig:
-        data = dict(data)
-        for key in ("vgg_channels", "cpm_channels"):
-            if key in data:
-                data[key] = tuple(data[key])
-        return cls(**data)
 
 
 # Layers as (name, in, out, kernel, padding); a name alone is a 2x2 max pool.

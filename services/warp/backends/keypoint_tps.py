@@ -135,15 +135,10 @@ class KeypointTPSWarp:
         part = _drawn_part(analysis, piece.part)
         if piece.sections is not None:
             return draw_strip(padded, part, piece.sections, (h, w))
-        warped, mask = tps.warp(
-            inputs.garment,
-            part,
-            np.array(piece.source),
-            np.array(piece.target),
-            (h, w),
-            self.grid_step,
-            self.regularization,
+        maps = tps.inverse_maps(
+            np.array(piece.source), np.array(piece.target), (h, w), self.grid_step, self.regularization
         )
+        warped, mask = tps.warp(inputs.garment, part, maps)
         if piece.outline is not None:
             allowed = _polygon_region(piece.outline, (h, w), 0.04 * sw)
         else:

@@ -4,7 +4,8 @@ The release (`warping_{vitonhd,dresscode}.pth`, one file per dataset) is a dict 
 ConvNet_TPS) and `refinement` (the U-Net); both load unchanged with strict=True. The flow follows the official
 inference (src/inference.py of miccunifi/ladi-vton):
 
-1. At the working resolution (512x384 by default, or what the request asks): the garment photo, the masked person
+1. At the working resolution (what the request asks; else the size the module was trained at, which
+   `vton train warp` records in `vton_config.json`; else the release's 512x384): the garment photo, the masked person
    `im_mask` (the person in [-1, 1] with the region to repaint set to 0) and the 18-channel pose map in [0, 1].
 2. All three are resized (bilinear, antialiased) to 256x192; the TPS network regresses 5x5 control points from the
    garment and [im_mask, pose map], and returns a 256x192 sampling grid.
@@ -37,15 +38,17 @@ from PIL import Image
 from services.warp.category import classify_garment
 from services.warp.garment import garment_mask as garment_mask_of
 from services.warp.models import ConvNetTPS, RefinementConfig, RefinementUNet, TPSConfig
+from services.warp.models.tps_regression import predict_grid
 from services.warp.types import CategoryGuess, WarpInputs, WarpOutput
 from vton.runtime.checkpoints import WeightsMismatch, load_strict
 from vton.runtime.errors import InvalidInput, WeightsMissing
+from vton.runtime.images import require_rgb
 from vton.runtime.posemap import pose_heatmaps
 from vton.runtime.vocab import CATEGORIES
 
 DATASETS = ("vitonhd", "dresscode")
-DEFAULT_SIZE = (512, 384)  # (height, width) the checkpoints were trained at
-CONFIG_FILE = "vton_config.json"
+DEFAULT_SIZE = (512, 384)  # (height, width) the released checkpoints were trained at
+CONFIG_FILE = "vton_config.json"  # network sizes and the working size, where they are not the release's
 
 
 def checkpoint_name(dataset: str) -> str:
@@ -62,9 +65,11 @@ class LadiVtonWarpBackend:
         dataset: str = "vitonhd",
         device: str | torch.device = "cpu",
         dtype: torch.dtype = torch.float32,
+        size: tuple[int, int] = DEFAULT_SIZE,
     ):
         if dataset not in DATASETS:
             raise ValueError(f"dataset must be one of {DATASETS}, not {dataset!r}")
+        self.size = size  # (height, width) of requests that name none
         self.device = torch.device(device)
         self.dtype = dtype
         self.dataset = dataset
@@ -84,7 +89,7 @@ class LadiVtonWarpBackend:
             names = " or ".join(checkpoint_name(d) for d in DATASETS)
             raise WeightsMissing(f"{folder} holds neither {names}")
         dataset = present[0]
-        tps_config, refinement_config = read_config(folder)
+        tps_config, refinement_config, size = read_config(folder)
         path = folder / checkpoint_name(dataset)
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
         if not isinstance(checkpoint, dict) or not {"tps", "refinement"} <= set(checkpoint):
@@ -98,7 +103,7 @@ class LadiVtonWarpBackend:
         load_strict(
             refinement, checkpoint["refinement"], path, "the refinement U-Net (its `refinement` entry)"
         )
-        return cls(tps, refinement, dataset, device, dtype)
+        return cls(tps, refinement, dataset, device, dtype, size)
 
     def classify(self, garment: np.ndarray) -> CategoryGuess:
         return classify_garment(garment)  # LaDI-VTON has no classifier: the embedded one, from the silhouette
@@ -141,21 +146,8 @@ class LadiVtonWarpBackend:
         self, cloth: torch.Tensor, im_mask: torch.Tensor, pose_map: torch.Tensor
     ) -> torch.Tensor:
         """[B, H, W, 2] grid_sample grid at the inputs' resolution, predicted by the TPS network at its own size."""
-        height, width = cloth.shape[-2:]
-        low = (self.tps.height, self.tps.width)
-        low_cloth = F.interpolate(cloth, size=low, mode="bilinear", antialias=True, align_corners=False)
-        low_body = F.interpolate(
-            torch.cat([im_mask, pose_map], 1), size=low, mode="bilinear", antialias=True, align_corners=False
-        )
-        low_grid, _ = self.tps(low_cloth.float(), low_body.float())
-        grid = F.interpolate(
-            low_grid.permute(0, 3, 1, 2),
-            size=(height, width),
-            mode="bilinear",
-            antialias=True,
-            align_corners=False,
-        )
-        return grid.permute(0, 2, 3, 1)
+        grid, _ = predict_grid(self.tps, cloth, torch.cat([im_mask, pose_map], 1))
+        return grid
 
     def refine(self, im_mask: torch.Tensor, pose_map: torch.Tensor, warped: torch.Tensor) -> torch.Tensor:
         """The refinement U-Net on [im_mask, pose map, TPS-warped garment], clamped to [-1, 1] (float32)."""
@@ -163,23 +155,24 @@ class LadiVtonWarpBackend:
         return self.refinement(x).float().clamp(-1, 1)
 
     def _working_size(self, inputs: WarpInputs) -> tuple[int, int]:
-        height = inputs.height or DEFAULT_SIZE[0]
-        width = inputs.width or DEFAULT_SIZE[1]
-        if height % 16 or width % 16 or min(height, width) < 64:
-            raise InvalidInput(
-                f"working resolution {height}x{width} is not usable: each side must be a multiple of 16 and at "
-                "least 64 (the checkpoints' own are 512x384 and 1024x768)"
-            )
-        return height, width
+        if not (inputs.height or inputs.width):
+            return self.size
+        return _usable_size(inputs.height or self.size[0], inputs.width or self.size[1], "working resolution")
+
+
+def _usable_size(height: int, width: int, what: str) -> tuple[int, int]:
+    if height % 16 or width % 16 or min(height, width) < 16:  # the refinement U-Net halves it four times
+        raise InvalidInput(
+            f"{what} {height}x{width} is not usable: each side must be a positive multiple of 16 "
+            "(the released checkpoints' own are 512x384 and 1024x768)"
+        )
+    return height, width
 
 
 def _check_inputs(inputs: WarpInputs) -> tuple[int, int]:
     """(person height, width) after checking that the arrays fit together."""
-    for name in ("garment", "person"):
-        arr = getattr(inputs, name)
-        if not isinstance(arr, np.ndarray) or arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[2] != 3:
-            raise InvalidInput(f"{name} must be a uint8 RGB image [H, W, 3]")
-    h, w = inputs.person.shape[:2]
+    require_rgb(inputs.garment, "garment")
+    h, w = require_rgb(inputs.person, "person").shape[:2]
     if inputs.agnostic_mask.shape != (h, w):
         raise InvalidInput(f"agnostic_mask is {inputs.agnostic_mask.shape}, the person is {(h, w)}")
     if inputs.category not in CATEGORIES:
@@ -247,10 +240,17 @@ def _to_uint8_image(tensor: torch.Tensor) -> np.ndarray:
     return np.clip(array, 0, 255).astype(np.uint8)
 
 
-def read_config(folder: Path) -> tuple[TPSConfig, RefinementConfig]:
-    """The network sizes: `vton_config.json` in `folder` when present (tiny test networks), else the published."""
+def read_config(folder: Path) -> tuple[TPSConfig, RefinementConfig, tuple[int, int]]:
+    """(TPS sizes, refinement sizes, working size (height, width)) from `vton_config.json` in `folder` where it
+    holds them (a module `vton train warp` wrote, tiny test networks), else the release's."""
     path = Path(folder) / CONFIG_FILE
-    if not path.is_file():
-        return TPSConfig(), RefinementConfig()
-    data = json.loads(path.read_text())
-    return TPSConfig.from_dict(data.get("tps", {})), RefinementConfig.from_dict(data.get("refinement", {}))
+    data = json.loads(path.read_text()) if path.is_file() else {}
+    size = data.get("working_size", DEFAULT_SIZE)
+    try:
+        if not (isinstance(size, list | tuple) and len(size) == 2 and all(isinstance(s, int) for s in size)):
+            raise InvalidInput(f"working_size must be [height, width] in pixels, not {size!r}")
+        _usable_size(size[0], size[1], "working_size")
+    except InvalidInput as exc:
+        raise WeightsMissing(f"{path}: {exc}") from None
+    tps = TPSConfig.from_dict(data.get("tps", {}))
+    return tps, RefinementConfig.from_dict(data.get("refinement", {})), (size[0], size[1])

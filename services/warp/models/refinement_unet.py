@@ -10,25 +10,20 @@ state dict of the release.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vton.runtime.checkpoints import NetworkConfig
+
 
 @dataclass(frozen=True)
-class RefinementConfig:
+class RefinementConfig(NetworkConfig):
     in_channels: int = 24
     out_channels: int = 3
     base_channels: int = 64  # the widths are base * (1, 2, 4, 8, 8)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> RefinementConfig:
-        return cls(**data)
 
 
 class DoubleConv(nn.Module):

@@ -14,7 +14,7 @@ reference computes them (`tps_regularisers`), inference leaves them out.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
@@ -22,10 +22,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from services.warp.models.tps_grid import TPSGridGen, regular_control_points
+from vton.runtime.checkpoints import NetworkConfig
 
 
 @dataclass(frozen=True)
-class TPSConfig:
+class TPSConfig(NetworkConfig):
     """Sizes of the network; the defaults are the published ones (`ConvNet_TPS(256, 192, 21, 3)`)."""
 
     height: int = 256
@@ -38,16 +39,6 @@ class TPSConfig:
     regression_channels: tuple[int, ...] = (512, 256, 128, 64)
     grid_size: int = 5
     grid_range: float = 0.9
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> TPSConfig:
-        data = dict(data)
-        if "regression_channels" in data:
-            data["regression_channels"] = tuple(data["regression_channels"])
-        return cls(**data)
 
 
 class FeatureExtraction(nn.Module):

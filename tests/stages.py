@@ -1,0 +1,123 @@
+"""The stage services started inside a test on free ports, their stubs, and a try-on passed from stage to stage.
+
+`serve` / `serving` start a stage's own server (its `build_server`, as `python -m services.STAGE` does) with a
+chosen backend, `stub` is its client; `TryOnChain` builds each request from the answers before it, with the
+fields the orchestrator's pipeline fills, so the tests call the stages as the platform does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+
+from vton.runtime.server import MAX_MESSAGE_BYTES
+from vton.runtime.vocab import SERVICE_NAMES
+from vton.v1 import common_pb2, diffusion_pb2, parsing_pb2, pose_pb2, warp_pb2
+
+
+def channel(port: int) -> grpc.Channel:
+    """A channel to a stage server of this process that carries messages as large as the stages take."""
+    return grpc.insecure_channel(
+        f"127.0.0.1:{port}",
+        options=[
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+        ],
+    )
+
+
+def stub(stage: str, chan: grpc.Channel) -> Any:
+    """STAGE's generated client on CHAN: `<Service>Stub` of `vton.v1.<stage>_pb2_grpc`, e.g. PoseServiceStub."""
+    service = SERVICE_NAMES[stage].rsplit(".", 1)[1]
+    return getattr(importlib.import_module(f"vton.v1.{stage}_pb2_grpc"), f"{service}Stub")(chan)
+
+
+def serve(stage: str, backend: str = "auto", models: Path | None = None) -> tuple[grpc.Server, grpc.Channel]:
+    """STAGE's server on a free port with BACKEND, its weights read from the models directory MODELS when given
+    (the backend loads them at start), and a channel to it. The caller stops the server and closes the channel."""
+    with pytest.MonkeyPatch.context() as env:
+        if models is not None:
+            env.setenv("VTON_MODELS_DIR", str(models))
+        server, port, _ = importlib.import_module(f"services.{stage}.service").build_server(
+            backend=backend, port=0
+        )
+    return server, channel(port)
+
+
+@contextlib.contextmanager
+def serving(backends: Mapping[str, str], models: Path | None = None) -> Iterator[dict[str, grpc.Channel]]:
+    """Each stage of BACKENDS served with its backend (see `serve`) while the block runs: the channels by stage."""
+    started: dict[str, tuple[grpc.Server, grpc.Channel]] = {}
+    try:
+        for stage, backend in backends.items():
+            started[stage] = serve(stage, backend, models)
+        yield {stage: chan for stage, (_, chan) in started.items()}
+    finally:
+        for server, chan in started.values():
+            chan.close()
+            server.stop(0)
+
+
+@dataclass
+class TryOnChain:
+    """One try-on on its way through the stages: the inputs, and each stage's answer once it is known."""
+
+    person: common_pb2.Image
+    garment: common_pb2.Image
+    options: common_pb2.TryOnOptions
+    pose: Any = None  # pose_pb2.EstimatePoseResponse
+    parse: Any = None  # parsing_pb2.ParseResponse
+    agnostic: Any = None  # parsing_pb2.CreateAgnosticMaskResponse
+    warped: Any = None  # warp_pb2.WarpGarmentResponse
+
+    def analyse(self, channels: Mapping[str, grpc.Channel], timeout: float) -> TryOnChain:
+        """Pose and parsing of the person, then its agnostic mask: what the orchestrator has before the warp."""
+        parsing = stub("parsing", channels["parsing"])
+        self.pose = stub("pose", channels["pose"]).EstimatePose(self.pose_request(), timeout=timeout)
+        self.parse = parsing.Parse(self.parse_request(), timeout=timeout)
+        self.agnostic = parsing.CreateAgnosticMask(self.agnostic_mask_request(), timeout=timeout)
+        return self
+
+    def pose_request(self) -> pose_pb2.EstimatePoseRequest:
+        return pose_pb2.EstimatePoseRequest(image=self.person)
+
+    def parse_request(self) -> parsing_pb2.ParseRequest:
+        return parsing_pb2.ParseRequest(image=self.person, label_set="lip")
+
+    def agnostic_mask_request(self) -> parsing_pb2.CreateAgnosticMaskRequest:
+        return parsing_pb2.CreateAgnosticMaskRequest(
+            image=self.person,
+            label_map=self.parse.label_map,
+            keypoints=self.pose.keypoints,
+            options=self.options,
+        )
+
+    def warp_request(self) -> warp_pb2.WarpGarmentRequest:
+        return warp_pb2.WarpGarmentRequest(**self._analysed())
+
+    def try_on_request(self) -> diffusion_pb2.TryOnRequest:
+        return diffusion_pb2.TryOnRequest(
+            **self._analysed(),
+            warped_garment=self.warped.warped_garment,
+            warped_mask=self.warped.warped_mask,
+        )
+
+    def _analysed(self) -> dict[str, Any]:
+        """What the warp and the try-on requests both carry: the inputs and the analysis of the person."""
+        return dict(
+            garment=self.garment,
+            person=self.person,
+            masked_person=self.agnostic.masked_person,
+            agnostic_mask=self.agnostic.mask,
+            keypoints=self.pose.keypoints,
+            pose_map=self.pose.pose_map,
+            label_map=self.parse.label_map,
+            options=self.options,
+        )
