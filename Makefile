@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install proto weights demo test lint clean
+.PHONY: install proto weights demo test test-reliability lint clean
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -28,6 +28,12 @@ test: install weights
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
+
+# Faults injected into a running platform (kill -9, 20-60 s outages, SIGTERM under load), 100 concurrent jobs,
+# and the long tier of hostile input (heavy bombs, every gRPC image field, schemathesis): 12 minutes on 2 quiet
+# cores, 30 on busy ones. Figures in out/reliability/ and the test output (docs/reliability.md).
+test-reliability: install weights
+	$(BIN)/python -m pytest -q -s -m reliability tests/reliability
 
 lint: install
 	$(BIN)/ruff check .

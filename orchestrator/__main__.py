@@ -2,13 +2,43 @@
 
 from __future__ import annotations
 
+import logging
 import sys
+import threading
+from types import FrameType
 
 import uvicorn
 
 from orchestrator.app import create_app
+from orchestrator.deps import AppContext
 from orchestrator.settings import SettingsError, load_settings
-from vton.runtime.logs import configure
+from vton.runtime.logs import configure, log_event
+
+log = logging.getLogger("vton.orchestrator")
+
+
+class DrainingServer(uvicorn.Server):
+    """uvicorn that stops taking work before it stops answering.
+
+    The first SIGTERM (or Ctrl-C) begins the shutdown of the app at once: /readyz and new POSTs answer 503,
+    clients waiting on a job get 503 with its id, running jobs go back to the queue. The server keeps
+    answering for `drain_s` seconds (load balancers and Kubernetes endpoints move away meanwhile), then closes
+    as uvicorn does. A second signal closes it at once.
+    """
+
+    def __init__(self, config: uvicorn.Config, ctx: AppContext, drain_s: float) -> None:
+        super().__init__(config)
+        self.ctx, self.drain_s = ctx, drain_s
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self.ctx.shutting_down.is_set():
+            super().handle_exit(sig, frame)
+            return
+        log_event(log, "shutting down: no new work; running jobs go back to the queue", drain_s=self.drain_s)
+        self.ctx.begin_shutdown()
+        timer = threading.Timer(self.drain_s, super().handle_exit, (sig, frame))
+        timer.daemon = True
+        timer.start()
 
 
 def main() -> int:
@@ -20,9 +50,9 @@ def main() -> int:
         print(f"orchestrator: {exc}", file=sys.stderr)
         return 2
     # log_config=None: uvicorn keeps the JSON log handler configured above instead of installing its own.
-    # timeout_graceful_shutdown: a client waiting on ?wait=true must not hold a SIGTERM up; its job is in the
-    # database and is handed back to the queue by the shutdown of the workers.
-    uvicorn.run(
+    # timeout_graceful_shutdown: connections still open once the drain is over (a client that kept its
+    # keep-alive connection) do not hold the exit up; waiting clients were answered when the drain began.
+    config = uvicorn.Config(
         app,
         host=settings.http_host,
         port=settings.http_port,
@@ -30,6 +60,7 @@ def main() -> int:
         access_log=False,
         timeout_graceful_shutdown=10,
     )
+    DrainingServer(config, app.state.ctx, settings.shutdown_drain_s).run()
     return 0
 
 

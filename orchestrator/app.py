@@ -11,6 +11,7 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import Callable
 from contextlib import asynccontextmanager, suppress
 
 import swagger_ui_bundle
@@ -25,6 +26,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from orchestrator.auth import Authenticator
 from orchestrator.batch_steps import BatchSteps
 from orchestrator.batches import BatchStore
+from orchestrator.breaker import STORAGE, DependencyBreaker
 from orchestrator.catalog_poller import CatalogPoller
 from orchestrator.deps import AppContext, error_response
 from orchestrator.errors import ApiError
@@ -41,6 +43,7 @@ from orchestrator.tenants import TenantStore
 from orchestrator.webhooks import DeliveryStore, webhook_dispatcher
 from orchestrator.worker import JobRunner
 from vton.runtime.logs import log_event, request_id_var
+from vton.runtime.vocab import STAGES
 
 log = logging.getLogger("vton.orchestrator")
 
@@ -180,6 +183,21 @@ def _install_error_handlers(app: FastAPI) -> None:
         return error_response(500, "internal error", type(exc).__name__)
 
 
+def _dependency_checks(clients: StageClients, storage_check: Callable[[], None], timeout_s: float) -> dict:
+    """The breaker's health check of each stage (grpc.health.v1) and of the storage, by dependency name."""
+
+    def stage_check(stage: str) -> Callable[[], None]:
+        def check() -> None:
+            health = clients.check_stage(stage, timeout_s)
+            if not health.ok:
+                detail = f"{health.status}: {health.detail}" if health.detail else health.status
+                raise RuntimeError(f"the {stage} stage ({health.address}) is unavailable: {detail}")
+
+        return check
+
+    return {**{stage: stage_check(stage) for stage in STAGES}, STORAGE: storage_check}
+
+
 def build_context(settings: Settings) -> AppContext:
     metrics = OrchestratorMetrics()
     store = JobStore(settings.resolved_database_url)
@@ -189,6 +207,13 @@ def build_context(settings: Settings) -> AppContext:
     # a batch's shared step is claimed for as long as its stage calls may take
     shared = BatchSteps(batch_store, storage, lease_s=settings.stage_timeout_s + 60)
     pipeline = TryOnPipeline(clients, storage, shared=shared, max_working_pixels=settings.max_working_pixels)
+    breaker = DependencyBreaker(
+        # the storage is up when the bucket answers (created here when S3 came up after the orchestrator)
+        _dependency_checks(clients, storage.ensure_bucket, settings.readiness_timeout_s),
+        interval_s=settings.health_interval_s,
+        timeout_s=settings.readiness_timeout_s,
+        on_change=lambda dependency, up: metrics.dependency_up.labels(dependency).set(int(up)),
+    )
     runner = JobRunner(
         store,
         pipeline,
@@ -196,6 +221,8 @@ def build_context(settings: Settings) -> AppContext:
         workers=settings.workers,
         lease_s=settings.job_lease_s,
         max_attempts=settings.job_max_attempts,
+        breaker=breaker,
+        deadline_s=settings.job_deadline_s,
     )
     metrics.watch_store(store.counts_by_status)
     tenants = TenantStore(store.engine)
@@ -258,8 +285,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
-            await run_in_threadpool(ctx.catalog.stop)
-            await run_in_threadpool(ctx.runner.stop)
+            # SIGTERM began this already (orchestrator.__main__); a shutdown without it (tests) begins it here
+            await run_in_threadpool(ctx.begin_shutdown().join)
             await run_in_threadpool(ctx.webhooks.stop)
             ctx.clients.close()
             ctx.store.close()

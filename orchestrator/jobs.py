@@ -398,16 +398,7 @@ class JobStore:
             changed = session.execute(
                 update(JobRow)
                 .where(JobRow.id == job_id, JobRow.claim_token == token, JobRow.status == RUNNING)
-                .values(
-                    status=status,
-                    result_key=result_key,
-                    error=error,
-                    error_code=error_code,
-                    error_stage=error_stage,
-                    finished_at=now,
-                    updated_at=now,
-                    claim_token=None,
-                )
+                .values(**_final_values(status, now, result_key, error, error_code, error_stage))
                 .execution_options(synchronize_session=False)
             ).rowcount
             if changed and status == FAILED:
@@ -434,6 +425,32 @@ class JobStore:
             if changed:
                 _reset_stages(session, job_id)
         return changed == 1
+
+    def fail_queued_before(
+        self, created_before: float, error: str, error_code: str, error_stage: str | None
+    ) -> list[str]:
+        """Fail the queued jobs accepted before `created_before` (their deadline passed while they waited for
+        a dependency), naming what they waited for. Returns their ids."""
+        now = time.time()
+        with self._sessions() as session:
+            ids = session.scalars(
+                select(JobRow.id).where(JobRow.status == QUEUED, JobRow.created_at < created_before)
+            ).all()
+        failed = []
+        for job_id in ids:
+            with self._sessions.begin() as session:
+                changed = session.execute(
+                    update(JobRow)
+                    .where(JobRow.id == job_id, JobRow.status == QUEUED)  # unless a worker took it meanwhile
+                    .values(**_final_values(FAILED, now, None, error, error_code, error_stage))
+                    .execution_options(synchronize_session=False)
+                ).rowcount
+                if changed:
+                    _skip_unreached_stages(session, job_id)
+                    _queue_callback(session, job_id)
+            if changed:
+                failed.append(job_id)
+        return failed
 
     def requeue_orphans(
         self,
@@ -569,6 +586,27 @@ def record_idempotency(
         )
     )
     session.flush()  # the key's uniqueness is checked before anything else is written
+
+
+def _final_values(
+    status: str,
+    now: float,
+    result_key: str | None,
+    error: str | None,
+    error_code: str | None,
+    error_stage: str | None,
+) -> dict:
+    """The columns a finished job gets (its claim released)."""
+    return {
+        "status": status,
+        "result_key": result_key,
+        "error": error,
+        "error_code": error_code,
+        "error_stage": error_stage,
+        "finished_at": now,
+        "updated_at": now,
+        "claim_token": None,
+    }
 
 
 def _queue_callback(session: Session, job_id: str) -> None:

@@ -64,6 +64,19 @@ class OrchestratorMetrics:
         )
         self.jobs_in_flight = Gauge("vton_jobs_in_flight", "Jobs this process is running now", registry=r)
         self.jobs_accepted = Counter("vton_jobs_accepted", "Jobs accepted by POST /v1/tryon", registry=r)
+        self.dependency_up = Gauge(
+            "vton_dependency_up",
+            "Whether a stage or the storage passes the workers' health checks (1) or not (0): no job is "
+            "claimed while one is 0",
+            ["dependency"],
+            registry=r,
+        )
+        self.job_retries = Counter(
+            "vton_job_retries",
+            "Runs of a job started again because a stage or the storage was down",
+            ["dependency"],
+            registry=r,
+        )
 
     def watch_store(self, counts: Callable[[], dict[str, int]]) -> None:
         self.registry.register(_JobsByStatus(counts))

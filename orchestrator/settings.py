@@ -107,7 +107,26 @@ class Settings(_StageAddresses):  # type: ignore[misc, valid-type]
     job_max_attempts: int = Field(
         3, ge=1, description="A job that stopped its worker this many times fails instead of looping"
     )
-    readiness_timeout_s: float = Field(2.0, gt=0, description="Bound of each check behind /readyz")
+    readiness_timeout_s: float = Field(
+        2.0, gt=0, description="Bound of each check behind /readyz and of the workers' health checks"
+    )
+    job_deadline_s: float = Field(
+        900.0,
+        gt=0,
+        description="A job that waits this long after it was accepted for a stage or the storage that is down "
+        "fails naming it; until then it waits in the queue and retries",
+    )
+    health_interval_s: float = Field(
+        1.0,
+        gt=0,
+        description="How often the workers check the stages and the storage; no job is claimed while one is down",
+    )
+    shutdown_drain_s: float = Field(
+        5.0,
+        ge=0,
+        description="After SIGTERM the API answers 503 (readyz and new jobs) this long before it closes, so load "
+        "balancers stop sending to it; running jobs go back to the queue at once",
+    )
     key_pepper: SecretStr | None = Field(
         None,
         min_length=16,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import grpc
@@ -52,6 +53,11 @@ _ERROR_CODES = {
 }
 
 
+# What a stage that is down or going away answers (refused connection, a server stopping mid-call): the same
+# call succeeds once it is back. A deadline or an error of the stage's own is not retried.
+_OUTAGE_CODES = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED)
+
+
 class StageError(Exception):
     """A stage call failed. `step` is the pipeline step (agnostic_mask is a call to the parsing service)."""
 
@@ -60,6 +66,11 @@ class StageError(Exception):
         self.error_code = _ERROR_CODES.get(code, "stage_error")
         self.message = message
         super().__init__(message)
+
+    @property
+    def transient(self) -> bool:
+        """Whether the stage was unreachable rather than refusing this request."""
+        return self.code in _OUTAGE_CODES
 
     @classmethod
     def from_rpc(
@@ -103,6 +114,10 @@ class StageClients:
             ("grpc.service_config", _SERVICE_CONFIG),
             # requests up to a few MB may be replayed on a retry
             ("grpc.per_rpc_retry_buffer_size", 32 * 1024 * 1024),
+            # A stage back after an outage is dialled again within 2 s (gRPC's default backoff grows to
+            # 2 minutes, which would keep the breaker open that long after a 20 s outage).
+            ("grpc.initial_reconnect_backoff_ms", 500),
+            ("grpc.max_reconnect_backoff_ms", 2000),
         ]
         self.channels = {
             stage: grpc.insecure_channel(addr, options=options) for stage, addr in self.addresses.items()
@@ -118,34 +133,30 @@ class StageClients:
         metadata = ((REQUEST_ID_METADATA, request_id),) if request_id else None
         return rpc.future(request, timeout=self.timeout_s, metadata=metadata)
 
-    def check(self, timeouts_s: float = 2.0) -> dict[str, StageHealth]:
-        """grpc.health.v1 Check of every stage at once (each bounded by `timeouts_s`)."""
-        pending = {}
-        for stage, channel in self.channels.items():
-            stub = health_pb2_grpc.HealthStub(channel)
-            request = health_pb2.HealthCheckRequest(service=SERVICE_NAMES[stage])
-            pending[stage] = (stub, stub.Check.future(request, timeout=timeouts_s))
-        results = {}
-        for stage, (stub, future) in pending.items():
-            address = self.addresses[stage]
+    def check_stage(self, stage: str, timeout_s: float = 2.0) -> StageHealth:
+        """grpc.health.v1 Check of one stage's service (or, when the server registered only the overall
+        status "", of that), bounded by `timeout_s`."""
+        stub = health_pb2_grpc.HealthStub(self.channels[stage])
+        address = self.addresses[stage]
+        try:
             try:
-                response = future.result()
+                response = stub.Check(
+                    health_pb2.HealthCheckRequest(service=SERVICE_NAMES[stage]), timeout=timeout_s
+                )
             except grpc.RpcError as exc:
-                if exc.code() == grpc.StatusCode.NOT_FOUND:
-                    # a server that registered only the overall status ("") still says whether it serves
-                    try:
-                        response = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=timeouts_s)
-                    except grpc.RpcError as inner:
-                        results[stage] = StageHealth(
-                            stage, address, False, inner.code().name, inner.details()
-                        )
-                        continue
-                else:
-                    results[stage] = StageHealth(stage, address, False, exc.code().name, exc.details() or "")
-                    continue
-            status = health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
-            results[stage] = StageHealth(stage, address, status == "SERVING", status)
-        return results
+                if exc.code() != grpc.StatusCode.NOT_FOUND:
+                    raise
+                response = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=timeout_s)
+        except grpc.RpcError as exc:
+            return StageHealth(stage, address, False, exc.code().name, exc.details() or "")
+        status = health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
+        return StageHealth(stage, address, status == "SERVING", status)
+
+    def check(self, timeouts_s: float = 2.0) -> dict[str, StageHealth]:
+        """check_stage of every stage at once."""
+        with ThreadPoolExecutor(max_workers=len(self.channels)) as pool:
+            futures = {stage: pool.submit(self.check_stage, stage, timeouts_s) for stage in self.channels}
+            return {stage: future.result() for stage, future in futures.items()}
 
     def close(self) -> None:
         for channel in self.channels.values():

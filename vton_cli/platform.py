@@ -1,16 +1,18 @@
 """`vton up`: the whole platform on one machine, each service its own process on its own port.
 
 Starts a real S3 server (SeaweedFS), the five stage services and the orchestrator, waits until every one is
-healthy, and stops them all on Ctrl-C or SIGTERM. Each process logs to DATA_DIR/logs/NAME.log.
+healthy, keeps them running (vton_cli.supervisor restarts one that exits, with backoff), and stops them in order
+on Ctrl-C or SIGTERM: the API first, then the stages, S3 last. Each process logs to DATA_DIR/logs/NAME.log
+(SeaweedFS to DATA_DIR/s3/weed.log).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import secrets
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -25,6 +27,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from vton.runtime.vocab import API_PORT, GRPC_PORTS, METRICS_PORTS, STAGES
 from vton_cli.credentials import first_api_key, platform_secrets, remember_platform
 from vton_cli.s3server import DEFAULT_S3_PORT, SeaweedS3
+from vton_cli.supervisor import Process, RestartPolicy, Supervisor
+
+S3, ORCHESTRATOR = "s3", "orchestrator"  # the supervised processes besides the stages
 
 
 def default_data_dir() -> Path:
@@ -50,6 +55,11 @@ class PlatformConfig:
         return self.metrics_base_port + METRICS_PORTS[stage] - min(METRICS_PORTS.values())
 
     @property
+    def supervisor_metrics_port(self) -> int:
+        """The port after the stages' metrics block: the supervisor's restart counts."""
+        return self.metrics_base_port + len(STAGES)
+
+    @property
     def api_url(self) -> str:
         return f"http://{self.host}:{self.http_port}"
 
@@ -70,13 +80,15 @@ def s3_credentials(data_dir: Path) -> tuple[str, str]:
 
 
 class Platform:
-    def __init__(self, config: PlatformConfig, log=print) -> None:
+    """The processes of one machine's platform under a Supervisor: started in order (S3, the stages, the API),
+    restarted when one exits on its own, stopped in the reverse order."""
+
+    def __init__(self, config: PlatformConfig, log=print, policy: RestartPolicy | None = None) -> None:
         self.config = config
         self.log = log
-        self.s3: SeaweedS3 | None = None
-        self.processes: dict[str, subprocess.Popen] = {}
-        self._launches: dict[str, tuple[list[str], dict[str, str]]] = {}  # name -> (command, environment)
         self.logs_dir = config.data_dir / "logs"
+        self.supervisor = Supervisor(policy, log=log)
+        self.s3: SeaweedS3 | None = None
         self.api_key: str | None = None  # the first API key, once the orchestrator is ready
 
     def __enter__(self) -> Platform:
@@ -96,7 +108,7 @@ class Platform:
         self.logs_dir.mkdir(parents=True, exist_ok=True)
         access_key, secret_key = s3_credentials(cfg.data_dir)
         self.s3 = SeaweedS3(cfg.data_dir / "s3", cfg.s3_port, access_key, secret_key)
-        self.s3.start()
+        self.supervisor.start(S3, self.s3)
         self.log(f"  s3            {self.s3.endpoint}  (SeaweedFS, data in {cfg.data_dir / 's3'})")
         for stage in STAGES:
             env = {
@@ -118,41 +130,39 @@ class Platform:
             "AWS_ACCESS_KEY_ID": access_key,
             "AWS_SECRET_ACCESS_KEY": secret_key,
             "VTON_WORKERS": str(cfg.workers),
+            # no load balancer to leave: a second is enough for waiting clients to get their answer
+            "VTON_SHUTDOWN_DRAIN_S": "1",
             **{f"VTON_{s.upper()}_ADDR": f"{cfg.host}:{cfg.grpc_port(s)}" for s in STAGES},
             **platform_secrets(cfg.data_dir),
         }
-        self._spawn("orchestrator", [sys.executable, "-m", "orchestrator"], env)
-        self._wait_http("orchestrator", f"{cfg.api_url}/readyz", deadline)
+        self._spawn(ORCHESTRATOR, [sys.executable, "-m", "orchestrator"], env)
+        self._wait_http(ORCHESTRATOR, f"{cfg.api_url}/readyz", deadline)
         self.log(f"  api           {cfg.api_url}  (docs {cfg.api_url}/docs, metrics {cfg.api_url}/metrics)")
         self.api_key = first_api_key(cfg.api_url, cfg.data_dir)
+        self.supervisor.metrics.serve(cfg.supervisor_metrics_port, cfg.host)
+        self.log(f"  supervisor    restarts at http://{cfg.host}:{cfg.supervisor_metrics_port}/metrics")
+        self.supervisor.watch()
 
     def restart(self, name: str, timeout: float = 120) -> None:
         """Stop one process (SIGTERM, as an operator's restart does) and start it again as it was started,
-        waiting until it serves again."""
-        proc = self.processes[name]
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout)
-        self._spawn(name, *self._launches[name])
+        waiting until it serves again. A restart on purpose: the supervisor does not count it as a crash."""
+        self.supervisor.restart(name, timeout)
         deadline = time.monotonic() + timeout
-        if name == "orchestrator":
+        if name == ORCHESTRATOR:
             self._wait_http(name, f"{self.config.api_url}/readyz", deadline)
-        else:
+        elif name in STAGES:
             self._wait_grpc(name, f"{self.config.host}:{self.config.grpc_port(name)}", deadline)
 
     def _spawn(self, name: str, cmd: list[str], env: dict[str, str]) -> None:
-        self._launches[name] = (cmd, env)
-        logfile = (self.logs_dir / f"{name}.log").open("ab")
-        self.processes[name] = subprocess.Popen(
-            cmd, env={**os.environ, **env}, stdout=logfile, stderr=subprocess.STDOUT, start_new_session=True
-        )
+        self.supervisor.start(name, Process(cmd, env, self.logs_dir / f"{name}.log"))
 
     def _check_alive(self, name: str) -> None:
-        proc = self.processes[name]
-        if proc.poll() is not None:
-            raise RuntimeError(f"{name} exited with code {proc.returncode}:\n{self.log_tail(name)}")
+        code = self.supervisor.exit_code(name)
+        if code is not None:
+            raise RuntimeError(f"{name} exited with code {code}:\n{self.log_tail(name)}")
 
     def log_tail(self, name: str, lines: int = 15) -> str:
-        path = self.logs_dir / f"{name}.log"
+        path = self.s3.log_path if name == S3 and self.s3 else self.logs_dir / f"{name}.log"
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
 
     def _wait_grpc(self, name: str, address: str, deadline: float) -> None:
@@ -189,28 +199,19 @@ class Platform:
 
     # -- running and stopping ---------------------------------------------------------------------------------
     def wait(self, stop: threading.Event) -> str | None:
-        """Block until `stop` is set or a process dies; the name of a process that died, else None."""
+        """Block until `stop` is set or the supervisor gave up on a process; the name of that process, else
+        None."""
         while not stop.wait(0.5):
-            for name, proc in self.processes.items():
-                if proc.poll() is not None:
-                    return name
+            if self.supervisor.gave_up.is_set():
+                return self.supervisor.failure
         return None
 
-    def stop(self, grace: float = 15) -> None:
-        # The orchestrator first, so no new stage call starts; then the stages; S3 last.
-        for name in ["orchestrator", *reversed(STAGES)]:
-            proc = self.processes.get(name)
-            if proc and proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        end = time.monotonic() + grace
-        for proc in self.processes.values():
-            try:
-                proc.wait(max(0.1, end - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        if self.s3:
-            self.s3.stop()
+    def stop(self, grace: float = 20) -> None:
+        """The API first (it stops taking work and hands its running jobs back to the queue), then the stages
+        it was calling, S3 last: each group is gone before the next is asked to stop."""
+        for group in ([ORCHESTRATOR], list(reversed(STAGES)), [S3]):
+            self.supervisor.stop(group, grace)
+        self.supervisor.metrics.close()
 
 
 def run_up(config: PlatformConfig) -> int:
@@ -218,20 +219,26 @@ def run_up(config: PlatformConfig) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    platform = Platform(config)
+    platform = Platform(config, log=functools.partial(print, flush=True))
     print(f"vton: starting the platform (logs in {platform.logs_dir})", flush=True)
     try:
         with platform:
             stored = remember_platform(config.api_url, config.data_dir, platform.api_key)
-            print(f"vton: API key {platform.api_key} (tenant default; stored for the CLI in {stored})")
+            print(
+                f"vton: API key {platform.api_key} (tenant default; stored for the CLI in {stored})",
+                flush=True,
+            )
             print(f"vton: ready. API on {config.api_url}. Ctrl-C stops it.", flush=True)
-            died = platform.wait(stop)
-            if died:
-                print(f"vton: {died} exited unexpectedly:\n{platform.log_tail(died)}", file=sys.stderr)
+            gave_up = platform.wait(stop)
+            if gave_up:
+                print(
+                    f"vton: {gave_up} keeps crashing; stopping:\n{platform.log_tail(gave_up)}",
+                    file=sys.stderr,
+                )
             else:
                 print("vton: stopping", flush=True)
     except (RuntimeError, TimeoutError, OSError) as exc:
         print(f"vton: the platform could not start: {exc}", file=sys.stderr)
         return 1
     print("vton: stopped", flush=True)
-    return 1 if died else 0
+    return 1 if gave_up else 0

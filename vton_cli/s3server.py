@@ -4,13 +4,26 @@
 set explicitly from the S3 port (`port` .. `port + 8`, and the admin gRPC port `port + 10008`), so several
 servers can run side by side (tests, two platforms on one host). Telemetry is off and it binds loopback only.
 The data stays in `data_dir`: objects survive a restart on the same folder.
+
+Only the S3 gateway answers without SeaweedFS's own credentials. Loopback is reachable by every local user, and
+the master's HTTP API alone deletes a whole bucket (`/col/delete`) without asking, so the other listeners are
+closed with SeaweedFS's security settings (`security.toml`, read from the server's working directory):
+- every gRPC port (master, volume, filer, S3, admin) takes mutual TLS only, and the master, volume and filer
+  HTTP ports too (HTTPS that requires a client certificate): a private CA made for this data directory signs
+  the one certificate the components present to each other; its key is never written, so nobody can mint
+  another;
+- the volume and filer HTTP APIs also want SeaweedFS's JWTs (write and read signing keys, new at each start).
+A request without the certificate fails its TLS handshake; `weed shell` without them gets nothing.
 """
 
 from __future__ import annotations
 
+import datetime
+import ipaddress
 import json
 import os
 import random
+import secrets
 import shutil
 import signal
 import socket
@@ -20,6 +33,11 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 DEFAULT_S3_PORT = 8333  # SeaweedFS's own default S3 port
 # Offsets from the S3 port of every other listener `weed mini` opens.
@@ -37,6 +55,21 @@ _PORT_OFFSETS = {
     "admin.port.grpc": 8 + 10_000,
 }
 PORT_OFFSETS = tuple(sorted(set(_PORT_OFFSETS.values()) | {0}))
+# The components whose gRPC servers and clients take the certificate ([grpc.<name>] in security.toml), and
+# those whose HTTP listeners turn into HTTPS with client certificates ([https.<name>]).
+_GRPC_COMPONENTS = (
+    "master",
+    "volume",
+    "filer",
+    "s3",
+    "admin",
+    "worker",
+    "msg_broker",
+    "msg_agent",
+    "mq",
+    "client",
+)
+_HTTPS_COMPONENTS = ("master", "volume", "filer", "admin")
 
 
 def free_s3_port(attempts: int = 200) -> int:
@@ -68,13 +101,98 @@ def weed_binary() -> str:
     return found
 
 
+def _write_private(path: Path, data: bytes) -> None:
+    """Write `data` readable by its owner only (keys and the configuration that names them)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+
+
+def make_certificates(tls_dir: Path) -> tuple[Path, Path, Path]:
+    """A private CA's certificate and one certificate it signed for 127.0.0.1 (server and client use) with its
+    key, made once in `tls_dir`: (ca.crt, node.crt, node.key). The CA's key is thrown away after signing."""
+    paths = tuple(tls_dir / name for name in ("ca.crt", "node.crt", "node.key"))
+    if all(p.exists() for p in paths):
+        return paths
+    tls_dir.mkdir(parents=True, exist_ok=True)
+    tls_dir.chmod(0o700)
+    now = datetime.datetime.now(datetime.UTC)
+    years = datetime.timedelta(days=3650)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "vton S3 private CA")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + years)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    node = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "vton-s3")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + years)
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
+            ),
+            critical=False,
+        )
+        .add_extension(
+            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
+            critical=False,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    pem = serialization.Encoding.PEM
+    ca_path, cert_path, key_path = paths
+    _write_private(
+        key_path,
+        key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()),
+    )
+    _write_private(cert_path, node.public_bytes(pem))
+    _write_private(ca_path, ca.public_bytes(pem))  # written last: its presence says the set is complete
+    return paths
+
+
+def security_toml(ca: Path, cert: Path, key: Path) -> str:
+    """SeaweedFS's security.toml: mutual TLS on every gRPC and HTTP listener but S3's, JWTs on volume and filer
+    HTTP (fresh keys: tokens live seconds, nothing stored depends on them), no volume UI or directory listings."""
+
+    def q(value: object) -> str:
+        return json.dumps(str(value))  # a TOML basic string: JSON's quoting is valid TOML
+
+    lines = []
+    for section in ("jwt.signing", "jwt.signing.read", "jwt.filer_signing", "jwt.filer_signing.read"):
+        lines += [f"[{section}]", f"key = {q(secrets.token_urlsafe(32))}", "expires_after_seconds = 10"]
+    lines += ["[access]", "ui = false", "[filer.expose_directory_metadata]", "enabled = false"]
+    lines += ["[grpc]", f"ca = {q(ca)}"]
+    for name in _GRPC_COMPONENTS:
+        lines += [f"[grpc.{name}]", f"cert = {q(cert)}", f"key = {q(key)}"]
+    for name in _HTTPS_COMPONENTS:
+        lines += [f"[https.{name}]", f"cert = {q(cert)}", f"key = {q(key)}", f"ca = {q(ca)}"]
+    lines += ["[https.client]", "enabled = true", f"cert = {q(cert)}", f"key = {q(key)}", f"ca = {q(ca)}"]
+    return "\n".join(lines) + "\n"
+
+
 class SeaweedS3:
     """One `weed mini` process serving S3 on 127.0.0.1:`port` with a single admin identity."""
 
     def __init__(self, data_dir: Path, port: int, access_key: str, secret_key: str) -> None:
         if not 0 < port < 65536 - PORT_OFFSETS[-1]:
             raise ValueError(f"S3 port {port} leaves no room for the admin port {port + PORT_OFFSETS[-1]}")
-        self.data_dir = Path(data_dir)
+        self.data_dir = Path(data_dir).resolve()  # absolute: the server runs with it as working directory
         self.port = port
         self.access_key = access_key
         self.secret_key = secret_key
@@ -101,9 +219,13 @@ class SeaweedS3:
             ]
         }
         # The secret key sits in this file: readable by its owner only.
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump(identities, f)
+        _write_private(path, json.dumps(identities).encode())
+        return path
+
+    def _write_security(self) -> Path:
+        """security.toml in the server's working directory, where `weed` looks first."""
+        path = self.data_dir / "security.toml"
+        _write_private(path, security_toml(*make_certificates(self.data_dir / "tls")).encode())
         return path
 
     def command(self) -> list[str]:
@@ -119,6 +241,9 @@ class SeaweedS3:
             "-webdav=false",
             # one machine: no peers to drain towards before the volume server stops (default: seconds of waiting)
             "-volume.preStopSeconds=0",
+            # a volume per bucket: left to weed, the count is the free disk over the volume size (39 with 40 GB
+            # free), and a bucket past it cannot be written. Volume files grow as they fill: no space is reserved
+            "-volume.max=1000",
             f"-s3.config={identities}",
             "-s3.port.iceberg=0",
             "-s3.port.lance=0",
@@ -131,11 +256,14 @@ class SeaweedS3:
         """Start the server and return once S3 answers HTTP; raise RuntimeError (with its log) otherwise."""
         if self.running:
             return self
+        self._close_log()  # the log of an earlier run that ended on its own
         (self.data_dir / "data").mkdir(parents=True, exist_ok=True)
         self._write_identities()
+        self._write_security()
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - kept open for the process's lifetime
         self._proc = subprocess.Popen(
             self.command(),
+            cwd=self.data_dir,  # where weed reads security.toml
             stdout=self._log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -167,6 +295,10 @@ class SeaweedS3:
     @property
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
+
+    def exit_code(self) -> int | None:
+        """None while the server runs (or was never started); its exit code once it has ended."""
+        return self._proc.poll() if self._proc is not None else None
 
     @property
     def pid(self) -> int | None:

@@ -19,7 +19,7 @@ from starlette.concurrency import run_in_threadpool
 
 from orchestrator.auth import Principal, authenticated
 from orchestrator.batches import Batch, BatchPlan, batch_prefix, new_batch_id, stem
-from orchestrator.deps import AppContext, context
+from orchestrator.deps import AppContext, accepting_work, context
 from orchestrator.errors import ApiError
 from orchestrator.idempotency import HEADER as IDEMPOTENCY_HEADER
 from orchestrator.idempotency import Idempotency, IdempotencyTaken, checked_key, fingerprint, replayed
@@ -66,6 +66,7 @@ _REQUEST_BODY = {
 
 @router.post(
     "/v1/batches",
+    dependencies=[Depends(accepting_work)],
     status_code=202,
     response_model=BatchAccepted,
     responses={
@@ -77,6 +78,7 @@ _REQUEST_BODY = {
             "description": "An option or category out of range (the detail names the field), categories not "
             "one per garment, more try-ons than your queue holds, a refused callback URL",
         },
+        503: {"model": ErrorOut, "description": "Storage is unavailable, or the server is shutting down"},
     },
     summary="Try every garment on every person (one job each)",
     openapi_extra=_REQUEST_BODY,

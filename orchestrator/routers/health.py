@@ -1,4 +1,5 @@
-"""/healthz (the process answers), /readyz (stages, storage and database answer) and /metrics."""
+"""/healthz (the process answers), /readyz (stages, storage and database answer, and the process is not shutting
+down) and /metrics."""
 
 from __future__ import annotations
 
@@ -38,10 +39,13 @@ def _database_check(ctx: AppContext) -> dict:
 
 @router.get(
     "/readyz",
-    summary="Readiness: every stage SERVING (grpc.health.v1), the bucket and the database reachable",
+    summary="Readiness: every stage SERVING (grpc.health.v1), the bucket and the database reachable, the "
+    "process not shutting down",
     responses={503: {"description": "Something is not ready; the body says what"}},
 )
 def readyz(ctx: AppContext = Depends(context)) -> JSONResponse:
+    if ctx.shutting_down.is_set():  # first thing a SIGTERM changes: load balancers stop sending work here
+        return JSONResponse({"ready": False, "shutting_down": True}, status_code=503)
     timeout = ctx.settings.readiness_timeout_s
     with ThreadPoolExecutor(max_workers=2) as pool:
         storage = pool.submit(_storage_check, ctx)

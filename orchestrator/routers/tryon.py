@@ -22,7 +22,7 @@ from starlette.concurrency import run_in_threadpool
 
 from orchestrator.auth import Principal, authenticated
 from orchestrator.callback_urls import CallbackRefused
-from orchestrator.deps import AppContext, context, error_response
+from orchestrator.deps import AppContext, accepting_work, context, error_response
 from orchestrator.errors import ApiError
 from orchestrator.idempotency import HEADER as IDEMPOTENCY_HEADER
 from orchestrator.idempotency import (
@@ -78,7 +78,11 @@ _ERRORS = {
         "a missing field, a refused callback URL, an Idempotency-Key sent before with another request, or "
         "(wait=true) no person found",
     },
-    503: {"model": ErrorOut, "description": "Storage or (wait=true) a stage is unavailable"},
+    503: {
+        "model": ErrorOut,
+        "description": "Storage or (wait=true) a stage is unavailable, or the server is shutting down (the "
+        "detail holds the id of a job that was accepted)",
+    },
     504: {"model": ErrorOut, "description": "(wait=true) a stage did not answer in time"},
 }
 
@@ -109,6 +113,7 @@ class _Photos:
 
 @router.post(
     "/v1/tryon",
+    dependencies=[Depends(accepting_work)],
     status_code=202,
     response_model=JobAccepted,
     responses={200: {"model": JobOut, "description": "wait=true: the finished job"}, **_ERRORS},
@@ -154,6 +159,10 @@ async def create_tryon(
         location["Idempotent-Replayed"] = "true"
     if wait:
         finished = await _wait_finished(ctx, job.id, timeout or ctx.settings.wait_timeout_s)
+        if finished is None and ctx.shutting_down.is_set():
+            detail = {"id": job.id, "links": {"self": job_path(job.id)}}
+            message = "the server is shutting down; the job is kept and runs when it is back"
+            raise ApiError(503, message, detail, {**location, "Retry-After": "5"})
         if finished is not None:
             delivery = ctx.deliveries.for_subject("job", job.id)
             shown = job_out(finished, ctx.storage.presign, delivery).model_dump(mode="json")
@@ -292,12 +301,14 @@ def _accept(
 
 
 async def _wait_finished(ctx: AppContext, job_id: str, timeout_s: float) -> Job | None:
-    """The job once finished, or None when `timeout_s` passes first (the client then gets 202)."""
+    """The job once finished, or None when `timeout_s` passes first (the client then gets 202) or the
+    process begins to shut down."""
     deadline = time.monotonic() + timeout_s
-    while True:
+    while not ctx.shutting_down.is_set():
         job = await run_in_threadpool(ctx.store.get, job_id)
         if job is not None and job.finished:
             return job
         if time.monotonic() >= deadline:
             return None
         await asyncio.sleep(_WAIT_POLL_S)
+    return None

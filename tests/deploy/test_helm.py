@@ -272,6 +272,76 @@ def test_stages_have_native_grpc_probes_with_a_long_startup(docs: list[dict]) ->
         )
 
 
+def _budget(probe: dict) -> int:
+    """Seconds of failing answers before the kubelet acts on a probe (Kubernetes' defaults where unset)."""
+    return probe.get("periodSeconds", 10) * probe.get("failureThreshold", 3)
+
+
+def test_the_probes_catch_each_fault(docs: list[dict]) -> None:
+    """What `vton up`'s supervisor does on one machine, the kubelet does in a cluster: per component,
+    - a crash (kill -9, the OOM killer): the pod restarts its container (restartPolicy Always, with the
+      kubelet's own doubling back-off);
+    - a hung process: liveness fails within a minute and the container is restarted; readiness fails first,
+      so the Service stops sending it calls before the restart;
+    - a slow start (networks loading): the startup probe holds liveness off, so a loading pod is not killed;
+    - shutting down: readiness fails at once (a stage reports NOT_SERVING, the orchestrator's /readyz 503),
+      and the termination grace outlasts the drain.
+    The orchestrator's /readyz also fails while S3 is down (next test), without liveness restarting it."""
+    from orchestrator.settings import Settings
+
+    for component, deployment in of_kind(docs, "Deployment").items():
+        pod = deployment["spec"]["template"]["spec"]
+        (container,) = pod["containers"]
+        assert pod.get("restartPolicy", "Always") == "Always", component
+        live, ready, startup = (container[p] for p in ("livenessProbe", "readinessProbe", "startupProbe"))
+        assert _budget(live) <= 60, f"{component}: a hung process must be restarted within a minute"
+        assert _budget(ready) < _budget(live), f"{component}: readiness must fail before liveness restarts it"
+        assert live.get("timeoutSeconds", 1) < live.get("periodSeconds", 10), component
+        if component == "orchestrator":
+            # drain (503 while load balancers move away), uvicorn's graceful close (10 s), jobs handed back
+            drain = float(
+                next(
+                    (e["value"] for e in container["env"] if e["name"] == "VTON_SHUTDOWN_DRAIN_S"),
+                    Settings.model_fields["shutdown_drain_s"].default,
+                )
+            )
+            assert pod["terminationGracePeriodSeconds"] >= drain + 10 + 15, "the grace must outlast the drain"
+            assert startup["httpGet"]["path"] == live["httpGet"]["path"] == "/healthz"
+        else:
+            # liveness asks the server (""), readiness the stage's service: a stage that is loading or
+            # draining leaves the Service without being restarted
+            assert live["grpc"]["service"] == "" and ready["grpc"]["service"] == SERVICE_NAMES[component]
+            assert pod["terminationGracePeriodSeconds"] > 10, "the stage drains its calls for 10 s"
+
+
+def test_the_orchestrator_probes_answer_as_the_chart_expects_while_s3_is_down(default_render, tmp_path):
+    """The chart's probe paths asked of a real orchestrator whose S3 is down: readiness fails (the pod takes no
+    new requests), liveness passes (a restart would not bring S3 back)."""
+    from fastapi.testclient import TestClient
+
+    from orchestrator.app import create_app
+    from orchestrator.settings import Settings
+
+    deployment = of_kind(manifests(default_render), "Deployment")["orchestrator"]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    settings = Settings(
+        data_dir=tmp_path,
+        s3_endpoint="http://127.0.0.1:9",  # nothing listens there
+        s3_access_key="k",
+        s3_secret_key="s",
+        s3_startup_wait_s=0,
+        workers=0,
+        readiness_timeout_s=0.5,
+        key_pepper="probe-test-pepper-0123",
+    )
+    with TestClient(create_app(settings)) as client:
+        ready = client.get(container["readinessProbe"]["httpGet"]["path"])
+        live = client.get(container["livenessProbe"]["httpGet"]["path"])
+    assert ready.status_code == 503 and ready.json()["storage"]["ok"] is False
+    assert "127.0.0.1:9" in ready.json()["storage"]["error"]
+    assert live.status_code == 200
+
+
 def test_every_deployment_has_a_pdb_that_selects_its_pods(docs: list[dict]) -> None:
     pdbs = of_kind(docs, "PodDisruptionBudget")
     for component, deployment in of_kind(docs, "Deployment").items():

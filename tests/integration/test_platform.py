@@ -5,10 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import cv2
@@ -16,13 +13,12 @@ import httpx
 import numpy as np
 import pytest
 
+from tests.vton_up import REPO, VTON, JobLedger, VtonUp
 from vton.runtime import images
 from vton.runtime.vocab import JOB_STEPS, STAGES, Category
 from vton_cli.client import VtonClient
 
-REPO = Path(__file__).resolve().parents[2]
 SHARED = (REPO / ".." / "shared" / "data").resolve()
-VTON = [sys.executable, "-m", "vton_cli.cli"]  # the `vton` console script's own entry point
 
 
 def vton(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
@@ -40,75 +36,16 @@ def vton_eval(platform: dict, out: Path, *args: str) -> subprocess.CompletedProc
     return vton("eval", *args, "--server", platform["url"], "--out", str(out), timeout=600)
 
 
-def _free_block(count: int) -> int:
-    for start in range(20000, 60000, 97):
-        ok = True
-        for p in range(start, start + count):
-            with socket.socket() as s:
-                try:
-                    s.bind(("127.0.0.1", p))
-                except OSError:
-                    ok = False
-                    break
-        if ok:
-            return start
-    raise RuntimeError("no free port block")
-
-
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory):
     # `vton up` stores its API key for the CLI in the config dir: this module's own, which the `vton`
     # commands and the in-process clients below read it from too
     with pytest.MonkeyPatch.context() as env:
         env.setenv("VTON_CONFIG_DIR", str(tmp_path_factory.mktemp("config")))
-        yield from _platform(tmp_path_factory)
-
-
-def _platform(tmp_path_factory):
-    base = _free_block(40)
-    api = base
-    cmd = [
-        *VTON,
-        "up",
-        "--port",
-        str(api),
-        "--grpc-base-port",
-        str(base + 1),
-        "--metrics-base-port",
-        str(base + 10),
-        "--s3-port",
-        str(base + 20),
-        "--data-dir",
-        str(tmp_path_factory.mktemp("platform")),
-    ]
-    proc = subprocess.Popen(
-        cmd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        cwd=REPO,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    output: list[str] = []
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line and proc.poll() is not None:
-            break
-        output.append(line)
-        if "ready. API on" in line:
-            break
-    else:
-        proc.kill()
-    if proc.poll() is not None or not any("ready. API on" in line for line in output):
-        proc.kill()
-        pytest.fail("vton up did not become ready:\n" + "".join(output))
-    url = f"http://127.0.0.1:{api}"
-    key = next(line.split()[3] for line in output if line.startswith("vton: API key"))
-    yield {"url": url, "proc": proc, "output": output, "auth": {"Authorization": f"Bearer {key}"}}
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(60)
+        up = VtonUp(tmp_path_factory.mktemp("platform")).start()
+        yield {"url": up.url, "proc": up.proc, "output": up.output, "up": up, "auth": up.headers}
+        if up.proc.poll() is None:
+            up.stop(60)
 
 
 def _person_and_garment() -> tuple[Path, Path]:
@@ -325,6 +262,32 @@ def test_the_web_page_runs_a_tryon_in_a_real_browser(platform, examples, tmp_pat
         browser.close()
     assert width == images.read_rgb(str(person)).shape[1]
     assert len(stages) == len(JOB_STEPS) and all("succeeded" in s for s in stages)
+
+
+def test_kill_9_of_a_stage_and_of_the_s3_server_is_survived(platform, examples):
+    """The supervisor restarts what was killed; jobs accepted before and after finish, none fails."""
+    up = platform["up"]
+    ledger = JobLedger(
+        up.url,
+        up.api_key,
+        (examples / "avatars" / "1.png").read_bytes(),
+        (examples / "clothes" / "shirts" / "1_front.jpg").read_bytes(),
+    )
+    for _ in range(3):
+        ledger.submit()
+    killed = {name: up.kill9(name) for name in ("warp", "s3")}
+    for name, pid in killed.items():
+        up.wait_restarted(name, pid)
+    for _ in range(2):
+        ledger.submit()
+    ledger.follow(timeout=300)
+    assert ledger.summary() == {"accepted": 5, "succeeded": 5, "failed_with_message": 0, "lost": 0}, (
+        ledger.failed()
+    )
+    metrics = httpx.get(up.supervisor_url, timeout=10).text
+    for name in killed:
+        assert f'vton_process_restarts_total{{process="{name}"}} 1.0' in metrics
+        assert f"vton: {name} exited with code -9" in up.text
 
 
 def test_sigterm_stops_every_process(platform):

@@ -103,7 +103,7 @@ def test_keys_are_stored_as_hmacs_keyed_with_the_pepper(api_client, settings, ne
     database = (settings.data_dir / "jobs.db").read_bytes()
     for path in settings.data_dir.glob("jobs.db*"):  # the WAL files too
         database += path.read_bytes()
-    assert key.encode() not in database and key.split("_")[2].encode() not in database
+    assert key.encode() not in database and key.split("_", 2)[2].encode() not in database
     # another pepper: the same database, the same key, no longer valid
     with TestClient(
         create_app(settings.model_copy(update={"key_pepper": SecretStr("another-pepper-0123456789")}))

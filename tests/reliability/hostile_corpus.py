@@ -435,6 +435,12 @@ class ApiServer:
             "VTON_STAGE_TIMEOUT_S": "120",
             "VTON_KEY_PEPPER": secrets.token_urlsafe(32),
             "VTON_ADMIN_KEY": self._admin_key,
+            # these runs measure the API's checks of what is sent: no key's rate (20/s by default) or queue
+            # bound may answer 429 first (a quarter of schemathesis's requests did)
+            "VTON_RATE_LIMIT_PER_S": "100000",
+            "VTON_RATE_LIMIT_BURST": "100000",
+            "VTON_MAX_QUEUED_JOBS": "100000",
+            "VTON_MAX_QUEUED_JOBS_PER_TENANT": "100000",
             **{f"VTON_{stage.upper()}_ADDR": address for stage, address in self.stages.items()},
         }
         self._log = open(self.folder / "orchestrator.log", "wb")  # noqa: SIM115 - closed in __exit__
@@ -487,6 +493,10 @@ class ApiServer:
         """The orchestrator process's resident memory now."""
         with open(f"/proc/{self._proc.pid}/statm") as f:
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+# The event loop's budget on a machine busier than its CPUs (HealthProbe.check).
+BUSY_BUDGET_S = 1.0
 
 
 class HealthProbe:
@@ -543,12 +553,17 @@ print(json.dumps({"latencies": latencies, "failures": failures}))
         return max(self.latencies, default=0.0)
 
     def check(self, budget_s: float) -> None:
-        """No probe failed and none waited past `budget_s`. A machine whose other tenants keep every core
-        twice over busy cannot measure a budget of milliseconds: there the test is skipped, saying so."""
+        """No probe failed and none waited past `budget_s`, on a machine with a core for each runnable thread
+        (load at most its CPUs). A busier machine delays single probes by scheduling alone (up to 0.5 s seen
+        at load 3.7 to 8 on 2 CPUs, the decodes in their pool): there the budget is BUSY_BUDGET_S, which
+        a large decode on the event loop still breaks (one 16383x16383 WebP held it 4.3 s before the decode
+        pool). A machine whose other tenants keep every core twice over busy cannot measure even that: there
+        the test is skipped, saying so."""
         assert self.failures == [], self.failures
+        load, cpus = os.getloadavg()[0], os.cpu_count() or 1
+        budget_s = budget_s if load <= cpus else max(budget_s, BUSY_BUDGET_S)
         if self.worst <= budget_s:
             return
-        load, cpus = os.getloadavg()[0], os.cpu_count() or 1
         waited = f"/healthz waited {self.worst * 1000:.0f} ms (budget {budget_s * 1000:.0f} ms)"
         if load > 2 * cpus:
             pytest.skip(f"{waited} on a machine too busy to measure it: load {load:.1f} on {cpus} CPUs")

@@ -5,6 +5,8 @@ Defined once per process with a `service` label, so tests may run several stages
 
 from __future__ import annotations
 
+import sys
+
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 REQUESTS = Counter(
@@ -23,6 +25,25 @@ ERRORS = Counter(
 BACKEND = Gauge(
     "vton_backend_info", "The backend this service runs (value 1)", ["service", "backend", "kind", "version"]
 )
+
+
+GPU_MEMORY = Gauge(
+    "vton_gpu_memory_bytes",
+    "GPU memory of this process's PyTorch allocator after its latest call, by kind: allocated (held by "
+    "tensors), reserved (held by the caching allocator), peak (most allocated since start); absent on a CPU",
+    ["service", "kind"],
+)
+
+
+def record_gpu_memory(service: str) -> None:
+    """Set vton_gpu_memory_bytes from torch.cuda's counters. A process that never initialised CUDA (a CPU
+    backend, or torch not imported) sets nothing, so the series stay absent rather than a misleading 0."""
+    torch = sys.modules.get("torch")
+    if torch is None or not torch.cuda.is_initialized():
+        return
+    GPU_MEMORY.labels(service, "allocated").set(torch.cuda.memory_allocated())
+    GPU_MEMORY.labels(service, "reserved").set(torch.cuda.memory_reserved())
+    GPU_MEMORY.labels(service, "peak").set(torch.cuda.max_memory_allocated())
 
 
 def serve_metrics(port: int, addr: str = "127.0.0.1") -> None:

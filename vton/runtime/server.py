@@ -143,6 +143,7 @@ class _StageInterceptor(grpc.ServerInterceptor):
                 metrics.REQUESTS.labels(self.service, method, code.name).inc()
                 if code is not grpc.StatusCode.OK:
                     metrics.ERRORS.labels(self.service, method, code.name).inc()
+                metrics.record_gpu_memory(self.service)
                 log_event(
                     log,
                     f"{method} {code.name}",
