@@ -7,6 +7,7 @@ import os
 # Tests run on 2 cores next to servers they start: one thread per torch op keeps them from starving each other.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+import random  # noqa: E402
 import socket  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -26,11 +27,11 @@ def free_port() -> int:
 
 
 def free_port_block(count: int) -> int:
-    """The first of `count` consecutive free ports."""
+    """The first of `count` consecutive free ports, between 10000 and 20000: below the ports the kernel gives
+    outgoing connections (32768 and up by default), which a busy machine's connections may take between this
+    check and a server's bind (a stage once failed to bind one), and below free_s3_port's (20000 and up)."""
     for _ in range(200):
-        base = free_port()
-        if base + count >= 65535:
-            continue
+        base = random.randrange(10_000, 20_000 - count)
         socks = []
         try:
             for p in range(base, base + count):
