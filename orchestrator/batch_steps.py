@@ -14,9 +14,10 @@ shutdown) hands the item back for the next job to try. A job outside a batch doe
 
 from __future__ import annotations
 
+import contextlib
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from typing import Any, TypeVar
 
@@ -97,23 +98,23 @@ class BatchSteps:
             stale = item.claim_token if item.status == RUNNING and owner_is_gone(item.owner) else None
             token = self.batches.claim_item(batch_id, kind, position, self.jobs.owner, self.lease_s, stale)
             if token is not None:
-                return self._compute(batch_id, kind, position, token, compute, save)
+                with self._holding(batch_id, kind, position, token):
+                    made = compute()
+                    result, category = save(made)
+                self.batches.finish_item(
+                    batch_id, kind, position, token, SUCCEEDED, result=result, category=category
+                )
+                return made
             if progress.cancelled():
                 raise Interrupted(f"stopped while another job of batch {batch_id} works on its {kind}")
             time.sleep(self.poll_s)
 
-    def _compute(
-        self,
-        batch_id: str,
-        kind: str,
-        position: int,
-        token: str,
-        compute: Callable[[], T],
-        save: Callable[[T], tuple[dict[str, Any], str | None]],
-    ) -> T:
+    @contextlib.contextmanager
+    def _holding(self, batch_id: str, kind: str, position: int, token: str) -> Iterator[None]:
+        """The claimed item's work: a failure of its photo is kept on the item (every job of the photo fails
+        with it), any other failure hands the item back for the next job to try."""
         try:
-            made = compute()
-            result, category = save(made)
+            yield
         except StageError as exc:
             if exc.code in _PHOTO_ERRORS:
                 self.batches.finish_item(batch_id, kind, position, token, FAILED, error=exc)
@@ -123,8 +124,6 @@ class BatchSteps:
         except BaseException:
             self.batches.release_item(batch_id, kind, position, token)
             raise
-        self.batches.finish_item(batch_id, kind, position, token, SUCCEEDED, result=result, category=category)
-        return made
 
     def _save_analysis(self, prefix: str, analysis: PersonAnalysis) -> dict[str, Any]:
         """The responses the later steps read, compressed (a pose map is mostly zeros), and the steps' record."""

@@ -54,7 +54,7 @@ class DependencyBreaker:
         self._stop = threading.Event()
         self._pool = ThreadPoolExecutor(max_workers=len(self.checks), thread_name_prefix="vton-health")
         self._pending: dict[str, tuple[Future, float]] = {}
-        self._thread: threading.Thread | None = None
+        self._thread = threading.Thread(target=self._run, name="vton-breaker", daemon=True)
 
     # --- state -------------------------------------------------------------------------------------------
 
@@ -104,16 +104,15 @@ class DependencyBreaker:
         return self.outages()
 
     def start(self) -> None:
-        if self._thread is None:
-            self._stop.clear()
-            self._thread = threading.Thread(target=self._run, name="vton-breaker", daemon=True)
-            self._thread.start()
+        """Run a round of checks every `interval_s` on a thread of its own, until `stop`."""
+        self._thread.start()
 
     def stop(self) -> None:
+        """Stop the checks for good (their pool ends here, so a breaker runs once); a check that still hangs
+        is left to end on its own."""
         self._stop.set()
-        if self._thread is not None:
+        if self._thread.is_alive():
             self._thread.join(self.timeout_s + 1)
-            self._thread = None
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     def _run(self) -> None:

@@ -24,6 +24,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import create_engine, delete, event, func, insert, select, update
 from sqlalchemy.engine import Engine, make_url
@@ -532,9 +533,8 @@ def job_row(
     batch: tuple[str, int, int] | None = None,
     output_key: str | None = None,
 ) -> JobRow:
-    """A queued job's row with every step pending: options at the backend's default are stored as null, a
-    category left "" as null (it is inferred, in a first `category` step). `batch` is (batch id, person
-    position, garment position) for a job of a catalog batch."""
+    """A queued job's row with every step pending (a first `category` step when the category is to be
+    inferred). `batch` is (batch id, person position, garment position) for a job of a catalog batch."""
     steps = ([CATEGORY_STEP] if not options.category else []) + list(JOB_STEPS)
     batch_id, batch_person, batch_garment = batch or (None, None, None)
     return JobRow(
@@ -542,25 +542,29 @@ def job_row(
         tenant_id=tenant_id,
         key_id=key_id,
         callback_url=callback_url,
-        status=QUEUED,
-        category=options.category or None,
-        category_inferred=False,
-        seed=options.seed,
-        steps=options.steps or None,
-        guidance_scale=options.guidance_scale or None,
-        scheduler=options.scheduler or None,
+        request_id=request_id,
         person_key=person_key,
         garment_key=garment_key,
-        request_id=request_id,
-        created_at=now,
-        updated_at=now,
-        attempts=0,
+        **_option_values(options),
         batch_id=batch_id,
         batch_person=batch_person,
         batch_garment=batch_garment,
         output_key=output_key,
+        **_new_values(now),
         stages=[StageRow(stage=name, position=i, status=PENDING) for i, name in enumerate(steps)],
     )
+
+
+def _option_values(options: TryOnOptions) -> dict[str, Any]:
+    """The options as a job's row stores them (Job.options reads them back): options at the backend's default
+    are stored as null, a category left "" as null (it is inferred, in a first `category` step)."""
+    return {
+        "category": options.category or None,
+        "seed": options.seed,
+        "steps": options.steps or None,
+        "guidance_scale": options.guidance_scale or None,
+        "scheduler": options.scheduler or None,
+    }
 
 
 def record_idempotency(
@@ -586,6 +590,11 @@ def record_idempotency(
         )
     )
     session.flush()  # the key's uniqueness is checked before anything else is written
+
+
+def _new_values(now: float) -> dict[str, Any]:
+    """The columns a job starts with: queued, never run, its category not inferred yet."""
+    return {"status": QUEUED, "attempts": 0, "category_inferred": False, "created_at": now, "updated_at": now}
 
 
 def _final_values(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from functools import partial
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
@@ -34,48 +35,45 @@ class _JobsByStatus(Collector):
 class OrchestratorMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        r = self.registry
-        self.http_requests = Counter(
+        # every metric of this app lives in its own registry
+        counter = partial(Counter, registry=self.registry)
+        gauge = partial(Gauge, registry=self.registry)
+        histogram = partial(Histogram, registry=self.registry)
+        self.http_requests = counter(
             "vton_http_requests",
             "HTTP requests answered, by method, route template and status code",
             ["method", "route", "status"],
-            registry=r,
         )
-        self.http_seconds = Histogram(
+        self.http_seconds = histogram(
             "vton_http_request_seconds",
             "Time to answer an HTTP request",
             ["method", "route"],
             buckets=_LATENCY_BUCKETS,
-            registry=r,
         )
-        self.job_seconds = Histogram(
+        self.job_seconds = histogram(
             "vton_job_seconds",
             "Time from a worker taking a job to its end, by final status",
             ["status"],
             buckets=_JOB_BUCKETS,
-            registry=r,
         )
-        self.stage_seconds = Histogram(
+        self.stage_seconds = histogram(
             "vton_stage_seconds",
             "Latency of each pipeline step's gRPC call as the orchestrator sees it, by outcome",
             ["stage", "outcome"],
             buckets=_LATENCY_BUCKETS,
-            registry=r,
         )
-        self.jobs_in_flight = Gauge("vton_jobs_in_flight", "Jobs this process is running now", registry=r)
-        self.jobs_accepted = Counter("vton_jobs_accepted", "Jobs accepted by POST /v1/tryon", registry=r)
-        self.dependency_up = Gauge(
+        self.jobs_in_flight = gauge("vton_jobs_in_flight", "Jobs this process is running now")
+        self.jobs_accepted = counter("vton_jobs_accepted", "Jobs accepted by POST /v1/tryon")
+        self.dependency_up = gauge(
             "vton_dependency_up",
             "Whether a stage or the storage passes the workers' health checks (1) or not (0): no job is "
             "claimed while one is 0",
             ["dependency"],
-            registry=r,
         )
-        self.job_retries = Counter(
+        self.job_retries = counter(
             "vton_job_retries",
             "Runs of a job started again because a stage or the storage was down",
             ["dependency"],
-            registry=r,
         )
 
     def watch_store(self, counts: Callable[[], dict[str, int]]) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import queue
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import KW_ONLY, dataclass, field, replace
 from typing import Any, Protocol
 
 import grpc
@@ -170,31 +170,70 @@ class _Inputs:
     original: bytes | None
 
 
+@dataclass(frozen=True)
+class StageRequests:
+    """The requests of the steps after the person's analysis, built from the photos as the stages get them, the
+    options and the answers before them. tests/stages.py builds its requests here too, so that the tests call
+    the stages as a job does."""
+
+    person: common_pb2.Image
+    garment: common_pb2.Image
+    options: common_pb2.TryOnOptions
+    pose: Any  # pose_pb2.EstimatePoseResponse
+    parsing: Any  # parsing_pb2.ParseResponse
+
+    def agnostic_mask(self) -> parsing_pb2.CreateAgnosticMaskRequest:
+        return parsing_pb2.CreateAgnosticMaskRequest(
+            image=self.person,
+            label_map=self.parsing.label_map,
+            keypoints=self.pose.keypoints,
+            options=self.options,
+        )
+
+    def warp(self, agnostic: Any) -> warp_pb2.WarpGarmentRequest:
+        return warp_pb2.WarpGarmentRequest(**self._analysed(agnostic))
+
+    def try_on(self, agnostic: Any, warped: Any) -> diffusion_pb2.TryOnRequest:
+        return diffusion_pb2.TryOnRequest(
+            **self._analysed(agnostic), warped_garment=warped.warped_garment, warped_mask=warped.warped_mask
+        )
+
+    def _analysed(self, agnostic: Any) -> dict[str, Any]:
+        """What the warp and the try-on requests both carry: the inputs, the analysis of the person and the
+        agnostic mask (`agnostic`, the CreateAgnosticMaskResponse)."""
+        return dict(
+            garment=self.garment,
+            person=self.person,
+            masked_person=agnostic.masked_person,
+            agnostic_mask=agnostic.mask,
+            keypoints=self.pose.keypoints,
+            pose_map=self.pose.pose_map,
+            label_map=self.parsing.label_map,
+            options=self.options,
+        )
+
+
+@dataclass(eq=False)  # a service object: equal only to itself
 class TryOnPipeline:
     """Runs one job; `run` returns the storage key of the result or raises StageError / Interrupted."""
 
-    def __init__(
-        self,
-        clients: StageClients,
-        storage: Storage,
-        *,
-        shared: SharedSteps,
-        max_working_pixels: int,
-        poll_s: float = 0.2,
-    ) -> None:
-        self.clients = clients
-        self.storage = storage
-        self.shared = shared
-        self.max_working_pixels = max_working_pixels
-        self.poll_s = poll_s
+    clients: StageClients
+    storage: Storage
+    _: KW_ONLY
+    shared: SharedSteps
+    max_working_pixels: int
+    poll_s: float = 0.2  # how often a job waiting on its calls checks whether it is cancelled
 
     def run(self, job: Job, progress: Progress) -> str:
         inputs = self._load_inputs(job, progress)
         calls = _Calls(self, job, progress)
         pose, parsing = self._analyse_person(job, progress, inputs)
-        agnostic = self._mask_garment_region(calls, inputs, pose, parsing)
-        warped = self._warp_garment(calls, inputs, pose, parsing, agnostic)
-        image = self._try_on(calls, inputs, pose, parsing, agnostic, warped)
+        requests = StageRequests(inputs.person, inputs.garment, inputs.options, pose, parsing)
+        agnostic = calls.one(
+            "agnostic_mask", self.clients.parsing.CreateAgnosticMask, requests.agnostic_mask()
+        )
+        warped = calls.one("warp", self.clients.warp.WarpGarment, requests.warp(agnostic))
+        image = self._try_on(calls, requests.try_on(agnostic, warped))
         return self._store_result(job, inputs, image, agnostic.mask.data)
 
     def _load_inputs(self, job: Job, progress: Progress) -> _Inputs:
@@ -281,43 +320,7 @@ class TryOnPipeline:
         analysis = self.shared.person(job, analyse, progress)
         return analysis.pose, analysis.parsing
 
-    def _mask_garment_region(self, calls: _Calls, inputs: _Inputs, pose: Any, parsing: Any) -> Any:
-        request = parsing_pb2.CreateAgnosticMaskRequest(
-            image=inputs.person,
-            label_map=parsing.label_map,
-            keypoints=pose.keypoints,
-            options=inputs.options,
-        )
-        return calls.one("agnostic_mask", self.clients.parsing.CreateAgnosticMask, request)
-
-    def _warp_garment(self, calls: _Calls, inputs: _Inputs, pose: Any, parsing: Any, agnostic: Any) -> Any:
-        request = warp_pb2.WarpGarmentRequest(
-            garment=inputs.garment,
-            person=inputs.person,
-            masked_person=agnostic.masked_person,
-            agnostic_mask=agnostic.mask,
-            keypoints=pose.keypoints,
-            pose_map=pose.pose_map,
-            label_map=parsing.label_map,
-            options=inputs.options,
-        )
-        return calls.one("warp", self.clients.warp.WarpGarment, request)
-
-    def _try_on(
-        self, calls: _Calls, inputs: _Inputs, pose: Any, parsing: Any, agnostic: Any, warped: Any
-    ) -> bytes:
-        request = diffusion_pb2.TryOnRequest(
-            person=inputs.person,
-            masked_person=agnostic.masked_person,
-            agnostic_mask=agnostic.mask,
-            keypoints=pose.keypoints,
-            pose_map=pose.pose_map,
-            warped_garment=warped.warped_garment,
-            warped_mask=warped.warped_mask,
-            garment=inputs.garment,
-            label_map=parsing.label_map,
-            options=inputs.options,
-        )
+    def _try_on(self, calls: _Calls, request: diffusion_pb2.TryOnRequest) -> bytes:
         response = calls.one("diffusion", self.clients.diffusion.TryOn, request)
         if not response.image.data:
             raise StageError(

@@ -11,12 +11,28 @@ import ipaddress
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import Field, SecretStr, ValidationError, create_model, field_validator
+from pydantic import (
+    Field,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    SecretStr,
+    ValidationError,
+    create_model,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from vton.runtime.vocab import API_PORT, GRPC_PORTS, STAGES
 
 ENV_PREFIX = "VTON_"
+
+# Constraints shared by many settings, named once: a duration or a rate of 0 would mean "never" or "spin".
+Seconds = Annotated[float, Field(gt=0)]
+Port = Annotated[int, Field(ge=1, le=65535)]
+# An operator key: long enough that guessing it is hopeless.
+Secret = Annotated[SecretStr, Field(min_length=16)]
 
 
 def _stage_address_fields() -> dict[str, Any]:
@@ -40,144 +56,103 @@ _StageAddresses = create_model("_StageAddresses", __base__=BaseSettings, **_stag
 
 
 class Settings(_StageAddresses):  # type: ignore[misc, valid-type]
+    """Each field's docstring is its description (the settings table's "meaning" column)."""
+
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
         env_ignore_empty=True,  # VTON_X= (set but empty) means the default, as an unset variable does
         frozen=True,
         populate_by_name=True,  # tests and callers pass s3_access_key=...; the environment uses the alias
         extra="ignore",  # VTON_LOG_LEVEL, VTON_MODELS_DIR...: the same environment carries other processes' settings
+        use_attribute_docstrings=True,
     )
 
-    http_host: str = Field("127.0.0.1", description="Address the HTTP API listens on")
-    http_port: int = Field(API_PORT, ge=1, le=65535, description="Port of the HTTP API")
-    data_dir: Path = Field(
-        Path("~/.local/share/vton"),
-        description="Where the SQLite job database lives when no database URL is set",
+    http_host: str = "127.0.0.1"
+    """Address the HTTP API listens on"""
+    http_port: Port = API_PORT
+    """Port of the HTTP API"""
+    data_dir: Path = Path("~/.local/share/vton")
+    """Where the SQLite job database lives when no database URL is set"""
+    database_url: str | None = None
+    """SQLAlchemy URL of the job database, e.g. `postgresql+psycopg://user:pw@host/db`; unset: a SQLite file
+    `jobs.db` in the data directory"""
+    s3_endpoint: str | None = None
+    """URL of the S3 server; unset: AWS S3"""
+    s3_public_endpoint: str | None = None
+    """The S3 URL clients reach when it differs from ours (a cluster's ingress): presigned URLs are signed for
+    this host"""
+    s3_bucket: Annotated[str, Field(min_length=3, max_length=63)] = "vton"
+    """Bucket of inputs, artifacts, results"""
+    s3_region: Annotated[str, Field(min_length=1)] = "us-east-1"
+    """Region the bucket is signed for"""
+    s3_access_key: str | None = Field(None, validation_alias="AWS_ACCESS_KEY_ID")
+    """S3 access key; unset: boto3's own chain (profiles, instance roles)"""
+    s3_secret_key: SecretStr | None = Field(None, validation_alias="AWS_SECRET_ACCESS_KEY")
+    """S3 secret key; unset: boto3's own chain"""
+    s3_startup_wait_s: NonNegativeFloat = 30.0
+    """How long startup retries creating the bucket while S3 comes up"""
+    workers: NonNegativeInt = 2
+    """Jobs this process runs at once; 0 accepts jobs and leaves them to other replicas"""
+    stage_timeout_s: Seconds = 120.0
+    """Deadline of each gRPC stage call"""
+    max_working_pixels: Annotated[int, Field(ge=32 * 32)] = (
+        2_400_000  # 1344x1792 at 3:4, above the networks' 1024x768
     )
-    database_url: str | None = Field(
-        None,
-        description="SQLAlchemy URL of the job database, e.g. `postgresql+psycopg://user:pw@host/db`; "
-        "unset: a SQLite file `jobs.db` in the data directory",
-    )
-    s3_endpoint: str | None = Field(None, description="URL of the S3 server; unset: AWS S3")
-    s3_public_endpoint: str | None = Field(
-        None,
-        description="The S3 URL clients reach when it differs from ours (a cluster's ingress): presigned URLs "
-        "are signed for this host",
-    )
-    s3_bucket: str = Field(
-        "vton", min_length=3, max_length=63, description="Bucket of inputs, artifacts, results"
-    )
-    s3_region: str = Field("us-east-1", min_length=1, description="Region the bucket is signed for")
-    s3_access_key: str | None = Field(
-        None,
-        validation_alias="AWS_ACCESS_KEY_ID",
-        description="S3 access key; unset: boto3's own chain (profiles, instance roles)",
-    )
-    s3_secret_key: SecretStr | None = Field(
-        None,
-        validation_alias="AWS_SECRET_ACCESS_KEY",
-        description="S3 secret key; unset: boto3's own chain",
-    )
-    s3_startup_wait_s: float = Field(
-        30.0, ge=0, description="How long startup retries creating the bucket while S3 comes up"
-    )
-    workers: int = Field(
-        2,
-        ge=0,
-        description="Jobs this process runs at once; 0 accepts jobs and leaves them to other replicas",
-    )
-    stage_timeout_s: float = Field(120.0, gt=0, description="Deadline of each gRPC stage call")
-    max_working_pixels: int = Field(
-        2_400_000,  # 1344x1792 at 3:4, above the networks' 1024x768
-        ge=32 * 32,
-        description="Larger person photos go through the stages scaled down to this many pixels; the result is "
-        "pasted back at full size",
-    )
-    max_upload_bytes: int = Field(25 * 1024 * 1024, gt=0, description="Largest person or garment upload")
-    url_ttl_s: int = Field(
-        3600, ge=1, le=7 * 24 * 3600, description="Expiry of presigned URLs (SigV4 allows at most 7 days)"
-    )
-    wait_timeout_s: float = Field(
-        600.0, gt=0, description="How long `POST /v1/tryon?wait=true` waits before answering 202"
-    )
-    job_lease_s: float = Field(
-        60.0, gt=0, description="A running job whose worker sent no heartbeat for this long is taken over"
-    )
-    job_max_attempts: int = Field(
-        3, ge=1, description="A job that stopped its worker this many times fails instead of looping"
-    )
-    readiness_timeout_s: float = Field(
-        2.0, gt=0, description="Bound of each check behind /readyz and of the workers' health checks"
-    )
-    job_deadline_s: float = Field(
-        900.0,
-        gt=0,
-        description="A job that waits this long after it was accepted for a stage or the storage that is down "
-        "fails naming it; until then it waits in the queue and retries",
-    )
-    health_interval_s: float = Field(
-        1.0,
-        gt=0,
-        description="How often the workers check the stages and the storage; no job is claimed while one is down",
-    )
-    shutdown_drain_s: float = Field(
-        5.0,
-        ge=0,
-        description="After SIGTERM the API answers 503 (readyz and new jobs) this long before it closes, so load "
-        "balancers stop sending to it; running jobs go back to the queue at once",
-    )
-    key_pepper: SecretStr | None = Field(
-        None,
-        min_length=16,
-        description="Server-side secret every API key's stored hash is keyed with (HMAC-SHA256); required, "
-        "the same on every replica. `vton up` makes one",
-    )
-    admin_key: SecretStr | None = Field(
-        None,
-        min_length=16,
-        description="Bearer key of the /v1/admin routes (creating, listing, revoking API keys); unset: those "
-        "routes are off. `vton up` makes one",
-    )
-    rate_limit_per_s: float = Field(
-        20.0, gt=0, description="Requests per second each API key may make (token bucket, per replica)"
-    )
-    rate_limit_burst: int = Field(
-        60, ge=1, description="Requests an API key may make at once before the per-second rate applies"
-    )
-    max_queued_jobs: int = Field(
-        1000, ge=1, description="Queued jobs of all tenants beyond which POSTs answer 429"
-    )
-    max_queued_jobs_per_tenant: int = Field(
-        200, ge=1, description="Queued jobs of one tenant beyond which its POSTs answer 429"
-    )
-    idempotency_window_s: float = Field(
-        86400.0, gt=0, description="How long an `Idempotency-Key` returns the job it first created"
-    )
-    incoming_poll_s: float = Field(
-        10.0,
-        gt=0,
-        description="How often each tenant's incoming-garment prefix is listed for new garments (by replicas "
-        "that run jobs)",
-    )
-    webhook_timeout_s: float = Field(10.0, gt=0, description="Deadline of each callback delivery")
-    webhook_retry_for_s: float = Field(
-        3600.0, gt=0, description="How long a callback that fails is retried before it is given up"
-    )
-    webhook_backoff_s: float = Field(
-        2.0, gt=0, description="Wait before a failed callback's first retry; doubles with each retry"
-    )
-    webhook_max_backoff_s: float = Field(300.0, gt=0, description="The longest wait between two retries")
-    webhook_allowed_hosts: Annotated[tuple[str, ...], NoDecode] = Field(
-        (),
-        description="Comma-separated host names callbacks may go to (`*.shop.example` for a domain); unset: "
-        "any host whose addresses are all public",
-    )
-    webhook_allowed_networks: Annotated[tuple[str, ...], NoDecode] = Field(
-        (),
-        description="Comma-separated networks (CIDR) callbacks may reach although loopback, private or "
-        "link-local, e.g. `10.20.0.0/16`; unset: such addresses are refused",
-    )
+    """Larger person photos go through the stages scaled down to this many pixels; the result is pasted back
+    at full size"""
+    max_upload_bytes: PositiveInt = 25 * 1024 * 1024
+    """Largest person or garment upload"""
+    url_ttl_s: Annotated[int, Field(ge=1, le=7 * 24 * 3600)] = 3600
+    """Expiry of presigned URLs (SigV4 allows at most 7 days)"""
+    wait_timeout_s: Seconds = 600.0
+    """How long `POST /v1/tryon?wait=true` waits before answering 202"""
+    job_lease_s: Seconds = 60.0
+    """A running job whose worker sent no heartbeat for this long is taken over"""
+    job_max_attempts: PositiveInt = 3
+    """A job that stopped its worker this many times fails instead of looping"""
+    readiness_timeout_s: Seconds = 2.0
+    """Bound of each check behind /readyz and of the workers' health checks"""
+    job_deadline_s: Seconds = 900.0
+    """A job that waits this long after it was accepted for a stage or the storage that is down fails naming
+    it; until then it waits in the queue and retries"""
+    health_interval_s: Seconds = 1.0
+    """How often the workers check the stages and the storage; no job is claimed while one is down"""
+    shutdown_drain_s: NonNegativeFloat = 5.0
+    """After SIGTERM the API answers 503 (readyz and new jobs) this long before it closes, so load balancers
+    stop sending to it; running jobs go back to the queue at once"""
+    key_pepper: Secret | None = None
+    """Server-side secret every API key's stored hash is keyed with (HMAC-SHA256); required, the same on every
+    replica. `vton up` makes one"""
+    admin_key: Secret | None = None
+    """Bearer key of the /v1/admin routes (creating, listing, revoking API keys); unset: those routes are off.
+    `vton up` makes one"""
+    rate_limit_per_s: PositiveFloat = 20.0
+    """Requests per second each API key may make (token bucket, per replica)"""
+    rate_limit_burst: PositiveInt = 60
+    """Requests an API key may make at once before the per-second rate applies"""
+    max_queued_jobs: PositiveInt = 1000
+    """Queued jobs of all tenants beyond which POSTs answer 429"""
+    max_queued_jobs_per_tenant: PositiveInt = 200
+    """Queued jobs of one tenant beyond which its POSTs answer 429"""
+    idempotency_window_s: Seconds = 86400.0
+    """How long an `Idempotency-Key` returns the job it first created"""
+    incoming_poll_s: Seconds = 10.0
+    """How often each tenant's incoming-garment prefix is listed for new garments (by replicas that run
+    jobs)"""
+    webhook_timeout_s: Seconds = 10.0
+    """Deadline of each callback delivery"""
+    webhook_retry_for_s: Seconds = 3600.0
+    """How long a callback that fails is retried before it is given up"""
+    webhook_backoff_s: Seconds = 2.0
+    """Wait before a failed callback's first retry; doubles with each retry"""
+    webhook_max_backoff_s: Seconds = 300.0
+    """The longest wait between two retries"""
+    webhook_allowed_hosts: Annotated[tuple[str, ...], NoDecode] = ()
+    """Comma-separated host names callbacks may go to (`*.shop.example` for a domain); unset: any host whose
+    addresses are all public"""
+    webhook_allowed_networks: Annotated[tuple[str, ...], NoDecode] = ()
+    """Comma-separated networks (CIDR) callbacks may reach although loopback, private or link-local, e.g.
+    `10.20.0.0/16`; unset: such addresses are refused"""
 
     @field_validator("webhook_allowed_hosts", "webhook_allowed_networks", mode="before")
     @classmethod
@@ -239,7 +214,8 @@ def settings_table() -> str:
     rows = ["| variable | default | meaning |", "|---|---|---|"]
     for name, field in Settings.model_fields.items():
         default = "unset" if field.default in (None, ()) else f"`{field.default}`"
-        rows.append(f"| `{env_name(name)}` | {default} | {field.description} |")
+        meaning = " ".join((field.description or "").split())  # a docstring's lines, as one table cell
+        rows.append(f"| `{env_name(name)}` | {default} | {meaning} |")
     return "\n".join(rows) + "\n"
 
 

@@ -17,6 +17,7 @@ from typing import Any
 import grpc
 import pytest
 
+from orchestrator.pipeline import StageRequests
 from vton.runtime.server import MAX_MESSAGE_BYTES
 from vton.runtime.vocab import SERVICE_NAMES
 from vton.v1 import common_pb2, diffusion_pb2, parsing_pb2, pose_pb2, warp_pb2
@@ -92,32 +93,14 @@ class TryOnChain:
         return parsing_pb2.ParseRequest(image=self.person, label_set="lip")
 
     def agnostic_mask_request(self) -> parsing_pb2.CreateAgnosticMaskRequest:
-        return parsing_pb2.CreateAgnosticMaskRequest(
-            image=self.person,
-            label_map=self.parse.label_map,
-            keypoints=self.pose.keypoints,
-            options=self.options,
-        )
+        return self._requests().agnostic_mask()
 
     def warp_request(self) -> warp_pb2.WarpGarmentRequest:
-        return warp_pb2.WarpGarmentRequest(**self._analysed())
+        return self._requests().warp(self.agnostic)
 
     def try_on_request(self) -> diffusion_pb2.TryOnRequest:
-        return diffusion_pb2.TryOnRequest(
-            **self._analysed(),
-            warped_garment=self.warped.warped_garment,
-            warped_mask=self.warped.warped_mask,
-        )
+        return self._requests().try_on(self.agnostic, self.warped)
 
-    def _analysed(self) -> dict[str, Any]:
-        """What the warp and the try-on requests both carry: the inputs and the analysis of the person."""
-        return dict(
-            garment=self.garment,
-            person=self.person,
-            masked_person=self.agnostic.masked_person,
-            agnostic_mask=self.agnostic.mask,
-            keypoints=self.pose.keypoints,
-            pose_map=self.pose.pose_map,
-            label_map=self.parse.label_map,
-            options=self.options,
-        )
+    def _requests(self) -> StageRequests:
+        """The later steps' requests as the orchestrator's pipeline builds them."""
+        return StageRequests(self.person, self.garment, self.options, self.pose, self.parse)
