@@ -1,18 +1,19 @@
-"""What the routers depend on: the application's context and the JSON error answer.
+"""What the routers depend on: the application's context, the caller, and the JSON error answer.
 
-Routers import from here, never from app.py (which imports the routers), as FastAPI's own project template does.
+Routers import from here, never from app.py (which imports the routers), as FastAPI's own project template does;
+like it, a route names a dependency by its annotated type (`ctx: ContextDep`).
 """
 
 from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.responses import JSONResponse
 
-from orchestrator.auth import Authenticator
+from orchestrator.auth import Authenticator, Principal, authenticated
 from orchestrator.batches import BatchStore
 from orchestrator.catalog_poller import CatalogPoller
 from orchestrator.errors import ApiError
@@ -73,7 +74,12 @@ def context(request: Request) -> AppContext:
     return request.app.state.ctx
 
 
-def accepting_work(ctx: AppContext = Depends(context)) -> None:
+ContextDep = Annotated[AppContext, Depends(context)]
+# The API key the request came with, and its tenant (401, 403 or 429 otherwise: orchestrator.auth).
+PrincipalDep = Annotated[Principal, Depends(authenticated)]
+
+
+def accepting_work(ctx: ContextDep) -> None:
     """A route that starts work refuses it while the process shuts down: another replica (or this one after
     its restart) takes it."""
     if ctx.shutting_down.is_set():

@@ -11,22 +11,21 @@ from __future__ import annotations
 
 import logging
 import re
+from functools import partial
 
-from fastapi import APIRouter, Depends, Header, Request, UploadFile
+from fastapi import APIRouter, Depends, Request, UploadFile
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
-from orchestrator.auth import Principal, authenticated
+from orchestrator.auth import Principal
 from orchestrator.batches import Batch, BatchPlan, batch_prefix, new_batch_id, stem
-from orchestrator.deps import AppContext, accepting_work, context
+from orchestrator.deps import AppContext, ContextDep, PrincipalDep, accepting_work
 from orchestrator.errors import ApiError
-from orchestrator.idempotency import HEADER as IDEMPOTENCY_HEADER
-from orchestrator.idempotency import Idempotency, IdempotencyTaken, checked_key, fingerprint, replayed
+from orchestrator.idempotency import Idempotency
 from orchestrator.limits import check_queue_room
 from orchestrator.pipeline import IMAGE_FORMATS, image_format
+from orchestrator.routers import intake
 from orchestrator.routers.objects import referenced_photo
-from orchestrator.routers.tryon import _FORM_TYPES, _checked_callback, _media_type, _validated
 from orchestrator.schemas import (
     AUTH_RESPONSES,
     BatchAccepted,
@@ -53,16 +52,6 @@ _MAX_FILES = 500
 # A name from an upload's file name: path-free, of characters every S3 key takes.
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
-_REQUEST_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {"schema": BatchForm.model_json_schema()},
-            "application/json": {"schema": BatchByReference.model_json_schema()},
-        },
-    }
-}
-
 
 @router.post(
     "/v1/batches",
@@ -81,33 +70,25 @@ _REQUEST_BODY = {
         503: {"model": ErrorOut, "description": "Storage is unavailable, or the server is shutting down"},
     },
     summary="Try every garment on every person (one job each)",
-    openapi_extra=_REQUEST_BODY,
+    openapi_extra=intake.request_body(BatchForm, BatchByReference),
 )
 async def create_batch(
-    request: Request,
-    idempotency_key: str | None = Header(
-        None,
-        alias=IDEMPOTENCY_HEADER,
-        description="A key of your choice: a retry with the same key and request answers with the same batch",
-    ),
-    principal: Principal = Depends(authenticated),
-    ctx: AppContext = Depends(context),
+    request: Request, principal: PrincipalDep, ctx: ContextDep, idempotency_key: intake.IdempotencyKeyDep
 ) -> JSONResponse:
-    idempotency_key = checked_key(idempotency_key)
     batch_id = new_batch_id()
-    media_type = _media_type(request)
-    if media_type == "application/json":
-        body = _validated(BatchByReference, await _json_body(request))
+    if intake.body_format(request) == "json":
+        outline = '{"people": [...], "garments": [...], ...}'
+        body = await intake.json_body(request, BatchByReference, outline)
         options = checked_options(body)
         people, garments = await _referenced(ctx, principal, body)
         plan = _plan(ctx, principal, batch_id, body, options, people, garments)
         batch, replay = await _submit(ctx, principal, plan, body, {}, idempotency_key)
-    elif media_type in _FORM_TYPES:
+    else:
         async with request.form(max_files=_MAX_FILES, max_fields=_MAX_FILES + 16) as form:
             fields = {
                 k: v for k, v in form.items() if v != "" and k not in ("people", "garments", "categories")
             }
-            body = _validated(
+            body = intake.validated(
                 BatchForm,
                 {
                     **fields,
@@ -128,12 +109,6 @@ async def create_batch(
             photos[garments[-1][1]] = data
         plan = _plan(ctx, principal, batch_id, body, options, people, garments)
         batch, replay = await _submit(ctx, principal, plan, body, photos, idempotency_key)
-    else:
-        raise ApiError(
-            415,
-            f"the body is {media_type or 'of no declared type'}: send multipart/form-data (the photos) or "
-            "application/json (objects in the bucket)",
-        )
     headers = {"Location": batch_path(batch.id)}
     if replay:
         headers["Idempotent-Replayed"] = "true"
@@ -146,13 +121,10 @@ async def create_batch(
 
 @router.get(
     "/v1/batches/{batch_id}",
-    response_model=BatchOut,
     responses={404: {"model": ErrorOut, "description": "No such batch"}},
     summary="A batch's jobs by status, its progress, every job's result and the manifest",
 )
-def get_batch(
-    batch_id: str, principal: Principal = Depends(authenticated), ctx: AppContext = Depends(context)
-) -> BatchOut:
+def get_batch(batch_id: str, principal: PrincipalDep, ctx: ContextDep) -> BatchOut:
     batch = ctx.batches.get_for_tenant(batch_id, principal.tenant_id) if _BATCH_ID.match(batch_id) else None
     if batch is None:
         raise ApiError(404, f"no batch with id {batch_id!r}", {"id": batch_id})
@@ -162,16 +134,6 @@ def get_batch(
         ctx.storage.presign,
         ctx.deliveries.for_subject("batch", batch_id),
     )
-
-
-async def _json_body(request: Request) -> dict:
-    try:
-        data = await request.json()
-    except ValueError:
-        raise ApiError(400, "the request body is not valid JSON") from None
-    if not isinstance(data, dict):
-        raise ApiError(400, 'the JSON body is an object: {"people": [...], "garments": [...], ...}')
-    return data
 
 
 def _category(value: str | None, field: str) -> str | None:
@@ -295,46 +257,29 @@ async def _submit(
     idempotency_key: str | None,
 ) -> tuple[Batch, bool]:
     """The batch the request makes (new, False), or the one a first request with its Idempotency-Key made."""
-    await run_in_threadpool(_checked_callback, ctx, body.callback_url)
-    idempotency = None
-    if idempotency_key is not None:
-        fields = body.model_dump(mode="json", exclude={"people", "garments"} if photos else None)
-        # each upload by its place in the request (people[0], ...): a retry matches whatever its file names
-        places = [(f"people[{i}]", key) for i, (_, key) in enumerate(plan.people)]
-        places += [(f"garments[{i}]", key) for i, (_, key, _) in enumerate(plan.garments)]
-        files = {place: photos[key] for place, key in places if key in photos}
-        idempotency = Idempotency(
-            idempotency_key,
-            fingerprint("POST /v1/batches", fields, files),
-            ctx.settings.idempotency_window_s,
-        )
-        prior = await run_in_threadpool(
-            ctx.store.prior_request, principal.tenant_id, idempotency_key, idempotency.window_s
-        )
-        if prior is not None:
-            return await _replayed(ctx, principal, replayed(prior, idempotency)), True
-    try:
-        batch = await run_in_threadpool(_accept, ctx, principal, plan, photos, idempotency)
-    except IdempotencyTaken as taken:  # a concurrent retry made the batch first
-        return await _replayed(ctx, principal, replayed(taken.prior, idempotency)), True
-    except SQLAlchemyError as exc:
-        raise ApiError(503, "the job database is unavailable", type(exc).__name__) from None
-    ctx.runner.wake()
-    log_event(
-        log,
-        "batch accepted",
-        batch=batch.id,
-        tenant=principal.tenant_id,
-        people=len(batch.people),
-        garments=len(batch.garments),
+    await run_in_threadpool(intake.checked_callback, ctx, body.callback_url)
+    fields = body.model_dump(mode="json", exclude={"people", "garments"} if photos else None)
+    # each upload by its place in the request (people[0], ...): a retry matches whatever its file names
+    places = [(f"people[{i}]", key) for i, (_, key) in enumerate(plan.people)]
+    places += [(f"garments[{i}]", key) for i, (_, key, _) in enumerate(plan.garments)]
+    files = {place: photos[key] for place, key in places if key in photos}
+    batch, replay = await intake.made_once(
+        ctx,
+        principal,
+        intake.idempotency_for(ctx, idempotency_key, "POST /v1/batches", fields, files),
+        partial(_accept, ctx, principal, plan, photos),
+        ctx.batches.get_for_tenant,
     )
-    return batch, False
-
-
-async def _replayed(ctx: AppContext, principal: Principal, batch_id: str) -> Batch:
-    batch = await run_in_threadpool(ctx.batches.get_for_tenant, batch_id, principal.tenant_id)
-    assert batch is not None, "batches are never deleted"
-    return batch
+    if not replay:
+        log_event(
+            log,
+            "batch accepted",
+            batch=batch.id,
+            tenant=principal.tenant_id,
+            people=len(batch.people),
+            garments=len(batch.garments),
+        )
+    return batch, replay
 
 
 def _accept(

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from orchestrator.deps import AppContext, context
+from orchestrator.deps import AppContext, ContextDep
 
 router = APIRouter(tags=["operations"])
 
@@ -43,7 +43,7 @@ def _database_check(ctx: AppContext) -> dict:
     "process not shutting down",
     responses={503: {"description": "Something is not ready; the body says what"}},
 )
-def readyz(ctx: AppContext = Depends(context)) -> JSONResponse:
+def readyz(ctx: ContextDep) -> JSONResponse:
     if ctx.shutting_down.is_set():  # first thing a SIGTERM changes: load balancers stop sending work here
         return JSONResponse({"ready": False, "shutting_down": True}, status_code=503)
     timeout = ctx.settings.readiness_timeout_s
@@ -62,5 +62,5 @@ def readyz(ctx: AppContext = Depends(context)) -> JSONResponse:
 
 
 @router.get("/metrics", summary="Prometheus metrics", include_in_schema=False)
-def metrics(ctx: AppContext = Depends(context)) -> Response:
+def metrics(ctx: ContextDep) -> Response:
     return Response(ctx.metrics.render(), media_type=CONTENT_TYPE_LATEST)

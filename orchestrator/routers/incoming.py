@@ -9,27 +9,23 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from orchestrator.auth import Principal, authenticated
-from orchestrator.deps import AppContext, context
+from orchestrator.auth import Principal
+from orchestrator.deps import AppContext, ContextDep, PrincipalDep
 from orchestrator.errors import ApiError
-from orchestrator.incoming import (
-    DEFAULT_MODELS_PREFIX,
-    DEFAULT_PREFIX,
-    DEFAULT_RESULTS_PREFIX,
-    IncomingConfig,
-    IncomingConfigError,
-)
-from orchestrator.routers.tryon import _checked_callback
+from orchestrator.incoming import IncomingConfig, IncomingConfigError
+from orchestrator.routers.intake import checked_callback
 from orchestrator.schemas import AUTH_RESPONSES, ErrorOut, batch_path
 from orchestrator.tenants import tenant_prefix
 
 router = APIRouter(prefix="/v1/incoming", tags=["incoming"], responses=AUTH_RESPONSES)
 
 _RECENT = 50
+# A field PUT leaves out takes the setting a tenant has before its first PUT.
+_DEFAULTS = IncomingConfig()
 
 
 class IncomingIn(BaseModel):
@@ -38,21 +34,21 @@ class IncomingIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    enabled: bool = Field(True, description="Whether the prefix is watched")
+    enabled: bool = Field(_DEFAULTS.enabled, description="Whether the prefix is watched")
     prefix: str = Field(
-        DEFAULT_PREFIX,
+        _DEFAULTS.prefix,
         description="The watched prefix. A first folder named after a category gives the garments below it "
         "that category (`incoming/garments/lower_body/jeans.jpg`); elsewhere it is inferred",
     )
     models_prefix: str | None = Field(
-        DEFAULT_MODELS_PREFIX,
+        _DEFAULTS.models_prefix,
         description="Every photo below it is a model photo (unless model_keys is given)",
     )
     model_keys: list[str] = Field(
         [], description="The model photos, by key; when given, models_prefix is not used"
     )
     results_prefix: str = Field(
-        DEFAULT_RESULTS_PREFIX,
+        _DEFAULTS.results_prefix,
         description="Where results go: `<results_prefix><garment's path without extension>/<model>.png`, with "
         "manifest.json and manifest.csv beside them",
     )
@@ -97,16 +93,13 @@ def _out(ctx: AppContext, principal: Principal, config: IncomingConfig) -> Incom
     )
 
 
-@router.get("", response_model=IncomingOut, summary="Your incoming-garment settings and the latest pickups")
-def get_incoming(
-    principal: Principal = Depends(authenticated), ctx: AppContext = Depends(context)
-) -> IncomingOut:
+@router.get("", summary="Your incoming-garment settings and the latest pickups")
+def get_incoming(principal: PrincipalDep, ctx: ContextDep) -> IncomingOut:
     return _out(ctx, principal, ctx.incoming.config(principal.tenant_id))
 
 
 @router.put(
     "",
-    response_model=IncomingOut,
     responses={
         422: {
             "model": ErrorOut,
@@ -115,16 +108,14 @@ def get_incoming(
     },
     summary="Set where incoming garments, model photos and results are",
 )
-async def put_incoming(
-    body: IncomingIn, principal: Principal = Depends(authenticated), ctx: AppContext = Depends(context)
-) -> IncomingOut:
+async def put_incoming(body: IncomingIn, principal: PrincipalDep, ctx: ContextDep) -> IncomingOut:
     config = IncomingConfig(
         enabled=body.enabled,
         prefix=body.prefix,
         models_prefix=body.models_prefix,
         model_keys=tuple(body.model_keys),
         results_prefix=body.results_prefix,
-        callback_url=await run_in_threadpool(_checked_callback, ctx, body.callback_url),
+        callback_url=await run_in_threadpool(checked_callback, ctx, body.callback_url),
     )
     try:
         config.checked()

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import re
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 from fastapi.responses import RedirectResponse
 
-from orchestrator.auth import Principal, authenticated
-from orchestrator.deps import AppContext, context
+from orchestrator.auth import Principal
+from orchestrator.deps import AppContext, ContextDep, PrincipalDep
 from orchestrator.errors import ApiError
 from orchestrator.jobs import SUCCEEDED, Job
 from orchestrator.schemas import AUTH_RESPONSES, ErrorOut, JobOut, job_out
@@ -30,13 +30,10 @@ def _job(ctx: AppContext, job_id: str, principal: Principal) -> Job:
 
 @router.get(
     "/v1/jobs/{job_id}",
-    response_model=JobOut,
     responses={404: {"model": ErrorOut, "description": "No such job"}},
     summary="A job's status, stages, timings, result and artifacts",
 )
-def get_job(
-    job_id: str, principal: Principal = Depends(authenticated), ctx: AppContext = Depends(context)
-) -> JobOut:
+def get_job(job_id: str, principal: PrincipalDep, ctx: ContextDep) -> JobOut:
     return job_out(
         _job(ctx, job_id, principal), ctx.storage.presign, ctx.deliveries.for_subject("job", job_id)
     )
@@ -52,9 +49,7 @@ def get_job(
     },
     summary="Redirect to the try-on image of a finished job",
 )
-def get_result(
-    job_id: str, principal: Principal = Depends(authenticated), ctx: AppContext = Depends(context)
-) -> RedirectResponse:
+def get_result(job_id: str, principal: PrincipalDep, ctx: ContextDep) -> RedirectResponse:
     job = _job(ctx, job_id, principal)
     if job.status != SUCCEEDED or not job.result_key:
         message = f"job {job_id} has no result: it is {job.status}"

@@ -11,8 +11,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Query
 from starlette.concurrency import run_in_threadpool
 
-from orchestrator.auth import Principal, admin, authenticated
-from orchestrator.deps import AppContext, context
+from orchestrator.auth import admin
+from orchestrator.deps import ContextDep, PrincipalDep
 from orchestrator.errors import ApiError
 from orchestrator.schemas import (
     AUTH_RESPONSES,
@@ -41,11 +41,10 @@ router = APIRouter(tags=["tenant"], responses=AUTH_RESPONSES)
 @admin_router.post(
     "/keys",
     status_code=201,
-    response_model=KeyCreated,
     responses={422: {"model": ErrorOut, "description": "Not a valid tenant id, a rate out of range"}},
     summary="Create an API key (and its tenant, with the tenant's first key)",
 )
-async def create_key(body: KeyCreate, ctx: AppContext = Depends(context)) -> KeyCreated:
+async def create_key(body: KeyCreate, ctx: ContextDep) -> KeyCreated:
     try:
         check_tenant_id(body.tenant)
     except TenantError as exc:
@@ -57,10 +56,9 @@ async def create_key(body: KeyCreate, ctx: AppContext = Depends(context)) -> Key
     return KeyCreated(**key_out(stored).model_dump(), key=key, webhook_secret=tenant.webhook_secret)
 
 
-@admin_router.get("/keys", response_model=KeyList, summary="List API keys (never the keys themselves)")
+@admin_router.get("/keys", summary="List API keys (never the keys themselves)")
 async def list_keys(
-    tenant: str | None = Query(None, description="Only this tenant's keys"),
-    ctx: AppContext = Depends(context),
+    ctx: ContextDep, tenant: str | None = Query(None, description="Only this tenant's keys")
 ) -> KeyList:
     keys = await run_in_threadpool(ctx.tenants.keys, tenant)
     return KeyList(keys=[key_out(k) for k in keys])
@@ -68,23 +66,18 @@ async def list_keys(
 
 @admin_router.delete(
     "/keys/{key_id}",
-    response_model=KeyOut,
     responses={404: {"model": ErrorOut, "description": "No such key"}},
     summary="Revoke an API key: from now on it answers 403",
 )
-async def revoke_key(key_id: str, ctx: AppContext = Depends(context)) -> KeyOut:
+async def revoke_key(key_id: str, ctx: ContextDep) -> KeyOut:
     revoked = await run_in_threadpool(ctx.tenants.revoke, key_id)
     if revoked is None:
         raise ApiError(404, f"no API key with id {key_id!r}", {"id": key_id})
     return key_out(revoked)
 
 
-@router.get(
-    "/v1/tenant", response_model=TenantOut, summary="Your tenant: its storage prefix and webhook secret"
-)
-def get_tenant(
-    principal: Principal = Depends(authenticated), ctx: AppContext = Depends(context)
-) -> TenantOut:
+@router.get("/v1/tenant", summary="Your tenant: its storage prefix and webhook secret")
+def get_tenant(principal: PrincipalDep, ctx: ContextDep) -> TenantOut:
     return TenantOut(
         id=principal.tenant_id,
         prefix=f"s3://{ctx.settings.s3_bucket}/{tenant_prefix(principal.tenant_id)}",

@@ -11,11 +11,11 @@ from __future__ import annotations
 import io
 from datetime import UTC, datetime
 
-from fastapi import APIRouter, Depends, Query, Request, UploadFile
+from fastapi import APIRouter, Query, Request, UploadFile
 from starlette.concurrency import run_in_threadpool
 
-from orchestrator.auth import Principal, authenticated
-from orchestrator.deps import AppContext, context
+from orchestrator.auth import Principal
+from orchestrator.deps import AppContext, ContextDep, PrincipalDep
 from orchestrator.errors import ApiError
 from orchestrator.pipeline import image_format
 from orchestrator.schemas import AUTH_RESPONSES, ErrorOut, ObjectList, ObjectOut
@@ -95,7 +95,6 @@ async def _body(request: Request, limit: int) -> bytes:
 @router.put(
     "/{key:path}",
     status_code=201,
-    response_model=ObjectOut,
     responses={
         400: {
             "model": ErrorOut,
@@ -115,12 +114,7 @@ async def _body(request: Request, limit: int) -> bytes:
         }
     },
 )
-async def put_object(
-    key: str,
-    request: Request,
-    principal: Principal = Depends(authenticated),
-    ctx: AppContext = Depends(context),
-) -> ObjectOut:
+async def put_object(key: str, request: Request, principal: PrincipalDep, ctx: ContextDep) -> ObjectOut:
     key = _relative_key(key)
     if key.startswith(RESERVED_PREFIXES):
         raise ApiError(
@@ -155,26 +149,23 @@ async def put_object(
 
 @router.get(
     "/{key:path}",
-    response_model=ObjectOut,
     responses={404: {"model": ErrorOut, "description": "No such object among yours"}},
     summary="One of your objects, with a presigned URL",
 )
-def get_object(
-    key: str, principal: Principal = Depends(authenticated), ctx: AppContext = Depends(context)
-) -> ObjectOut:
+def get_object(key: str, principal: PrincipalDep, ctx: ContextDep) -> ObjectOut:
     info = ctx.storage.head(tenant_prefix(principal.tenant_id) + _relative_key(key))
     if info is None:
         raise ApiError(404, f"no object {key!r} among yours", {"key": key})
     return _object_out(ctx, principal, info)
 
 
-@router.get("", response_model=ObjectList, summary="Your objects, in key order")
+@router.get("", summary="Your objects, in key order")
 def list_objects(
+    principal: PrincipalDep,
+    ctx: ContextDep,
     prefix: str = Query("", description="Only keys that start with this"),
     after: str | None = Query(None, description="Only keys after this one (the previous page's next_after)"),
     limit: int = Query(100, ge=1, le=_MAX_LISTING),
-    principal: Principal = Depends(authenticated),
-    ctx: AppContext = Depends(context),
 ) -> ObjectList:
     base = tenant_prefix(principal.tenant_id)
     infos = ctx.storage.list(base + prefix, limit=limit + 1, after=base + after if after else None)

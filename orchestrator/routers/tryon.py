@@ -11,31 +11,20 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import TypeVar
+from functools import partial
 
-from fastapi import APIRouter, Depends, Header, Query, Request
-from fastapi.exceptions import RequestValidationError
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ValidationError
-from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
-from orchestrator.auth import Principal, authenticated
-from orchestrator.callback_urls import CallbackRefused
-from orchestrator.deps import AppContext, accepting_work, context, error_response
+from orchestrator.auth import Principal
+from orchestrator.deps import AppContext, ContextDep, PrincipalDep, accepting_work, error_response
 from orchestrator.errors import ApiError
-from orchestrator.idempotency import HEADER as IDEMPOTENCY_HEADER
-from orchestrator.idempotency import (
-    Idempotency,
-    IdempotencyTaken,
-    PriorRequest,
-    checked_key,
-    fingerprint,
-    replayed,
-)
+from orchestrator.idempotency import Idempotency
 from orchestrator.jobs import SUCCEEDED, Job, new_job_id
 from orchestrator.limits import check_queue_room
 from orchestrator.pipeline import image_format, input_key
+from orchestrator.routers import intake
 from orchestrator.routers.objects import referenced_photo
 from orchestrator.schemas import (
     AUTH_RESPONSES,
@@ -55,7 +44,8 @@ from orchestrator.uploads import checked_image, checked_options
 from vton.runtime.logs import log_event, request_id_var
 from vton.runtime.options import TryOnOptions
 
-router = APIRouter(tags=["try-on"], responses=AUTH_RESPONSES)
+# Its one route starts work: refused while the process shuts down.
+router = APIRouter(tags=["try-on"], dependencies=[Depends(accepting_work)], responses=AUTH_RESPONSES)
 log = logging.getLogger("vton.orchestrator.api")
 
 _WAIT_POLL_S = 0.2
@@ -87,22 +77,6 @@ _ERRORS = {
 }
 
 
-# The route reads its body itself (multipart or JSON): the two schemas are documented here.
-_REQUEST_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {"schema": TryOnForm.model_json_schema()},
-            "application/json": {"schema": TryOnByReference.model_json_schema()},
-        },
-    }
-}
-
-
-_Body = TypeVar("_Body", bound=BaseModel)
-_FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
-
-
 @dataclass
 class _Photos:
     """The two photos of a request: uploaded bytes to store, or the keys of the tenant's objects to use."""
@@ -113,43 +87,31 @@ class _Photos:
 
 @router.post(
     "/v1/tryon",
-    dependencies=[Depends(accepting_work)],
     status_code=202,
     response_model=JobAccepted,
     responses={200: {"model": JobOut, "description": "wait=true: the finished job"}, **_ERRORS},
     summary="Start a try-on job",
-    openapi_extra=_REQUEST_BODY,
+    openapi_extra=intake.request_body(TryOnForm, TryOnByReference),
 )
 async def create_tryon(
     request: Request,
+    principal: PrincipalDep,
+    ctx: ContextDep,
+    idempotency_key: intake.IdempotencyKeyDep,
     wait: bool = Query(
         False, description="Answer when the job has finished (200 with the job) instead of 202"
     ),
     timeout: float | None = Query(None, gt=0, le=3600, description="wait=true: seconds to wait at most"),
-    idempotency_key: str | None = Header(
-        None,
-        alias=IDEMPOTENCY_HEADER,
-        description="A key of your choice: a retry with the same key and request answers with the same job",
-    ),
-    principal: Principal = Depends(authenticated),
-    ctx: AppContext = Depends(context),
 ) -> JSONResponse:
-    idempotency_key = checked_key(idempotency_key)
-    media_type = _media_type(request)
-    if media_type == "application/json":
-        body = _validated(TryOnByReference, await _json_object(request))
+    if intake.body_format(request) == "json":
+        outline = '{"person": ..., "garment": ..., "category": ...}'
+        body = await intake.json_body(request, TryOnByReference, outline)
         options = checked_options(body)
         photos = _Photos(keys=await _referenced_photos(ctx, principal, body))
         job, replay = await _submit(ctx, principal, body, options, photos, idempotency_key)
-    elif media_type not in _FORM_TYPES:
-        raise ApiError(
-            415,
-            f"the body is {media_type or 'of no declared type'}: send multipart/form-data (the photos) or "
-            "application/json (objects in the bucket)",
-        )
     else:
         async with request.form(max_files=2, max_fields=16) as form:
-            body = _validated(TryOnForm, {k: v for k, v in form.items() if v != ""})
+            body = intake.validated(TryOnForm, {k: v for k, v in form.items() if v != ""})
             options = checked_options(body)
             photos = _Photos(uploads=await _uploaded_photos(ctx, body))
             job, replay = await _submit(ctx, principal, body, options, photos, idempotency_key)
@@ -184,61 +146,19 @@ async def _submit(
 ) -> tuple[Job, bool]:
     """The job the request makes: (a new job, False), or (the job a first request with the same
     Idempotency-Key made, True)."""
-    callback_url = await run_in_threadpool(_checked_callback, ctx, body.callback_url)
-    idempotency = None
-    if idempotency_key is not None:
-        fields = body.model_dump(mode="json", exclude={"person", "garment"} if photos.uploads else None)
-        idempotency = Idempotency(
-            idempotency_key,
-            fingerprint("POST /v1/tryon", fields, photos.uploads),
-            ctx.settings.idempotency_window_s,
-        )
-        prior = await run_in_threadpool(
-            ctx.store.prior_request, principal.tenant_id, idempotency_key, idempotency.window_s
-        )
-        if prior is not None:
-            return await _replayed(ctx, principal, prior, idempotency), True
-    try:
-        job = await run_in_threadpool(_accept, ctx, principal, options, photos, callback_url, idempotency)
-    except IdempotencyTaken as taken:  # a concurrent retry made the job first
-        return await _replayed(ctx, principal, taken.prior, idempotency), True
-    except SQLAlchemyError as exc:
-        raise ApiError(503, "the job database is unavailable", type(exc).__name__) from None
-    ctx.runner.wake()
-    ctx.metrics.jobs_accepted.inc()
-    log_event(log, "job accepted", job_id=job.id, category=options.category, tenant=principal.tenant_id)
-    return job, False
-
-
-async def _replayed(
-    ctx: AppContext, principal: Principal, prior: PriorRequest, idempotency: Idempotency
-) -> Job:
-    job_id = replayed(prior, idempotency)
-    job = await run_in_threadpool(ctx.store.get_for_tenant, job_id, principal.tenant_id)
-    assert job is not None, "jobs are never deleted"
-    return job
-
-
-def _media_type(request: Request) -> str:
-    return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-
-
-async def _json_object(request: Request) -> dict:
-    try:
-        data = await request.json()
-    except ValueError:
-        raise ApiError(400, "the request body is not valid JSON") from None
-    if not isinstance(data, dict):
-        raise ApiError(400, 'the JSON body is an object: {"person": ..., "garment": ..., "category": ...}')
-    return data
-
-
-def _validated(model: type[_Body], data: dict) -> _Body:
-    """The body as `model`, or the 422 every validation error answers (it names each field and value)."""
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        raise RequestValidationError(exc.errors()) from None
+    callback_url = await run_in_threadpool(intake.checked_callback, ctx, body.callback_url)
+    fields = body.model_dump(mode="json", exclude={"person", "garment"} if photos.uploads else None)
+    job, replay = await intake.made_once(
+        ctx,
+        principal,
+        intake.idempotency_for(ctx, idempotency_key, "POST /v1/tryon", fields, photos.uploads),
+        partial(_accept, ctx, principal, options, photos, callback_url),
+        ctx.store.get_for_tenant,
+    )
+    if not replay:
+        ctx.metrics.jobs_accepted.inc()
+        log_event(log, "job accepted", job_id=job.id, category=options.category, tenant=principal.tenant_id)
+    return job, replay
 
 
 async def _uploaded_photos(ctx: AppContext, form: TryOnForm) -> dict[str, bytes]:
@@ -255,16 +175,6 @@ async def _referenced_photos(ctx: AppContext, principal: Principal, body: TryOnB
         what: await referenced_photo(ctx, principal, reference, what)
         for what, reference in (("person", body.person), ("garment", body.garment))
     }
-
-
-def _checked_callback(ctx: AppContext, url: str | None) -> str | None:
-    if url is None:
-        return None
-    try:
-        ctx.webhooks.policy.check(url)
-    except CallbackRefused as exc:
-        raise ApiError(422, f"callback_url: {exc}", {"field": "callback_url", "value": url}) from None
-    return url
 
 
 def _accept(

@@ -9,6 +9,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from orchestrator.migrations import ddl
+
 revision = "0002"
 down_revision = "0001"
 branch_labels = None
@@ -16,7 +18,7 @@ depends_on = None
 
 
 def upgrade() -> None:
-    op.add_column("vton_jobs", sa.Column("scheduler", sa.String(32), nullable=True))
+    op.add_column("vton_jobs", ddl.optional("scheduler", sa.String(32)))
 
 
 def downgrade() -> None:

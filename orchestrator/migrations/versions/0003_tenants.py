@@ -14,6 +14,8 @@ import time
 import sqlalchemy as sa
 from alembic import op
 
+from orchestrator.migrations import ddl
+
 revision = "0003"
 down_revision = "0002"
 branch_labels = None
@@ -23,74 +25,68 @@ DEFAULT_TENANT = "default"
 
 
 def upgrade() -> None:
-    tenants = op.create_table(
+    tenants = ddl.create_table(
         "vton_tenants",
-        sa.Column("id", sa.String(64), primary_key=True),
-        sa.Column("webhook_secret", sa.String(64), nullable=False),
-        sa.Column("created_at", sa.Double(), nullable=False),
+        ddl.primary("id", sa.String(64)),
+        ddl.required("webhook_secret", sa.String(64)),
+        ddl.created_at(),
     )
     op.bulk_insert(
         tenants,
         [{"id": DEFAULT_TENANT, "webhook_secret": secrets.token_hex(32), "created_at": time.time()}],
     )
-    op.create_table(
+    ddl.create_table(
         "vton_api_keys",
-        sa.Column("id", sa.String(16), primary_key=True),
-        sa.Column("tenant_id", sa.String(64), sa.ForeignKey("vton_tenants.id"), nullable=False),
-        sa.Column("name", sa.String(128), nullable=False),
-        sa.Column("hash", sa.String(64), nullable=False),
-        sa.Column("rate_per_s", sa.Double(), nullable=True),
-        sa.Column("burst", sa.Integer(), nullable=True),
-        sa.Column("created_at", sa.Double(), nullable=False),
-        sa.Column("last_used_at", sa.Double(), nullable=True),
-        sa.Column("revoked_at", sa.Double(), nullable=True),
+        ddl.primary("id", sa.String(16)),
+        ddl.tenant(),
+        ddl.required("name", sa.String(128)),
+        ddl.required("hash", sa.String(64)),
+        ddl.optional("rate_per_s", sa.Double()),
+        ddl.optional("burst", sa.Integer()),
+        ddl.created_at(),
+        ddl.optional("last_used_at", ddl.TIME),
+        ddl.optional("revoked_at", ddl.TIME),
+        indexes={"ix_vton_api_keys_tenant_id": ["tenant_id"]},
     )
-    op.create_index("ix_vton_api_keys_tenant_id", "vton_api_keys", ["tenant_id"])
-    op.create_table(
+    ddl.create_table(
         "vton_idempotency_keys",
-        sa.Column("tenant_id", sa.String(64), primary_key=True),
-        sa.Column("key", sa.String(255), primary_key=True),
-        sa.Column("fingerprint", sa.String(64), nullable=False),
-        sa.Column("resource_id", sa.String(32), nullable=False),
-        sa.Column("created_at", sa.Double(), nullable=False),
+        ddl.primary("tenant_id", sa.String(64)),
+        ddl.primary("key", sa.String(255)),
+        ddl.required("fingerprint", sa.String(64)),
+        ddl.required("resource_id", ddl.ID),
+        ddl.created_at(),
     )
-    op.create_table(
+    ddl.create_table(
         "vton_webhook_deliveries",
-        sa.Column("id", sa.String(32), primary_key=True),
-        sa.Column("tenant_id", sa.String(64), nullable=False),
-        sa.Column("kind", sa.String(16), nullable=False),
-        sa.Column("subject_id", sa.String(32), nullable=False),
-        sa.Column("url", sa.String(2048), nullable=False),
-        sa.Column("status", sa.String(16), nullable=False),
-        sa.Column("created_at", sa.Double(), nullable=False),
-        sa.Column("next_attempt_at", sa.Double(), nullable=False),
-        sa.Column("claim_token", sa.String(32), nullable=True),
-        sa.Column("claimed_until", sa.Double(), nullable=True),
-        sa.Column("finished_at", sa.Double(), nullable=True),
+        ddl.primary("id", ddl.ID),
+        ddl.required("tenant_id", sa.String(64)),
+        ddl.required("kind", sa.String(16)),
+        ddl.required("subject_id", ddl.ID),
+        ddl.required("url", ddl.URL),
+        ddl.required("status", ddl.STATUS),
+        ddl.created_at(),
+        ddl.required("next_attempt_at", ddl.TIME),
+        *ddl.claim(),
+        ddl.optional("finished_at", ddl.TIME),
+        indexes={
+            "ix_vton_webhook_deliveries_due": ["status", "next_attempt_at"],
+            "ix_vton_webhook_deliveries_subject": ["kind", "subject_id"],
+        },
     )
-    op.create_index(
-        "ix_vton_webhook_deliveries_due", "vton_webhook_deliveries", ["status", "next_attempt_at"]
-    )
-    op.create_index("ix_vton_webhook_deliveries_subject", "vton_webhook_deliveries", ["kind", "subject_id"])
-    op.create_table(
+    ddl.create_table(
         "vton_webhook_attempts",
-        sa.Column(
-            "delivery_id",
-            sa.String(32),
-            sa.ForeignKey("vton_webhook_deliveries.id", ondelete="CASCADE"),
-            primary_key=True,
-        ),
-        sa.Column("number", sa.Integer(), primary_key=True),
-        sa.Column("at", sa.Double(), nullable=False),
-        sa.Column("status_code", sa.Integer(), nullable=True),
-        sa.Column("error", sa.Text(), nullable=True),
-        sa.Column("seconds", sa.Double(), nullable=False),
+        ddl.parent("delivery_id", "vton_webhook_deliveries"),
+        ddl.primary("number", sa.Integer()),
+        ddl.required("at", ddl.TIME),
+        ddl.optional("status_code", sa.Integer()),
+        ddl.optional("error", sa.Text()),
+        ddl.required("seconds", sa.Double()),
     )
     # SQLite adds a column with a foreign key only by copying the table: batch mode does that there.
     with op.batch_alter_table("vton_jobs") as batch:
-        batch.add_column(sa.Column("tenant_id", sa.String(64), nullable=False, server_default=DEFAULT_TENANT))
-        batch.add_column(sa.Column("key_id", sa.String(16), nullable=True))
-        batch.add_column(sa.Column("callback_url", sa.String(2048), nullable=True))
+        batch.add_column(ddl.required("tenant_id", sa.String(64), server_default=DEFAULT_TENANT))
+        batch.add_column(ddl.optional("key_id", sa.String(16)))
+        batch.add_column(ddl.optional("callback_url", ddl.URL))
         batch.create_foreign_key("fk_vton_jobs_tenant_id", "vton_tenants", ["tenant_id"], ["id"])
         batch.create_index("ix_vton_jobs_tenant_status", ["tenant_id", "status"])
     # The default filled the jobs that were there; a new job always names its tenant.
@@ -105,11 +101,11 @@ def downgrade() -> None:
         batch.drop_column("callback_url")
         batch.drop_column("key_id")
         batch.drop_column("tenant_id")
-    op.drop_table("vton_webhook_attempts")
-    op.drop_index("ix_vton_webhook_deliveries_subject", table_name="vton_webhook_deliveries")
-    op.drop_index("ix_vton_webhook_deliveries_due", table_name="vton_webhook_deliveries")
-    op.drop_table("vton_webhook_deliveries")
-    op.drop_table("vton_idempotency_keys")
-    op.drop_index("ix_vton_api_keys_tenant_id", table_name="vton_api_keys")
-    op.drop_table("vton_api_keys")
-    op.drop_table("vton_tenants")
+    ddl.drop_table("vton_webhook_attempts")
+    ddl.drop_table(
+        "vton_webhook_deliveries",
+        indexes=["ix_vton_webhook_deliveries_subject", "ix_vton_webhook_deliveries_due"],
+    )
+    ddl.drop_table("vton_idempotency_keys")
+    ddl.drop_table("vton_api_keys", indexes=["ix_vton_api_keys_tenant_id"])
+    ddl.drop_table("vton_tenants")
