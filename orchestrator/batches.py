@@ -22,7 +22,6 @@ from typing import Any
 
 from sqlalchemy import exists, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import sessionmaker
 
 from orchestrator.idempotency import Idempotency, IdempotencyTaken
 from orchestrator.jobs import (
@@ -36,6 +35,7 @@ from orchestrator.jobs import (
     record_idempotency,
 )
 from orchestrator.stages import StageError
+from orchestrator.stores import SqlStore, from_row
 from orchestrator.tables import BatchItemRow, BatchRow, IncomingSeenRow, JobRow
 from orchestrator.tenants import tenant_prefix
 from orchestrator.webhooks import queue_delivery
@@ -46,6 +46,8 @@ PERSON, GARMENT = "person", "garment"
 BATCH_RUNNING, BATCH_FINISHED = "running", "finished"
 # Jobs of one batch are queued in order: created_at grows by this much from one to the next.
 _ORDER_STEP_S = 1e-6
+# What a batch's row keeps of its plan, column for column.
+_PLAN_COLUMNS = ("tenant_id", "key_id", "source", "callback_url", "manifest_key", "error")
 
 
 def batch_prefix(tenant_id: str, batch_id: str) -> str:
@@ -130,12 +132,12 @@ class AlreadySeen(Exception):
     """Another replica picked up the incoming garment first."""
 
 
-class BatchStore:
-    """Batches, their items and the items' claims, in the job database. Thread-safe like the JobStore."""
+class BatchStore(SqlStore):
+    """Batches, their items and the items' claims, in the job database."""
 
     def __init__(self, jobs: JobStore) -> None:
+        super().__init__(jobs.engine)
         self.jobs = jobs
-        self._sessions = sessionmaker(jobs.engine, expire_on_commit=False)
 
     # --- making and reading ------------------------------------------------------------------------------
 
@@ -149,16 +151,11 @@ class BatchStore:
         now = time.time()
         row = BatchRow(
             id=batch_id,
-            tenant_id=plan.tenant_id,
-            key_id=plan.key_id,
-            source=plan.source,
             status=BATCH_RUNNING,
-            callback_url=plan.callback_url,
-            manifest_key=plan.manifest_key,
-            error=plan.error,
             created_at=now,
             items=[_item_row(PERSON, i, name, key, None) for i, (name, key) in enumerate(plan.people)]
             + [_item_row(GARMENT, i, *garment) for i, garment in enumerate(plan.garments)],
+            **{column: getattr(plan, column) for column in _PLAN_COLUMNS},
         )
         jobs = [] if plan.error else _job_rows(plan, batch_id, now)
         try:
@@ -188,9 +185,7 @@ class BatchStore:
         return batch
 
     def get(self, batch_id: str) -> Batch | None:
-        with self._sessions() as session:
-            row = session.get(BatchRow, batch_id)
-            return _to_batch(row) if row is not None else None
+        return self._read(BatchRow, batch_id, _to_batch)
 
     def get_for_tenant(self, batch_id: str, tenant_id: str) -> Batch | None:
         """The batch if it is `tenant_id`'s; None for another tenant's batch as for one that does not exist."""
@@ -198,9 +193,7 @@ class BatchStore:
         return batch if batch is not None and batch.tenant_id == tenant_id else None
 
     def item(self, batch_id: str, kind: str, position: int) -> BatchItem | None:
-        with self._sessions() as session:
-            row = session.get(BatchItemRow, (batch_id, kind, position))
-            return _to_item(row) if row is not None else None
+        return self._read(BatchItemRow, (batch_id, kind, position), _to_item)
 
     # --- the work the jobs of a batch share ----------------------------------------------------------------
 
@@ -371,36 +364,10 @@ def _job_rows(plan: BatchPlan, batch_id: str, now: float) -> list[JobRow]:
 
 
 def _to_item(row: BatchItemRow) -> BatchItem:
-    return BatchItem(
-        kind=row.kind,
-        position=row.position,
-        name=row.name,
-        key=row.key,
-        category=row.category,
-        category_inferred=row.category_inferred,
-        status=row.status,
-        owner=row.owner,
-        claim_token=row.claim_token,
-        result=row.result,
-        error=row.error,
-        error_code=row.error_code,
-        error_stage=row.error_stage,
-    )
+    return from_row(BatchItem, row)
 
 
 def _to_batch(row: BatchRow) -> Batch:
-    items = [_to_item(item) for item in row.items]
-    return Batch(
-        id=row.id,
-        tenant_id=row.tenant_id,
-        key_id=row.key_id,
-        source=row.source,
-        status=row.status,
-        callback_url=row.callback_url,
-        manifest_key=row.manifest_key,
-        error=row.error,
-        created_at=row.created_at,
-        finished_at=row.finished_at,
-        people=tuple(sorted((i for i in items if i.kind == PERSON), key=lambda i: i.position)),
-        garments=tuple(sorted((i for i in items if i.kind == GARMENT), key=lambda i: i.position)),
-    )
+    items = sorted((_to_item(item) for item in row.items), key=lambda i: i.position)
+    people, garments = (tuple(i for i in items if i.kind == kind) for kind in (PERSON, GARMENT))
+    return from_row(Batch, row, people=people, garments=garments)

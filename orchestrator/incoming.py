@@ -24,23 +24,23 @@ import logging
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 from fastapi import UploadFile
-from sqlalchemy import Engine, select, update
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import sessionmaker
 
 from orchestrator.batches import AlreadySeen, Batch, BatchPlan, BatchStore, new_batch_id, stem
 from orchestrator.errors import ApiError
 from orchestrator.limits import check_queue_room
 from orchestrator.settings import Settings
 from orchestrator.storage import Storage
+from orchestrator.stores import SqlStore, from_row
 from orchestrator.tables import IncomingRow, IncomingSeenRow, TenantRow
 from orchestrator.tenants import RESERVED_PREFIXES, TenantError, check_relative_key, tenant_prefix
 from orchestrator.uploads import checked_image
 from vton.runtime.logs import log_event
-from vton.runtime.options import TryOnOptions
+from vton.runtime.options import OptionError, TryOnOptions
 from vton.runtime.vocab import CATEGORIES
 
 log = logging.getLogger("vton.orchestrator.incoming")
@@ -54,12 +54,8 @@ _PAGE = 1000
 _RANDOM_SEEDS = 2**31
 
 
-class IncomingConfigError(ValueError):
+class IncomingConfigError(OptionError):
     """A setting of PUT /v1/incoming that cannot be used; `field` names it."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(message)
-        self.field = field
 
 
 @dataclass(frozen=True)
@@ -124,25 +120,17 @@ class Pickup:
     seen_at: float
 
 
-class IncomingStore:
+class IncomingStore(SqlStore):
     """Tenants' incoming settings and the seen set, in the job database."""
 
-    def __init__(self, engine: Engine) -> None:
-        self._sessions = sessionmaker(engine, expire_on_commit=False)
-
     def config(self, tenant_id: str) -> IncomingConfig:
-        with self._sessions() as session:
-            row = session.get(IncomingRow, tenant_id)
-            return _to_config(row) if row is not None else IncomingConfig()
+        return self._read(IncomingRow, tenant_id, _to_config) or IncomingConfig()
 
     def save(self, tenant_id: str, config: IncomingConfig) -> IncomingConfig:
         values = {
-            "enabled": config.enabled,
-            "prefix": config.prefix,
+            **asdict(config),
             "models_prefix": None if config.model_keys else config.models_prefix,
             "model_keys": list(config.model_keys) or None,
-            "results_prefix": config.results_prefix,
-            "callback_url": config.callback_url,
             "updated_at": time.time(),
         }
         for _ in range(2):  # an insert racing another request's becomes an update
@@ -372,11 +360,4 @@ def _is_photo_key(relative: str) -> bool:
 
 
 def _to_config(row: IncomingRow) -> IncomingConfig:
-    return IncomingConfig(
-        enabled=row.enabled,
-        prefix=row.prefix,
-        models_prefix=row.models_prefix,
-        model_keys=tuple(row.model_keys or ()),
-        results_prefix=row.results_prefix,
-        callback_url=row.callback_url,
-    )
+    return from_row(IncomingConfig, row, model_keys=tuple(row.model_keys or ()))

@@ -378,16 +378,15 @@ class ObjectList(BaseModel):
     next_after: str | None = Field(None, description="More objects follow: pass this as `after` for them")
 
 
+# A key's unix times, which the API shows as datetimes.
+_KEY_TIMES = ("created_at", "last_used_at", "revoked_at")
+
+
 def key_out(key: ApiKey) -> KeyOut:
+    """The key as the API shows it (never its hash)."""
+    times = {name: _when(getattr(key, name)) for name in _KEY_TIMES}
     return KeyOut(
-        id=key.id,
-        tenant=key.tenant_id,
-        name=key.name,
-        rate_per_s=key.rate_per_s,
-        burst=key.burst,
-        created_at=_when(key.created_at),
-        last_used_at=_when(key.last_used_at),
-        revoked_at=_when(key.revoked_at),
+        id=key.id, tenant=key.tenant_id, name=key.name, rate_per_s=key.rate_per_s, burst=key.burst, **times
     )
 
 

@@ -17,12 +17,12 @@ from __future__ import annotations
 import re
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import sessionmaker
 
+from orchestrator.stores import SqlStore, from_row
 from orchestrator.tables import ApiKeyRow, TenantRow
 
 DEFAULT_TENANT = "default"
@@ -121,24 +121,19 @@ class ApiKey:
     rate_per_s: float | None
     burst: int | None
     created_at: float
-    last_used_at: float | None
-    revoked_at: float | None
+    last_used_at: float | None = None  # a new key: never used, not revoked
+    revoked_at: float | None = None
 
     @property
     def revoked(self) -> bool:
         return self.revoked_at is not None
 
 
-class TenantStore:
-    """Tenants and API keys in the job database. Thread-safe: each method opens its own short session."""
-
-    def __init__(self, engine: Engine) -> None:
-        self._sessions = sessionmaker(engine, expire_on_commit=False)
+class TenantStore(SqlStore):
+    """Tenants and API keys in the job database."""
 
     def tenant(self, tenant_id: str) -> Tenant | None:
-        with self._sessions() as session:
-            row = session.get(TenantRow, tenant_id)
-            return _to_tenant(row) if row is not None else None
+        return self._read(TenantRow, tenant_id, _to_tenant)
 
     def ensure_tenant(self, tenant_id: str) -> Tenant:
         """The tenant, created (with a new webhook secret) when it does not exist yet."""
@@ -167,23 +162,13 @@ class TenantStore:
         burst: int | None = None,
     ) -> ApiKey:
         self.ensure_tenant(tenant_id)
-        row = ApiKeyRow(
-            id=key_id,
-            tenant_id=tenant_id,
-            name=name,
-            hash=key_hash,
-            rate_per_s=rate_per_s,
-            burst=burst,
-            created_at=time.time(),
-        )
+        key = ApiKey(key_id, tenant_id, name, key_hash, rate_per_s, burst, created_at=time.time())
         with self._sessions.begin() as session:
-            session.add(row)
-        return _to_key(row)
+            session.add(ApiKeyRow(**asdict(key)))
+        return key
 
     def key(self, key_id: str) -> ApiKey | None:
-        with self._sessions() as session:
-            row = session.get(ApiKeyRow, key_id)
-            return _to_key(row) if row is not None else None
+        return self._read(ApiKeyRow, key_id, _to_key)
 
     def keys(self, tenant_id: str | None = None) -> list[ApiKey]:
         query = select(ApiKeyRow).order_by(ApiKeyRow.created_at, ApiKeyRow.id)
@@ -215,18 +200,8 @@ class TenantStore:
 
 
 def _to_tenant(row: TenantRow) -> Tenant:
-    return Tenant(id=row.id, webhook_secret=row.webhook_secret, created_at=row.created_at)
+    return from_row(Tenant, row)
 
 
 def _to_key(row: ApiKeyRow) -> ApiKey:
-    return ApiKey(
-        id=row.id,
-        tenant_id=row.tenant_id,
-        name=row.name,
-        hash=row.hash,
-        rate_per_s=row.rate_per_s,
-        burst=row.burst,
-        created_at=row.created_at,
-        last_used_at=row.last_used_at,
-        revoked_at=row.revoked_at,
-    )
+    return from_row(ApiKey, row)

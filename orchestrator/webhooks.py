@@ -27,15 +27,16 @@ import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import httpx
-from sqlalchemy import Engine, insert, select, update
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import insert, select, update
+from sqlalchemy.orm import Session
 
 from orchestrator.callback_urls import CallbackPolicy, CallbackRefused, CallbackTarget
 from orchestrator.settings import Settings
+from orchestrator.stores import SqlStore, from_row
 from orchestrator.tables import DeliveryAttemptRow, DeliveryRow
 from orchestrator.tenants import TenantStore
 from vton.runtime.logs import log_event
@@ -97,16 +98,11 @@ def queue_delivery(session: Session, kind: str, subject_id: str, tenant_id: str,
     )
 
 
-class DeliveryStore:
-    """Deliveries and their attempts in SQL. Thread-safe: each method opens its own short session."""
-
-    def __init__(self, engine: Engine) -> None:
-        self._sessions = sessionmaker(engine, expire_on_commit=False)
+class DeliveryStore(SqlStore):
+    """Deliveries and their attempts in SQL."""
 
     def get(self, delivery_id: str) -> Delivery | None:
-        with self._sessions() as session:
-            row = session.get(DeliveryRow, delivery_id)
-            return _to_delivery(row) if row is not None else None
+        return self._read(DeliveryRow, delivery_id, _to_delivery)
 
     def for_subject(self, kind: str, subject_id: str) -> Delivery | None:
         with self._sessions() as session:
@@ -163,16 +159,7 @@ class DeliveryStore:
                 .execution_options(synchronize_session=False)
             ).rowcount
             if changed:
-                session.execute(
-                    insert(DeliveryAttemptRow).values(
-                        delivery_id=delivery.id,
-                        number=attempt.number,
-                        at=attempt.at,
-                        status_code=attempt.status_code,
-                        error=attempt.error,
-                        seconds=attempt.seconds,
-                    )
-                )
+                session.execute(insert(DeliveryAttemptRow).values(delivery_id=delivery.id, **asdict(attempt)))
         return changed == 1
 
 
@@ -360,16 +347,4 @@ def _pinned(target: CallbackTarget, headers: dict[str, str]) -> tuple[httpx.URL,
 
 
 def _to_delivery(row: DeliveryRow) -> Delivery:
-    return Delivery(
-        id=row.id,
-        tenant_id=row.tenant_id,
-        kind=row.kind,
-        subject_id=row.subject_id,
-        url=row.url,
-        status=row.status,
-        created_at=row.created_at,
-        next_attempt_at=row.next_attempt_at,
-        finished_at=row.finished_at,
-        attempts=[Attempt(a.number, a.at, a.status_code, a.error, a.seconds) for a in row.attempts],
-        claim_token=row.claim_token,
-    )
+    return from_row(Delivery, row, attempts=[from_row(Attempt, a) for a in row.attempts])
