@@ -19,6 +19,8 @@ from vton.runtime.vocab import API_PORT
 from vton_cli.credentials import credentials_path, stored_key
 
 DEFAULT_SERVER = f"http://127.0.0.1:{API_PORT}"
+# How often `wait` and `wait_batch` ask, in seconds: a job's stages end within seconds, a batch's jobs over minutes.
+JOB_POLL_S, BATCH_POLL_S = 0.25, 0.5
 
 
 class ApiError(RuntimeError):
@@ -49,6 +51,15 @@ class Job:
     @property
     def finished(self) -> bool:
         return self.status in ("succeeded", "failed")
+
+    @property
+    def progress(self) -> tuple[str, list[tuple[str, str]]]:
+        """What a waiting client reports each change of: the job's status and every stage's."""
+        return self.status, [(s.name, s.status) for s in self.stages]
+
+    @property
+    def progress_summary(self) -> str:
+        return f"last status {self.status}"
 
     @classmethod
     def from_json(cls, data: dict) -> Job:
@@ -110,6 +121,15 @@ class Batch:
         """Jobs that have ended (succeeded or failed)."""
         return self.counts.get("succeeded", 0) + self.counts.get("failed", 0)
 
+    @property
+    def progress(self) -> tuple[str, list[tuple[str, int]]]:
+        """What a waiting client reports each change of: the batch's status and its count of jobs per status."""
+        return self.status, sorted(self.counts.items())
+
+    @property
+    def progress_summary(self) -> str:
+        return f"{self.ended}/{self.total} ended"
+
     @classmethod
     def from_json(cls, data: dict) -> Batch:
         return cls(
@@ -159,26 +179,24 @@ _Polled = TypeVar("_Polled", Job, Batch)
 
 
 def _poll(
-    fetch: Callable[[], _Polled],
-    state: Callable[[_Polled], object],
-    on_update: Callable[[_Polled], None] | None,
-    timeout: float,
-    poll: float,
-    late: Callable[[_Polled], str],
+    fetch: Callable[[], _Polled], on_update: Callable[[_Polled], None] | None, timeout: float, poll: float
 ) -> _Polled:
-    """`fetch()` until what it gets is finished, calling `on_update` whenever `state` of it changes; TimeoutError
-    (saying `late(last)`) after `timeout` seconds."""
+    """`fetch()` a job or batch until it is finished, calling `on_update` whenever its progress changes;
+    TimeoutError (saying how far it got) after `timeout` seconds."""
     deadline = time.monotonic() + timeout
     last = None
     while True:
         current = fetch()
-        if on_update and state(current) != last:
+        if on_update and current.progress != last:
             on_update(current)
-        last = state(current)
+        last = current.progress
         if current.finished:
             return current
         if time.monotonic() > deadline:
-            raise TimeoutError(late(current))
+            what = type(current).__name__.lower()
+            raise TimeoutError(
+                f"{what} {current.id} did not finish within {timeout:.0f} s ({current.progress_summary})"
+            )
         time.sleep(poll)
 
 
@@ -250,22 +268,9 @@ class VtonClient:
     def job(self, job_id: str) -> Job:
         return Job.from_json(self._check(self.http.get(f"/v1/jobs/{job_id}")))
 
-    def wait(
-        self,
-        job_id: str,
-        on_update: Callable[[Job], None] | None = None,
-        timeout: float = 900,
-        poll: float = 0.25,
-    ) -> Job:
+    def wait(self, job_id: str, on_update: Callable[[Job], None] | None = None, timeout: float = 900) -> Job:
         """Poll the job until it finishes, calling `on_update` whenever its state changes."""
-        return _poll(
-            lambda: self.job(job_id),
-            lambda job: (job.status, [(s.name, s.status) for s in job.stages]),
-            on_update,
-            timeout,
-            poll,
-            lambda job: f"job {job_id} did not finish within {timeout:.0f} s (last status {job.status})",
-        )
+        return _poll(lambda: self.job(job_id), on_update, timeout, JOB_POLL_S)
 
     def submit_objects(self, person: str, garment: str, category: str, **options) -> Job:
         """A try-on of two of the tenant's objects (`s3://...` or keys below its prefix), nothing uploaded."""
@@ -293,23 +298,10 @@ class VtonClient:
         return Batch.from_json(self._check(self.http.get(f"/v1/batches/{batch_id}")))
 
     def wait_batch(
-        self,
-        batch_id: str,
-        on_update: Callable[[Batch], None] | None = None,
-        timeout: float = 3600,
-        poll: float = 0.5,
+        self, batch_id: str, on_update: Callable[[Batch], None] | None = None, timeout: float = 3600
     ) -> Batch:
         """Poll the batch until it is finished (its manifest written), calling `on_update` on every change."""
-        return _poll(
-            lambda: self.batch(batch_id),
-            lambda batch: (batch.status, sorted(batch.counts.items())),
-            on_update,
-            timeout,
-            poll,
-            lambda batch: (
-                f"batch {batch_id} did not finish within {timeout:.0f} s ({batch.ended}/{batch.total} ended)"
-            ),
-        )
+        return _poll(lambda: self.batch(batch_id), on_update, timeout, BATCH_POLL_S)
 
     def put_object(self, key: str, path: Path) -> dict:
         """Store a photo at `tenants/<tenant>/<key>`; its description (key, uri, size, url)."""

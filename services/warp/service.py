@@ -53,8 +53,7 @@ class WarpServicer(warp_pb2_grpc.WarpServiceServicer, server.StageServicer[WarpB
     def ClassifyGarment(
         self, request: warp_pb2.ClassifyGarmentRequest, context: grpc.ServicerContext
     ) -> warp_pb2.ClassifyGarmentResponse:
-        garment = messages.rgb_from(request.garment, "garment")
-        guess = self.in_slot(self.backend.classify, garment)
+        guess = self.in_slot(self.backend.classify, messages.rgb_from(request.garment, "garment"))
         return warp_pb2.ClassifyGarmentResponse(
             category=proto_vocab.category_enum(guess.category),
             confidence=guess.confidence,

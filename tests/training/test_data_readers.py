@@ -253,6 +253,27 @@ def test_dresscode_reader_maps_its_labels_keypoints_and_garment(tmp_path):
         open_dataset(tmp_path, "train", "unpaired")
 
 
+@pytest.mark.parametrize(
+    ("folders", "layout"),
+    [
+        (["test/image-parse-v3"], "vitonhd"),  # either of VITON-HD's own folders is enough
+        (["train/openpose_json"], "vitonhd"),
+        (["dresses/images"], "dresscode"),
+        (["train/pose", "train/image-parse"], "cpvton"),
+        (["train/pose", "test/image-parse"], None),  # CP-VTON's two folders in one split, not across two
+        (["upper_body/label_maps"], None),
+    ],
+)
+def test_detect_layout_tells_each_layout_by_its_folders(tmp_path, folders, layout):
+    for folder in folders:
+        (tmp_path / folder).mkdir(parents=True)
+    if layout is None:
+        with pytest.raises(DatasetError, match="none of the layouts"):
+            detect_layout(tmp_path)
+    else:
+        assert detect_layout(tmp_path) == layout
+
+
 def test_open_dataset_names_the_layouts_it_knows(tmp_path):
     with pytest.raises(DatasetError, match="none of the layouts"):
         open_dataset(tmp_path)

@@ -55,13 +55,7 @@ def _mask_path(folder: Path, garment: str) -> Path:
 class CPVtonDataset(TryOnDataset):
     layout = "cpvton"
     native_size = (256, 192)
-
-    @staticmethod
-    def looks_like(root: Path) -> bool:
-        return any(
-            (root / split / "pose").is_dir() and (root / split / "image-parse").is_dir()
-            for split in ("train", "test")
-        )
+    telling_folders = ("pose", "image-parse")
 
     def list_entries(self) -> list[Entry]:
         folder = self.root / self.split

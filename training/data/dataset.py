@@ -49,6 +49,10 @@ class TryOnDataset(Dataset):
 
     layout: str = ""
     native_size: tuple[int, int] = (1024, 768)
+    # What tells the layout from a folder (`detect_layout`): one of `data_folders` (the splits; Dress Code's
+    # categories) holds every one of `telling_folders`.
+    data_folders: tuple[str, ...] = SPLITS
+    telling_folders: tuple[str, ...]
 
     def __init__(
         self,
@@ -85,6 +89,13 @@ class TryOnDataset(Dataset):
             )
 
     # --- what a layout defines ----------------------------------------------------------------------------
+    @classmethod
+    def looks_like(cls, root: Path) -> bool:
+        return any(
+            all((root / folder / telling).is_dir() for telling in cls.telling_folders)
+            for folder in cls.data_folders
+        )
+
     def list_entries(self) -> list[Entry]:
         raise NotImplementedError
 
@@ -164,7 +175,7 @@ def detect_layout(root: Path | str) -> str:
     if not root.is_dir():
         raise DatasetError(f"{root} is not a folder")
     for name, reader in _readers().items():
-        if reader.looks_like(root):  # type: ignore[attr-defined]
+        if reader.looks_like(root):
             return name
     raise DatasetError(
         f"{root} is in none of the layouts: VITON-HD has train/ or test/ with image/, cloth/, image-parse-v3/ and "

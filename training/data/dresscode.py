@@ -55,10 +55,8 @@ def pairs_file_name(split: str, pairing: str) -> str:
 class DressCodeDataset(TryOnDataset):
     layout = "dresscode"
     native_size = (1024, 768)
-
-    @staticmethod
-    def looks_like(root: Path) -> bool:
-        return any((root / category / "images").is_dir() for category in CATEGORIES)
+    data_folders = CATEGORIES
+    telling_folders = ("images",)
 
     def categories(self) -> list[str]:
         return [c for c in CATEGORIES if (self.root / c / "images").is_dir()]

@@ -52,8 +52,10 @@ class VitonHDDataset(TryOnDataset):
     layout = "vitonhd"
     native_size = (1024, 768)
 
-    @staticmethod
-    def looks_like(root: Path) -> bool:
+    @classmethod
+    def looks_like(cls, root: Path) -> bool:
+        # Either folder: a release that lacks one is still read as VITON-HD, so `vton dataset check` names the
+        # files it misses.
         return any(
             (root / split / "image-parse-v3").is_dir() or (root / split / "openpose_json").is_dir()
             for split in ("train", "test")

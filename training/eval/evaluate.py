@@ -257,34 +257,28 @@ class InProcessChain:
         if raw.densepose is not None:
             iuv = raw.densepose.astype(np.float32)
             iuv[1:] /= 255
+        # What both stages take of the pair, as the platform's pipeline hands it to each.
+        shared = {
+            "person": raw.person,
+            "masked_person": derived.masked_person,
+            "agnostic_mask": derived.agnostic_mask,
+            "garment": raw.garment,
+            "labels": raw.parse,
+            "category": raw.category,
+            "pose_map": derived.pose_map,
+        }
+        garment_mask = np.where(raw.garment_mask, 255, 0).astype(np.uint8)
         warped = self.warp.warp(
-            WarpInputs(
-                garment=raw.garment,
-                person=raw.person,
-                masked_person=derived.masked_person,
-                agnostic_mask=derived.agnostic_mask,
-                keypoints=raw.keypoints,
-                labels=raw.parse,
-                category=raw.category,
-                pose_map=derived.pose_map,
-                garment_mask=np.where(raw.garment_mask, 255, 0).astype(np.uint8),
-                iuv=iuv,
-            )
+            WarpInputs(keypoints=raw.keypoints, garment_mask=garment_mask, iuv=iuv, **shared)
         )
         result = self.diffusion.try_on(
             TryOnInputs(
-                person=raw.person,
-                masked_person=derived.masked_person,
-                agnostic_mask=derived.agnostic_mask,
                 warped_garment=warped.warped_garment,
                 warped_mask=warped.warped_mask,
-                garment=raw.garment,
-                labels=raw.parse,
-                category=raw.category,
-                pose_map=derived.pose_map,
                 seed=self.seed,
                 steps=self.steps,
                 guidance_scale=self.guidance_scale,
+                **shared,
             )
         )
         return Prediction(result, warped.warped_garment, warped.warped_mask)

@@ -22,8 +22,9 @@ from training.trainers.sources import OfficialFiles
 class ModuleTrainer(ABC):
     name: str  # the MODULE of `vton train MODULE`
     learning_rate: float  # the paper's, when the config sets none
-    adam_betas: tuple[float, float] = (0.9, 0.999)
-    weight_decay: float = 1e-2
+    # The paper's optimizer and its settings but the rate (the loop gives the rate).
+    optimizer_class: type[torch.optim.Optimizer] = torch.optim.AdamW
+    optimizer_settings: dict[str, object] = {"weight_decay": 1e-2}
     options_class: type | None = None  # the dataclass of the config's `options:` block; None: it takes none
 
     def __init__(self, config: TrainConfig):
@@ -64,9 +65,7 @@ class ModuleTrainer(ABC):
         return [p for module in self.trainable.values() for p in module.parameters() if p.requires_grad]
 
     def optimizer(self, learning_rate: float) -> torch.optim.Optimizer:
-        return torch.optim.AdamW(
-            self.parameters(), lr=learning_rate, betas=self.adam_betas, weight_decay=self.weight_decay
-        )
+        return self.optimizer_class(self.parameters(), lr=learning_rate, **self.optimizer_settings)
 
     def train_mode(self) -> None:
         """Put the trainable networks in training mode (frozen helpers stay in eval)."""

@@ -139,7 +139,8 @@ class ParsingTrainer(ModuleTrainer):
     name = "parsing"
     options_class = ParsingOptions
     learning_rate = 7e-3
-    weight_decay = 5e-4
+    optimizer_class = torch.optim.SGD
+    optimizer_settings = {"momentum": 0.9, "weight_decay": 5e-4}
 
     @property
     def backend(self) -> str:
@@ -167,11 +168,6 @@ class ParsingTrainer(ModuleTrainer):
             )
         self.mean = torch.tensor(BGR_MEAN, device=device).view(1, 3, 1, 1)
         self.std = torch.tensor(BGR_STD, device=device).view(1, 3, 1, 1)
-
-    def optimizer(self, learning_rate: float) -> torch.optim.Optimizer:
-        return torch.optim.SGD(
-            self.parameters(), lr=learning_rate, momentum=0.9, weight_decay=self.weight_decay
-        )
 
     def network_batch(self, batch: TryOnSample) -> tuple[torch.Tensor, torch.Tensor]:
         """(normalised BGR crops [B, 3, S, S], labels [B, S, S] with IGNORE outside the photo), augmented."""

@@ -69,7 +69,7 @@ class PoseTrainer(ModuleTrainer):
     name = "pose"
     options_class = PoseOptions
     learning_rate = 1e-4
-    weight_decay = 0.0
+    optimizer_settings = {"weight_decay": 0.0}
 
     @property
     def backend(self) -> str:

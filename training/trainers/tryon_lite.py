@@ -50,8 +50,7 @@ class TryOnLiteTrainer(ModuleTrainer):
     name = "tryon-lite"
     options_class = TryOnLiteOptions
     learning_rate = 3e-4
-    adam_betas = (0.9, 0.99)
-    weight_decay = 0.0
+    optimizer_settings = {"betas": (0.9, 0.99), "weight_decay": 0.0}
 
     def __init__(self, config):
         super().__init__(config)

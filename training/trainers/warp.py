@@ -49,12 +49,12 @@ class WarpTrainer(ModuleTrainer):
     name = "warp"
     options_class = WarpOptions
     learning_rate = 1e-4
-    adam_betas = (0.5, 0.99)
-    weight_decay = 0.0
+    optimizer_settings = {"betas": (0.5, 0.99), "weight_decay": 0.0}
 
-    def __init__(self, config):
-        super().__init__(config)
-        self.tps_steps = self.options.tps_steps if self.options.tps_steps is not None else config.steps // 2
+    @property
+    def tps_steps(self) -> int:
+        """The steps of phase 1: the option's, or half the run."""
+        return self.options.tps_steps if self.options.tps_steps is not None else self.config.steps // 2
 
     @property
     def backend(self) -> str:

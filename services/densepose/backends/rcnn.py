@@ -9,6 +9,7 @@ implementation and its TorchScript export (`detectron2.py`, `torchscript.py`) ar
 from __future__ import annotations
 
 import contextlib
+from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, Self
 
@@ -72,12 +73,13 @@ def largest_person(
     )
 
 
-class R50FPNBackend:
+class R50FPNBackend(ABC):
     """DensePose R50-FPN s1x behind the stage's DensePoseBackend protocol; a subclass says how it loads and runs."""
 
     def __init__(
         self,
         folder: Path,
+        *,
         device: str | torch.device = "cpu",
         dtype: torch.dtype = torch.float32,
         min_score: float = MIN_SCORE,
@@ -92,13 +94,13 @@ class R50FPNBackend:
         """The name every backend is loaded by; `settings` are the constructor's."""
         return cls(folder, **settings)
 
+    @abstractmethod
     def load(self, folder: Path) -> Any:
         """The network from the backend's folder; WeightsMissing naming what is missing or unusable."""
-        raise NotImplementedError
 
+    @abstractmethod
     def detect(self, image: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, ChartOutput]:
         """The people in a uint8 RGB photo: boxes XYXY in its pixels [N, 4], scores [N], their chart outputs."""
-        raise NotImplementedError
 
     @torch.inference_mode()
     def estimate(self, image: np.ndarray) -> DensePoseEstimate:
