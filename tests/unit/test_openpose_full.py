@@ -19,9 +19,9 @@ from vton.runtime.errors import InvalidInput, NoPersonFound
 from vton_cli.examples import fetch_examples
 
 # The official body_pose_model.pth (lllyasviel/Annotators, sha256 25a948c1...) is a plain state dict of 184 tensors
-# (52,311,446 numbers) named by the Caffe layers, without the torch port's block prefix (the ports strip it from
-# their own keys with '.'.join(name.split('.')[1:]) before loading). Derived from Hzzone/pytorch-openpose
-# src/model.py + src/util.py, whose layer tables `official_layout` follows.
+# named by the Caffe layers, without the torch port's block prefix (the ports strip it from their own keys with
+# '.'.join(name.split('.')[1:]) before loading). Derived from Hzzone/pytorch-openpose src/model.py + src/util.py,
+# whose layer tables `official_layout` follows.
 OFFICIAL_KEY_COUNT = 184
 OFFICIAL_NUMBERS = 52_311_446  # the 209,267,595-byte file of float32
 # The trunk: VGG-19's 3x3 convolutions up to conv4_2 and the CPM's two, by block (pooled between blocks), each
