@@ -1,8 +1,9 @@
 """The stage services started inside a test on free ports, their stubs, and a try-on passed from stage to stage.
 
-`serve` / `serving` start a stage's own server (its `build_server`, as `python -m services.STAGE` does) with a
-chosen backend, `stub` is its client; `TryOnChain` builds each request from the answers before it, with the
-fields the orchestrator's pipeline fills, so the tests call the stages as the platform does.
+`start` / `serve` / `running` / `serving` start a stage's own server (its `build_server`, as `python -m
+services.STAGE` does) with a chosen backend, `stage_servers` all five for an orchestrator to call, `stub` is a
+stage's client; `TryOnChain` builds each request from the answers before it, with the fields the orchestrator's
+pipeline fills, so the tests call the stages as the platform does.
 """
 
 from __future__ import annotations
@@ -19,14 +20,19 @@ import pytest
 
 from orchestrator.pipeline import StageRequests
 from vton.runtime.server import MAX_MESSAGE_BYTES
-from vton.runtime.vocab import SERVICE_NAMES
+from vton.runtime.vocab import SERVICE_NAMES, STAGES
 from vton.v1 import common_pb2, diffusion_pb2, parsing_pb2, pose_pb2, warp_pb2
+
+
+def address(port: int) -> str:
+    """The address of a stage server of this process."""
+    return f"127.0.0.1:{port}"
 
 
 def channel(port: int) -> grpc.Channel:
     """A channel to a stage server of this process that carries messages as large as the stages take."""
     return grpc.insecure_channel(
-        f"127.0.0.1:{port}",
+        address(port),
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
@@ -40,30 +46,57 @@ def stub(stage: str, chan: grpc.Channel) -> Any:
     return getattr(importlib.import_module(f"vton.v1.{stage}_pb2_grpc"), f"{service}Stub")(chan)
 
 
-def serve(stage: str, backend: str = "auto", models: Path | None = None) -> tuple[grpc.Server, grpc.Channel]:
+def start(stage: str, backend: str = "auto", models: Path | None = None) -> tuple[grpc.Server, int]:
     """STAGE's server on a free port with BACKEND, its weights read from the models directory MODELS when given
-    (the backend loads them at start), and a channel to it. The caller stops the server and closes the channel."""
+    (the backend loads them at start), and the port. The caller stops the server."""
     with pytest.MonkeyPatch.context() as env:
         if models is not None:
             env.setenv("VTON_MODELS_DIR", str(models))
         server, port, _ = importlib.import_module(f"services.{stage}.service").build_server(
             backend=backend, port=0
         )
+    return server, port
+
+
+def serve(stage: str, backend: str = "auto", models: Path | None = None) -> tuple[grpc.Server, grpc.Channel]:
+    """STAGE's server (see `start`) and a channel to it. The caller stops the server and closes the channel."""
+    server, port = start(stage, backend, models)
     return server, channel(port)
 
 
 @contextlib.contextmanager
-def serving(backends: Mapping[str, str], models: Path | None = None) -> Iterator[dict[str, grpc.Channel]]:
-    """Each stage of BACKENDS served with its backend (see `serve`) while the block runs: the channels by stage."""
-    started: dict[str, tuple[grpc.Server, grpc.Channel]] = {}
+def running(backends: Mapping[str, str], models: Path | None = None) -> Iterator[dict[str, int]]:
+    """Each stage of BACKENDS started with its backend (see `start`) while the block runs: the ports by stage."""
+    servers: list[grpc.Server] = []
     try:
+        ports = {}
         for stage, backend in backends.items():
-            started[stage] = serve(stage, backend, models)
-        yield {stage: chan for stage, (_, chan) in started.items()}
+            server, ports[stage] = start(stage, backend, models)
+            servers.append(server)
+        yield ports
     finally:
-        for server, chan in started.values():
-            chan.close()
+        for server in servers:
             server.stop(0)
+
+
+@contextlib.contextmanager
+def serving(backends: Mapping[str, str], models: Path | None = None) -> Iterator[dict[str, grpc.Channel]]:
+    """Each stage of BACKENDS running (see `running`) while the block runs: channels to them by stage."""
+    with running(backends, models) as ports:
+        channels = {stage: channel(port) for stage, port in ports.items()}
+        try:
+            yield channels
+        finally:
+            for chan in channels.values():
+                chan.close()
+
+
+@contextlib.contextmanager
+def stage_servers() -> Iterator[dict[str, str]]:
+    """The five stage services with their `auto` backends (the embedded ones on a fresh machine), in this process,
+    for an orchestrator to call: their addresses by stage."""
+    with running(dict.fromkeys(STAGES, "auto")) as ports:
+        yield {stage: address(port) for stage, port in ports.items()}
 
 
 @dataclass

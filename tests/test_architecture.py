@@ -202,35 +202,51 @@ def _one(module: str, target: str) -> dict[str, list[Import]]:
     return {module: [Import(module, target, 7)]}
 
 
+# Imports that break a rule (module, target), by the words of the rule each must be reported with.
+PLANTED = {
+    "a stage service imports only": [
+        ("services.pose.service", "services.warp.tps"),
+        ("services.pose.backends.openpose", "orchestrator.jobs"),
+        ("services.parsing.agnostic", "training.data.sample"),
+        ("services.warp.service", "vton_cli.client"),
+        ("services.diffusion.backends.ladi_vton", "vton.weights_cli"),
+    ],
+    "the orchestrator reaches the stages": [
+        ("orchestrator.pipeline", "services.pose.types"),
+        ("orchestrator.app", "vton_cli.client"),
+        ("orchestrator.jobs", "training.data"),
+    ],
+    "vton (what every image holds)": [
+        ("vton.runtime.server", "services.pose.service"),
+        ("vton.runtime.weights", "vton_cli.s3server"),
+        ("vton.weights_cli", "training.data.sample"),
+        ("vton.runtime.messages", "orchestrator.schemas"),
+    ],
+    "never a servicer": [
+        ("training.warp", "services.warp.service"),
+        ("training.warp", "services.warp.__main__"),
+        ("training.warp", "orchestrator.storage"),
+        ("training.warp", "vton_cli.platform"),
+    ],
+    "the CLI starts services": [
+        ("vton_cli.bench", "services.pose.service.build_server"),
+        ("vton_cli.cli", "orchestrator.app"),
+    ],
+    "the services namespace package imports nothing": [("services", "services.pose")],
+    "plain Python and torch": [
+        ("services.pose.models.openpose_body", "grpc"),
+        ("services.warp.tps", "fastapi.responses"),
+        ("services.diffusion.pipelines.ladi_vton", "boto3"),
+        ("services.parsing.backends.schp", "grpc"),
+    ],
+    "never over gRPC": [("training.unet", "grpc")],
+    "a dependency these rules cannot see": [("vton.runtime.images", "<dynamic>")],
+}
+
+
 @pytest.mark.parametrize(
     ("module", "target", "rule"),
-    [
-        ("services.pose.service", "services.warp.tps", "a stage service imports only"),
-        ("services.pose.backends.openpose", "orchestrator.jobs", "a stage service imports only"),
-        ("services.parsing.agnostic", "training.data.sample", "a stage service imports only"),
-        ("services.warp.service", "vton_cli.client", "a stage service imports only"),
-        ("services.diffusion.backends.ladi_vton", "vton.weights_cli", "a stage service imports only"),
-        ("orchestrator.pipeline", "services.pose.types", "the orchestrator reaches the stages"),
-        ("orchestrator.app", "vton_cli.client", "the orchestrator reaches the stages"),
-        ("orchestrator.jobs", "training.data", "the orchestrator reaches the stages"),
-        ("vton.runtime.server", "services.pose.service", "vton (what every image holds)"),
-        ("vton.runtime.weights", "vton_cli.s3server", "vton (what every image holds)"),
-        ("vton.weights_cli", "training.data.sample", "vton (what every image holds)"),
-        ("vton.runtime.messages", "orchestrator.schemas", "vton (what every image holds)"),
-        ("training.warp", "services.warp.service", "never a servicer"),
-        ("training.warp", "services.warp.__main__", "never a servicer"),
-        ("training.warp", "orchestrator.storage", "never a servicer"),
-        ("training.warp", "vton_cli.platform", "never a servicer"),
-        ("vton_cli.bench", "services.pose.service.build_server", "the CLI starts services"),
-        ("vton_cli.cli", "orchestrator.app", "the CLI starts services"),
-        ("services", "services.pose", "the services namespace package imports nothing"),
-        ("services.pose.models.openpose_body", "grpc", "plain Python and torch"),
-        ("services.warp.tps", "fastapi.responses", "plain Python and torch"),
-        ("services.diffusion.pipelines.ladi_vton", "boto3", "plain Python and torch"),
-        ("services.parsing.backends.schp", "grpc", "plain Python and torch"),
-        ("training.unet", "grpc", "never over gRPC"),
-        ("vton.runtime.images", "<dynamic>", "a dependency these rules cannot see"),
-    ],
+    [(module, target, rule) for rule, imports in PLANTED.items() for module, target in imports],
 )
 def test_a_planted_violation_is_reported(module: str, target: str, rule: str) -> None:
     (found,) = violations(_one(module, target))

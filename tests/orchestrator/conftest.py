@@ -3,7 +3,6 @@ stage services in this process, and API clients that hold a key of their own ten
 
 from __future__ import annotations
 
-import importlib
 import os
 import secrets
 import uuid
@@ -22,6 +21,7 @@ from sqlalchemy.engine import make_url
 from orchestrator.app import create_app
 from orchestrator.settings import Settings
 from orchestrator.storage import Storage
+from tests.stages import stage_servers
 from vton.runtime.vocab import STAGES
 from vton_cli.s3server import SeaweedS3, free_s3_port
 
@@ -139,19 +139,9 @@ def admin_headers() -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def real_stages() -> Iterator[dict[str, str]]:
-    """The five stage services with their `auto` backends (the embedded ones on a fresh machine), in this process:
-    stage -> address."""
-    servers, addresses = [], {}
-    try:
-        for stage in STAGES:
-            service = importlib.import_module(f"services.{stage}.service")
-            server, port, _health = service.build_server(backend="auto", port=0)
-            servers.append(server)
-            addresses[stage] = f"127.0.0.1:{port}"
+    """The five stage services with their `auto` backends, in this process: stage -> address."""
+    with stage_servers() as addresses:
         yield addresses
-    finally:
-        for server in servers:
-            server.stop(0)
 
 
 def postgres_url() -> str | None:

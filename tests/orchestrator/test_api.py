@@ -291,19 +291,21 @@ class StandInStages:
         def seen(context, method: str) -> None:
             stand_in.request_ids.append((method, dict(context.invocation_metadata()).get("x-request-id", "")))
 
-        def meet(context) -> None:
+        def analyse(context, method: str, image: common_pb2.Image) -> tuple[int, int]:
+            """What pose, densepose and parsing do first: record the call, meet the other two at the barrier, and
+            give the person photo's height and width, the size of their answers."""
+            seen(context, method)
             try:
                 stand_in.first_three.wait()
             except threading.BrokenBarrierError:
                 context.abort(grpc.StatusCode.INTERNAL, "pose, densepose and parsing were not called at once")
+            return image.height, image.width
 
         class Pose(pose_pb2_grpc.PoseServiceServicer):
             def EstimatePose(self, request, context):
-                seen(context, "EstimatePose")
-                meet(context)
+                h, w = analyse(context, "EstimatePose", request.image)
                 if stand_in.no_person:
                     context.abort(grpc.StatusCode.FAILED_PRECONDITION, "no person found")
-                h, w = request.image.height, request.image.width
                 kps = np.zeros((18, 3), np.float32)
                 kps[:, 0], kps[:, 1], kps[:, 2] = w / 2, np.linspace(2, h - 2, 18), 0.9
                 return pose_pb2.EstimatePoseResponse(
@@ -317,9 +319,7 @@ class StandInStages:
 
         class DensePose(densepose_pb2_grpc.DensePoseServiceServicer):
             def EstimateDensePose(self, request, context):
-                seen(context, "EstimateDensePose")
-                meet(context)
-                h, w = request.image.height, request.image.width
+                h, w = analyse(context, "EstimateDensePose", request.image)
                 return densepose_pb2.EstimateDensePoseResponse(
                     iuv=messages.tensor(np.zeros((3, h, w), np.float32)),
                     visualization=messages.png_image(np.full((h, w, 3), 40, np.uint8)),
@@ -329,9 +329,7 @@ class StandInStages:
 
         class Parsing(parsing_pb2_grpc.ParsingServiceServicer):
             def Parse(self, request, context):
-                seen(context, "Parse")
-                meet(context)
-                h, w = request.image.height, request.image.width
+                h, w = analyse(context, "Parse", request.image)
                 labels = np.zeros((h, w), np.uint8)
                 labels[h // 4 : h // 2] = 5  # upper-clothes
                 return parsing_pb2.ParseResponse(

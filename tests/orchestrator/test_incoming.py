@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
+from fastapi.testclient import TestClient
 
 from vton.runtime import images
 
@@ -27,6 +30,13 @@ def _put(client, key: str, data: bytes) -> None:
 
 def _scan(client) -> list:
     return client.app.state.ctx.catalog.watcher.scan_all()
+
+
+def _configure(client, **fields) -> dict:
+    """The tenant's incoming settings changed through PUT /v1/incoming: the settings it answers with."""
+    response = client.put("/v1/incoming", json=fields)
+    assert response.status_code == 200, response.text
+    return response.json()
 
 
 def test_the_defaults_watch_incoming_garments_with_the_model_photos_below_models(api_client, settings):
@@ -119,11 +129,18 @@ def test_a_garment_that_cannot_be_processed_gets_a_manifest_that_says_why(api_cl
         assert csv_text.splitlines()[0].startswith("garment,person,category") and "failed" in csv_text
 
 
-def test_a_full_queue_leaves_new_garments_for_a_later_scan(api_client, settings):
-    small = settings.model_copy(update={"max_queued_jobs_per_tenant": 3})
+@contextmanager
+def _two_models_and_a_queue_of(api_client, settings, jobs: int) -> Iterator[TestClient]:
+    """A client of shop-a, whose queue holds `jobs` try-ons, with two model photos in place."""
+    small = settings.model_copy(update={"max_queued_jobs_per_tenant": jobs})
     with api_client(small, tenant="shop-a") as c:
         _put(c, "models/a.png", _png(1))
         _put(c, "models/b.png", _png(2))
+        yield c
+
+
+def test_a_full_queue_leaves_new_garments_for_a_later_scan(api_client, settings):
+    with _two_models_and_a_queue_of(api_client, settings, jobs=3) as c:
         _put(c, "incoming/garments/upper_body/one.png", _png(3))
         _put(c, "incoming/garments/upper_body/two.png", _png(4))
         first = _scan(c)  # room for one garment's two jobs, not for the second's
@@ -135,10 +152,7 @@ def test_a_full_queue_leaves_new_garments_for_a_later_scan(api_client, settings)
 
 
 def test_more_model_photos_than_the_queue_holds_is_an_error_not_a_wait(api_client, settings):
-    small = settings.model_copy(update={"max_queued_jobs_per_tenant": 1})
-    with api_client(small, tenant="shop-a") as c:
-        _put(c, "models/a.png", _png(1))
-        _put(c, "models/b.png", _png(2))
+    with _two_models_and_a_queue_of(api_client, settings, jobs=1) as c:
         _put(c, "incoming/garments/dresses/d.png", _png(3))
         (batch,) = _scan(c)
     assert batch.error == "2 model photos are more try-ons than your queue holds (1)"
@@ -149,19 +163,13 @@ def test_settings_name_other_prefixes_and_a_list_of_model_photos(api_client, set
         _put(c, "catalog/people/anna.png", _png(1))
         _put(c, "drop/garments/upper_body/top.png", _png(2))
         _put(c, "incoming/garments/upper_body/ignored.png", _png(3))
-        put = c.put(
-            "/v1/incoming",
-            json={
-                "prefix": "drop/garments/",
-                "model_keys": ["catalog/people/anna.png"],
-                "results_prefix": "out/",
-            },
+        configured = _configure(
+            c, prefix="drop/garments/", model_keys=["catalog/people/anna.png"], results_prefix="out/"
         )
-        assert put.status_code == 200, put.text
         (batch,) = _scan(c)
         other = c.get("/v1/incoming", headers={"Authorization": f"Bearer {new_key(c, 'shop-b')}"}).json()
         shown = c.get(f"/v1/batches/{batch.id}").json()
-    assert put.json()["models_prefix"] is None and put.json()["model_keys"] == ["catalog/people/anna.png"]
+    assert configured["models_prefix"] is None and configured["model_keys"] == ["catalog/people/anna.png"]
     assert batch.garments[0].key == "tenants/shop-a/drop/garments/upper_body/top.png"
     assert [p["name"] for p in shown["people"]] == ["catalog/people/anna.png"]
     assert shown["manifest_key"] == "out/upper_body/top/manifest.json"

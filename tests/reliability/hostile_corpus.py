@@ -10,7 +10,6 @@ where the API answers 400 or 413. `heavy` files decode to tens of megapixels: th
 from __future__ import annotations
 
 import contextlib
-import importlib
 import io
 import json
 import os
@@ -21,7 +20,6 @@ import subprocess
 import sys
 import time
 import zlib
-from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -582,19 +580,3 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-@contextlib.contextmanager
-def stage_servers() -> Iterator[dict[str, str]]:
-    """The five stage services with their `auto` backends (the embedded ones on a fresh machine), in this
-    process; their addresses by stage."""
-    servers, addresses = [], {}
-    try:
-        for stage in STAGES:
-            server, port, _health = importlib.import_module(f"services.{stage}.service").build_server(port=0)
-            servers.append(server)
-            addresses[stage] = f"127.0.0.1:{port}"
-        yield addresses
-    finally:
-        for server in servers:
-            server.stop(0)

@@ -26,9 +26,9 @@ from tests.reliability.hostile_corpus import (
     jpeg,
     photo,
     png,
-    stage_servers,
     webp_bomb,
 )
+from tests.stages import stage_servers
 from vton.runtime import images
 
 # The event loop may keep a /healthz probe waiting this long at most, whatever the uploads (on a machine with a

@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
 from schemathesis import Case, GenerationMode
 
-from tests.reliability.hostile_corpus import ApiServer, photo, png, stage_servers
+from tests.reliability.hostile_corpus import ApiServer, photo, png
+from tests.stages import stage_servers
 
 PHOTO = png(photo())
 

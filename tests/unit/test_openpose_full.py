@@ -20,20 +20,21 @@ from vton_cli.examples import fetch_examples
 
 # The official body_pose_model.pth (lllyasviel/Annotators, sha256 25a948c1...) is a plain state dict of 184 tensors
 # named by the Caffe layers, without the torch port's block prefix (the ports strip it from their own keys with
-# '.'.join(name.split('.')[1:]) before loading). Derived from Hzzone/pytorch-openpose src/model.py + src/util.py.
+# '.'.join(name.split('.')[1:]) before loading). Derived from Hzzone/pytorch-openpose src/model.py + src/util.py,
+# whose layer tables `official_layout` follows.
 OFFICIAL_KEY_COUNT = 184
-OFFICIAL_KEY_SAMPLE = {
-    "conv1_1.weight": (64, 3, 3, 3),
-    "conv4_2.bias": (512,),
-    "conv4_4_CPM.weight": (128, 256, 3, 3),
-    "conv5_4_CPM_L1.weight": (512, 128, 1, 1),
-    "conv5_5_CPM_L1.weight": (38, 512, 1, 1),
-    "conv5_5_CPM_L2.weight": (19, 512, 1, 1),
-    "Mconv1_stage2_L1.weight": (128, 185, 7, 7),
-    "Mconv6_stage4_L2.weight": (128, 128, 1, 1),
-    "Mconv7_stage6_L1.bias": (38,),
-    "Mconv7_stage6_L2.weight": (19, 128, 1, 1),
-}
+OFFICIAL_NUMBERS = 52_311_446  # the 209,267,595-byte file of float32
+# The trunk: VGG-19's 3x3 convolutions up to conv4_2 and the CPM's two, by block (pooled between blocks), each
+# convolution named with its output channels and taking the previous one's.
+TRUNK = [
+    [("conv1_1", 64), ("conv1_2", 64)],
+    [("conv2_1", 128), ("conv2_2", 128)],
+    [("conv3_1", 256), ("conv3_2", 256), ("conv3_3", 256), ("conv3_4", 256)],
+    [("conv4_1", 512), ("conv4_2", 512), ("conv4_3_CPM", 256), ("conv4_4_CPM", 128)],
+]
+# What each branch of the six stages predicts: L1 the part affinity fields (x and y of 19 limbs), L2 the heatmaps
+# (18 parts and the background).
+BRANCH_OUTPUTS = {"L1": 38, "L2": 19}
 # CMU's limb table as the reference demo writes it: 1-based part pairs, and the heatmap-stack channel (PAFs start
 # at 19) of each limb's x and y field.
 OFFICIAL_LIMB_PAIRS_1BASED = [
@@ -44,6 +45,32 @@ OFFICIAL_MAP_INDEX = [
     [31, 32], [39, 40], [33, 34], [35, 36], [41, 42], [43, 44], [19, 20], [21, 22], [23, 24], [25, 26], [27, 28],
     [29, 30], [47, 48], [49, 50], [53, 54], [51, 52], [55, 56], [37, 38], [45, 46],
 ]  # fmt: skip
+
+
+def official_layout() -> dict[str, tuple[int, ...]]:
+    """Every tensor of the official file and its shape: each convolution has a weight and a bias."""
+    convs: list[tuple[str, int, int, int]] = []  # name, input channels, output channels, kernel size
+    inputs = 3
+    for block in TRUNK:
+        for name, outputs in block:
+            convs.append((name, inputs, outputs, 3))
+            inputs = outputs
+    features = inputs
+    for branch, outputs in BRANCH_OUTPUTS.items():
+        # stage 1 reads the trunk's features
+        convs += [(f"conv5_{i}_CPM_{branch}", features, 128, 3) for i in (1, 2, 3)]
+        convs += [(f"conv5_4_CPM_{branch}", 128, 512, 1), (f"conv5_5_CPM_{branch}", 512, outputs, 1)]
+        for stage in range(2, 7):
+            # stages 2 to 6 read the features and both branches' previous predictions (128 + 38 + 19 = 185)
+            suffix = f"_stage{stage}_{branch}"
+            convs.append((f"Mconv1{suffix}", features + sum(BRANCH_OUTPUTS.values()), 128, 7))
+            convs += [(f"Mconv{i}{suffix}", 128, 128, 7) for i in (2, 3, 4, 5)]
+            convs += [(f"Mconv6{suffix}", 128, 128, 1), (f"Mconv7{suffix}", 128, outputs, 1)]
+    layout = {}
+    for name, inputs, outputs, kernel in convs:
+        layout[f"{name}.weight"] = (outputs, inputs, kernel, kernel)
+        layout[f"{name}.bias"] = (outputs,)
+    return layout
 
 
 @pytest.fixture(scope="module")
@@ -59,12 +86,15 @@ def person_photo() -> np.ndarray:
     return cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
 
 
+def test_the_layer_tables_give_the_official_files_count_of_tensors_and_numbers():
+    layout = official_layout()
+    assert len(layout) == OFFICIAL_KEY_COUNT
+    assert sum(int(np.prod(shape)) for shape in layout.values()) == OFFICIAL_NUMBERS
+
+
 def test_full_size_network_has_the_official_checkpoint_layout():
     checkpoint = checkpoint_from_module(BodyPoseModel())
-    assert len(checkpoint) == OFFICIAL_KEY_COUNT
-    for key, shape in OFFICIAL_KEY_SAMPLE.items():
-        assert tuple(checkpoint[key].shape) == shape, key
-    assert sum(t.numel() for t in checkpoint.values()) == 52_311_446  # 209,267,595-byte file of float32
+    assert {key: tuple(tensor.shape) for key, tensor in checkpoint.items()} == official_layout()
 
 
 def test_limb_table_matches_the_reference_demo():
@@ -121,7 +151,7 @@ def test_a_checkpoint_that_does_not_fit_is_refused_naming_the_file_and_the_keys(
 def test_save_random_round_trips_through_the_official_file_format(tiny_folder, person_photo):
     saved = torch.load(tiny_folder / CHECKPOINT, weights_only=True)
     assert not any(key.startswith("model") for key in saved)  # Caffe names, as in the official file
-    assert len(saved) == OFFICIAL_KEY_COUNT
+    assert saved.keys() == official_layout().keys()
     first = OpenPoseBackend.from_pretrained(tiny_folder, scales=(0.5,))
     second = OpenPoseBackend.from_pretrained(tiny_folder, scales=(0.5,))
     assert first.model.config == TINY_CONFIG

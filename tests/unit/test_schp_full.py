@@ -58,9 +58,8 @@ PUBLISHED_ENTRIES = {
 HEAD_CONVS = {
     **{f"context_encoding.stages.{i}.1": ((512, 2048, 1, 1), False) for i in range(4)},
     "context_encoding.bottleneck.0": ((512, 2048 + 4 * 512, 3, 3), False),
-    "edge.conv1.0": ((256, 256, 1, 1), False),
-    "edge.conv2.0": ((256, 512, 1, 1), False),
-    "edge.conv3.0": ((256, 1024, 1, 1), False),
+    # the edge branch reads the outputs of layers 1 to 3
+    **{f"edge.conv{i}.0": ((256, width, 1, 1), False) for i, width in enumerate((256, 512, 1024), start=1)},
     "edge.conv4": ((2, 256, 3, 3), True),
     "edge.conv5": ((2, 6, 1, 1), True),
     "decoder.conv1.0": ((256, 512, 1, 1), False),
