@@ -188,9 +188,9 @@ def test_without_a_pose_map_the_keypoints_are_drawn_at_the_working_size(tiny_fol
     backend = LadiVtonWarpBackend.from_pretrained(tiny_folder)
     seen = {}
 
-    def refine(im_mask: torch.Tensor, pose: torch.Tensor, warped: torch.Tensor) -> torch.Tensor:
+    def refine(im_mask: torch.Tensor, pose: torch.Tensor, warped: torch.Tensor) -> tuple[torch.Tensor, None]:
         seen["pose"] = pose
-        return warped
+        return warped, None
 
     monkeypatch.setattr(backend, "refine", refine)
     backend.warp(inputs)

@@ -61,8 +61,9 @@ from training.trainers.warp import WarpTrainer  # noqa: E402
 
 WARP_BACKEND = "ladi-vton-warp-vitonhd"
 TPS_SHARE = 0.5  # of the warp's minutes, for the TPS network (whose grid alone makes the warped mask)
-# From scratch the TPS network also learns the garment's shape (training/trainers/warp.py: why)
-WARP_OPTIONS = {"mask_weight": 1.0}
+# From scratch the TPS network also learns the garment's shape, and the refinement U-Net predicts the warp's mask
+# (training/trainers/warp.py and services/warp/backends/ladi_vton.py `split_refinement`: why)
+WARP_OPTIONS = {"mask_weight": 1.0, "refinement": {"out_channels": 4}}
 EVAL_RESERVE_S = (
     180.0  # the learned chain's evaluation on 2,032 pairs (142 s measured on an H100), with margin
 )

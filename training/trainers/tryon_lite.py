@@ -177,7 +177,8 @@ def ssim_map(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 def warp_batch(backend, batch: TryOnSample) -> tuple[torch.Tensor, torch.Tensor]:
     """The warp stage's output for a batch at its own size, computed as `LadiVtonWarpBackend.warp` does for one
     photo, in its precision whatever the run's: the TPS grid, the garment sampled with border padding and its
-    mask with zeros, then the refinement U-Net, clamped. Returns (warped garment [-1, 1], its mask {0, 1})."""
+    mask with zeros, then the refinement U-Net, clamped. Returns (warped garment [-1, 1], its mask {0, 1}): the
+    refinement network's own mask where it predicts one, else the garment mask warped by the grid."""
     device = next(backend.refinement.parameters()).device
     with torch.autocast(device.type, enabled=False):
         garment = batch.garment.to(device, torch.float32)
@@ -187,4 +188,5 @@ def warp_batch(backend, batch: TryOnSample) -> tuple[torch.Tensor, torch.Tensor]
         warped = F.grid_sample(garment, grid, mode="bilinear", padding_mode="border", align_corners=False)
         cloth_mask = batch.garment_mask.to(device, torch.float32)
         mask = F.grid_sample(cloth_mask, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-        return backend.refine(masked, pose, warped), (mask > 0.5).float()
+        refined, refined_mask = backend.refine(masked, pose, warped)
+        return refined, ((refined_mask if refined_mask is not None else mask) > 0.5).float()

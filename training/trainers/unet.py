@@ -80,7 +80,7 @@ class UnetTrainer(DiffusionModuleTrainer):
             refined, _ = warp_garment(
                 self.tps, self.refinement, batch.garment, batch.masked_person, batch.pose_map
             )
-            return refined.clamp(-1, 1)
+            return refined[:, :3].clamp(-1, 1)  # a self-trained network's fourth channel is its mask
 
     def loss(self, batch: TryOnSample) -> dict[str, torch.Tensor]:
         step = noised_inpainting(self.pipeline.vae, self.scheduler, batch)

@@ -9,7 +9,9 @@ Two phases in one run, as the reference trains them one after the other:
    from scratch on VITON that loss alone left 168 of 2,032 test warps empty);
 2. the remaining steps: the TPS network frozen, its grid resized to the working size warps the garment, and the
    refinement U-Net on [masked person, pose map, warped garment] is trained with `l1_weight` L1 +
-   `vgg_weight` VGG (skipped without the VGG file).
+   `vgg_weight` VGG (skipped without the VGG file); a network given a fourth output channel
+   (`refinement: {out_channels: 4}`, not in the reference) also learns the garment's mask on the person, with a
+   binary cross-entropy against the person's garment region, and the warp stage returns that mask.
 Adam with betas (0.5, 0.99) and lr 1e-4, as the reference. Starts from the official `warping_{dataset}.pth` or, as
 the paper's own training does, from scratch. The export is that same file ({"tps", "refinement"}) plus
 vton_config.json with the network sizes and the working size it trained at (the backend's default size).
@@ -90,7 +92,7 @@ class WarpTrainer(ModuleTrainer):
         body = torch.cat([batch.masked_person, batch.pose_map], 1)
         if self.in_tps_phase():
             return self._tps_loss(batch.garment, batch.garment_mask, body, target, region)
-        return self._refinement_loss(batch, target)
+        return self._refinement_loss(batch, target, region)
 
     def _tps_loss(
         self,
@@ -123,11 +125,17 @@ class WarpTrainer(ModuleTrainer):
                 total = total + self.options.mask_weight * losses["mask_l1"]
         return {"loss": total, **losses}
 
-    def _refinement_loss(self, batch: TryOnSample, target: torch.Tensor) -> dict:
-        refined, _ = self.warp(batch.garment, batch.masked_person, batch.pose_map)
+    def _refinement_loss(self, batch: TryOnSample, target: torch.Tensor, region: torch.Tensor) -> dict:
+        output, _ = self.warp(batch.garment, batch.masked_person, batch.pose_map)
+        refined = output[:, :3]
         l1 = F.l1_loss(refined, target)
         losses = {"l1": l1}
         total = self.options.l1_weight * l1
+        if (
+            output.shape[1] > 3
+        ):  # a fourth channel: the garment's mask (services/warp/backends/ladi_vton.py: why)
+            losses["mask_bce"] = F.binary_cross_entropy_with_logits(output[:, 3:4].float(), region.float())
+            total = total + losses["mask_bce"]  # the channel's only loss
         if self.vgg is not None:
             losses["vgg"] = self.vgg(refined.float(), target.float())
             total = total + self.options.vgg_weight * losses["vgg"]
@@ -135,7 +143,7 @@ class WarpTrainer(ModuleTrainer):
         return losses
 
     def warp(self, cloth, masked_person, pose_map) -> tuple[torch.Tensor, torch.Tensor]:
-        """(refined garment, TPS-warped garment) at the working size; the TPS part without gradients."""
+        """(refinement output, TPS-warped garment) at the working size; the TPS part without gradients."""
         return warp_garment(self._plain_tps(), self.trainable["refinement"], cloth, masked_person, pose_map)
 
     def _plain_tps(self) -> nn.Module:
@@ -150,8 +158,8 @@ class WarpTrainer(ModuleTrainer):
 
     def samples(self, batch: TryOnSample) -> list[torch.Tensor]:
         target = person_garment(batch.person, garment_region(batch.parse, batch.category))
-        refined, warped = self.warp(batch.garment, batch.masked_person, batch.pose_map)
-        return [batch.person, batch.garment, target, warped, refined.clamp(-1, 1)]
+        output, warped = self.warp(batch.garment, batch.masked_person, batch.pose_map)
+        return [batch.person, batch.garment, target, warped, output[:, :3].clamp(-1, 1)]
 
     def export(self, modules: dict[str, nn.Module], folder: Path) -> list[Path]:
         tps, refinement = modules["tps"], modules["refinement"]
@@ -174,8 +182,9 @@ def warp_garment(
     masked_person: torch.Tensor,
     pose_map: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """LaDI-VTON's warping at the inputs' size: (refinement output (unclamped), TPS-warped garment). The TPS grid is
-    computed without gradients (it is frozen whenever the refinement network is used)."""
+    """LaDI-VTON's warping at the inputs' size: (refinement output (unclamped; the garment, then a mask logit where
+    the network has 4 output channels), TPS-warped garment). The TPS grid is computed without gradients (it is
+    frozen whenever the refinement network is used)."""
     with torch.no_grad():
         grid, _ = predict_grid(tps, cloth, torch.cat([masked_person, pose_map], 1))
         warped = F.grid_sample(cloth.float(), grid, padding_mode="border", align_corners=False).to(

@@ -131,7 +131,9 @@ class LadiVtonWarpBackend:
         grid = self.sampling_grid(cloth_t, im_mask_t, pose_t)
         warped = F.grid_sample(cloth_t, grid, mode="bilinear", padding_mode="border", align_corners=False)
         warped_mask = F.grid_sample(mask_t, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-        refined = self.refine(im_mask_t, pose_t, warped)
+        refined, refined_mask = self.refine(im_mask_t, pose_t, warped)
+        if refined_mask is not None:
+            warped_mask = refined_mask
 
         garment_out = _to_uint8_image(refined[0])
         garment_out = np.asarray(Image.fromarray(garment_out).resize((person_w, person_h), Image.BICUBIC))
@@ -149,10 +151,13 @@ class LadiVtonWarpBackend:
         grid, _ = predict_grid(self.tps, cloth, torch.cat([im_mask, pose_map], 1))
         return grid
 
-    def refine(self, im_mask: torch.Tensor, pose_map: torch.Tensor, warped: torch.Tensor) -> torch.Tensor:
-        """The refinement U-Net on [im_mask, pose map, TPS-warped garment], clamped to [-1, 1] (float32)."""
+    def refine(
+        self, im_mask: torch.Tensor, pose_map: torch.Tensor, warped: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The refinement U-Net on [im_mask, pose map, TPS-warped garment]: the garment clamped to [-1, 1]
+        (float32) and, where the network has a fourth output channel, the garment's mask in [0, 1] it predicts."""
         x = torch.cat([im_mask, pose_map, warped], 1).to(self.dtype)
-        return self.refinement(x).float().clamp(-1, 1)
+        return split_refinement(self.refinement(x).float())
 
     def _working_size(self, inputs: WarpInputs) -> tuple[int, int]:
         if not (inputs.height or inputs.width):
@@ -238,6 +243,17 @@ def _to_uint8_image(tensor: torch.Tensor) -> np.ndarray:
     """[3, H, W] in [-1, 1] -> uint8 [H, W, 3]."""
     array = ((tensor.float().cpu().permute(1, 2, 0).numpy() + 1.0) * 127.5).round()
     return np.clip(array, 0, 255).astype(np.uint8)
+
+
+def split_refinement(output: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The refinement U-Net's output as (garment clamped to [-1, 1], mask in [0, 1] or None).
+
+    The released networks output the garment alone (3 channels), and the warp's mask is the garment mask warped
+    by the TPS grid. A network trained here with `refinement: {out_channels: 4}` also predicts the mask (a logit):
+    one smooth TPS grid cannot fold a product photo's spread sleeves onto arms held at the sides, the U-Net can.
+    """
+    garment = output[:, :3].clamp(-1, 1)
+    return garment, (torch.sigmoid(output[:, 3:4]) if output.shape[1] > 3 else None)
 
 
 def read_config(folder: Path) -> tuple[TPSConfig, RefinementConfig, tuple[int, int]]:
