@@ -13,8 +13,9 @@ inference (src/inference.py of miccunifi/ladi-vton):
 4. The refinement U-Net takes [im_mask, pose map, warped garment] (24 channels) and outputs the refined garment,
    clamped to [-1, 1].
 
-The garment mask is warped with the same grid (zero padding) to give the warped garment's mask. Outputs are
-resized to the person's size.
+The garment mask is warped with the same grid (zero padding) to give the warped garment's mask, unless the
+refinement U-Net has a fourth output channel (one trained here: `split_refinement`), whose mask it returns. Outputs
+are resized to the person's size.
 
 Inputs are prepared the way the dataset code of the release prepares them: images normalised to [-1, 1]; the pose
 map `inputs.pose_map` when given, else the release's Gaussians drawn from the keypoints at the working resolution
