@@ -319,9 +319,9 @@ def test_the_gpu_recipe_runs_call_after_call_from_shards_to_the_learned_chains_m
     ]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
 
-    def call(out: Path) -> subprocess.CompletedProcess:
+    def call(out: Path, *extra: str) -> subprocess.CompletedProcess:
         run = subprocess.run(
-            [sys.executable, "-c", DRIVER, *common, "--out", str(out)],
+            [sys.executable, "-c", DRIVER, *common, "--out", str(out), *extra],
             cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
         )  # fmt: skip
         assert run.returncode == 0, run.stdout + run.stderr
@@ -353,3 +353,12 @@ def test_the_gpu_recipe_runs_call_after_call_from_shards_to_the_learned_chains_m
 
     third = call(tmp_path / "out3")  # a call after the end does no work again and brings the results back
     assert "done" in third.stdout and (tmp_path / "out3" / "learned-chain.json").is_file()
+
+    # A new warp evaluated with the generator that came back (the last option argparse sees wins)
+    fourth = call(
+        tmp_path / "out4", "--work", str(tmp_path / "work4"), "--generator", str(out / "tryon-lite")
+    )
+    assert "done" in fourth.stdout, fourth.stdout
+    reused = json.loads((tmp_path / "out4" / "learned-chain.json").read_text())
+    assert set(reused["train_minutes"]) == {"warp"} and "trained earlier" in reused["generator"]
+    assert reused["pairs"] == 2 and not (tmp_path / "out4" / "tryon-lite").exists()
