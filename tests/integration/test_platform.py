@@ -281,8 +281,9 @@ def test_kill_9_of_a_stage_and_of_the_s3_server_is_survived(platform, examples):
     for _ in range(2):
         ledger.submit()
     ledger.follow(timeout=300)
+    weed_log = up.data_dir / "s3" / "weed.log"  # what the S3 server said, should a job fail on it
     assert ledger.summary() == {"accepted": 5, "succeeded": 5, "failed_with_message": 0, "lost": 0}, (
-        ledger.failed()
+        f"{ledger.failed()}\n{weed_log.read_text(errors='replace')[-4000:] if weed_log.is_file() else ''}"
     )
     metrics = httpx.get(up.supervisor_url, timeout=10).text
     for name in killed:
