@@ -60,8 +60,9 @@ from training.trainers.tryon_lite import TryOnLiteTrainer, warp_batch  # noqa: E
 from training.trainers.warp import WarpTrainer  # noqa: E402
 
 WARP_BACKEND = "ladi-vton-warp-vitonhd"
-# Of the warp's minutes, for the TPS network: it ran 26 passes over 10,000 pairs in 3 minutes (run 2), while the
-# refinement U-Net, which also predicts the warp's mask here, saw each pair twice.
+# Of the warp's minutes, for the TPS network: the refinement U-Net, which predicts the warp's mask here, steps about
+# 3.6 times slower and needs the larger share (run 3, 6 minutes on an H100 at batch 32: TPS 5,833 steps in 2.1 min,
+# refinement 3,030 steps in 3.9 min).
 TPS_SHARE = 0.35
 # From scratch the TPS network also learns the garment's shape, and the refinement U-Net predicts the warp's mask
 # (training/trainers/warp.py and services/warp/backends/ladi_vton.py `split_refinement`: why)
@@ -209,10 +210,11 @@ class Run:
         """A models directory holding both trained backends' folders (links to the trainers' exports)."""
         folder = self.work / "models"
         folder.mkdir(parents=True, exist_ok=True)
-        generator = Path(self.args.generator).resolve() if self.args.generator else None
         targets = {
             WARP_BACKEND: self.work / "warp" / "weights" / WARP_BACKEND,
-            "tryon-lite": generator or self.work / "tryon-lite" / "weights" / "tryon-lite",
+            "tryon-lite": self.args.generator.resolve()
+            if self.args.generator
+            else self.work / "tryon-lite" / "weights" / "tryon-lite",
         }
         for backend, target in targets.items():
             link = folder / backend
@@ -257,7 +259,12 @@ class Run:
             "train_pairs": sum(
                 json.loads(p.read_text())["pairs"]["train"] for p in self.root.glob("shard-*.json")
             ),
-            "batch": {"warp": self.args.warp_batch, "tryon-lite": self.args.tryon_batch},
+            # of the modules this run trained (a generator given with --generator was trained elsewhere)
+            "batch": {
+                name: batch
+                for name, batch in (("warp", self.args.warp_batch), ("tryon-lite", self.args.tryon_batch))
+                if name in plans
+            },
         }
         if self.args.generator:
             result["generator"] = f"trained earlier, not in this run: {self.args.generator}"
@@ -325,6 +332,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tryon-options", type=json.loads, default={}, help="tryon-lite's options (JSON)")
     parser.add_argument(
         "--generator",
+        type=Path,
         default=None,
         help="a tryon-lite folder trained earlier (on another warp's output) to evaluate with, instead of training one",
     )
