@@ -29,10 +29,12 @@ ERROR_HTTP_STATUS = {
     "invalid_input": 400,
     "no_person": 422,
     "no_garment": 422,
+    "input_missing": 404,  # as the request would have been answered had the object been gone then
     "stage_unavailable": 503,
     "storage_unavailable": 503,
     "stage_timeout": 504,
     "stage_error": 502,
+    "storage_error": 502,
     "interrupted": 500,
     "internal": 500,
 }

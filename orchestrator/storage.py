@@ -27,8 +27,25 @@ CONTENT_TYPES = {
 }
 
 
+# S3's error codes for a server that is failing or overloaded rather than refusing the request, as is any 5xx or
+# 429 status whatever its code: the same call succeeds once the server has recovered.
+_TRANSIENT_CODES = frozenset(
+    {"InternalError", "ServiceUnavailable", "SlowDown", "RequestTimeout", "Throttling", "ThrottlingException"}
+)
+# No object under the key (a HEAD answer has no body, hence its bare status).
+_MISSING_CODES = frozenset({"NoSuchKey", "NotFound", "404"})
+
+
 class StorageError(RuntimeError):
-    """S3 could not be reached or refused an operation; the message says which and why."""
+    """S3 could not be reached or refused an operation; the message says which and why.
+
+    `transient`: the store was unreachable or failing (a connection error, a 5xx, throttling), so the same call
+    may succeed later. Otherwise S3 refused this request (a missing object, access denied, a bad request) and
+    would refuse it again. `missing`: the refusal is that no object exists under the key."""
+
+    def __init__(self, message: str, *, transient: bool, missing: bool = False) -> None:
+        super().__init__(message)
+        self.transient, self.missing = transient, missing
 
 
 @dataclass(frozen=True)
@@ -80,14 +97,20 @@ class Storage:
             else self._client
         )
 
-    def _fail(self, what: str, exc: Exception) -> StorageError:
+    def _fail(self, what: str, exc: ClientError | BotoCoreError) -> StorageError:
         where = f"{self.endpoint or 'AWS S3'} bucket {self.bucket!r}"
-        if isinstance(exc, ClientError):
+        if isinstance(exc, ClientError):  # S3 answered with an error
             err = exc.response.get("Error", {})
-            reason = f"{err.get('Code', '?')}: {err.get('Message') or 'no message'}"
-        else:
-            reason = str(exc)
-        return StorageError(f"storage ({where}): {what} failed: {reason}")
+            code = err.get("Code", "?")
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+            reason = f"{code}: {err.get('Message') or 'no message'}"
+            transient = status >= 500 or status == 429 or code in _TRANSIENT_CODES
+            missing = code in _MISSING_CODES
+        else:  # no answer: connection refused or reset, a timeout, a response cut short
+            reason, transient, missing = str(exc), True, False
+        return StorageError(
+            f"storage ({where}): {what} failed: {reason}", transient=transient, missing=missing
+        )
 
     def bucket_exists(self) -> bool:
         try:
@@ -133,7 +156,8 @@ class Storage:
         """Raise StorageError unless the bucket exists and answers."""
         if not self.bucket_exists():
             raise StorageError(
-                f"storage ({self.endpoint or 'AWS S3'}): bucket {self.bucket!r} does not exist"
+                f"storage ({self.endpoint or 'AWS S3'}): bucket {self.bucket!r} does not exist",
+                transient=False,
             )
 
     def put(self, key: str, data: bytes, content_type: str | None = None) -> str:
@@ -156,7 +180,7 @@ class Storage:
         try:
             meta = self._client.head_object(Bucket=self.bucket, Key=key)
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            if exc.response.get("Error", {}).get("Code") in _MISSING_CODES:
                 return None
             raise self._fail(f"head {key}", exc) from None
         except BotoCoreError as exc:

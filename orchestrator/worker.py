@@ -5,10 +5,12 @@ a housekeeping thread keeps the leases of its own jobs fresh and requeues jobs w
 (another replica died). A graceful stop hands unfinished jobs back to the queue: no accepted job is lost.
 
 An outage burns no job. Workers claim only while the circuit breaker (orchestrator.breaker) says every stage
-and the store are up. A claimed job that meets one down (a stage UNAVAILABLE, a storage error) keeps its claim
-and runs again after a backoff, once the breaker has closed. Only a job past its deadline (`deadline_s` after
-it was accepted) fails, naming the stage or the store it waited for; queued jobs past it fail the same way
-while the outage lasts. A job whose runs failed on a dependency four times fails then (see _MAX_FAILED_RUNS).
+and the store are up. A claimed job that meets one down (a stage UNAVAILABLE; S3 unreachable, failing with a
+5xx or throttling) keeps its claim and runs again after a backoff, once the breaker has closed. Only a job past
+its deadline (`deadline_s` after it was accepted) fails, naming the stage or the store it waited for; queued
+jobs past it fail the same way while the outage lasts. A job whose runs failed on a stage four times fails then
+(see _MAX_FAILED_RUNS). An error S3 answers for the job's own request (its input object is missing, access
+denied) is no outage: the job fails at once, naming the object.
 """
 
 from __future__ import annotations
@@ -32,9 +34,11 @@ log = logging.getLogger("vton.orchestrator.worker")
 # Waits between the runs of a job that met an outage: 0.5 s, doubling, at most 15 s (and until the breaker
 # closes, so an outage costs a job one run however long it lasts).
 _RETRY_FIRST_S, _RETRY_MAX_S = 0.5, 15.0
-# A job whose runs failed on a dependency this many times fails at once: the dependency keeps failing it while
-# its health checks pass (an error of this job's own, a missing input), or the job itself brings the stage down
-# (an input that crashes it), and a fifth crash would make `vton up` give up on the stage.
+# A job whose runs failed on a stage this many times fails at once: the stage keeps failing it while its health
+# checks pass (an error of this job's own), or the job itself brings the stage down (an input that crashes it),
+# and a fifth crash would make `vton up` give up on the stage. Runs failed on the store are not counted: no input
+# brings S3 down, and a restarted S3 may fail reads for a while after its bucket answers the breaker's check
+# again, so such a job waits until its deadline.
 _MAX_FAILED_RUNS = 4
 
 
@@ -51,7 +55,7 @@ def _as_outage(exc: Exception) -> _Outage | None:
     """The outage an error of a run stands for, or None when the error is the job's own."""
     if isinstance(exc, StageError) and exc.transient:
         return _Outage(exc.service, exc.step, exc.message, exc.error_code)
-    if isinstance(exc, StorageError):
+    if isinstance(exc, StorageError) and exc.transient:
         return _Outage(STORAGE, None, str(exc), "storage_unavailable")
     return None
 
@@ -229,6 +233,9 @@ class JobRunner:
             self.store.set_stage(job.id, token, exc.step, failed)
             self.metrics.stage_seconds.labels(exc.step, FAILED).observe(exc.seconds)
             self._fail(job, token, exc.message, exc.error_code, exc.step)
+        except StorageError as exc:
+            # S3 refused the job's own request (its outages are _Outage above): it would refuse it again
+            self._fail(job, token, str(exc), "input_missing" if exc.missing else "storage_error", None)
         except Exception as exc:  # a bug: the whole trace goes to the log, the client sees its type only
             log.exception("job %s failed", job.id)
             self._fail(job, token, f"internal error: {type(exc).__name__}", "internal", None)
@@ -245,9 +252,11 @@ class JobRunner:
 
     def _run_through_outages(self, job: Job) -> str:
         """The pipeline's result, running it again after each outage it meets until the job's deadline.
-        Raises _Outage (past the deadline, or not an outage after all), StageError, Interrupted."""
+        Raises _Outage (past the deadline, or after _MAX_FAILED_RUNS runs failed on a stage), StageError or
+        StorageError (the job's own, not an outage), Interrupted."""
         deadline = job.created_at + self.deadline_s
         progress = _JobProgress(self, job)
+        failed_on_a_stage = 0
         for attempt in itertools.count():
             try:
                 return self.pipeline.run(job, progress)
@@ -255,9 +264,11 @@ class JobRunner:
                 outage = _as_outage(exc)
                 if outage is None:
                     raise
-            if attempt + 1 >= _MAX_FAILED_RUNS:
-                outage.message += f" ({_MAX_FAILED_RUNS} runs of this job failed on it)"
-                raise outage
+            if outage.dependency != STORAGE:
+                failed_on_a_stage += 1
+                if failed_on_a_stage >= _MAX_FAILED_RUNS:
+                    outage.message += f" ({_MAX_FAILED_RUNS} runs of this job failed on it)"
+                    raise outage
             self.breaker.trip(outage.dependency, outage.message)
             self.metrics.job_retries.labels(outage.dependency).inc()
             if outage.step is not None:

@@ -92,6 +92,33 @@ def test_a_tryon_of_the_tenants_own_objects_needs_no_upload(api_client, settings
     assert job["status"] == "succeeded", job
 
 
+def test_a_referenced_photo_deleted_before_its_job_runs_fails_the_job_at_once_naming_it(
+    api_client, settings, storage
+):
+    """The job reads the objects when it runs (docs/api.md): S3 answers that one is gone, and the job fails with
+    input_missing, not retried as an outage of the store."""
+    with api_client(settings, tenant="shop-a") as a:  # no workers: the job stays queued
+        _put(a, "catalog/anna.png", _png(1))
+        _put(a, "catalog/shirt.png", _png(2))
+        body = {"person": "catalog/anna.png", "garment": "catalog/shirt.png", "category": "upper_body"}
+        response = a.post("/v1/tryon", json=body)
+        assert response.status_code == 202, response.text
+    storage._client.delete_object(Bucket=storage.bucket, Key="tenants/shop-a/catalog/anna.png")
+    stages = StandInStages()
+    try:
+        with api_client(_running(settings, stages), tenant="shop-a") as a:
+            deadline = time.monotonic() + 30
+            job = a.get(response.headers["location"]).json()
+            while job["status"] not in ("succeeded", "failed") and time.monotonic() < deadline:
+                time.sleep(0.1)
+                job = a.get(response.headers["location"]).json()
+    finally:
+        stages.stop()
+    assert (job["status"], job["error_code"], job["error_stage"]) == ("failed", "input_missing", None), job
+    assert "get tenants/shop-a/catalog/anna.png failed: NoSuchKey" in job["error"]
+    assert {stage["status"] for stage in job["stages"].values()} == {"skipped"}
+
+
 def _tryon_of_objects(api_client, running, bucket: str) -> dict:
     with api_client(running, tenant="shop-a") as a:
         _put(a, "catalog/anna.png", _png(1))

@@ -3,22 +3,27 @@ health checks, a claimed job that meets an outage retries until its deadline, an
 fails, naming what it waited for.
 
 The breaker runs real check functions; the runner runs a real job store (SQLite) and a pipeline whose stage
-calls fail the way gRPC and S3 fail (StageError UNAVAILABLE, StorageError) while the test says so."""
+calls fail the way gRPC and S3 fail (StageError UNAVAILABLE, StorageError) while the test says so, or one that
+reads the job's photos through a real Storage (S3 answers stubbed in botocore, or the SeaweedFS server)."""
 
 from __future__ import annotations
 
+import io
 import threading
 import time
 from pathlib import Path
 
 import grpc
 import pytest
+from botocore.response import StreamingBody
+from botocore.stub import Stubber
 
+from orchestrator import worker
 from orchestrator.breaker import STORAGE, DependencyBreaker
 from orchestrator.jobs import FAILED, QUEUED, RUNNING, SUCCEEDED, JobStore, StageState, new_job_id
 from orchestrator.metrics import OrchestratorMetrics
 from orchestrator.stages import StageError
-from orchestrator.storage import StorageError
+from orchestrator.storage import Storage, StorageError
 from orchestrator.worker import JobRunner
 from vton.runtime.options import TryOnOptions
 from vton.runtime.vocab import STAGES
@@ -115,11 +120,38 @@ class FlakyPipeline:
             if self.comes_back_s is not None:  # restarted by its supervisor a moment later
                 threading.Timer(self.comes_back_s, self.deps.down.clear).start()
         if STORAGE in self.failing:
-            raise StorageError(self.failing[STORAGE])
+            raise StorageError(self.failing[STORAGE], transient=True)
         for stage, message in self.failing.items():
             progress.stage(stage, StageState(RUNNING))
             raise StageError(stage, stage, grpc.StatusCode.UNAVAILABLE, message)
         return f"jobs/{job.id}/result.png"
+
+
+class ReadingPipeline:
+    """Reads the job's two photos through `storage`, as the pipeline's first step does; counts its runs."""
+
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+        self.runs = 0
+
+    def run(self, job, progress) -> str:
+        self.runs += 1
+        self.storage.get(job.person_key)
+        self.storage.get(job.garment_key)
+        return f"jobs/{job.id}/result.png"
+
+
+def _restarted_s3(failed_reads: int) -> Storage:
+    """A Storage whose first `failed_reads` object reads answer 500 InternalError, as SeaweedFS's did for some
+    seconds after a kill -9 and restart while its bucket already answered; the reads after them succeed."""
+    storage = Storage("vton", endpoint="http://127.0.0.1:9", access_key="a", secret_key="b", url_ttl_s=600)
+    stubber = Stubber(storage._client)
+    for _ in range(failed_reads):
+        stubber.add_client_error("get_object", "InternalError", "We encountered an internal error", 500)
+    for data in (b"person", b"garment"):
+        stubber.add_response("get_object", {"Body": StreamingBody(io.BytesIO(data), len(data))})
+    stubber.activate()
+    return storage
 
 
 @pytest.fixture
@@ -130,13 +162,15 @@ def store(tmp_path: Path):
     s.close()
 
 
-def _submit(store: JobStore) -> str:
+def _submit(store: JobStore, person_key: str = "p", garment_key: str = "g") -> str:
     job_id = new_job_id()
-    store.create(job_id, TryOnOptions("upper_body"), person_key="p", garment_key="g")
+    store.create(job_id, TryOnOptions("upper_body"), person_key=person_key, garment_key=garment_key)
     return job_id
 
 
-def _runner(store: JobStore, deps: Dependencies, pipeline: FlakyPipeline, deadline_s: float) -> JobRunner:
+def _runner(
+    store: JobStore, deps: Dependencies, pipeline: FlakyPipeline | ReadingPipeline, deadline_s: float
+) -> JobRunner:
     return JobRunner(
         store,
         pipeline,
@@ -245,7 +279,7 @@ def test_queued_jobs_past_their_deadline_fail_naming_the_dependency_that_is_down
 
 
 @pytest.mark.parametrize("checks_see_it", [False, True], ids=["up-by-its-checks", "down-after-each-run"])
-def test_a_dependency_that_fails_every_run_of_one_job_fails_that_job_without_waiting(store, checks_see_it):
+def test_a_stage_that_fails_every_run_of_one_job_fails_that_job_without_waiting(store, checks_see_it):
     """Up by its health checks yet failing the job (the job's own error), or going down at each run and
     coming back (a job that crashes the stage): after 4 runs the job fails, long before its deadline."""
     deps = Dependencies()
@@ -260,6 +294,85 @@ def test_a_dependency_that_fails_every_run_of_one_job_fails_that_job_without_wai
         runner.stop()
     assert (job.status, job.error_stage, job.error_code) == (FAILED, "pose", "stage_unavailable")
     assert job.error.endswith("(4 runs of this job failed on it)") and pipeline.runs == 4
+
+
+@pytest.fixture
+def quick_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Waits between runs of 0.05 s doubling to 0.2 s instead of 0.5 s to 15 s: many runs in a short test."""
+    monkeypatch.setattr(worker, "_RETRY_FIRST_S", 0.05)
+    monkeypatch.setattr(worker, "_RETRY_MAX_S", 0.2)
+
+
+def test_a_job_whose_reads_fail_on_s3_more_than_four_runs_succeeds_once_s3_recovers(store, quick_retries):
+    """S3's bucket answers (the breaker closes at once) while its objects' reads still fail: the job runs
+    again and again, not capped at the four runs of a stage, and succeeds once the reads do."""
+    deps = Dependencies()
+    pipeline = ReadingPipeline(_restarted_s3(failed_reads=6))
+    runner = _runner(store, deps, pipeline, deadline_s=60)
+    job_id = _submit(store)
+    runner.start()
+    try:
+        job = _until_finished(store, job_id)
+    finally:
+        runner.stop()
+    assert (job.status, job.attempts, job.error, job.error_code) == (SUCCEEDED, 1, None, None)
+    assert pipeline.runs == 7 and _retries(runner, STORAGE) == 6
+
+
+def test_a_job_whose_reads_fail_on_s3_until_its_deadline_fails_naming_the_store_and_the_key(
+    store, quick_retries
+):
+    deps = Dependencies()
+    pipeline = ReadingPipeline(_restarted_s3(failed_reads=1000))
+    runner = _runner(store, deps, pipeline, deadline_s=1.5)
+    job_id = _submit(store, person_key="jobs/0123/person.png")
+    started = time.monotonic()
+    runner.start()
+    try:
+        job = _until_finished(store, job_id)
+    finally:
+        runner.stop()
+    assert time.monotonic() - started >= 1.4 and pipeline.runs > 4  # not before its deadline
+    assert (job.status, job.error_code, job.error_stage) == (FAILED, "storage_unavailable", None)
+    assert job.error.startswith(
+        "storage (http://127.0.0.1:9 bucket 'vton'): get jobs/0123/person.png failed: "
+    )
+    assert "InternalError" in job.error and job.error.endswith("(its deadline)")
+
+
+@pytest.mark.parametrize(
+    ("secret", "code", "needle"),
+    [(None, "input_missing", "NoSuchKey"), ("wrong", "storage_error", "SignatureDoesNotMatch")],
+    ids=["missing-object", "refused"],
+)
+def test_an_s3_error_of_the_jobs_own_fails_it_at_once_naming_the_key(
+    store, storage: Storage, s3_server, secret, code, needle
+):
+    """S3 answers that the job's input is not there, or refuses to give it: no outage (the breaker stays
+    closed), no second run; the job fails naming the object."""
+    storage.ensure_bucket()
+    if secret is not None:
+        storage = Storage(
+            storage.bucket,
+            endpoint=s3_server.endpoint,
+            access_key="vtontest",
+            secret_key=secret,
+            url_ttl_s=600,
+        )
+    deps = Dependencies()
+    pipeline = ReadingPipeline(storage)
+    runner = _runner(store, deps, pipeline, deadline_s=600)
+    job_id = _submit(store, person_key="tenants/shop/catalog/anna.png", garment_key="tenants/shop/shirt.png")
+    runner.start()
+    try:
+        job = _until_finished(store, job_id)
+        assert runner.breaker.closed
+    finally:
+        runner.stop()
+    assert (job.status, job.error_code, job.error_stage) == (FAILED, code, None)
+    assert "get tenants/shop/catalog/anna.png failed: " + needle in job.error
+    assert pipeline.runs == 1 and _retries(runner, STORAGE) == 0
+    assert {s.status for s in job.stages.values()} == {"skipped"}
 
 
 def test_a_job_waiting_for_a_dependency_goes_back_to_the_queue_when_the_process_stops(store):

@@ -1,4 +1,5 @@
-"""Storage against a real S3 server (SeaweedFS): bucket creation, objects, presigned URLs, restarts."""
+"""Storage against a real S3 server (SeaweedFS): bucket creation, objects, presigned URLs, restarts; and which
+of S3's errors are an outage of the store (transient) rather than its answer to the request."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import httpx
 import pytest
+from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeoutError
 
 from orchestrator.storage import Storage, StorageError
 from vton_cli.s3server import SeaweedS3, free_s3_port
@@ -30,8 +32,9 @@ def test_put_then_get_returns_the_same_bytes(storage: Storage):
 
 def test_a_missing_object_raises_a_storage_error_naming_it(storage: Storage):
     storage.ensure_bucket()
-    with pytest.raises(StorageError, match="jobs/nope/result.png"):
+    with pytest.raises(StorageError, match="get jobs/nope/result.png failed: NoSuchKey") as raised:
         storage.get("jobs/nope/result.png")
+    assert raised.value.missing and not raised.value.transient
 
 
 def test_a_presigned_url_is_fetchable_without_credentials_and_a_tampered_one_is_refused(storage: Storage):
@@ -81,16 +84,61 @@ def test_wrong_credentials_are_reported_not_swallowed(storage: Storage, s3_serve
     intruder = Storage(
         storage.bucket, endpoint=s3_server.endpoint, access_key="vtontest", secret_key="wrong", url_ttl_s=600
     )
-    with pytest.raises(StorageError, match="put"):
+    with pytest.raises(StorageError, match="put") as raised:
         intruder.put("jobs/x/person.png", b"data")
+    assert not raised.value.transient and not raised.value.missing
 
 
 def test_an_unreachable_server_fails_after_the_wait(tmp_path):
     dead = Storage(
         "vton", endpoint=f"http://127.0.0.1:{free_s3_port()}", access_key="a", secret_key="b", url_ttl_s=600
     )
-    with pytest.raises(StorageError, match="head_bucket"):
+    with pytest.raises(StorageError, match="head_bucket") as raised:
         dead.ensure_bucket(wait_s=0.3, interval_s=0.1)
+    assert raised.value.transient
+
+
+def _s3_error(code: str, status: int) -> ClientError:
+    """The exception botocore raises for an S3 error answer."""
+    response = {
+        "Error": {"Code": code, "Message": f"the {code} message"},
+        "ResponseMetadata": {"HTTPStatusCode": status},
+    }
+    return ClientError(response, "GetObject")
+
+
+@pytest.mark.parametrize(
+    ("error", "transient", "missing"),
+    [
+        (_s3_error("InternalError", 500), True, False),
+        (_s3_error("SlowDown", 503), True, False),
+        (_s3_error("RequestTimeout", 400), True, False),
+        (EndpointConnectionError(endpoint_url="http://127.0.0.1:9/vton/jobs/abc/person.png"), True, False),
+        (ReadTimeoutError(endpoint_url="http://127.0.0.1:9/vton/jobs/abc/person.png"), True, False),
+        (_s3_error("NoSuchKey", 404), False, True),
+        (_s3_error("AccessDenied", 403), False, False),
+        (_s3_error("InvalidRequest", 400), False, False),
+    ],
+    ids=[
+        "500-InternalError",
+        "503-SlowDown",
+        "400-RequestTimeout",
+        "connection-refused",
+        "read-timeout",
+        "404-NoSuchKey",
+        "403-AccessDenied",
+        "400-InvalidRequest",
+    ],
+)
+def test_an_error_is_transient_when_s3_failed_and_not_when_it_refused_the_request(error, transient, missing):
+    """A connection error, a 5xx or throttling is the store down or recovering: the same read succeeds later.
+    Any other error is S3's answer to this request (no such object, access denied) and stays the same."""
+    storage = Storage("vton", endpoint="http://127.0.0.1:9", access_key="a", secret_key="b", url_ttl_s=600)
+    failure = storage._fail("get jobs/abc/person.png", error)
+    assert (failure.transient, failure.missing) == (transient, missing)
+    assert str(failure).startswith(
+        "storage (http://127.0.0.1:9 bucket 'vton'): get jobs/abc/person.png failed: "
+    )
 
 
 def test_objects_survive_a_restart_of_the_s3_server(tmp_path):
