@@ -194,6 +194,15 @@ def _until_finished(store: JobStore, job_id: str, timeout: float = 20):
     raise AssertionError(f"job {job_id} did not finish: {store.get(job_id)}")
 
 
+def _run_until_finished(runner: JobRunner, store: JobStore, job_id: str, timeout: float = 20):
+    """Start the runner, wait for the job to finish, stop the runner; the job as it ended."""
+    runner.start()
+    try:
+        return _until_finished(store, job_id, timeout)
+    finally:
+        runner.stop()
+
+
 def _retries(runner: JobRunner, dependency: str) -> float:
     value = runner.metrics.registry.get_sample_value("vton_job_retries_total", {"dependency": dependency})
     return value or 0.0
@@ -250,11 +259,7 @@ def test_only_a_job_past_its_deadline_fails_and_its_error_names_the_stage(store)
     pipeline.failing["warp"] = message
     job_id = _submit(store)
     started = time.monotonic()
-    runner.start()
-    try:
-        job = _until_finished(store, job_id)
-    finally:
-        runner.stop()
+    job = _run_until_finished(runner, store, job_id)
     assert time.monotonic() - started >= 1.4  # not before its deadline
     assert (job.status, job.error_code, job.error_stage) == (FAILED, "stage_unavailable", "warp")
     assert job.error.startswith(message) and "(its deadline)" in job.error
@@ -267,11 +272,7 @@ def test_queued_jobs_past_their_deadline_fail_naming_the_dependency_that_is_down
     pipeline = FlakyPipeline(deps)
     runner = _runner(store, deps, pipeline, deadline_s=0.5)
     job_id = _submit(store)
-    runner.start()
-    try:
-        job = _until_finished(store, job_id)
-    finally:
-        runner.stop()
+    job = _run_until_finished(runner, store, job_id)
     assert pipeline.runs == 0
     assert (job.status, job.error_code, job.error_stage) == (FAILED, "storage_unavailable", None)
     assert job.error.startswith(deps.down[STORAGE])
@@ -287,11 +288,7 @@ def test_a_stage_that_fails_every_run_of_one_job_fails_that_job_without_waiting(
     runner = _runner(store, deps, pipeline, deadline_s=600)
     pipeline.failing["pose"] = "the pose stage (127.0.0.1:50051) is unavailable: Socket closed"
     job_id = _submit(store)
-    runner.start()
-    try:
-        job = _until_finished(store, job_id, timeout=30)
-    finally:
-        runner.stop()
+    job = _run_until_finished(runner, store, job_id, timeout=30)
     assert (job.status, job.error_stage, job.error_code) == (FAILED, "pose", "stage_unavailable")
     assert job.error.endswith("(4 runs of this job failed on it)") and pipeline.runs == 4
 
@@ -310,11 +307,7 @@ def test_a_job_whose_reads_fail_on_s3_more_than_four_runs_succeeds_once_s3_recov
     pipeline = ReadingPipeline(_restarted_s3(failed_reads=6))
     runner = _runner(store, deps, pipeline, deadline_s=60)
     job_id = _submit(store)
-    runner.start()
-    try:
-        job = _until_finished(store, job_id)
-    finally:
-        runner.stop()
+    job = _run_until_finished(runner, store, job_id)
     assert (job.status, job.attempts, job.error, job.error_code) == (SUCCEEDED, 1, None, None)
     assert pipeline.runs == 7 and _retries(runner, STORAGE) == 6
 
@@ -327,11 +320,7 @@ def test_a_job_whose_reads_fail_on_s3_until_its_deadline_fails_naming_the_store_
     runner = _runner(store, deps, pipeline, deadline_s=1.5)
     job_id = _submit(store, person_key="jobs/0123/person.png")
     started = time.monotonic()
-    runner.start()
-    try:
-        job = _until_finished(store, job_id)
-    finally:
-        runner.stop()
+    job = _run_until_finished(runner, store, job_id)
     assert time.monotonic() - started >= 1.4 and pipeline.runs > 4  # not before its deadline
     assert (job.status, job.error_code, job.error_stage) == (FAILED, "storage_unavailable", None)
     assert job.error.startswith(
