@@ -117,7 +117,7 @@ class Storage:
             self._client.head_bucket(Bucket=self.bucket)
             return True
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchBucket", "NotFound"):
+            if exc.response.get("Error", {}).get("Code") in _MISSING_CODES | {"NoSuchBucket"}:
                 return False
             raise self._fail("head_bucket", exc) from None
         except BotoCoreError as exc:
